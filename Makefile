@@ -1,0 +1,144 @@
+# vitq — the only build file (GNU make). Everything built goes under $(BUILD)/; the source tree is
+# never written. `make SANITIZE=1` builds an AddressSanitizer + UBSan tree in build-san/.
+#
+#   make            libvitq.so, the vitq command, every plugins/*.c as a .so
+#   make check      install missing Debian packages, build, run the test suite
+#   make demo       install, build, quantize the bundled model (experiments/demo.ini)
+#   make bench      throughput and memory against OpenBLAS sgemm measured in the same run
+#   make install    PREFIX=/usr/local: vitq, libvitq.so, vitq.h, vitq_plugin.h, plugins, vitq.pc
+
+SANITIZE ?=
+ifeq ($(SANITIZE),)
+BUILD ?= build
+SAN_FLAGS :=
+else
+BUILD ?= build-san
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+endif
+
+PREFIX ?= /usr/local
+bindir ?= $(PREFIX)/bin
+libdir ?= $(PREFIX)/lib
+includedir ?= $(PREFIX)/include
+DESTDIR ?=
+
+# Debian packages the build, the tests and the demo need (checked and installed by `make deps`).
+DEB_PACKAGES := build-essential pkg-config libopenblas-dev libinih-dev libhdf5-dev libcjson-dev \
+	zlib1g-dev libjpeg-dev libpng-dev gnuplot-nox dataset-fashion-mnist
+PKGS := openblas inih hdf5 libcjson zlib libpng libjpeg
+
+CC ?= cc
+CFLAGS ?= -O2 -g
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla
+BASE_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP $(SAN_FLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+DEP_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lpthread -lm
+
+LIB_SRC := $(filter-out harness/main.c harness/cmd_%.c,$(wildcard harness/*.c))
+CLI_SRC := harness/main.c $(wildcard harness/cmd_*.c)
+PLUGIN_SRC := $(wildcard plugins/*.c)
+TEST_SRC := $(wildcard tests/*.c)
+TEST_PLUGIN_SRC := $(wildcard tests/plugins/*.c)
+BENCH_SRC := $(wildcard bench/*.c)
+
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/%.o)
+PLUGINS := $(PLUGIN_SRC:plugins/%.c=$(BUILD)/plugins/%.so)
+TEST_PLUGINS := $(TEST_PLUGIN_SRC:tests/plugins/%.c=$(BUILD)/tests/plugins/%.so)
+
+LIB := $(BUILD)/libvitq.so
+VITQ := $(BUILD)/vitq
+TESTS := $(BUILD)/tests/run
+BENCH := $(BUILD)/bench/bench
+
+.PHONY: all check test demo bench install uninstall clean deps require-deps
+all: require-deps $(LIB) $(VITQ) $(PLUGINS)
+
+# --- dependencies ----------------------------------------------------------------------------
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "vitq: installing missing Debian packages:" $$missing; \
+	  if [ "$$(id -u)" != 0 ]; then echo "vitq: run as root, or: sudo apt-get install" $$missing; exit 1; fi; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+require-deps:
+	@for p in $(PKGS); do pkg-config --exists $$p || { echo "vitq: missing pkg-config package '$$p' (run 'make deps' as root)"; exit 1; }; done
+
+# --- objects ---------------------------------------------------------------------------------
+$(BUILD)/harness/%.o: harness/%.c
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
+
+$(BUILD)/tests/%.o: tests/%.c
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/bench/%.o: bench/%.c
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	$(CC) -shared $(SAN_FLAGS) -o $@ $^ $(DEP_LIBS)
+
+$(VITQ): $(CLI_OBJ) $(LIB)
+	$(CC) $(SAN_FLAGS) -o $@ $(CLI_OBJ) -L$(BUILD) -lvitq -Wl,-rpath,'$$ORIGIN' $(DEP_LIBS)
+
+# Every plugins/NAME.c becomes NAME.so; -z defs makes an unresolved symbol a link error, not a dlopen one.
+$(BUILD)/plugins/%.so: plugins/%.c harness/vitq.h $(wildcard harness/vitq_plugin.h) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Iharness -fPIC -shared -fvisibility=hidden -Wl,-z,defs -o $@ $< \
+		-L$(BUILD) -lvitq -Wl,-rpath,'$$ORIGIN/..' -lm
+
+# Test plugins are deliberately broken in various ways; no -z defs for them.
+$(BUILD)/tests/plugins/%.so: tests/plugins/%.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -O1 -Iharness -fPIC -shared -w -o $@ $<
+
+$(TESTS): $(TEST_OBJ) $(LIB)
+	$(CC) $(SAN_FLAGS) -o $@ $(TEST_OBJ) -L$(BUILD) -lvitq -Wl,-rpath,'$$ORIGIN/..' $(DEP_LIBS)
+
+$(BENCH): $(BENCH_OBJ) $(LIB)
+	$(CC) $(SAN_FLAGS) -o $@ $(BENCH_OBJ) -L$(BUILD) -lvitq -Wl,-rpath,'$$ORIGIN/..' $(DEP_LIBS)
+
+# --- user targets ----------------------------------------------------------------------------
+check: deps
+	@$(MAKE) --no-print-directory test
+
+test: all $(TESTS) $(TEST_PLUGINS)
+	BUILD=$(BUILD) VITQ_BIN=$(VITQ) $(if $(SAN_FLAGS),ASAN_OPTIONS=detect_leaks=1 VITQ_NO_DLCLOSE=1,) $(TESTS) $(T)
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	$(VITQ) run experiments/demo.ini
+	$(VITQ) plot results/demo
+	$(VITQ) results results/demo
+
+bench: deps
+	@$(MAKE) --no-print-directory all $(BENCH)
+	$(BENCH)
+
+$(BUILD)/vitq.pc: Makefile
+	@mkdir -p $(@D)
+	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: vitq\nDescription: ViT post-training quantization harness\nVersion: 0.1.0\nCflags: -I$${includedir}/vitq\nLibs: -L$${libdir} -lvitq\n' \
+		'$(PREFIX)' '$(libdir)' '$(includedir)' > $@
+
+install: all $(BUILD)/vitq.pc
+	install -d $(DESTDIR)$(bindir) $(DESTDIR)$(libdir)/vitq/plugins $(DESTDIR)$(includedir)/vitq $(DESTDIR)$(libdir)/pkgconfig
+	install -m 755 $(VITQ) $(DESTDIR)$(bindir)/vitq
+	install -m 755 $(LIB) $(DESTDIR)$(libdir)/libvitq.so
+	install -m 644 harness/vitq.h $(wildcard harness/vitq_plugin.h) $(DESTDIR)$(includedir)/vitq/
+	$(if $(PLUGINS),install -m 755 $(PLUGINS) $(DESTDIR)$(libdir)/vitq/plugins/)
+	install -m 644 $(BUILD)/vitq.pc $(DESTDIR)$(libdir)/pkgconfig/vitq.pc
+	-[ -z "$(DESTDIR)" ] && ldconfig
+
+uninstall:
+	rm -f $(DESTDIR)$(bindir)/vitq $(DESTDIR)$(libdir)/libvitq.so $(DESTDIR)$(libdir)/pkgconfig/vitq.pc
+	rm -rf $(DESTDIR)$(includedir)/vitq $(DESTDIR)$(libdir)/vitq
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d)
