@@ -404,6 +404,25 @@ typedef struct vitq_section {
 } vitq_section;
 
 /* ---------------------------------------------------------------------------------------------
+ * Per-tap measurements shared by the quantization code (quant.c) and the results files (results.c).
+ * ------------------------------------------------------------------------------------------- */
+typedef struct vitq_tap_stat {
+    char name[96];      /* tap name, e.g. "blocks.3.attn.probs" or "blocks.3.attn.qkv.weight" */
+    char plugin[32];    /* quantizer plugin on that tap */
+    double mse;         /* mean (x - Q(x))^2 over everything the tap saw */
+    double sqnr_db;     /* 10 log10(sum x^2 / sum (x - Q(x))^2) */
+    int64_t count;      /* values seen */
+} vitq_tap_stat;
+
+typedef struct vitq_hist {
+    char tap[96];
+    int bins;
+    double lo, hi;           /* bin edges are lo + i * (hi - lo) / bins, i = 0..bins */
+    int64_t *float_counts;   /* [bins] values before the quantizer (clamped into the range) */
+    int64_t *quant_counts;   /* [bins] values after it */
+} vitq_hist;
+
+/* ---------------------------------------------------------------------------------------------
  * Progress on stderr (progress.c): one line rewritten with \r on a TTY, a line every ~10 s otherwise.
  * ------------------------------------------------------------------------------------------- */
 typedef struct vitq_progress {
