@@ -86,7 +86,7 @@ typedef struct vitq_cell_result {
  * failure removes the temp file and leaves any previous DIR/cells/<id>.h5 untouched. */
 VITQ_API int vitq_run_write_cell(vitq_run *r, const vitq_cell_result *c, vitq_err *e);
 
-/* Rebuilds DIR/run.h5 (temp + rename) from every DIR/cells/*.h5. Rows follow `order` (the grid's cell
+/* Rebuilds DIR/run.h5 (temp + rename) from every DIR/cells/<id>.h5. Rows follow `order` (the grid's cell
  * ids; ids without a file are skipped), then cells not listed, sorted by id. order may be NULL. */
 VITQ_API int vitq_run_write_index(vitq_run *r, const char *const *order, int n_order, vitq_err *e);
 
