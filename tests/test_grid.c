@@ -1,0 +1,220 @@
+/* test_grid.c — experiment INI validation and grid expansion (harness/grid.c): cartesian order, zips,
+ * ${axis} interpolation, every error with file:line, typed harness keys, cell ids, the config hash;
+ * and every tests/bad/NAME.ini against their expected one-line .err messages. */
+#include "test.h"
+
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../harness/grid.h"
+#include "../harness/vitq_ini.h"
+
+static vitq_experiment *parse_ok(const char *text) {
+    vitq_experiment *x = NULL;
+    vitq_err e = {{0}};
+    int rc = vitq_experiment_parse(text, "t.ini", &x, &e);
+    CHECK_MSG(rc == 0 && x, "rc %d: %s", rc, e.msg);
+    return x;
+}
+
+static void parse_err(const char *text, const char *expected) {
+    vitq_experiment *x = NULL;
+    vitq_err e = {{0}};
+    int rc = vitq_experiment_parse(text, "t.ini", &x, &e);
+    CHECK_MSG(rc == VITQ_EFORMAT && x == NULL, "rc %d for expected error '%s'", rc, expected);
+    CHECK_MSG(strcmp(e.msg, expected) == 0, "got:\n%s\nexpected:\n%s", e.msg, expected);
+    vitq_experiment_free(x);
+}
+
+#define MODEL "[model]\npath = m.safetensors\n"
+
+TEST(grid_cartesian_order_first_axis_slowest) {
+    vitq_experiment *x = parse_ok(MODEL "[quantizer w]\nbits = ${bits}\nplugin = ${p}\n"
+                                        "[grid]\nbits = 8, 6,4\np = uniform, log2\n");
+    if (!x) return;
+    CHECK(x->n_axes == 2 && x->n_cells == 6);
+    const char *ids[6] = {"bits=8,p=uniform", "bits=8,p=log2", "bits=6,p=uniform",
+                          "bits=6,p=log2",    "bits=4,p=uniform", "bits=4,p=log2"};
+    for (int i = 0; i < 6 && i < x->n_cells; i++) CHECK_MSG(strcmp(x->cells[i].id, ids[i]) == 0, "%d: %s", i, x->cells[i].id);
+    CHECK(strcmp(x->cells[2].values[0], "6") == 0 && strcmp(x->cells[2].values[1], "uniform") == 0);
+    /* interpolation in the resolved quantizer section, line numbers kept */
+    const vitq_section *q = vitq_section_find(x->cells[5].secs, x->cells[5].n_secs, "quantizer w");
+    CHECK(q && strcmp(vitq_section_get(q, "bits")->value, "4") == 0);
+    CHECK(q && strcmp(vitq_section_get(q, "plugin")->value, "log2") == 0 && vitq_section_get(q, "plugin")->line == 5);
+    CHECK(vitq_section_find(x->cells[0].secs, x->cells[0].n_secs, "grid") == NULL);
+    vitq_experiment_free(x);
+}
+
+TEST(grid_zip_pairs_values) {
+    vitq_experiment *x = parse_ok(MODEL "[quantizer w]\nbits = ${w}\n[quantizer a]\nbits = ${a}\nmode = ${sm}\n"
+                                        "[grid]\nsm = uniform, log2\nw = 4, 3\na = 4, 3\nzip = w, a\n");
+    if (!x) return;
+    CHECK(x->n_cells == 4);
+    const char *ids[4] = {"sm=uniform,w=4,a=4", "sm=uniform,w=3,a=3", "sm=log2,w=4,a=4", "sm=log2,w=3,a=3"};
+    for (int i = 0; i < 4 && i < x->n_cells; i++) CHECK_MSG(strcmp(x->cells[i].id, ids[i]) == 0, "%d: %s", i, x->cells[i].id);
+    vitq_experiment_free(x);
+    /* a zip group placed first makes the zipped pair the slowest factor; '|' separates groups */
+    x = parse_ok(MODEL "[quantizer w]\nx = ${w}${a}${b}${c}\n"
+                       "[grid]\nw = 1, 2\na = 1, 2\nb = x, y, z\nc = p, q, r\nzip = w,a | b,c\n");
+    if (!x) return;
+    CHECK(x->n_cells == 6);
+    CHECK(strcmp(x->cells[1].id, "w=1,a=1,b=y,c=q") == 0);
+    CHECK(strcmp(x->cells[3].id, "w=2,a=2,b=x,c=p") == 0);
+    vitq_experiment_free(x);
+}
+
+TEST(grid_zip_length_mismatch) {
+    parse_err(MODEL "[quantizer w]\nb = ${w}${a}\n[grid]\nw = 4, 3, 2\na = 4, 3\nzip = w, a\n",
+              "t.ini:8: [grid] zip: axes 'w' (3 values) and 'a' (2 values) differ in length");
+    parse_err(MODEL "[quantizer w]\nb = ${w}\n[grid]\nw = 4, 3\nzip = w, nope\n",
+              "t.ini:7: [grid] zip: 'nope' is not an axis of [grid]");
+}
+
+TEST(grid_interpolation_in_harness_keys_is_typed) {
+    vitq_experiment *x = parse_ok("[run]\nseed = ${s}\noutput = out/${s}\n" MODEL
+                                  "[data]\ncalib_size = ${n}\n[grid]\ns = 1, 2\nn = 32, 64\nzip = s, n\n");
+    if (!x) return;
+    CHECK(x->n_cells == 2);
+    CHECK(x->cells[1].cfg.seed == 2 && x->cells[1].cfg.calib_size == 64);
+    CHECK(strcmp(x->cells[1].cfg.output, "out/2") == 0);
+    CHECK(strcmp(x->cells[0].cfg.name, "t") == 0); /* default name: the INI base name */
+    vitq_experiment_free(x);
+    parse_err("[run]\nseed = ${s}\n" MODEL "[grid]\ns = 1, x\n",
+              "t.ini:2: [run] seed: expected an integer in [0, 4294967295], got 'x' (in cell s=x)");
+}
+
+TEST(grid_defaults_and_types) {
+    vitq_experiment *x = parse_ok("[run]\nname = demo\nbaseline = no\n" MODEL "[hist]\ntaps = blocks.*.attn.probs\n");
+    if (!x) return;
+    CHECK(x->n_cells == 1 && strcmp(x->cells[0].id, "default") == 0);
+    const vitq_run_cfg *c = &x->cells[0].cfg;
+    CHECK(strcmp(c->name, "demo") == 0 && strcmp(c->output, "results/demo") == 0);
+    CHECK(c->seed == 0 && c->threads == 0 && c->baseline == 0 && strcmp(c->calib_mode, "sequential") == 0);
+    CHECK(strcmp(c->model_path, "m.safetensors") == 0 && strcmp(c->arch, "") == 0);
+    CHECK(strcmp(c->dataset, "fashion-mnist") == 0 && strcmp(c->eval_split, "test") == 0 && c->eval_limit == 0);
+    CHECK(c->batch == 128 && strcmp(c->calib_split, "train") == 0 && c->calib_size == 128 && c->convert_channels == 0);
+    CHECK(strcmp(c->hist_taps, "blocks.*.attn.probs") == 0 && c->hist_bins == 128);
+    vitq_experiment_free(x);
+}
+
+TEST(grid_undefined_reference_has_file_and_line) {
+    parse_err(MODEL "[quantizer w]\nbits = ${bitz}\n[grid]\nbits = 4, 8\n",
+              "t.ini:4: [quantizer w] bits: undefined ${bitz} ([grid] axes: bits)\n"
+              "t.ini:6: [grid] axis 'bits' is never used as ${bits} in any other section");
+    parse_err(MODEL "[quantizer w]\nbits = ${x\n", "t.ini:4: [quantizer w] bits: '${' without a closing '}'");
+}
+
+TEST(grid_unknown_sections_and_keys) {
+    parse_err("[run]\nsed = 1\n" MODEL "[runn]\n[quantizer bad name]\n",
+              "t.ini:2: [run] unknown key 'sed' (known: name, output, seed, threads, baseline, calib_mode)\n"
+              "t.ini:5: unknown section [runn] (known: run, model, data, hist, grid, quantizer NAME)\n"
+              "t.ini:6: [quantizer bad name]: a quantizer name is one word of [A-Za-z0-9_.-]");
+    parse_err("[run]\nseed = 1\n", "t.ini: missing section [model] (path = the checkpoint to quantize)");
+}
+
+TEST(grid_bad_bool_and_int_values_all_reported) {
+    parse_err("[run]\nbaseline = maybe\nthreads = -1\ncalib_mode = fast\n" MODEL "[data]\nbatch = 12x\n",
+              "t.ini:2: [run] baseline: expected true/false/yes/no/1/0, got 'maybe'\n"
+              "t.ini:3: [run] threads: expected an integer in [0, 1024], got '-1'\n"
+              "t.ini:4: [run] calib_mode: expected one of sequential|float, got 'fast'\n"
+              "t.ini:8: [data] batch: expected an integer in [1, 4096], got '12x'");
+    int b = -1;
+    CHECK(vitq_parse_bool("yes", &b) == 0 && b == 1);
+    CHECK(vitq_parse_bool("0", &b) == 0 && b == 0);
+    CHECK(vitq_parse_bool("True", &b) != 0);
+}
+
+TEST(grid_cell_ids_sanitised) {
+    const char *names[2] = {"model", "bits"};
+    const char *vals[2] = {"models/a b.safetensors", "4"};
+    char id[128];
+    vitq_grid_cell_id(names, vals, 2, id, sizeof id);
+    /* replaced characters get a hash suffix so that distinct values cannot collide */
+    CHECK_MSG(strncmp(id, "model=models_a_b.safetensors,bits=4-", 36) == 0 && strlen(id) == 36 + 16, "%s", id);
+    const char *vals2[2] = {"models/a_b.safetensors", "4"};
+    char id2[128];
+    vitq_grid_cell_id(names, vals2, 2, id2, sizeof id2);
+    CHECK(strcmp(id2, "model=models_a_b.safetensors,bits=4-") != 0 && strcmp(id, id2) != 0);
+    char longv[200];
+    memset(longv, 'v', 150);
+    longv[150] = 0;
+    const char *vals3[2] = {longv, "4"};
+    vitq_grid_cell_id(names, vals3, 2, id, sizeof id);
+    CHECK(strlen(id) == 100 && id[83] == '-');
+    for (const char *p = id; *p; p++) CHECK(strchr("=,-_.+", *p) || (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z'));
+    const char *vals4[2] = {"x", "4.5+1e-3"};
+    vitq_grid_cell_id(names, vals4, 2, id, sizeof id);
+    CHECK(strcmp(id, "model=x,bits=4.5+1e-3") == 0);
+}
+
+TEST(grid_hash_stable_and_sensitive) {
+    /* FNV-1a 64 known values */
+    CHECK(vitq_fnv1a64("", 0, VITQ_FNV1A64_INIT) == 0xcbf29ce484222325ULL);
+    CHECK(vitq_fnv1a64("a", 1, VITQ_FNV1A64_INIT) == 0xaf63dc4c8601ec8cULL);
+    const char *a = MODEL "[quantizer w]\nplugin = uniform\nbits = ${b}\n[grid]\nb = 4, 8\n";
+    /* same configuration written differently: key order, default made explicit, comments, threads */
+    const char *b = "; same\n[run]\nseed = 0\nthreads = 2\n" MODEL "[quantizer w]\nbits = ${b}\nplugin = uniform\n"
+                    "[grid]\nb = 4, 8\n";
+    const char *c = MODEL "[quantizer w]\nplugin = uniform\nbits = ${b}\n[data]\ncalib_size = 64\n[grid]\nb = 4, 8\n";
+    vitq_experiment *xa = parse_ok(a), *xb = parse_ok(b), *xc = parse_ok(c);
+    if (xa && xb && xc) {
+        CHECK(strlen(xa->cells[0].hash) == 16);
+        CHECK(strcmp(xa->cells[0].hash, xb->cells[0].hash) == 0);
+        CHECK(strcmp(xa->cells[1].hash, xb->cells[1].hash) == 0);
+        CHECK(strcmp(xa->cells[0].hash, xa->cells[1].hash) != 0); /* bits differ */
+        CHECK(strcmp(xa->cells[0].hash, xc->cells[0].hash) != 0); /* calib_size differs */
+        CHECK_STR_CONTAINS(xa->cells[1].config_text, "[quantizer w]\nbits = 8\nplugin = uniform\n");
+        CHECK_STR_CONTAINS(xa->cells[1].config_text, "[data]\ndataset = fashion-mnist\n");
+        uint64_t h = vitq_fnv1a64(xa->cells[1].config_text, strlen(xa->cells[1].config_text), VITQ_FNV1A64_INIT);
+        char hex[17];
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+        CHECK(strcmp(hex, xa->cells[1].hash) == 0);
+    }
+    vitq_experiment_free(xa);
+    vitq_experiment_free(xb);
+    vitq_experiment_free(xc);
+}
+
+TEST(grid_harness_key_table) {
+    int n = 0;
+    const vitq_grid_key *k = vitq_grid_keys(&n);
+    CHECK(n >= 17);
+    int seen_path = 0;
+    for (int i = 0; i < n; i++) {
+        CHECK(k[i].section && k[i].p.name && k[i].p.help && k[i].p.help[0]);
+        if (!strcmp(k[i].section, "model") && !strcmp(k[i].p.name, "path")) seen_path = k[i].p.def == NULL;
+    }
+    CHECK(seen_path);
+}
+
+/* Each tests/bad/NAME.ini must fail with exactly the message in tests/bad/NAME.err (path as "tests/bad/NAME.ini"). */
+TEST(grid_bad_ini_files) {
+    DIR *d = opendir("tests/bad");
+    CHECK_MSG(d != NULL, "tests/bad not found (run from the repository root)");
+    if (!d) return;
+    int n = 0;
+    for (struct dirent *de; (de = readdir(d));) {
+        size_t l = strlen(de->d_name);
+        if (l < 5 || strcmp(de->d_name + l - 4, ".ini") != 0) continue;
+        char ini[512], errp[512];
+        snprintf(ini, sizeof ini, "tests/bad/%s", de->d_name);
+        snprintf(errp, sizeof errp, "tests/bad/%.*s.err", (int)(l - 4), de->d_name);
+        vitq_err ee = {{0}};
+        char *want = vitq_read_file(errp, NULL, &ee);
+        CHECK_MSG(want != NULL, "%s", ee.msg);
+        if (!want) continue;
+        size_t wl = strlen(want);
+        while (wl > 0 && want[wl - 1] == '\n') want[--wl] = 0;
+        vitq_experiment *x = NULL;
+        vitq_err e = {{0}};
+        int rc = vitq_experiment_load(ini, &x, &e);
+        CHECK_MSG(rc != 0 && x == NULL, "%s: accepted", ini);
+        CHECK_MSG(strcmp(e.msg, want) == 0, "%s:\n  got:      %s\n  expected: %s", ini, e.msg, want);
+        vitq_experiment_free(x);
+        free(want);
+        n++;
+    }
+    closedir(d);
+    CHECK(n >= 5);
+}
