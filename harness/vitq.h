@@ -444,4 +444,6 @@ VITQ_API extern volatile int vitq_interrupted;
 #ifdef __cplusplus
 }
 #endif
+
+#include "vitq_plugin.h" /* the plugin ABI and loader (plugin.c) */
 #endif
