@@ -342,7 +342,38 @@ VITQ_API void vitq_crossentropy_backward(float *dlogits, const float *probs, con
 /* ---------------------------------------------------------------------------------------------
  * Backward through the whole model and single blocks (vit_backward.c) — declared by that module.
  * ------------------------------------------------------------------------------------------- */
-/* @@backward-api@@ */
+/* Gradients of the activations for one batch shape, allocated once (like vitq_acts). dres keeps the
+ * gradient of every residual-stream tensor, so after vitq_backward the gradient with respect to the
+ * output of block l is vitq_grad_res(g, l + 1) (APHQ-ViT's Hessian estimate reads it); the per-block
+ * buffers are scratch shared by all blocks (backward runs one block at a time). */
+typedef struct vitq_grad_acts {
+    int B;
+    int64_t N, C, H, D, F, K, Np, depth;
+    float *dres;              /* (depth+1,B,N,C) dres[l] = dloss/d(input of block l) */
+    float *dlogits;           /* (B,K)  caller fills it (vitq_crossentropy_backward) before vitq_backward */
+    float *probs;             /* (B,K)  scratch for vitq_crossentropy_forward */
+    float *dlnf, *xcls, *dxcls; /* (B,C) final-norm gradient; class tokens gathered and their gradient */
+    float *dpatch;            /* (B,Np,C) gradient of the patch-embedding output */
+    float *dln1, *dqkv, *dqkvh, *datt, *datty, *dres1, *dln2, *dfc1, *dact; /* one block's scratch */
+    float *slab;
+    size_t bytes;
+} vitq_grad_acts;
+
+VITQ_API int vitq_grad_acts_create(const vitq_model *m, int B, vitq_grad_acts **out, vitq_err *e);
+VITQ_API void vitq_grad_acts_free(vitq_grad_acts *g);
+/* Gradient of the residual stream entering block l (l = depth: the last block's output), (B,N,C). */
+VITQ_API float *vitq_grad_res(vitq_grad_acts *g, int l);
+/* Backward of the whole model after a vitq_forward of the same B images into train-mode acts `a`
+ * (eval-mode acts are refused). dlogits (B,K) is the gradient of the loss with respect to a->logits (it
+ * may be g->dlogits). Parameter gradients ACCUMULATE into m->g (vitq_model_alloc_grads first; zero them
+ * with vitq_model_zero_grads); every g->dres[l] is overwritten. Quantizer taps are straight-through. */
+VITQ_API int vitq_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, const float *dlogits, int B,
+                           vitq_err *e);
+/* Backward of block l alone, from its cached activations (train-mode acts after vitq_forward, or any
+ * acts right after vitq_block_forward(l)) and the gradient of its output, vitq_grad_res(g, l + 1), which
+ * the caller fills. Writes (overwrites) vitq_grad_res(g, l), the gradient of the block input, and
+ * accumulates block l's parameter gradients into m->g.blocks[l]. */
+VITQ_API int vitq_block_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int l, int B, vitq_err *e);
 
 /* ---------------------------------------------------------------------------------------------
  * Datasets (dataset.c, idx.c, imgfolder.c, image.c, resize.c)

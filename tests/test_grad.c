@@ -1,0 +1,385 @@
+/* test_grad.c — every backward kernel against central finite differences of a double-precision
+ * reference forward written here (ggml test-backend-ops' grad mode), and the whole model's backward
+ * against PyTorch autograd (tests/fixtures/grad_tiny.safetensors, tests/reference/make_grad_fixture.py).
+ *
+ * Each op test draws inputs and an upstream gradient G, defines L = sum(G * op(inputs)) in double, and
+ * compares the float backward kernel's gradients with (L(x+h) - L(x-h)) / 2h, h = 1e-5, element by
+ * element (tolerance: |a - fd| <= 2e-4 + 2e-3 |fd|; printed max error). Gradient buffers start at 1.0
+ * and 1.0 is subtracted afterwards, which checks that kernels accumulate. */
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../harness/train.h"
+
+/* ---- helpers --------------------------------------------------------------------------------------- */
+static uint64_t g_seed = 12345;
+static double urand(void) { // [-1, 1)
+    g_seed = g_seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(g_seed >> 11) * 0x1.0p-53 * 2.0 - 1.0;
+}
+static double *drand_vec(int64_t n, double scale) {
+    double *v = malloc(sizeof(double) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) v[i] = urand() * scale;
+    return v;
+}
+static float *to_f(const double *d, int64_t n) {
+    float *f = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) f[i] = (float)d[i];
+    return f;
+}
+/* Rounds a double array to float precision in place, so the float kernels and the double reference
+ * see the same numbers. */
+static void round_f(double *d, int64_t n) {
+    for (int64_t i = 0; i < n; i++) d[i] = (double)(float)d[i];
+}
+static float *ones(int64_t n) {
+    float *f = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) f[i] = 1.0f;
+    return f;
+}
+static void sub_one(float *f, int64_t n) {
+    for (int64_t i = 0; i < n; i++) f[i] -= 1.0f;
+}
+
+typedef double (*loss_fn)(void *ctx);
+#define FD_H 1e-5
+
+/* Central differences of f with respect to x[0..n) (x is read by f through ctx). Only the first
+ * g_fd_max elements are differentiated (large cases); the caller compares that many. */
+static int64_t g_fd_max = INT64_MAX;
+static float *fd(loss_fn f, void *ctx, double *x, int64_t n) {
+    float *g = calloc((size_t)n, sizeof(float));
+    for (int64_t i = 0; i < n && i < g_fd_max; i++) {
+        double s = x[i];
+        x[i] = s + FD_H;
+        double lp = f(ctx);
+        x[i] = s - FD_H;
+        double lm = f(ctx);
+        x[i] = s;
+        g[i] = (float)((lp - lm) / (2 * FD_H));
+    }
+    return g;
+}
+
+static double max_err(const float *a, const float *b, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]));
+    return m;
+}
+
+#define CHECK_GRAD(what, got, want, n)                                                             \
+    do {                                                                                           \
+        int64_t n_ = (n) < g_fd_max ? (n) : g_fd_max;                                              \
+        printf("    %-28s max |analytic - fd| = %.2e\n", what, max_err(got, want, n_));            \
+        CHECK_ALLCLOSE(got, want, n_, 2e-3, 2e-4);                                                 \
+    } while (0)
+
+/* ---- linear ---------------------------------------------------------------------------------------- */
+typedef struct {
+    double *x, *w, *b, *G;
+    int64_t R, IC, OC;
+} lin_ref;
+
+static double lin_loss(void *vc) {
+    lin_ref *c = vc;
+    double L = 0;
+    for (int64_t r = 0; r < c->R; r++)
+        for (int64_t o = 0; o < c->OC; o++) {
+            double y = c->b[o];
+            for (int64_t i = 0; i < c->IC; i++) y += c->x[r * c->IC + i] * c->w[o * c->IC + i];
+            L += c->G[r * c->OC + o] * y;
+        }
+    return L;
+}
+
+static void linear_case(int64_t R, int64_t IC, int64_t OC) {
+    lin_ref c = {drand_vec(R * IC, 1), drand_vec(OC * IC, 0.5), drand_vec(OC, 0.5), drand_vec(R * OC, 1), R, IC, OC};
+    round_f(c.x, R * IC), round_f(c.w, OC * IC), round_f(c.b, OC), round_f(c.G, R * OC);
+    float *x = to_f(c.x, R * IC), *w = to_f(c.w, OC * IC), *G = to_f(c.G, R * OC);
+    float *dx = ones(R * IC), *dw = ones(OC * IC), *db = ones(OC);
+    vitq_linear_backward(dx, dw, db, G, x, w, R, IC, OC);
+    sub_one(dx, R * IC), sub_one(dw, OC * IC), sub_one(db, OC);
+    float *fx = fd(lin_loss, &c, c.x, R * IC), *fw = fd(lin_loss, &c, c.w, OC * IC), *fb = fd(lin_loss, &c, c.b, OC);
+    printf("  linear R=%lld IC=%lld OC=%lld\n", (long long)R, (long long)IC, (long long)OC);
+    CHECK_GRAD("dinp", dx, fx, R * IC);
+    CHECK_GRAD("dweight", dw, fw, OC * IC);
+    CHECK_GRAD("dbias", db, fb, OC);
+    free(c.x), free(c.w), free(c.b), free(c.G), free(x), free(w), free(G), free(dx), free(dw), free(db);
+    free(fx), free(fw), free(fb);
+}
+
+TEST(grad_linear) {
+    linear_case(5, 7, 4);
+    vitq_threads_set(2);
+    g_fd_max = 300; // big enough to split over threads; first 300 elements of each gradient checked
+    linear_case(300, 24, 40);
+    g_fd_max = INT64_MAX;
+    vitq_threads_set(1);
+}
+
+/* ---- layernorm ------------------------------------------------------------------------------------- */
+typedef struct {
+    double *x, *w, *b, *G;
+    int64_t R, C;
+} ln_ref;
+
+static double ln_loss(void *vc) {
+    ln_ref *c = vc;
+    double L = 0;
+    for (int64_t r = 0; r < c->R; r++) {
+        const double *x = c->x + r * c->C;
+        double mu = 0, var = 0;
+        for (int64_t i = 0; i < c->C; i++) mu += x[i];
+        mu /= (double)c->C;
+        for (int64_t i = 0; i < c->C; i++) var += (x[i] - mu) * (x[i] - mu);
+        var /= (double)c->C;
+        double rs = 1.0 / sqrt(var + 1e-6);
+        for (int64_t i = 0; i < c->C; i++) L += c->G[r * c->C + i] * ((x[i] - mu) * rs * c->w[i] + c->b[i]);
+    }
+    return L;
+}
+
+static void layernorm_case(int64_t R, int64_t C) {
+    ln_ref c = {drand_vec(R * C, 2), drand_vec(C, 1), drand_vec(C, 1), drand_vec(R * C, 1), R, C};
+    round_f(c.x, R * C), round_f(c.w, C), round_f(c.b, C), round_f(c.G, R * C);
+    float *x = to_f(c.x, R * C), *w = to_f(c.w, C), *b = to_f(c.b, C), *G = to_f(c.G, R * C);
+    float *out = malloc(sizeof(float) * (size_t)(R * C)), *mean = malloc(sizeof(float) * (size_t)R),
+          *rstd = malloc(sizeof(float) * (size_t)R);
+    vitq_layernorm_forward(out, mean, rstd, x, w, b, R, C, 1e-6f);
+    float *dx = ones(R * C), *dw = ones(C), *db = ones(C);
+    vitq_layernorm_backward(dx, dw, db, G, x, w, mean, rstd, R, C);
+    sub_one(dx, R * C), sub_one(dw, C), sub_one(db, C);
+    float *fx = fd(ln_loss, &c, c.x, R * C), *fw = fd(ln_loss, &c, c.w, C), *fb = fd(ln_loss, &c, c.b, C);
+    printf("  layernorm R=%lld C=%lld\n", (long long)R, (long long)C);
+    CHECK_GRAD("dinp", dx, fx, R * C);
+    CHECK_GRAD("dweight", dw, fw, C);
+    CHECK_GRAD("dbias", db, fb, C);
+    free(c.x), free(c.w), free(c.b), free(c.G), free(x), free(w), free(b), free(G), free(out), free(mean);
+    free(rstd), free(dx), free(dw), free(db), free(fx), free(fw), free(fb);
+}
+
+TEST(grad_layernorm) {
+    layernorm_case(4, 9);
+    vitq_threads_set(2);
+    g_fd_max = 200;
+    layernorm_case(400, 96);
+    g_fd_max = INT64_MAX;
+    vitq_threads_set(1);
+}
+
+/* ---- GELU / ReLU ----------------------------------------------------------------------------------- */
+typedef struct {
+    double *x, *G;
+    int64_t n;
+    int relu;
+} act_ref;
+
+static double act_loss(void *vc) {
+    act_ref *c = vc;
+    double L = 0;
+    for (int64_t i = 0; i < c->n; i++) {
+        double x = c->x[i];
+        double y = c->relu ? (x > 0 ? x : 0) : 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
+        L += c->G[i] * y;
+    }
+    return L;
+}
+
+static void act_case(int relu) {
+    const int64_t n = 64;
+    act_ref c = {drand_vec(n, 4), drand_vec(n, 1), n, relu};
+    if (relu) {
+        c.x[0] = 0.0;  // the kink: excluded below
+        c.x[1] = 1e-7; // within FD_H of the kink: excluded below
+    }
+    round_f(c.x, n), round_f(c.G, n);
+    float *x = to_f(c.x, n), *G = to_f(c.G, n), *dx = ones(n);
+    if (relu) vitq_relu_backward(dx, x, G, n);
+    else vitq_gelu_backward(dx, x, G, n);
+    sub_one(dx, n);
+    float *f = fd(act_loss, &c, c.x, n);
+    if (relu) {
+        // non-differentiable points (|x| < 2h): not compared; at exactly 0 PyTorch's convention is 0
+        CHECK_NEAR(dx[0], 0.0, 0.0);
+        for (int64_t i = 0; i < n; i++)
+            if (fabs(c.x[i]) < 2 * FD_H) dx[i] = f[i] = 0;
+    }
+    printf("  %s n=%lld\n", relu ? "relu" : "gelu", (long long)n);
+    CHECK_GRAD("dinp", dx, f, n);
+    free(c.x), free(c.G), free(x), free(G), free(dx), free(f);
+}
+
+TEST(grad_gelu) { act_case(0); }
+TEST(grad_relu) { act_case(1); }
+
+/* ---- qkv split --------------------------------------------------------------------------------------- */
+TEST(grad_qkv_split) {
+    const int64_t B = 2, N = 3, C = 6, H = 2, n = B * N * 3 * C;
+    float *qkv = malloc(sizeof(float) * n), *qkvh = malloc(sizeof(float) * n), *G = malloc(sizeof(float) * n);
+    for (int64_t i = 0; i < n; i++) qkv[i] = (float)i, G[i] = (float)urand();
+    vitq_qkv_split_forward(qkvh, qkv, B, N, C, H);
+    float *dqkv = ones(n);
+    vitq_qkv_split_backward(dqkv, G, B, N, C, H);
+    sub_one(dqkv, n);
+    // split is a permutation: L = sum G * qkvh, so dL/dqkv[qkvh[j]] = G[j]
+    float *want = malloc(sizeof(float) * n);
+    for (int64_t j = 0; j < n; j++) want[(int64_t)qkvh[j]] = G[j];
+    CHECK_ALLCLOSE(dqkv, want, n, 0, 1e-6); // exact up to the +1 -1 of the accumulation check
+    free(qkv), free(qkvh), free(G), free(dqkv), free(want);
+}
+
+/* ---- attention ------------------------------------------------------------------------------------- */
+typedef struct {
+    double *q, *k, *v, *att, *G; // att is used directly by the attn-value reference
+    int64_t B, H, N, D;
+    double scale;
+} attn_ref;
+
+static double smax_loss(void *vc) {
+    attn_ref *c = vc;
+    const int64_t N = c->N, D = c->D;
+    double L = 0, *row = malloc(sizeof(double) * (size_t)N);
+    for (int64_t bh = 0; bh < c->B * c->H; bh++)
+        for (int64_t i = 0; i < N; i++) {
+            double mx = -1e300, sum = 0;
+            for (int64_t j = 0; j < N; j++) {
+                double s = 0;
+                for (int64_t d = 0; d < D; d++) s += c->q[(bh * N + i) * D + d] * c->k[(bh * N + j) * D + d];
+                row[j] = s * c->scale;
+                mx = fmax(mx, row[j]);
+            }
+            for (int64_t j = 0; j < N; j++) sum += (row[j] = exp(row[j] - mx));
+            for (int64_t j = 0; j < N; j++) L += c->G[(bh * N + i) * N + j] * row[j] / sum;
+        }
+    free(row);
+    return L;
+}
+
+TEST(grad_attn_softmax) {
+    const int64_t B = 2, H = 2, N = 5, D = 3, nq = B * H * N * D, na = B * H * N * N;
+    attn_ref c = {drand_vec(nq, 1.5), drand_vec(nq, 1.5), NULL, NULL, drand_vec(na, 1), B, H, N, D, 1 / sqrt(3.0)};
+    round_f(c.q, nq), round_f(c.k, nq), round_f(c.G, na);
+    float *q = to_f(c.q, nq), *k = to_f(c.k, nq), *G = to_f(c.G, na), *att = malloc(sizeof(float) * na);
+    vitq_attn_softmax_forward(att, q, k, B, H, N, D, (float)c.scale);
+    float *dq = ones(nq), *dk = ones(nq);
+    vitq_attn_softmax_backward(dq, dk, G, att, q, k, B, H, N, D, (float)c.scale);
+    sub_one(dq, nq), sub_one(dk, nq);
+    float *fq = fd(smax_loss, &c, c.q, nq), *fk = fd(smax_loss, &c, c.k, nq);
+    printf("  attn softmax B=%lld H=%lld N=%lld D=%lld\n", (long long)B, (long long)H, (long long)N, (long long)D);
+    CHECK_GRAD("dq", dq, fq, nq);
+    CHECK_GRAD("dk", dk, fk, nq);
+    free(c.q), free(c.k), free(c.G), free(q), free(k), free(G), free(att), free(dq), free(dk), free(fq), free(fk);
+}
+
+static double av_loss(void *vc) {
+    attn_ref *c = vc;
+    const int64_t H = c->H, N = c->N, D = c->D, C = H * D;
+    double L = 0;
+    for (int64_t b = 0; b < c->B; b++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t i = 0; i < N; i++)
+                for (int64_t d = 0; d < D; d++) {
+                    double y = 0;
+                    for (int64_t j = 0; j < N; j++)
+                        y += c->att[((b * H + h) * N + i) * N + j] * c->v[((b * H + h) * N + j) * D + d];
+                    L += c->G[(b * N + i) * C + h * D + d] * y;
+                }
+    return L;
+}
+
+TEST(grad_attn_value) {
+    const int64_t B = 2, H = 3, N = 4, D = 2, nv = B * H * N * D, na = B * H * N * N;
+    attn_ref c = {NULL, NULL, drand_vec(nv, 1), drand_vec(na, 1), drand_vec(nv, 1), B, H, N, D, 0};
+    round_f(c.v, nv), round_f(c.att, na), round_f(c.G, nv);
+    float *v = to_f(c.v, nv), *att = to_f(c.att, na), *G = to_f(c.G, nv);
+    float *out = malloc(sizeof(float) * nv);
+    vitq_attn_value_forward(out, att, v, B, H, N, D);
+    float *datt = ones(na), *dv = ones(nv);
+    vitq_attn_value_backward(datt, dv, G, att, v, B, H, N, D);
+    sub_one(datt, na), sub_one(dv, nv);
+    float *fa = fd(av_loss, &c, c.att, na), *fv = fd(av_loss, &c, c.v, nv);
+    printf("  attn value B=%lld H=%lld N=%lld D=%lld\n", (long long)B, (long long)H, (long long)N, (long long)D);
+    CHECK_GRAD("datt", datt, fa, na);
+    CHECK_GRAD("dv", dv, fv, nv);
+    free(c.v), free(c.att), free(c.G), free(v), free(att), free(G), free(out), free(datt), free(dv), free(fa), free(fv);
+}
+
+/* ---- embedding ------------------------------------------------------------------------------------- */
+typedef struct {
+    double *patch, *cls, *pos, *G;
+    int64_t B, N, C;
+} emb_ref;
+
+static double emb_loss(void *vc) {
+    emb_ref *c = vc;
+    const int64_t N = c->N, C = c->C;
+    double L = 0;
+    for (int64_t b = 0; b < c->B; b++)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t i = 0; i < C; i++) {
+                double x = (n == 0 ? c->cls[i] : c->patch[(b * (N - 1) + n - 1) * C + i]) + c->pos[n * C + i];
+                L += c->G[(b * N + n) * C + i] * x;
+            }
+    return L;
+}
+
+TEST(grad_embed) {
+    const int64_t B = 3, N = 5, C = 4, np = B * (N - 1) * C;
+    emb_ref c = {drand_vec(np, 1), drand_vec(C, 1), drand_vec(N * C, 1), drand_vec(B * N * C, 1), B, N, C};
+    float *G = to_f(c.G, B * N * C);
+    float *dp = ones(np), *dc = ones(C), *dpos = ones(N * C);
+    vitq_embed_backward(dp, dc, dpos, G, B, N, C);
+    sub_one(dp, np), sub_one(dc, C), sub_one(dpos, N * C);
+    float *fp = fd(emb_loss, &c, c.patch, np), *fc = fd(emb_loss, &c, c.cls, C), *fpos = fd(emb_loss, &c, c.pos, N * C);
+    printf("  embed B=%lld N=%lld C=%lld\n", (long long)B, (long long)N, (long long)C);
+    CHECK_GRAD("dpatch_out", dp, fp, np);
+    CHECK_GRAD("dcls", dc, fc, C);
+    CHECK_GRAD("dpos", dpos, fpos, N * C);
+    free(c.patch), free(c.cls), free(c.pos), free(c.G), free(G), free(dp), free(dc), free(dpos), free(fp), free(fc);
+    free(fpos);
+}
+
+/* ---- cross-entropy with label smoothing -------------------------------------------------------------- */
+typedef struct {
+    double *z;
+    const int *y;
+    int64_t B, K;
+    double eps;
+} ce_ref;
+
+static double ce_loss(void *vc) {
+    ce_ref *c = vc;
+    double L = 0;
+    for (int64_t b = 0; b < c->B; b++) {
+        const double *z = c->z + b * c->K;
+        double mx = -1e300, s = 0;
+        for (int64_t k = 0; k < c->K; k++) mx = fmax(mx, z[k]);
+        for (int64_t k = 0; k < c->K; k++) s += exp(z[k] - mx);
+        double lse = mx + log(s);
+        for (int64_t k = 0; k < c->K; k++) {
+            double q = c->eps / (double)c->K + (k == c->y[b] ? 1 - c->eps : 0);
+            L += q * (lse - z[k]);
+        }
+    }
+    return L / (double)c->B;
+}
+
+TEST(grad_crossentropy) {
+    const int64_t B = 4, K = 5;
+    const int y[4] = {0, 3, 4, 3};
+    for (int s = 0; s < 2; s++) {
+        ce_ref c = {drand_vec(B * K, 3), y, B, K, s ? 0.1 : 0.0};
+        round_f(c.z, B * K);
+        float *z = to_f(c.z, B * K), *probs = malloc(sizeof(float) * B * K), *dz = ones(B * K);
+        float loss = vitq_crossentropy_forward(probs, z, y, B, K, (float)c.eps);
+        CHECK_NEAR(loss, ce_loss(&c), 1e-5);
+        vitq_crossentropy_backward(dz, probs, y, B, K, (float)c.eps);
+        sub_one(dz, B * K);
+        float *f = fd(ce_loss, &c, c.z, B * K);
+        printf("  crossentropy B=%lld K=%lld smoothing %.1f\n", (long long)B, (long long)K, c.eps);
+        CHECK_GRAD("dlogits", dz, f, B * K);
+        free(c.z), free(z), free(probs), free(dz), free(f);
+    }
+}
