@@ -1,0 +1,304 @@
+/* test_plot.c — `vitq plot`'s figures: the .tsv and .gp of a curve and of a histogram against golden text,
+ * the whole run (files in place, PNG signature when gnuplot is installed, no temp files), gnuplot missing
+ * or failing, and option errors. Also `vitq results` through the built binary (VITQ_BIN). */
+#include "test.h"
+
+#include "../harness/plot.h"
+
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* A run with axes bits x softmax x seed; top1 = 10*bits + (log2 ? 1 : 0) + seed, one failed cell. */
+static vitq_summary *make_run(const char *dir, int with_hist) {
+    const char *axes[] = {"bits", "softmax", "seed"};
+    vitq_err e = {{0}};
+    vitq_run *r = NULL;
+    if (vitq_run_open(dir, NULL, NULL, axes, 3, &r, &e)) {
+        CHECK_MSG(0, "%s", e.msg);
+        return NULL;
+    }
+    const char *bits[] = {"8", "4"}, *sm[] = {"uniform", "log2"}, *seeds[] = {"0", "2"};
+    int64_t fc[4] = {0, 5, 100, 7}, qc[4] = {1, 0, 110, 1};
+    vitq_hist h[2] = {
+        {.tap = "blocks.0.attn.probs", .bins = 4, .lo = 0, .hi = 1, .float_counts = fc, .quant_counts = qc},
+        {.tap = "blocks.0.mlp.fc2.input", .bins = 4, .lo = -1, .hi = 3, .float_counts = fc, .quant_counts = qc},
+    };
+    for (int b = 0; b < 2; b++)
+        for (int s = 0; s < 2; s++)
+            for (int k = 0; k < 2; k++) {
+                char id[64];
+                snprintf(id, sizeof id, "bits=%s,softmax=%s,seed=%s", bits[b], sm[s], seeds[k]);
+                const char *av[] = {bits[b], sm[s], seeds[k]};
+                int failed = b == 1 && s == 0 && k == 1;
+                vitq_cell_result c = {.id = id, .axis_values = av, .config_hash = "h", .config_ini = "",
+                                      .status = failed ? "failed" : "done", .error = failed ? "boom" : NULL,
+                                      .top1 = 10.0 * atoi(bits[b]) + s + atoi(seeds[k]), .top5 = 99, .loss = 0.5,
+                                      .n_eval = 10, .seconds_total = 2, .hists = h, .n_hists = with_hist ? 2 : 0};
+                CHECK_MSG(vitq_run_write_cell(r, &c, &e) == 0, "%s", e.msg);
+            }
+    CHECK_MSG(vitq_run_write_index(r, NULL, 0, &e) == 0, "%s", e.msg);
+    vitq_run_close(r);
+    vitq_summary *s = NULL;
+    CHECK_MSG(vitq_summary_read(dir, &s, &e) == 0, "%s", e.msg);
+    return s;
+}
+
+static void check_text(const char *what, const char *got, const char *want) {
+    if (got && !strcmp(got, want)) return;
+    CHECK_MSG(0, "%s differs.\n--- got:\n%s\n--- expected:\n%s", what, got ? got : "(null)", want);
+}
+
+TEST(plot_curve_tsv_and_gp_golden) {
+    const char *dir = test_tmpdir();
+    vitq_summary *s = make_run(dir, 0);
+    if (!s) return;
+    vitq_plot_opts o = {.series = "softmax", .command = "vitq plot RUN --series softmax"};
+    char fig[256], *tsv = NULL, *gp = NULL;
+    vitq_err e = {{0}};
+    CHECK_MSG(vitq_plot_curve_text(s, &o, "results/demo", fig, sizeof fig, &tsv, &gp, &e) == 0, "%s", e.msg);
+    CHECK(!strcmp(fig, "top1_vs_bits"));
+    /* bits sorted numerically; series in order of first appearance (cells sorted by id: log2 first);
+     * seeds 0 and 2 averaged; (4, uniform) has only seed 0 (seed 2 failed). */
+    check_text("tsv", tsv,
+               "bits\tsoftmax=log2\tsoftmax=uniform\n"
+               "4\t42\t40\n"
+               "8\t82\t81\n");
+    char want[4096];
+    snprintf(want, sizeof want,
+             "# top1_vs_bits.gp — top-1 accuracy versus bits, one line per softmax\n"
+             "# run: results/demo (git %s), drawn by vitq " VITQ_VERSION "\n"
+             "# cells: 7 done of 8\n"
+             "# averaged over cells that share bits and the series: seed\n"
+             "# command: vitq plot RUN --series softmax\n"
+             "# redraw: gnuplot -c top1_vs_bits.gp top1_vs_bits.tsv top1_vs_bits.png\n"
+             "set terminal pngcairo noenhanced size 1200,800 font \"DejaVu Sans,11\"\n"
+             "set output ARG2\n"
+             "set datafile separator \"\\t\"\n"
+             "set datafile missing \"NaN\"\n"
+             "set key autotitle columnhead outside right top\n"
+             "set grid\n"
+             "set title \"top-1 accuracy versus bits — results/demo\"\n"
+             "set xlabel \"bit width: bits (bits)\"\n"
+             "set ylabel \"top-1 accuracy (%%)\"\n"
+             "set xtics (4, 8)\n"
+             "set offsets graph 0.03, graph 0.03, graph 0.05, graph 0.05\n"
+             "plot for [c=2:*] ARG1 using 1:c with linespoints linewidth 2 pointtype 7 pointsize 1.3\n",
+             s->git_rev);
+    check_text("gp", gp, want);
+    free(tsv), free(gp);
+
+    /* Default series: every other axis; loss; a missing point is NaN. */
+    o = (vitq_plot_opts){.metric = "loss", .x_axis = "bits"};
+    CHECK_MSG(vitq_plot_curve_text(s, &o, "r", fig, sizeof fig, &tsv, &gp, &e) == 0, "%s", e.msg);
+    CHECK(!strcmp(fig, "loss_vs_bits"));
+    check_text("tsv", tsv,
+               "bits\tsoftmax=log2, seed=0\tsoftmax=log2, seed=2\tsoftmax=uniform, seed=0\tsoftmax=uniform, seed=2\n"
+               "4\t0.5\t0.5\t0.5\tNaN\n"
+               "8\t0.5\t0.5\t0.5\t0.5\n");
+    CHECK_STR_CONTAINS(gp, "set ylabel \"loss (nats, mean cross-entropy)\"\n");
+    CHECK(gp && !strstr(gp, "averaged"));
+    free(tsv), free(gp);
+    vitq_summary_free(s);
+}
+
+TEST(plot_hist_tsv_and_gp_golden) {
+    int64_t fc[4] = {0, 5, 100, 7}, qc[4] = {1, 0, 110, 1};
+    vitq_hist h = {.tap = "blocks.0.attn.probs", .bins = 4, .lo = -1, .hi = 1, .float_counts = fc, .quant_counts = qc};
+    vitq_plot_opts o = {.command = "vitq plot r --hist 'blocks.*'"};
+    char fig[256], *tsv = NULL, *gp = NULL;
+    vitq_err e = {{0}};
+    CHECK_MSG(vitq_plot_hist_text(&h, "bits=4,sm=log2", "r", &o, "abc1234", fig, sizeof fig, &tsv, &gp, &e) == 0,
+              "%s", e.msg);
+    CHECK(!strcmp(fig, "hist_bits=4_sm=log2__blocks.0.attn.probs"));
+    check_text("tsv", tsv,
+               "value\tfloat\tquantized\n"
+               "-0.75\t0\t1\n"
+               "-0.25\t5\t0\n"
+               "0.25\t100\t110\n"
+               "0.75\t7\t1\n");
+    check_text("gp", gp,
+               "# hist_bits=4_sm=log2__blocks.0.attn.probs.gp — activation histogram of tap blocks.0.attn.probs, "
+               "float versus quantized\n"
+               "# run: r (git abc1234), drawn by vitq " VITQ_VERSION "\n"
+               "# cell: bits=4,sm=log2\n"
+               "# bins: 4 over [-1, 1] (values outside were clamped into the end bins); 112 float and 112 quantized "
+               "values\n"
+               "# command: vitq plot r --hist 'blocks.*'\n"
+               "# redraw: gnuplot -c hist_bits=4_sm=log2__blocks.0.attn.probs.gp "
+               "hist_bits=4_sm=log2__blocks.0.attn.probs.tsv hist_bits=4_sm=log2__blocks.0.attn.probs.png\n"
+               "set terminal pngcairo noenhanced size 1200,800 font \"DejaVu Sans,11\"\n"
+               "set output ARG2\n"
+               "set datafile separator \"\\t\"\n"
+               "set key autotitle columnhead top right\n"
+               "set grid\n"
+               "set logscale y\n"
+               "set title \"blocks.0.attn.probs — bits=4,sm=log2\"\n"
+               "set xlabel \"activation value\"\n"
+               "set ylabel \"count (log scale)\"\n"
+               "set xrange [-1:1]\n"
+               "plot for [c=2:*] ARG1 using 1:(column(c) > 0 ? column(c) : NaN) with histeps linewidth 2 "
+               "title columnhead(c)\n");
+    free(tsv), free(gp);
+}
+
+static int has_png_signature(const char *path) {
+    unsigned char b[8] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    size_t n = fread(b, 1, 8, f);
+    fclose(f);
+    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    return n == 8 && !memcmp(b, sig, 8);
+}
+
+static int no_tmp_files(const char *dir) {
+    DIR *d = opendir(dir);
+    int ok = d != NULL;
+    for (struct dirent *de; d && (de = readdir(d));)
+        if (strstr(de->d_name, ".tmp.")) ok = 0;
+    if (d) closedir(d);
+    return ok;
+}
+
+static int exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && st.st_size > 0;
+}
+
+TEST(plot_run_writes_three_files_per_figure) {
+    const char *dir = test_tmpdir();
+    vitq_summary *s = make_run(dir, 1);
+    vitq_summary_free(s);
+    vitq_plot_opts o = {.hist = "blocks.*.attn.probs", .cell = "bits=4,softmax=log2,*", .command = "vitq plot x"};
+    vitq_plot_report rep;
+    vitq_err e = {{0}};
+    CHECK_MSG(vitq_plot_run(dir, &o, &rep, &e) == 0, "%s", e.msg);
+    CHECK(rep.n_figures == 3); /* the curve + 2 cells x 1 matching tap */
+    const char *names[] = {"top1_vs_bits", "hist_bits=4_softmax=log2_seed=0__blocks.0.attn.probs",
+                           "hist_bits=4_softmax=log2_seed=2__blocks.0.attn.probs"};
+    char p[1024];
+    for (int i = 0; i < 3; i++) {
+        if (i < rep.n_figures) {
+            snprintf(p, sizeof p, "%s/plots/%s", dir, names[i]);
+            CHECK_MSG(!strcmp(rep.figures[i], p), "figure %d: %s", i, rep.figures[i]);
+        }
+        snprintf(p, sizeof p, "%s/plots/%s.tsv", dir, names[i]);
+        CHECK_MSG(exists(p), "%s missing", p);
+        snprintf(p, sizeof p, "%s/plots/%s.gp", dir, names[i]);
+        CHECK_MSG(exists(p), "%s missing", p);
+        snprintf(p, sizeof p, "%s/plots/%s.png", dir, names[i]);
+        if (!rep.gnuplot_missing) CHECK_MSG(has_png_signature(p), "%s is not a PNG", p);
+    }
+    vitq_plot_report_free(&rep);
+    snprintf(p, sizeof p, "%s/plots", dir);
+    CHECK(no_tmp_files(p));
+
+    /* gnuplot missing: .tsv and .gp only, and the report says so. */
+    char out[512];
+    snprintf(out, sizeof out, "%s/nognuplot", dir);
+    o = (vitq_plot_opts){.out_dir = out, .gnuplot = "/nonexistent/gnuplot"};
+    CHECK_MSG(vitq_plot_run(dir, &o, &rep, &e) == 0, "%s", e.msg);
+    CHECK(rep.gnuplot_missing == 1 && rep.n_figures == 1);
+    vitq_plot_report_free(&rep);
+    snprintf(p, sizeof p, "%s/top1_vs_bits.gp", out);
+    CHECK(exists(p));
+    snprintf(p, sizeof p, "%s/top1_vs_bits.png", out);
+    CHECK(!exists(p));
+
+    /* gnuplot failing: an error naming the script, no PNG, no temp file. */
+    snprintf(out, sizeof out, "%s/failing", dir);
+    o = (vitq_plot_opts){.out_dir = out, .gnuplot = "/bin/false"};
+    CHECK(vitq_plot_run(dir, &o, &rep, &e) == VITQ_EIO);
+    CHECK_STR_CONTAINS(e.msg, "top1_vs_bits.gp: gnuplot failed (exit status 1)");
+    snprintf(p, sizeof p, "%s/top1_vs_bits.png", out);
+    CHECK(!exists(p));
+    CHECK(no_tmp_files(out));
+}
+
+TEST(plot_option_errors) {
+    const char *dir = test_tmpdir();
+    vitq_summary *s = make_run(dir, 1);
+    vitq_summary_free(s);
+    vitq_plot_report rep;
+    vitq_err e = {{0}};
+    vitq_plot_opts o = {.x_axis = "nope", .gnuplot = ""};
+    CHECK(vitq_plot_run(dir, &o, &rep, &e) == VITQ_EINVAL);
+    CHECK_STR_CONTAINS(e.msg, "no axis 'nope' (axes: bits, softmax, seed)");
+    o = (vitq_plot_opts){.x_axis = "softmax", .gnuplot = ""};
+    CHECK(vitq_plot_run(dir, &o, &rep, &e) == VITQ_EINVAL);
+    CHECK_STR_CONTAINS(e.msg, "axis 'softmax' is not numeric");
+    o = (vitq_plot_opts){.series = "bits", .gnuplot = ""};
+    CHECK(vitq_plot_run(dir, &o, &rep, &e) == VITQ_EINVAL);
+    CHECK_STR_CONTAINS(e.msg, "x axis cannot also be a series");
+    o = (vitq_plot_opts){.metric = "top3", .gnuplot = ""};
+    CHECK(vitq_plot_run(dir, &o, &rep, &e) == VITQ_EINVAL);
+    CHECK_STR_CONTAINS(e.msg, "--metric");
+    o = (vitq_plot_opts){.hist = "blocks.*.nothing", .gnuplot = ""};
+    CHECK(vitq_plot_run(dir, &o, &rep, &e) == VITQ_EINVAL);
+    CHECK_STR_CONTAINS(e.msg, "no histogram matches --hist 'blocks.*.nothing' in 7 cell(s)");
+    o = (vitq_plot_opts){.hist = "*", .cell = "zzz", .gnuplot = ""};
+    CHECK(vitq_plot_run(dir, &o, &rep, &e) == VITQ_EINVAL);
+    CHECK_STR_CONTAINS(e.msg, "no done cell matches --cell 'zzz'");
+
+    /* No numeric axis: curves are an error, unless only histograms were asked for. */
+    char d2[1024];
+    snprintf(d2, sizeof d2, "%s/words", dir);
+    const char *axes[] = {"softmax"}, *av[] = {"log2"};
+    vitq_run *r = NULL;
+    CHECK_MSG(vitq_run_open(d2, NULL, NULL, axes, 1, &r, &e) == 0, "%s", e.msg);
+    if (!r) return;
+    int64_t fc[2] = {1, 2};
+    vitq_hist h = {.tap = "t", .bins = 2, .lo = 0, .hi = 1, .float_counts = fc, .quant_counts = fc};
+    vitq_cell_result c = {.id = "softmax=log2", .axis_values = av, .status = "done", .hists = &h, .n_hists = 1};
+    CHECK_MSG(vitq_run_write_cell(r, &c, &e) == 0, "%s", e.msg);
+    CHECK_MSG(vitq_run_write_index(r, NULL, 0, &e) == 0, "%s", e.msg);
+    vitq_run_close(r);
+    o = (vitq_plot_opts){.gnuplot = ""};
+    CHECK(vitq_plot_run(d2, &o, &rep, &e) == VITQ_EINVAL);
+    CHECK_STR_CONTAINS(e.msg, "no axis has numeric values in every done cell (axes: softmax)");
+    o = (vitq_plot_opts){.gnuplot = "", .hist = "t"};
+    CHECK_MSG(vitq_plot_run(d2, &o, &rep, &e) == 0, "%s", e.msg);
+    CHECK(rep.curves_skipped == 1 && rep.n_figures == 1);
+    vitq_plot_report_free(&rep);
+}
+
+/* `vitq results` through the binary (skipped when VITQ_BIN is not set, e.g. a partial build). */
+TEST(results_cli_markdown_and_csv) {
+    const char *bin = getenv("VITQ_BIN");
+    if (!bin || access(bin, X_OK) != 0) return;
+    const char *dir = test_tmpdir();
+    vitq_summary *s = make_run(dir, 0);
+    vitq_summary_free(s);
+    char cmd[2048], out[1024];
+    snprintf(out, sizeof out, "%s/table.md", dir);
+    snprintf(cmd, sizeof cmd, "'%s' results '%s' > '%s' 2>/dev/null", bin, dir, out);
+    CHECK(system(cmd) == 0);
+    vitq_err e = {{0}};
+    char *md = vitq_read_file(out, NULL, &e);
+    check_text("markdown", md,
+               "| bits | softmax | seed | status | top-1 % | top-5 % | loss   | images | seconds |\n"
+               "|------|---------|------|--------|--------:|--------:|-------:|-------:|--------:|\n"
+               "| 4    | log2    | 0    | done   |   41.00 |   99.00 | 0.5000 |     10 |     2.0 |\n"
+               "| 4    | log2    | 2    | done   |   43.00 |   99.00 | 0.5000 |     10 |     2.0 |\n"
+               "| 4    | uniform | 0    | done   |   40.00 |   99.00 | 0.5000 |     10 |     2.0 |\n"
+               "| 4    | uniform | 2    | failed |       - |       - |      - |      - |       - |\n"
+               "| 8    | log2    | 0    | done   |   81.00 |   99.00 | 0.5000 |     10 |     2.0 |\n"
+               "| 8    | log2    | 2    | done   |   83.00 |   99.00 | 0.5000 |     10 |     2.0 |\n"
+               "| 8    | uniform | 0    | done   |   80.00 |   99.00 | 0.5000 |     10 |     2.0 |\n"
+               "| 8    | uniform | 2    | done   |   82.00 |   99.00 | 0.5000 |     10 |     2.0 |\n");
+    free(md);
+    snprintf(cmd, sizeof cmd, "'%s' results '%s/run.h5' --csv > '%s' 2>/dev/null", bin, dir, out);
+    CHECK(system(cmd) == 0);
+    char *csv = vitq_read_file(out, NULL, &e);
+    CHECK_STR_CONTAINS(csv, "bits,softmax,seed,cell_id,status,top1,top5,loss,n_eval,seconds,error\n"
+                            "4,log2,0,\"bits=4,softmax=log2,seed=0\",done,41,99,0.5,10,2.000,\n");
+    CHECK_STR_CONTAINS(csv, "4,uniform,2,\"bits=4,softmax=uniform,seed=2\",failed,,,,,,boom\n");
+    free(csv);
+    snprintf(cmd, sizeof cmd, "'%s' results '%s/nothing-here' > /dev/null 2>&1", bin, dir);
+    int st = system(cmd);
+    CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1);
+}
