@@ -40,9 +40,10 @@ VITQ_API int vitq_image_convert(vitq_image *im, int c, vitq_err *e);
 /* Pillow 9.4's Image.resize((ow, oh), BICUBIC) of an 8-bit image with c interleaved channels. */
 VITQ_API int vitq_resize_bicubic(uint8_t *out, int ow, int oh, const uint8_t *in, int w, int h, int c);
 /* timm's eval transform: Resize(floor(img_size / crop_pct)) of the shorter side (bicubic),
- * CenterCrop(img_size), ToTensor, Normalize(mean, std). `px` has o->in_chans channels; out is
- * (in_chans, img_size, img_size). `name` is used in error messages only. */
-VITQ_API int vitq_eval_transform(float *out, const uint8_t *px, int w, int h, const vitq_data_opts *o,
+ * CenterCrop(img_size), ToTensor, Normalize(mean, std). `px` has src_c channels: o->in_chans, or 1
+ * for gray replicated into every channel (same result as replicating first, a third of the work).
+ * out is (in_chans, img_size, img_size). `name` is used in error messages only. */
+VITQ_API int vitq_eval_transform(float *out, const uint8_t *px, int w, int h, int src_c, const vitq_data_opts *o,
                                  const char *name, vitq_err *e);
 
 /* ---- the dataset object (dataset.c; image-folder half in imgfolder.c) -------------------------- */

@@ -140,24 +140,54 @@ int64_t vitq_dataset_size(const vitq_dataset *d) { return d ? d->n : 0; }
 int vitq_dataset_classes(const vitq_dataset *d) { return d ? d->n_classes : 0; }
 const char *vitq_dataset_name(const vitq_dataset *d) { return d ? d->name : ""; }
 
-static int load_idx(vitq_dataset *d, const int64_t *idx, int B, float *images, int *labels, vitq_err *e) {
-    const int rows = d->images.rows, cols = d->images.cols, c = d->o.in_chans, S = d->o.img_size;
+typedef struct idx_ctx {
+    const vitq_dataset *d;
+    const int64_t *idx;
+    float *images;
+    int *rc;        /* per image */
+    vitq_err *err;  /* per image */
+} idx_ctx;
+
+/* Per-image work only (the pool runs ranges in parallel): the eval transform into the image's own
+ * output slot. */
+static void idx_range(void *vctx, int64_t begin, int64_t end) {
+    idx_ctx *c = vctx;
+    const vitq_dataset *d = c->d;
+    const int rows = d->images.rows, cols = d->images.cols, ch = d->o.in_chans, S = d->o.img_size;
     const size_t plane = (size_t)rows * cols;
-    uint8_t *rgb = c == 3 ? malloc(plane * 3) : NULL;
-    if (c == 3 && !rgb) return vitq_fail(e, VITQ_ENOMEM, "%s: out of memory", d->name);
-    int rc = VITQ_OK;
-    for (int b = 0; b < B && rc == VITQ_OK; b++) {
-        const uint8_t *px = d->images.data + (size_t)idx[b] * plane;
-        if (c == 3) {
-            for (size_t i = 0; i < plane; i++) rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = px[i];
-            px = rgb;
-        }
+    for (int64_t b = begin; b < end; b++) {
+        const uint8_t *px = d->images.data + (size_t)c->idx[b] * plane;
         char what[600];
-        snprintf(what, sizeof what, "%s image %lld", d->name, (long long)idx[b]);
-        rc = vitq_eval_transform(images + (size_t)b * c * S * S, px, cols, rows, &d->o, what, e);
-        if (labels) labels[b] = d->labels.data[idx[b]];
+        snprintf(what, sizeof what, "%s image %lld", d->name, (long long)c->idx[b]);
+        /* 1-channel source: replicated into RGB by the transform when the model takes 3 channels. */
+        c->rc[b] = vitq_eval_transform(c->images + (size_t)b * ch * S * S, px, cols, rows, 1, &d->o, what, &c->err[b]);
     }
-    free(rgb);
+}
+
+static int load_idx(vitq_dataset *d, const int64_t *idx, int B, float *images, int *labels, vitq_err *e) {
+    if (B <= 0) return VITQ_OK;
+    idx_ctx c = {.d = d, .idx = idx, .images = images};
+    c.rc = calloc((size_t)B, sizeof *c.rc);
+    c.err = calloc((size_t)B, sizeof *c.err);
+    int rc = VITQ_OK;
+    if (!c.rc || !c.err) {
+        rc = vitq_fail(e, VITQ_ENOMEM, "%s: out of memory", d->name);
+    } else {
+        /* At the model's native size the transform is a copy + normalise: not worth the threads. */
+        int cheap = d->o.img_size == d->images.rows && d->o.img_size == d->images.cols && d->o.crop_pct == 1.0f;
+        if (cheap) idx_range(&c, 0, B);
+        else vitq_parallel_for(B, idx_range, &c);
+        for (int b = 0; b < B; b++)
+            if (c.rc[b]) {
+                rc = c.rc[b];
+                if (e) *e = c.err[b];
+                break;
+            }
+    }
+    if (labels && rc == VITQ_OK)
+        for (int b = 0; b < B; b++) labels[b] = d->labels.data[idx[b]];
+    free(c.rc);
+    free(c.err);
     return rc;
 }
 

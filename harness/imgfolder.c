@@ -221,9 +221,13 @@ static void load_range(void *vctx, int64_t begin, int64_t end) {
         char path[8192];
         snprintf(path, sizeof path, "%s/%s", d->root, d->paths[c->idx[b]]);
         vitq_image im;
-        int rc = vitq_image_read(path, ch, &im, &c->err[b]);
+        /* Native decode: gray stays 1 channel (the transform replicates it for an RGB model, the same
+         * as PIL's convert('RGB') first); colour for a gray model becomes 'L' before resizing, as PIL. */
+        int rc = vitq_image_read(path, 0, &im, &c->err[b]);
+        if (!rc && im.c != 1 && im.c != ch) rc = vitq_image_convert(&im, ch, &c->err[b]);
         if (!rc) {
-            rc = vitq_eval_transform(c->images + (size_t)b * ch * S * S, im.px, im.w, im.h, &d->o, path, &c->err[b]);
+            rc = vitq_eval_transform(c->images + (size_t)b * ch * S * S, im.px, im.w, im.h, im.c, &d->o, path,
+                                     &c->err[b]);
             vitq_image_free(&im);
         }
         c->rc[b] = rc;

@@ -111,9 +111,20 @@ int vitq_resize_bicubic(uint8_t *out, int ow, int oh, const uint8_t *in, int w, 
             for (int x = 0; x < ow; x++) {
                 const int32_t *k = ch.w + (size_t)x * ch.ksize;
                 const uint8_t *s = srow + (size_t)ch.first[x] * c;
+                const int n = ch.count[x];
+                if (c == 3) { /* RGB: the three sums in one sweep over the taps */
+                    int32_t a0 = 1 << (RS_PRECISION_BITS - 1), a1 = a0, a2 = a0;
+                    for (int i = 0; i < n; i++) {
+                        a0 += s[3 * i] * k[i];
+                        a1 += s[3 * i + 1] * k[i];
+                        a2 += s[3 * i + 2] * k[i];
+                    }
+                    drow[3 * x] = clip8(a0), drow[3 * x + 1] = clip8(a1), drow[3 * x + 2] = clip8(a2);
+                    continue;
+                }
                 for (int ci = 0; ci < c; ci++) {
                     int32_t acc = 1 << (RS_PRECISION_BITS - 1);
-                    for (int i = 0; i < ch.count[x]; i++) acc += s[i * c + ci] * k[i];
+                    for (int i = 0; i < n; i++) acc += s[i * c + ci] * k[i];
                     drow[x * c + ci] = clip8(acc);
                 }
             }
@@ -122,17 +133,28 @@ int vitq_resize_bicubic(uint8_t *out, int ow, int oh, const uint8_t *in, int w, 
         src = dst;
     }
     if (oh != h) {
-        int wc = ow * c;
+        /* Tap-outer loop over a whole row of int32 sums: same per-pixel summation order as Pillow,
+         * so the same integers, but the inner loop vectorises. */
+        const int wc = ow * c;
+        int32_t *acc = malloc(sizeof(int32_t) * (size_t)wc);
+        if (!acc) {
+            free(tmp);
+            coeffs_free(&cv);
+            return VITQ_ENOMEM;
+        }
         for (int y = 0; y < oh; y++) {
             const int32_t *k = cv.w + (size_t)y * cv.ksize;
             const uint8_t *s = src + (size_t)(cv.first[y] - row0) * wc;
             uint8_t *drow = out + (size_t)y * wc;
-            for (int x = 0; x < wc; x++) {
-                int32_t acc = 1 << (RS_PRECISION_BITS - 1);
-                for (int i = 0; i < cv.count[y]; i++) acc += s[(size_t)i * wc + x] * k[i];
-                drow[x] = clip8(acc);
+            for (int x = 0; x < wc; x++) acc[x] = 1 << (RS_PRECISION_BITS - 1);
+            for (int i = 0; i < cv.count[y]; i++) {
+                const uint8_t *sr = s + (size_t)i * wc;
+                const int32_t ki = k[i];
+                for (int x = 0; x < wc; x++) acc[x] += sr[x] * ki;
             }
+            for (int x = 0; x < wc; x++) drow[x] = clip8(acc[x]);
         }
+        free(acc);
     }
     free(tmp);
     coeffs_free(&cv);
@@ -146,9 +168,11 @@ static int half_round_even(int d) {
     return (q % 2 == 0) ? q : q + 1;
 }
 
-int vitq_eval_transform(float *out, const uint8_t *px, int w, int h, const vitq_data_opts *o, const char *name,
-                        vitq_err *e) {
-    const int c = o->in_chans, S = o->img_size;
+int vitq_eval_transform(float *out, const uint8_t *px, int w, int h, int src_c, const vitq_data_opts *o,
+                        const char *name, vitq_err *e) {
+    const int c = src_c, S = o->img_size;
+    if (src_c != 1 && src_c != o->in_chans)
+        return vitq_fail(e, VITQ_EINVAL, "%s: %d-channel pixels for a %d-channel model", name, src_c, o->in_chans);
     if (w <= 0 || h <= 0) return vitq_fail(e, VITQ_EFORMAT, "%s: empty image", name);
     if (!(o->crop_pct > 0.0f) || S <= 0) return vitq_fail(e, VITQ_EINVAL, "%s: bad img_size %d / crop_pct %g", name, S, o->crop_pct);
     /* timm: scale_size = math.floor(img_size / crop_pct); torchvision Resize(int): shorter side. */
@@ -183,16 +207,19 @@ int vitq_eval_transform(float *out, const uint8_t *px, int w, int h, const vitq_
     int pad_l = S > rw ? (S - rw) / 2 : 0, pad_t = S > rh ? (S - rh) / 2 : 0;
     int pw = rw + (S > rw ? S - rw : 0), ph = rh + (S > rh ? S - rh : 0);
     int left = half_round_even(pw - S), top = half_round_even(ph - S);
-    for (int ci = 0; ci < c; ci++) {
-        const float mean = o->mean[ci], std = o->std[ci];
-        float *oc = out + (size_t)ci * S * S;
+    for (int oci = 0; oci < o->in_chans; oci++) {
+        /* ToTensor then Normalize in float32, (v / 255 - mean) / std, tabulated per level: the same
+         * divisions torchvision performs, so the same bits. */
+        float lut[256];
+        for (int v = 0; v < 256; v++) lut[v] = ((float)v / 255.0f - o->mean[oci]) / o->std[oci];
+        const int ci = c == 1 ? 0 : oci; /* gray replicated into RGB: resize once, normalise per channel */
+        float *oc = out + (size_t)oci * S * S;
         for (int y = 0; y < S; y++) {
             int sy = y + top - pad_t;
             for (int x = 0; x < S; x++) {
                 int sx = x + left - pad_l;
                 uint8_t v = (sy >= 0 && sy < rh && sx >= 0 && sx < rw) ? img[((size_t)sy * rw + sx) * c + ci] : 0;
-                float t = (float)v / 255.0f; /* ToTensor: float32 division */
-                oc[(size_t)y * S + x] = (t - mean) / std;
+                oc[(size_t)y * S + x] = lut[v];
             }
         }
     }

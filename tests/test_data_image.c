@@ -225,6 +225,40 @@ TEST(data_resize_vs_pil) {
     printf("     bicubic resize: max |vitq - PIL| = %d levels (allowed %d)\n", worst, RESIZE_MAX_LEVELS);
 }
 
+/* The same integer formula as procedural() in make_image_fixtures.py. */
+static uint8_t *procedural(int w, int h) {
+    uint8_t *p = malloc((size_t)w * h * 3);
+    for (int64_t y = 0; y < h; y++)
+        for (int64_t x = 0; x < w; x++)
+            for (int64_t c = 0; c < 3; c++)
+                p[(y * w + x) * 3 + c] = (uint8_t)((x * x * 3 + y * 7 + c * 85 + ((x * y) % 31) * 5 +
+                                                    ((x / 16 + y / 16) % 2) * 128) & 255);
+    return p;
+}
+
+TEST(data_resize_large_factors_vs_pil) {
+    /* 200x150 down by 2.7 and 8.7 (wide kernels), up by 1.1, and height only. */
+    static const int sizes[][2] = {{73, 55}, {23, 17}, {223, 167}, {200, 37}};
+    uint8_t *src = procedural(200, 150);
+    int worst = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        char p[512];
+        vitq_image ref;
+        snprintf(p, sizeof p, FIX "/resize/proc_200x150_%dx%d.u8", sizes[i][0], sizes[i][1]);
+        if (read_u8(p, &ref)) continue;
+        vitq_image got = {.w = ref.w, .h = ref.h, .c = 3, .px = malloc((size_t)ref.w * ref.h * 3)};
+        CHECK(vitq_resize_bicubic(got.px, got.w, got.h, src, 200, 150, 3) == 0);
+        int d = max_diff(&got, &ref);
+        CHECK_MSG(d <= RESIZE_MAX_LEVELS, "200x150 -> %dx%d: max |vitq - PIL| = %d levels > %d", sizes[i][0],
+                  sizes[i][1], d, RESIZE_MAX_LEVELS);
+        if (d > worst) worst = d;
+        vitq_image_free(&got);
+        vitq_image_free(&ref);
+    }
+    free(src);
+    printf("     bicubic resize, large factors: max |vitq - PIL| = %d levels (allowed %d)\n", worst, RESIZE_MAX_LEVELS);
+}
+
 static vitq_data_opts deit32(void) {
     vitq_data_opts o = {.img_size = 32, .in_chans = 3, .mean = {0.485f, 0.456f, 0.406f},
                         .std = {0.229f, 0.224f, 0.225f}, .crop_pct = 0.875f};

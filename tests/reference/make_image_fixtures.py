@@ -9,7 +9,8 @@ transform see it (torchvision itself is not needed: the transform below repeats 
   tests/fixtures/images/src/*.{png,jpg}        small source images of many PNG/JPEG kinds
   tests/fixtures/images/decoded/NAME.rgb.u8    PIL's Image.open(src).convert('RGB')
   tests/fixtures/images/decoded/NAME.l.u8      PIL's Image.open(src).convert('L')
-  tests/fixtures/images/resize/NAME_WxH.u8     PIL's convert('RGB' or 'L').resize((W, H), BICUBIC)
+  tests/fixtures/images/resize/NAME_WxH.u8     PIL's convert('RGB' or 'L').resize((W, H), BICUBIC);
+                                               proc_200x150 is procedural() below, not stored
   tests/fixtures/images/folder/{cat,dog}/...   a tiny image folder (2 classes, a stray .txt file)
   tests/fixtures/images/transform_rgb.f32      (5,3,32,32) eval transform of the folder, DeiT mean/std
   tests/fixtures/images/transform_l.f32        (5,1,32,32) the same after convert('L'), mean .5 std .25
@@ -76,6 +77,12 @@ def test_pattern(rng, w, h, c):
         p[:, w // 3: w // 3 + 2] = 255 if k % 2 == 0 else 0  # a sharp vertical bar
         planes.append(np.clip(np.round(p), 0, 255))
     return np.stack(planes, axis=-1).astype(np.uint8)
+
+
+def procedural(w, h):
+    """RGB pixels from integer arithmetic only, rebuilt identically by tests/test_data_image.c."""
+    y, x, c = np.mgrid[0:h, 0:w, 0:3].astype(np.int64)
+    return ((x * x * 3 + y * 7 + c * 85 + ((x * y) % 31) * 5 + ((x // 16 + y // 16) % 2) * 128) & 255).astype(np.uint8)
 
 
 def eval_transform(img, size, crop_pct, mean, std):
@@ -146,6 +153,12 @@ def main():
     im = Image.open(f"{src}/gray_29x31.png")
     for w, h in [(17, 40), (8, 9), (29, 7), (58, 62)]:
         write_u8(f"{OUT}/resize/gray_29x31_{w}x{h}.u8", np.asarray(im.resize((w, h), Image.BICUBIC)))
+
+    # --- a larger procedural source (not committed: tests rebuild it from the same formula) ---
+    big = procedural(200, 150)
+    im = Image.fromarray(big, "RGB")
+    for w, h in [(73, 55), (23, 17), (223, 167), (200, 37)]:
+        write_u8(f"{OUT}/resize/proc_200x150_{w}x{h}.u8", np.asarray(im.resize((w, h), Image.BICUBIC)))
 
     # --- a tiny image folder and its eval transform ---
     folder = os.path.join(OUT, "folder")
