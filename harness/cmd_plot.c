@@ -11,16 +11,19 @@
 static void usage(FILE *to) {
     fprintf(to,
             "usage: vitq plot RUN [--x AXIS] [--series AXIS[,AXIS]] [--metric top1|top5|loss]\n"
-            "                     [--hist TAPGLOB[,TAPGLOB]] [--cell ID] [--out DIR]\n\n"
+            "                     [--hist TAPGLOB[,TAPGLOB] | --no-hist] [--cell ID] [--out DIR]\n\n"
             "Draws figures from a run (its folder or run.h5) with gnuplot. Each figure is three files:\n"
             "FIG.tsv (data), FIG.gp (script) and FIG.png; restyle by editing FIG.gp and running\n"
             "`gnuplot -c FIG.gp FIG.tsv FIG.png` in the plots folder.\n\n"
-            "  --x AXIS          x axis of the accuracy curve (default: the first numeric axis)\n"
+            "  --x AXIS          x axis of the accuracy curve (default: the first numeric axis); cells\n"
+            "                    with every axis '-' (the float baseline) are drawn as a flat line\n"
             "  --series AXES     one line per combination of these axes (default: every other axis);\n"
             "                    cells sharing x and series are averaged\n"
             "  --metric M        top1 (default), top5 or loss\n"
-            "  --hist GLOB       also draw activation histograms (float vs quantized, log count) of the\n"
-            "                    taps matching GLOB, e.g. 'blocks.*.attn.probs'\n"
+            "  --hist GLOB       activation histograms (float vs quantized, log count) of the taps\n"
+            "                    matching GLOB only, e.g. 'blocks.*.attn.probs' (default: every tap the\n"
+            "                    INI's [hist] section recorded)\n"
+            "  --no-hist         no histograms, curves only\n"
             "  --cell ID         histograms of this cell only (a glob; default: every done cell)\n"
             "  --out DIR         write the figures into DIR (default: RUN/plots)\n");
 }
@@ -63,6 +66,10 @@ int cmd_plot(int argc, char **argv) {
             usage(stdout);
             return 0;
         }
+        if (!strcmp(a, "--no-hist")) {
+            o.no_hists = 1;
+            continue;
+        }
         static const char *const names[] = {"--x", "--series", "--metric", "--hist", "--cell", "--out"};
         for (int k = 0; k < 6 && !dst; k++) {
             size_t l = strlen(names[k]);
@@ -94,6 +101,10 @@ int cmd_plot(int argc, char **argv) {
     }
     if (!run) {
         usage(stderr);
+        return 2;
+    }
+    if (o.no_hists && o.hist) {
+        cmd_error("--hist and --no-hist exclude each other");
         return 2;
     }
     if (o.metric && strcmp(o.metric, "top1") && strcmp(o.metric, "top5") && strcmp(o.metric, "loss")) {

@@ -143,15 +143,26 @@ static void list_axes(char *out, size_t n, const vitq_summary *s) {
 /* ---------------------------------------------------------------------------------------------
  * Curves
  * ------------------------------------------------------------------------------------------- */
+/* "-" or "": the axis does not apply to the cell (the float baseline cell "fp32" has "-" everywhere). */
+static int is_na(const char *v) { return !*v || !strcmp(v, "-"); }
+
+/* Numeric: every done cell's value is a number or not-applicable, and at least one is a number. */
 static int axis_numeric(const vitq_summary *s, int a) {
     int any = 0;
     for (int i = 0; i < s->n_rows; i++) {
-        if (strcmp(s->status[i], "done")) continue;
+        if (strcmp(s->status[i], "done") || is_na(s->axis_values[i][a])) continue;
         double v;
         if (!parse_num(s->axis_values[i][a], &v)) return 0;
         any = 1;
     }
     return any;
+}
+
+/* A baseline row: no axis applies to it. */
+static int is_baseline(const vitq_summary *s, int i) {
+    for (int a = 0; a < s->n_axes; a++)
+        if (!is_na(s->axis_values[i][a])) return 0;
+    return s->n_axes > 0;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -228,29 +239,47 @@ int vitq_plot_curve_text(const vitq_summary *s, const vitq_plot_opts *o, const c
         for (int a = 0; a < s->n_axes; a++)
             if (a != x) in_ser[a] = 1, ser[n_ser++] = a;
     }
-    /* Distinct x values (sorted) and series (in order of first appearance). */
-    for (int i = 0; i < s->n_rows; i++) {
-        row_series[i] = -1;
-        if (strcmp(s->status[i], "done")) continue;
-        n_done++;
-        double v;
-        parse_num(s->axis_values[i][x], &v);
-        int seen = 0;
-        for (int k = 0; k < n_x && !seen; k++) seen = xs[k] == v;
-        if (!seen) xs[n_x++] = v;
-        char lab[1024];
-        if (n_ser) series_label(lab, sizeof lab, s, i, ser, n_ser);
-        else snprintf(lab, sizeof lab, "%s", metric);
-        int k = 0;
-        while (k < n_series && strcmp(labels[k], lab)) k++;
-        if (k == n_series && !(labels[n_series++] = strdup(lab))) {
-            rc = vitq_fail(e, VITQ_ENOMEM, "plot: out of memory");
-            goto out;
+    /* Distinct x values (sorted) and series (in order of first appearance); then one constant column
+     * per baseline cell (no axis applies to it), named by its id. Other cells without an x are left out. */
+    int n_base = 0, n_left_out = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < s->n_rows; i++) {
+            if (pass == 0) row_series[i] = -1;
+            if (strcmp(s->status[i], "done")) continue;
+            int base = is_baseline(s, i);
+            if (pass == 0) n_done++;
+            if (pass != base) continue;
+            char lab[1024];
+            if (base) {
+                snprintf(lab, sizeof lab, "%s", s->cell_ids[i]);
+                n_base++;
+            } else if (is_na(s->axis_values[i][x])) {
+                n_left_out++;
+                continue;
+            } else {
+                double v;
+                parse_num(s->axis_values[i][x], &v);
+                int seen = 0;
+                for (int k = 0; k < n_x && !seen; k++) seen = xs[k] == v;
+                if (!seen) xs[n_x++] = v;
+                if (n_ser) series_label(lab, sizeof lab, s, i, ser, n_ser);
+                else snprintf(lab, sizeof lab, "%s", metric);
+            }
+            int k = 0;
+            while (k < n_series && strcmp(labels[k], lab)) k++;
+            if (k == n_series && !(labels[n_series++] = strdup(lab))) {
+                rc = vitq_fail(e, VITQ_ENOMEM, "plot: out of memory");
+                goto out;
+            }
+            row_series[i] = k;
         }
-        row_series[i] = k;
-    }
     if (n_done == 0) {
         rc = vitq_fail(e, VITQ_EINVAL, "%s: no cell is done yet: nothing to plot", run_label);
+        goto out;
+    }
+    if (n_x == 0) {
+        rc = vitq_fail(e, VITQ_EINVAL, "%s: no done cell has a value on axis '%s': nothing to plot", run_label,
+                       s->axis_names[x]);
         goto out;
     }
     qsort(xs, (size_t)n_x, sizeof(double), cmp_double);
@@ -264,12 +293,13 @@ int vitq_plot_curve_text(const vitq_summary *s, const vitq_plot_opts *o, const c
     for (int i = 0; i < s->n_rows; i++) {
         if (row_series[i] < 0) continue;
         double v, m = !strcmp(metric, "top1") ? s->top1[i] : !strcmp(metric, "top5") ? s->top5[i] : s->loss[i];
-        parse_num(s->axis_values[i][x], &v);
-        int k = 0;
-        while (xs[k] != v) k++;
-        size_t c = (size_t)k * (size_t)n_series + (size_t)row_series[i];
-        sum[c] += m;
-        if (++cnt[c] > 1) averaged = 1;
+        int base = is_baseline(s, i);
+        for (int k = 0; k < n_x; k++) {
+            if (!base && (parse_num(s->axis_values[i][x], &v), xs[k] != v)) continue;
+            size_t c = (size_t)k * (size_t)n_series + (size_t)row_series[i];
+            sum[c] += m;
+            if (++cnt[c] > 1) averaged = 1;
+        }
     }
     /* Data file. */
     sb_field(&t, s->axis_names[x]);
@@ -300,8 +330,11 @@ int vitq_plot_curve_text(const vitq_summary *s, const vitq_plot_opts *o, const c
     }
     sb_printf(&g, "\n# run: ");
     sb_comment(&g, run_label);
-    sb_printf(&g, " (git %s), drawn by vitq %s\n# cells: %d done of %d\n", s->git_rev[0] ? s->git_rev : "unknown",
+    sb_printf(&g, " (git %s), drawn by vitq %s\n# cells: %d done of %d", s->git_rev[0] ? s->git_rev : "unknown",
               VITQ_VERSION, n_done, s->n_rows);
+    if (n_base) sb_printf(&g, "; %d baseline%s drawn flat", n_base, n_base == 1 ? "" : "s");
+    if (n_left_out) sb_printf(&g, "; %d without a value of %s left out", n_left_out, s->axis_names[x]);
+    sb_printf(&g, "\n");
     if (averaged) {
         sb_printf(&g, "# averaged over cells that share %s and the series:", s->axis_names[x]);
         for (int a = 0; a < s->n_axes; a++)
@@ -572,20 +605,24 @@ int vitq_plot_run(const char *run_path, const vitq_plot_opts *o, vitq_plot_repor
     rc = mkdir_one(dir, e);
     const char *label = s->run_dir;
     char fig[512];
+    /* Curves are required when asked for explicitly; otherwise a run without a numeric axis just has none. */
+    int curves_explicit = o->x_axis || o->series || o->metric;
+    vitq_err curve_err = {{0}};
     if (!rc && !o->no_curves) {
         char *tsv = NULL, *gp = NULL;
-        vitq_err ce = {{0}};
-        int crc = vitq_plot_curve_text(s, o, label, fig, sizeof fig, &tsv, &gp, &ce);
+        int crc = vitq_plot_curve_text(s, o, label, fig, sizeof fig, &tsv, &gp, &curve_err);
         if (crc == 0) {
             rc = one_figure(dir, fig, tsv, gp, o, rep, e);
-        } else if (o->hist && !o->x_axis && !o->series) {
-            rep->curves_skipped = 1; /* histograms were asked for; curves are optional then */
+        } else if (!curves_explicit && crc == VITQ_EINVAL) {
+            rep->curves_skipped = 1;
         } else {
             rc = crc;
-            *e = ce;
+            *e = curve_err;
         }
     }
-    if (!rc && o->hist) {
+    /* Histograms: those asked for (--hist), else every one recorded, unless no_hists. */
+    if (!rc && !o->no_hists) {
+        const char *globs = o->hist ? o->hist : "*";
         int matched = 0, cells = 0;
         for (int i = 0; !rc && i < s->n_rows; i++) {
             if (strcmp(s->status[i], "done")) continue;
@@ -597,7 +634,7 @@ int vitq_plot_run(const char *run_path, const vitq_plot_opts *o, vitq_plot_repor
             int nh = 0;
             rc = vitq_cell_read_hists(cp, &h, &nh, e);
             for (int k = 0; !rc && k < nh; k++) {
-                if (!glob_any(o->hist, h[k].tap)) continue;
+                if (!glob_any(globs, h[k].tap)) continue;
                 matched++;
                 char *tsv = NULL, *gp = NULL;
                 rc = vitq_plot_hist_text(&h[k], s->cell_ids[i], label, o, s->git_rev, fig, sizeof fig, &tsv, &gp, e);
@@ -605,11 +642,19 @@ int vitq_plot_run(const char *run_path, const vitq_plot_opts *o, vitq_plot_repor
             }
             vitq_hists_free(h, nh);
         }
-        if (!rc && cells == 0)
+        if (!rc && cells == 0 && (o->cell || o->hist))
             rc = vitq_fail(e, VITQ_EINVAL, "%s: no done cell matches --cell '%s'", label, o->cell ? o->cell : "*");
-        else if (!rc && matched == 0)
+        else if (!rc && matched == 0 && o->hist)
             rc = vitq_fail(e, VITQ_EINVAL, "%s: no histogram matches --hist '%s' in %d cell(s) (histograms are "
                                            "recorded for the taps of the INI's [hist] section)", label, o->hist, cells);
+    }
+    if (!rc && rep->n_figures == 0) {
+        if (rep->curves_skipped) {
+            rc = VITQ_EINVAL;
+            *e = curve_err;
+        } else {
+            rc = vitq_fail(e, VITQ_EINVAL, "%s: nothing to plot", label);
+        }
     }
     vitq_summary_free(s);
     if (rc) vitq_plot_report_free(rep);

@@ -24,23 +24,27 @@ typedef struct vitq_plot_opts {
     const char *x_axis;    /* NULL: the first axis whose values are all numeric */
     const char *series;    /* comma-separated axes; NULL: every axis other than x */
     const char *metric;    /* "top1" (default) | "top5" | "loss" */
-    const char *hist;      /* comma-separated tap globs (fnmatch); NULL: no histograms */
+    const char *hist;      /* comma-separated tap globs (fnmatch); NULL: every recorded histogram */
     const char *cell;      /* cell id glob for histograms; NULL: every done cell */
     const char *out_dir;   /* NULL: <run>/plots */
     const char *command;   /* the command line that made the figures (script header); NULL: "" */
     const char *gnuplot;   /* gnuplot program; NULL: "gnuplot" from PATH; "" : do not run gnuplot */
     int no_curves;         /* 1: histograms only */
+    int no_hists;          /* 1: curves only */
 } vitq_plot_opts;
 
 typedef struct vitq_plot_report {
     int n_figures;
     char **figures;        /* [n_figures] path of each figure without extension (out_dir/<fig>) */
     int gnuplot_missing;   /* 1: .tsv and .gp written, no .png (gnuplot not found) */
-    int curves_skipped;    /* 1: no numeric axis, histograms were asked for, so no curve was drawn */
+    int curves_skipped;    /* 1: no curve could be drawn (no numeric axis) and none was asked for explicitly
+                              (--x, --series, --metric); histograms were drawn */
 } vitq_plot_report;
 
-/* Makes the curves (unless opts->no_curves) and the histograms asked for, from the run folder or its
- * run.h5. A gnuplot failure is an error quoting gnuplot's first stderr line. */
+/* Makes the curves (unless opts->no_curves) and the histograms (unless opts->no_hists), from the run
+ * folder or its run.h5. Curves: cells whose x value is "-" or "" are left out, except baseline cells (every
+ * axis "-", e.g. the float cell "fp32"), which become a flat column named by the cell id. A gnuplot failure
+ * is an error quoting gnuplot's first stderr line. */
 VITQ_API int vitq_plot_run(const char *run_path, const vitq_plot_opts *o, vitq_plot_report *rep, vitq_err *e);
 VITQ_API void vitq_plot_report_free(vitq_plot_report *rep);
 

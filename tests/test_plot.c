@@ -197,12 +197,13 @@ TEST(plot_run_writes_three_files_per_figure) {
     snprintf(p, sizeof p, "%s/plots", dir);
     CHECK(no_tmp_files(p));
 
-    /* gnuplot missing: .tsv and .gp only, and the report says so. */
+    /* gnuplot missing: .tsv and .gp only, and the report says so. By default every recorded histogram of
+     * every done cell is drawn too: 1 curve + 7 cells x 2 taps. */
     char out[512];
     snprintf(out, sizeof out, "%s/nognuplot", dir);
     o = (vitq_plot_opts){.out_dir = out, .gnuplot = "/nonexistent/gnuplot"};
     CHECK_MSG(vitq_plot_run(dir, &o, &rep, &e) == 0, "%s", e.msg);
-    CHECK(rep.gnuplot_missing == 1 && rep.n_figures == 1);
+    CHECK(rep.gnuplot_missing == 1 && rep.n_figures == 15);
     vitq_plot_report_free(&rep);
     snprintf(p, sizeof p, "%s/top1_vs_bits.gp", out);
     CHECK(exists(p));
@@ -211,7 +212,7 @@ TEST(plot_run_writes_three_files_per_figure) {
 
     /* gnuplot failing: an error naming the script, no PNG, no temp file. */
     snprintf(out, sizeof out, "%s/failing", dir);
-    o = (vitq_plot_opts){.out_dir = out, .gnuplot = "/bin/false"};
+    o = (vitq_plot_opts){.out_dir = out, .gnuplot = "/bin/false", .no_hists = 1};
     CHECK(vitq_plot_run(dir, &o, &rep, &e) == VITQ_EIO);
     CHECK_STR_CONTAINS(e.msg, "top1_vs_bits.gp: gnuplot failed (exit status 1)");
     snprintf(p, sizeof p, "%s/top1_vs_bits.png", out);
@@ -244,7 +245,7 @@ TEST(plot_option_errors) {
     CHECK(vitq_plot_run(dir, &o, &rep, &e) == VITQ_EINVAL);
     CHECK_STR_CONTAINS(e.msg, "no done cell matches --cell 'zzz'");
 
-    /* No numeric axis: curves are an error, unless only histograms were asked for. */
+    /* No numeric axis: an error when nothing else can be drawn; with a histogram, the curve is skipped. */
     char d2[1024];
     snprintf(d2, sizeof d2, "%s/words", dir);
     const char *axes[] = {"softmax"}, *av[] = {"log2"};
@@ -253,17 +254,56 @@ TEST(plot_option_errors) {
     if (!r) return;
     int64_t fc[2] = {1, 2};
     vitq_hist h = {.tap = "t", .bins = 2, .lo = 0, .hi = 1, .float_counts = fc, .quant_counts = fc};
-    vitq_cell_result c = {.id = "softmax=log2", .axis_values = av, .status = "done", .hists = &h, .n_hists = 1};
+    vitq_cell_result c = {.id = "softmax=log2", .axis_values = av, .status = "done", .hists = &h, .n_hists = 0};
     CHECK_MSG(vitq_run_write_cell(r, &c, &e) == 0, "%s", e.msg);
     CHECK_MSG(vitq_run_write_index(r, NULL, 0, &e) == 0, "%s", e.msg);
-    vitq_run_close(r);
     o = (vitq_plot_opts){.gnuplot = ""};
     CHECK(vitq_plot_run(d2, &o, &rep, &e) == VITQ_EINVAL);
     CHECK_STR_CONTAINS(e.msg, "no axis has numeric values in every done cell (axes: softmax)");
-    o = (vitq_plot_opts){.gnuplot = "", .hist = "t"};
+    c.n_hists = 1;
+    CHECK_MSG(vitq_run_write_cell(r, &c, &e) == 0, "%s", e.msg);
+    CHECK_MSG(vitq_run_write_index(r, NULL, 0, &e) == 0, "%s", e.msg);
+    vitq_run_close(r);
     CHECK_MSG(vitq_plot_run(d2, &o, &rep, &e) == 0, "%s", e.msg);
     CHECK(rep.curves_skipped == 1 && rep.n_figures == 1);
     vitq_plot_report_free(&rep);
+    o = (vitq_plot_opts){.gnuplot = "", .x_axis = "softmax"}; /* asked for explicitly: an error */
+    CHECK(vitq_plot_run(d2, &o, &rep, &e) == VITQ_EINVAL);
+    CHECK_STR_CONTAINS(e.msg, "axis 'softmax' is not numeric");
+}
+
+/* A float baseline cell (every axis "-") is a flat column; a cell without an x value is left out. */
+TEST(plot_curve_baseline_column) {
+    const char *dir = test_tmpdir();
+    const char *axes[] = {"bits", "softmax"};
+    vitq_err e = {{0}};
+    vitq_run *r = NULL;
+    CHECK_MSG(vitq_run_open(dir, NULL, NULL, axes, 2, &r, &e) == 0, "%s", e.msg);
+    if (!r) return;
+    const char *v[][2] = {{"-", "-"}, {"8", "log2"}, {"3", "log2"}, {"-", "uniform"}};
+    const char *ids[] = {"fp32", "bits=8,softmax=log2", "bits=3,softmax=log2", "odd"};
+    const double top1[] = {91.5, 90.25, 60, 1};
+    const char *order[4];
+    for (int i = 0; i < 4; i++) {
+        vitq_cell_result c = {.id = ids[i], .axis_values = v[i], .status = "done", .top1 = top1[i]};
+        CHECK_MSG(vitq_run_write_cell(r, &c, &e) == 0, "%s", e.msg);
+        order[i] = ids[i];
+    }
+    CHECK_MSG(vitq_run_write_index(r, order, 4, &e) == 0, "%s", e.msg);
+    vitq_run_close(r);
+    vitq_summary *s = NULL;
+    CHECK_MSG(vitq_summary_read(dir, &s, &e) == 0, "%s", e.msg);
+    if (!s) return;
+    vitq_plot_opts o = {0};
+    char fig[256], *tsv = NULL, *gp = NULL;
+    CHECK_MSG(vitq_plot_curve_text(s, &o, "r", fig, sizeof fig, &tsv, &gp, &e) == 0, "%s", e.msg);
+    check_text("tsv", tsv,
+               "bits\tsoftmax=log2\tfp32\n"
+               "3\t60\t91.5\n"
+               "8\t90.25\t91.5\n");
+    CHECK_STR_CONTAINS(gp, "# cells: 4 done of 4; 1 baseline drawn flat; 1 without a value of bits left out\n");
+    free(tsv), free(gp);
+    vitq_summary_free(s);
 }
 
 /* `vitq results` through the binary (skipped when VITQ_BIN is not set, e.g. a partial build). */
