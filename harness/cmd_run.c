@@ -15,6 +15,7 @@
 #include "grid.h"
 #include "quant.h"
 #include "results.h"
+#include "vitq_ini.h"
 
 #include <fnmatch.h>
 #include <math.h>
@@ -198,6 +199,34 @@ static void print_error_lines(const char *msg) {
     }
 }
 
+/* Every [hist] glob must match a quantized activation tap (histograms are enabled after calibration,
+ * so this is checked against the bindings). */
+static void check_hist_taps(const vitq_grid_cell *c, const vitq_qmodel *q, msgs *M) {
+    const vitq_kv *kv = vitq_section_get(vitq_section_find(c->secs, c->n_secs, "hist"), "taps");
+    const vitq_qbinding *b = NULL;
+    int nb = 0;
+    if (!kv || vitq_qmodel_bindings(q, &b, &nb) != 0) return;
+    char *globs = strdup(kv->value);
+    if (!globs) return;
+    char *save = NULL;
+    for (char *g = strtok_r(globs, ",", &save); g; g = strtok_r(NULL, ",", &save)) {
+        while (*g == ' ' || *g == '\t') g++;
+        size_t l = strlen(g);
+        while (l > 0 && (g[l - 1] == ' ' || g[l - 1] == '\t')) g[--l] = 0;
+        if (!*g) continue;
+        int hit = 0;
+        for (int i = 0; i < nb && !hit; i++)
+            hit = b[i].act_tap >= 0 && strcmp(b[i].plugin, "float") != 0 && fnmatch(g, b[i].tap, 0) == 0;
+        if (!hit) {
+            char buf[600];
+            snprintf(buf, sizeof buf, "%s:%d: [hist] taps: '%s' matches no quantized activation tap", kv->file,
+                     kv->line, g);
+            msgs_add(M, buf);
+        }
+    }
+    free(globs);
+}
+
 /* Checks models, datasets, calibration size, every cell's quantizers and hist taps. */
 static int validate(const vitq_experiment *x, job *jobs, int n_jobs, cache *C) {
     msgs M = {0};
@@ -226,10 +255,7 @@ static int validate(const vitq_experiment *x, job *jobs, int n_jobs, cache *C) {
             msgs_add(&M, e.msg); /* names the INI file:line; identical messages of other cells are shown once */
             continue;
         }
-        if (cfg->hist_taps[0] && vitq_qmodel_hist_enable(q, cfg->hist_taps, cfg->hist_bins, &e)) {
-            snprintf(buf, sizeof buf, "%s: [hist] taps: %s", x->path, e.msg);
-            msgs_add(&M, buf);
-        }
+        if (cfg->hist_taps[0]) check_hist_taps(c, q, &M);
         vitq_qmodel_free(q);
         if (vitq_interrupted) break;
     }
@@ -633,7 +659,15 @@ int cmd_run(int argc, char **argv) {
         if (!quiet)
             fprintf(stderr, "vitq run: %d cell%s computed, %d skipped (already done), %d failed in %.1fs -> %s\n",
                     n_done, n_done == 1 ? "" : "s", n_skipped, n_failed, vitq_now() - t_run, cfg0->output);
-        print_summary(cfg0->output);
+        if (cmd_results) { /* the same table as `vitq results` */
+            char a0[] = "vitq results", a1[sizeof cfg0->output];
+            snprintf(a1, sizeof a1, "%s", cfg0->output);
+            char *av[3] = {a0, a1, NULL};
+            fflush(stderr);
+            if (cmd_results(2, av) != 0) exit_code = 1;
+        } else {
+            print_summary(cfg0->output);
+        }
         if (n_failed) exit_code = 1;
     }
 done:
