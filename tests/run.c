@@ -1,5 +1,5 @@
-/* run.c — the test runner: every TEST() linked in, then every tests/e2e/*.sh script (one test each,
- * its exit status the verdict). `run PREFIX...` runs only tests whose name starts with a prefix.
+/* run.c — the test runner: every TEST() linked in, then every end-to-end script in tests/e2e/ (one
+ * test each, its exit status the verdict). `run PREFIX...` runs only tests whose name starts with a prefix.
  * Ends with "tests: N passed, N failed". */
 
 #include "test.h"
