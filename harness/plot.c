@@ -431,9 +431,11 @@ int vitq_plot_hist_text(const vitq_hist *h, const char *cell_id, const char *run
     sb_printf(&g, "\"\nset xlabel \"activation value\"\n"
                   "set ylabel \"count (log scale)\"\n"
                   "set xrange [%.10g:%.10g]\n"
-                  "plot for [c=2:*] ARG1 using 1:(column(c) > 0 ? column(c) : NaN) with histeps linewidth 2 "
-                  "title columnhead(c)\n",
-              h->lo, h->hi);
+                  "set boxwidth %.10g absolute\n"
+                  "set style fill transparent solid 0.35 border\n"
+                  "# empty bins have no bar (log scale)\n"
+                  "plot for [c=2:*] ARG1 using 1:(column(c) > 0 ? column(c) : NaN) with boxes title columnhead(c)\n",
+              h->lo, h->hi, w);
     *tsv = sb_take(&t);
     *gp = sb_take(&g);
     if (!*tsv || !*gp) {

@@ -140,8 +140,10 @@ TEST(plot_hist_tsv_and_gp_golden) {
                "set xlabel \"activation value\"\n"
                "set ylabel \"count (log scale)\"\n"
                "set xrange [-1:1]\n"
-               "plot for [c=2:*] ARG1 using 1:(column(c) > 0 ? column(c) : NaN) with histeps linewidth 2 "
-               "title columnhead(c)\n");
+               "set boxwidth 0.5 absolute\n"
+               "set style fill transparent solid 0.35 border\n"
+               "# empty bins have no bar (log scale)\n"
+               "plot for [c=2:*] ARG1 using 1:(column(c) > 0 ? column(c) : NaN) with boxes title columnhead(c)\n");
     free(tsv), free(gp);
 }
 
