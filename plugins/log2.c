@@ -1,0 +1,218 @@
+/* log2.c — logarithmic fake-quantizer for post-Softmax probabilities (ALGORITHMS.md §3,
+ * specs/aiqvit.md §2.1–2.2): FQ-ViT / AdaLog's base 2 and RepQ-ViT's base √2.
+ *
+ *   base 2:   q = ⌊−log2(p/S)⌉;    q ≥ 2^b → 0, else S·2^(−clamp(q, 0, 2^b−1))
+ *   base √2:  q = ⌊−2·log2(p/S)⌉;  q ≥ 2^b → 0, else S·2^(−⌈q/2⌉)·(√2 if q is odd), RepQ-ViT's parity form
+ * ⌊·⌉ rounds half to even (rintf); p ≤ 0 (and NaN) gives 0. S = 1 (scale = one), or (scale = search)
+ * the one of the 0.999 / 0.9999 / 0.99999 quantiles of the calibration values (a reservoir of up to
+ * max_samples, host rng) whose fake-quant has the least tensor MSE on those values (first minimum).
+ * Per tensor only. Does NOT: FQ-ViT's integer LIS rounding, AdaLog's adaptive base, gradients.
+ */
+#include "vitq_plugin.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { BASE_2 = 0, BASE_SQRT2 = 1 };
+enum { SCALE_ONE = 0, SCALE_SEARCH = 1 };
+
+typedef struct {
+    int bits;        /* 2..16 */
+    int base;        /* BASE_2 | BASE_SQRT2 */
+    int scale;       /* SCALE_ONE | SCALE_SEARCH */
+    int max_samples; /* reservoir size for the scale search */
+} log2_params;
+
+static const vitq_param log2_param_table[] = {
+    {.name = "bits", .type = VITQ_P_INT, .offset = offsetof(log2_params, bits), .def = "4", .min = 2, .max = 16,
+     .help = "bit-width: 2^b levels below S, and 0"},
+    {.name = "base", .type = VITQ_P_ENUM, .offset = offsetof(log2_params, base), .def = "2", .choices = "2|sqrt2",
+     .help = "2 (FQ-ViT, AdaLog) or sqrt2 (RepQ-ViT)"},
+    {.name = "scale", .type = VITQ_P_ENUM, .offset = offsetof(log2_params, scale), .def = "one",
+     .choices = "one|search",
+     .help = "S = 1, or S among the 0.999/0.9999/0.99999 quantiles by tensor MSE (RepQ-ViT)"},
+    {.name = "max_samples", .type = VITQ_P_INT, .offset = offsetof(log2_params, max_samples), .def = "1000000",
+     .min = 1000, .max = 100000000, .help = "scale search: calibration values kept (reservoir)"},
+};
+
+typedef struct {
+    log2_params p;
+    const vitq_host *host;
+    float S;
+    float *samples;
+    int64_t cap, seen, next;
+    double w;
+    int finalized;
+} lq;
+
+static inline float log_fq(float p, float S, int sqrt2, float cut) {
+    if (!(p > 0)) return 0;
+    float l = log2f(p / S);
+    float q = sqrt2 ? rintf(-2.0f * l) : rintf(-l);
+    if (q >= cut) return 0;
+    if (q < 0) q = 0;
+    if (!sqrt2) return exp2f(-q) * S;
+    float h = ceilf(q * 0.5f);
+    float odd = fmodf(q, 2.0f) != 0 ? (float)(M_SQRT2 - 1.0) + 1.0f : 1.0f;
+    return exp2f(-h) * odd * S;
+}
+
+static void lq_destroy(void *qv) {
+    lq *q = qv;
+    if (!q) return;
+    free(q->samples);
+    free(q);
+}
+
+static void *lq_create(const void *params, const vitq_tap *tap, const vitq_host *host) {
+    (void)tap;
+    lq *q = calloc(1, sizeof *q);
+    if (!q) {
+        host->fail(host, VITQ_ENOMEM, "out of memory");
+        return NULL;
+    }
+    q->p = *(const log2_params *)params;
+    q->host = host;
+    q->S = 1;
+    q->cap = q->p.max_samples;
+    return q;
+}
+
+static double uniform01(const vitq_host *h) { return ((double)(h->rng(h) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+
+static int lq_observe(void *qv, const vitq_view *x) {
+    lq *q = qv;
+    int64_t n = vitq_view_numel(x);
+    if (q->finalized) return q->host->fail(q->host, VITQ_EINVAL, "observe after finalize");
+    if (q->p.scale == SCALE_ONE) {
+        q->seen += n;
+        return 0;
+    }
+    if (!q->samples && !(q->samples = malloc((size_t)q->cap * sizeof(float))))
+        return q->host->fail(q->host, VITQ_ENOMEM, "out of memory for %lld samples", (long long)q->cap);
+    for (int64_t i = 0; i < n; i++) { /* reservoir, Algorithm L */
+        int64_t t = ++q->seen;
+        if (t <= q->cap) {
+            q->samples[t - 1] = x->data[i];
+            if (t == q->cap) {
+                q->w = exp(log(uniform01(q->host)) / (double)q->cap);
+                q->next = t + (int64_t)floor(log(uniform01(q->host)) / log1p(-q->w)) + 1;
+            }
+        } else if (t == q->next) {
+            q->samples[q->host->rng(q->host) % (uint64_t)q->cap] = x->data[i];
+            q->w *= exp(log(uniform01(q->host)) / (double)q->cap);
+            q->next = t + (int64_t)floor(log(uniform01(q->host)) / log1p(-q->w)) + 1;
+        }
+    }
+    return 0;
+}
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+static int lq_finalize(void *qv) {
+    lq *q = qv;
+    q->finalized = 1;
+    if (q->p.scale == SCALE_ONE) return 0;
+    int64_t n = q->seen < q->cap ? q->seen : q->cap;
+    if (n == 0) return q->host->fail(q->host, VITQ_EINVAL, "finalize: no calibration data was observed");
+    float *sorted = malloc((size_t)n * sizeof(float));
+    if (!sorted) return q->host->fail(q->host, VITQ_ENOMEM, "out of memory");
+    memcpy(sorted, q->samples, (size_t)n * sizeof(float));
+    qsort(sorted, (size_t)n, sizeof(float), cmp_float);
+    static const double pcts[3] = {0.999, 0.9999, 0.99999};
+    float cut = ldexpf(1.0f, q->p.bits);
+    double best = INFINITY;
+    for (int k = 0; k < 3; k++) {
+        double pos = pcts[k] * (double)(n - 1);
+        int64_t i = (int64_t)floor(pos);
+        double S = i >= n - 1 ? sorted[n - 1] : sorted[i] + (sorted[i + 1] - (double)sorted[i]) * (pos - (double)i);
+        if (!(S > 0)) continue;
+        double err = 0;
+        for (int64_t j = 0; j < n; j++) {
+            double d = (double)q->samples[j] - (double)log_fq(q->samples[j], (float)S, q->p.base == BASE_SQRT2, cut);
+            err += d * d;
+        }
+        if (err < best) {
+            best = err;
+            q->S = (float)S;
+        }
+    }
+    free(sorted);
+    free(q->samples);
+    q->samples = NULL;
+    return 0;
+}
+
+typedef struct {
+    const lq *q;
+    const float *x;
+    float *y;
+} fwd_job;
+
+static void fwd_range(void *ctx, int64_t begin, int64_t end) {
+    const fwd_job *j = ctx;
+    float S = j->q->S, cut = ldexpf(1.0f, j->q->p.bits);
+    int sqrt2 = j->q->p.base == BASE_SQRT2;
+    for (int64_t i = begin; i < end; i++) j->y[i] = log_fq(j->x[i], S, sqrt2, cut);
+}
+
+static int lq_forward(void *qv, const vitq_view *x, vitq_view *y) {
+    lq *q = qv;
+    if (!q->finalized) return q->host->fail(q->host, VITQ_EINVAL, "forward before finalize (no calibration)");
+    int64_t n = vitq_view_numel(x);
+    fwd_job job = {q, x->data, y->data};
+    if (n >= 16384)
+        q->host->parallel_for(n, fwd_range, &job);
+    else
+        fwd_range(&job, 0, n);
+    return 0;
+}
+
+#define LOG2_STATE_VERSION 1
+
+static int lq_save(const void *qv, vitq_state_io *io) {
+    const lq *q = qv;
+    float ver = LOG2_STATE_VERSION;
+    int rc = io->put(io, "state_version", &ver, 1);
+    return rc ? rc : io->put(io, "scale", &q->S, 1);
+}
+
+static int lq_load(void *qv, vitq_state_io *io) {
+    lq *q = qv;
+    float ver = 0;
+    if (io->get(io, "state_version", &ver, 1) || ver != LOG2_STATE_VERSION)
+        return q->host->fail(q->host, VITQ_EFORMAT, "state version %g, this plugin reads %d", (double)ver,
+                             LOG2_STATE_VERSION);
+    if (io->get(io, "scale", &q->S, 1)) return q->host->fail(q->host, VITQ_EFORMAT, "state has no scale");
+    q->finalized = 1;
+    return 0;
+}
+
+static const vitq_quantizer_ops log2_ops = {
+    .create = lq_create,
+    .observe = lq_observe,
+    .finalize = lq_finalize,
+    .forward = lq_forward,
+    .save = lq_save,
+    .load = lq_load,
+    .destroy = lq_destroy,
+};
+
+static const vitq_plugin log2_plugin = {
+    .abi = VITQ_PLUGIN_ABI,
+    .size = sizeof(vitq_plugin),
+    .name = "log2",
+    .version = "1.0",
+    .summary = "log2 / log-sqrt2 fake-quant for post-Softmax probabilities (FQ-ViT, RepQ-ViT)",
+    .kind = VITQ_PLUGIN_QUANTIZER,
+    .params = log2_param_table,
+    .n_params = (int)(sizeof log2_param_table / sizeof log2_param_table[0]),
+    .params_size = sizeof(log2_params),
+    .quantizer = &log2_ops,
+};
+
+VITQ_PLUGIN_EXPORT const vitq_plugin *vitq_plugin_entry(void) { return &log2_plugin; }
