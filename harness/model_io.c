@@ -268,8 +268,8 @@ int vitq_model_load_st(const vitq_st_file *f, const char *arch_name, vitq_model 
             /* The usual cause is an architecture that does not match the file: say which one was used. */
             size_t k = strlen(e ? e->msg : "");
             if (e && k + 1 < sizeof e->msg)
-                snprintf(e->msg + k, sizeof e->msg - k, "; the architecture %s (embed_dim %d, depth %d, "
-                         "qkv_bias %s) does not match the file", a.name, a.embed_dim, a.depth,
+                snprintf(e->msg + k, sizeof e->msg - k, "; the architecture used was %s (embed_dim %d, "
+                         "depth %d, qkv_bias %s)", a.name, a.embed_dim, a.depth,
                          a.qkv_bias ? "true" : "false");
             goto fail;
         }

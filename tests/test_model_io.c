@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 /* A small custom architecture: 8x8x1 images, patch 4, dim 12, depth 3, 3 heads, 5 classes. */
 static vitq_arch tiny_arch(void) {
@@ -299,7 +300,7 @@ TEST(model_io_missing_tensor_and_extras) {
     CHECK(save_bare(m, path, k, v, 8, row, &e) == 0);
     CHECK(vitq_model_load(path, NULL, &b, &e) == VITQ_EFORMAT);
     snprintf(want, sizeof want, "%s: missing tensor 'blocks.1.attn.qkv.bias' (the file holds %d tensors); the "
-             "architecture custom (embed_dim 12, depth 3, qkv_bias true) does not match the file", path, m->n_table - 1);
+             "architecture used was custom (embed_dim 12, depth 3, qkv_bias true)", path, m->n_table - 1);
     CHECK_MSG(!strcmp(e.msg, want), "got '%s'", e.msg);
 
     /* Extra tensors are fine: a file with qkv biases loads as a qkv_bias=false model. */
@@ -320,7 +321,7 @@ TEST(model_io_missing_tensor_and_extras) {
     CHECK(save_bare(m, path, k, v3, 8, -1, &e) == 0);
     CHECK(vitq_model_load(path, NULL, &b, &e) == VITQ_EFORMAT);
     snprintf(want, sizeof want, "%s: tensor 'head.weight' has shape [5, 12], expected [6, 12]; the architecture "
-             "custom (embed_dim 12, depth 3, qkv_bias true) does not match the file", path);
+             "used was custom (embed_dim 12, depth 3, qkv_bias true)", path);
     CHECK_MSG(!strcmp(e.msg, want), "got '%s'", e.msg);
     vitq_model_free(m);
 }
@@ -390,5 +391,80 @@ TEST(model_io_f16_checkpoint) {
     free(json);
     free(h);
     vitq_model_free(b);
+    vitq_model_free(m);
+}
+
+/* Runs `$VITQ_BIN inspect ARGS` and returns its stdout+stderr (malloc'd) and exit status. */
+static char *run_inspect(const char *args, int *status) {
+    const char *bin = getenv("VITQ_BIN");
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "'%s' inspect %s 2>&1", bin, args);
+    FILE *p = popen(cmd, "r");
+    if (!p) return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *out = malloc(cap);
+    while (n + 1 < cap) {
+        size_t got = fread(out + n, 1, cap - 1 - n, p);
+        if (!got) break;
+        n += got;
+    }
+    out[n] = 0;
+    int st = pclose(p);
+    *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return out;
+}
+
+TEST(model_io_inspect_cli) {
+    if (!getenv("VITQ_BIN")) return; /* set by `make test`; nothing to run otherwise */
+    vitq_model *m = make_tiny();
+    if (!m) return;
+    m->mlp_act[2] = VITQ_ACT_RELU;
+    const char *dir = test_tmpdir();
+    char path[512], bare[512], args[1200], want[1200];
+    snprintf(path, sizeof path, "%s/tiny.safetensors", dir);
+    snprintf(bare, sizeof bare, "%s/bare.safetensors", dir);
+    const char *xk[] = {"note"}, *xv[] = {"hello"};
+    vitq_err e = {{0}};
+    CHECK(vitq_model_save(m, path, xk, xv, 1, &e) == 0);
+    CHECK(save_bare(m, bare, NULL, NULL, 0, -1, &e) == 0);
+
+    int st = -1;
+    snprintf(args, sizeof args, "'%s'", path);
+    char *out = run_inspect(args, &st);
+    CHECK(st == 0);
+    CHECK_STR_CONTAINS(out, "architecture: tiny_test\n");
+    CHECK_STR_CONTAINS(out, "  embed_dim      12                       (metadata)\n");
+    CHECK_STR_CONTAINS(out, "  mlp_act        gelu,gelu,relu           (metadata)\n");
+    CHECK_STR_CONTAINS(out, "  head.weight                F32   [5, 12]\n");
+    CHECK_STR_CONTAINS(out, "\n4,667 parameters (18.2 KiB as float32)\n");
+    CHECK_STR_CONTAINS(out, "  note = hello\n");
+    free(out);
+
+    /* No metadata: tensors listed, reason given, exit 1. */
+    snprintf(args, sizeof args, "'%s'", bare);
+    out = run_inspect(args, &st);
+    CHECK(st == 1);
+    CHECK_STR_CONTAINS(out, "architecture: unknown\n");
+    CHECK_STR_CONTAINS(out, "  blocks.2.mlp.fc2.bias      F32   [12]\n");
+    snprintf(want, sizeof want, "vitq: error: %s: no architecture in __metadata__; pass --arch NAME (one of", bare);
+    CHECK_STR_CONTAINS(out, want);
+    free(out);
+
+    /* A built-in that does not fit: shapes flagged, exit 1. */
+    snprintf(args, sizeof args, "'%s' --arch deit_tiny_patch16_224", bare);
+    out = run_inspect(args, &st);
+    CHECK(st == 1);
+    CHECK_STR_CONTAINS(out, "  cls_token                  F32   [1, 1, 12]  (WRONG SHAPE: the model needs [1, 1, 192])\n");
+    CHECK_STR_CONTAINS(out, "(MISSING: the model needs it)");
+    CHECK_STR_CONTAINS(out, "5,717,416 parameters (21.8 MiB as float32)");
+    free(out);
+
+    out = run_inspect("", &st);
+    CHECK(st == 2);
+    free(out);
+    out = run_inspect("--frobnicate x", &st);
+    CHECK(st == 2);
+    CHECK_STR_CONTAINS(out, "vitq: error: unknown option '--frobnicate'");
+    free(out);
     vitq_model_free(m);
 }
