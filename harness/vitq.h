@@ -415,6 +415,8 @@ typedef struct vitq_eval_result {
  * (n, K) floats. `label` names the progress line (NULL: no progress). */
 VITQ_API int vitq_evaluate(vitq_model *m, vitq_dataset *d, int64_t limit, int batch, float *logits_out,
                            vitq_eval_result *r, const char *label, vitq_err *e);
+/* Writes a float32 array as a NumPy .npy file (v1.0, '<f4', C order), atomically (npy.c). */
+VITQ_API int vitq_npy_write(const char *path, const float *data, int ndim, const int64_t *shape, vitq_err *e);
 
 /* ---------------------------------------------------------------------------------------------
  * Configuration as read from INI files (ini.c): sections of (key, value) pairs, each carrying the file
