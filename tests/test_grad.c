@@ -383,3 +383,244 @@ TEST(grad_crossentropy) {
         free(c.z), free(z), free(probs), free(dz), free(f);
     }
 }
+
+/* ---- whole model: vitq_backward against finite differences of the float forward ---------------------
+ * A coarse check (float forward, h = 1e-2 on O(1) weights, so |error| ~ 1e-3): it catches wiring bugs;
+ * the PyTorch fixture below checks the numbers tightly. Every 7th parameter is perturbed. */
+static int tiny_model(vitq_model **m, vitq_act_kind act) {
+    vitq_arch a = {.name = "tiny", .img_size = 8, .patch_size = 4, .in_chans = 1, .num_classes = 5,
+                   .embed_dim = 12, .depth = 2, .num_heads = 2, .mlp_ratio = 2.0f, .qkv_bias = 1,
+                   .mean = {0.5f}, .std = {0.5f}, .crop_pct = 1.0f, .interpolation = "bicubic"};
+    vitq_err e;
+    if (vitq_model_create(&a, m, &e) || vitq_model_alloc_grads(*m, &e)) return -1;
+    vitq_model_init_train(*m, 7, 0.3f);
+    for (int64_t i = 0; i < (*m)->n_params; i++) (*m)->slab[i] += 0.1f * (float)urand(); // LN/bias non-trivial
+    for (int l = 0; l < a.depth; l++) (*m)->mlp_act[l] = act;
+    return 0;
+}
+
+static double model_loss(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, const float *x, const int *y, int B) {
+    vitq_err e;
+    if (vitq_forward(m, a, x, B, &e)) return NAN;
+    return vitq_crossentropy_forward(g->probs, a->logits, y, B, m->arch.num_classes, 0.1f);
+}
+
+static void model_fd_case(vitq_act_kind act) {
+    vitq_model *m = NULL;
+    vitq_acts *a = NULL;
+    vitq_grad_acts *g = NULL;
+    vitq_err e;
+    const int B = 3;
+    CHECK(tiny_model(&m, act) == 0);
+    CHECK(vitq_acts_create(m, 4, 1, &a, &e) == 0);
+    CHECK(vitq_grad_acts_create(m, 4, &g, &e) == 0);
+    float x[3 * 64];
+    int y[3] = {1, 4, 0};
+    for (int i = 0; i < 3 * 64; i++) x[i] = (float)urand();
+    model_loss(m, a, g, x, y, B);
+    vitq_model_zero_grads(m);
+    memset(g->dlogits, 0, sizeof(float) * 4 * 5);
+    vitq_crossentropy_backward(g->dlogits, g->probs, y, B, 5, 0.1f);
+    CHECK(vitq_backward(m, a, g, g->dlogits, B, &e) == 0);
+    double worst = 0;
+    int64_t n = 0;
+    for (int64_t i = 0; i < m->n_params; i += 7, n++) {
+        float s = m->slab[i];
+        const float h = 1e-2f;
+        m->slab[i] = s + h;
+        double lp = model_loss(m, a, g, x, y, B);
+        m->slab[i] = s - h;
+        double lm = model_loss(m, a, g, x, y, B);
+        m->slab[i] = s;
+        double f = (lp - lm) / (2.0 * h), an = m->grad_slab[i];
+        double err = fabs(an - f) / (2e-3 + 2e-2 * fabs(f));
+        if (err > worst) worst = err;
+        CHECK_MSG(err <= 1.0, "param %lld: analytic %.6g vs fd %.6g", (long long)i, an, f);
+    }
+    printf("  tiny ViT (%s): %lld parameters checked, worst error / tolerance %.2f\n",
+           act == VITQ_ACT_RELU ? "relu" : "gelu", (long long)n, worst);
+    vitq_grad_acts_free(g);
+    vitq_acts_free(a);
+    vitq_model_free(m);
+}
+
+/* GELU only: with h = 1e-2 differences straddle ReLU's kink; ReLU blocks are checked against PyTorch. */
+TEST(grad_model_fd) { model_fd_case(VITQ_ACT_GELU); }
+
+/* ---- whole model against PyTorch autograd --------------------------------------------------------------
+ * tests/fixtures/grad_tiny.safetensors (tests/reference/make_grad_fixture.py): img 8, patch 4, 1 channel,
+ * dim 12, depth 2, heads 2, MLP 48, 5 classes; block 0 GELU, block 1 ReLU; batch 3, label smoothing 0.1.
+ * Tolerance for every gradient: |c - torch| <= 1e-5 + 1e-3 |torch| (float32 on both sides, different
+ * summation orders); loss to 1e-5. */
+#define GRAD_FIXTURE "tests/fixtures/grad_tiny.safetensors"
+#define GRAD_RTOL 1e-3
+#define GRAD_ATOL 1e-5
+
+typedef struct {
+    vitq_st_file *f;
+    vitq_model *m;
+    vitq_acts *a;
+    vitq_grad_acts *g;
+    float x[3 * 64];
+    int y[3];
+} torch_case;
+
+/* Reads fixture tensor `name` (any shape) into a new float array. */
+static float *fx_read(vitq_st_file *f, const char *name, int64_t *numel) {
+    const vitq_st_tensor *t = vitq_st_find(f, name);
+    if (!t) {
+        test_failf(__FILE__, __LINE__, "%s: tensor '%s' missing (re-run tests/reference/make_grad_fixture.py)",
+                   GRAD_FIXTURE, name);
+        return NULL;
+    }
+    int64_t n = 1;
+    for (int d = 0; d < t->ndim; d++) n *= t->shape[d];
+    float *v = malloc(sizeof(float) * (size_t)n);
+    vitq_err e;
+    if (vitq_st_read_f32(f, name, v, t->ndim, t->shape, &e)) {
+        test_failf(__FILE__, __LINE__, "%s", e.msg);
+        free(v);
+        return NULL;
+    }
+    if (numel) *numel = n;
+    return v;
+}
+
+static int torch_setup(torch_case *c) {
+    memset(c, 0, sizeof *c);
+    vitq_err e;
+    if (vitq_st_open(GRAD_FIXTURE, &c->f, &e)) {
+        test_failf(__FILE__, __LINE__, "%s", e.msg);
+        return -1;
+    }
+    const char *ver = vitq_st_meta(c->f, "fixture_version");
+    if (!ver || strcmp(ver, "1")) {
+        test_failf(__FILE__, __LINE__, "%s: fixture_version %s, expected 1 (re-run make_grad_fixture.py)",
+                   GRAD_FIXTURE, ver ? ver : "missing");
+        return -1;
+    }
+    vitq_arch a = {.name = "grad_tiny", .img_size = 8, .patch_size = 4, .in_chans = 1, .num_classes = 5,
+                   .embed_dim = 12, .depth = 2, .num_heads = 2, .mlp_ratio = 4.0f, .qkv_bias = 1,
+                   .mean = {0.5f}, .std = {0.5f}, .crop_pct = 1.0f, .interpolation = "bicubic"};
+    if (vitq_model_create(&a, &c->m, &e) || vitq_model_alloc_grads(c->m, &e) ||
+        vitq_acts_create(c->m, 3, 1, &c->a, &e) || vitq_grad_acts_create(c->m, 3, &c->g, &e)) {
+        test_failf(__FILE__, __LINE__, "%s", e.msg);
+        return -1;
+    }
+    for (int i = 0; i < c->m->n_table; i++) {
+        vitq_tensor_ref *r = &c->m->table[i];
+        if (vitq_st_read_f32(c->f, r->name, r->data, r->ndim, r->shape, &e)) {
+            test_failf(__FILE__, __LINE__, "%s", e.msg);
+            return -1;
+        }
+    }
+    c->m->mlp_act[0] = VITQ_ACT_GELU;
+    c->m->mlp_act[1] = VITQ_ACT_RELU;
+    CHECK_STR_CONTAINS(vitq_st_meta(c->f, "mlp_act"), "gelu,relu");
+    float *x = fx_read(c->f, "input", NULL), *y = fx_read(c->f, "labels", NULL);
+    if (!x || !y) {
+        free(x), free(y);
+        return -1;
+    }
+    memcpy(c->x, x, sizeof c->x);
+    for (int b = 0; b < 3; b++) c->y[b] = (int)y[b];
+    free(x), free(y);
+    return 0;
+}
+
+static void torch_teardown(torch_case *c) {
+    vitq_grad_acts_free(c->g);
+    vitq_acts_free(c->a);
+    vitq_model_free(c->m);
+    vitq_st_close(c->f);
+}
+
+/* Compares n floats at got with fixture tensor `name`; prints the max error. */
+static void check_fx(vitq_st_file *f, const char *name, const float *got, int64_t n) {
+    int64_t fn = 0;
+    float *want = fx_read(f, name, &fn);
+    if (!want) return;
+    CHECK_MSG(fn == n, "%s: %lld values in the fixture, %lld computed", name, (long long)fn, (long long)n);
+    if (fn == n) {
+        double mx = 0, ref = 0;
+        for (int64_t i = 0; i < n; i++) mx = fmax(mx, fabs(got[i] - want[i])), ref = fmax(ref, fabs(want[i]));
+        printf("    %-36s max |c - torch| %.2e (max |torch| %.2e)\n", name, mx, ref);
+        test_allclose(__FILE__, __LINE__, name, got, want, (long)n, GRAD_RTOL, GRAD_ATOL);
+    }
+    free(want);
+}
+
+TEST(grad_model_torch) {
+    torch_case c;
+    if (torch_setup(&c)) {
+        torch_teardown(&c);
+        return;
+    }
+    vitq_err e;
+    CHECK(vitq_forward(c.m, c.a, c.x, 3, &e) == 0);
+    float loss = vitq_crossentropy_forward(c.g->probs, c.a->logits, c.y, 3, 5, 0.1f);
+    float *want_loss = fx_read(c.f, "loss", NULL);
+    if (want_loss) CHECK_NEAR(loss, want_loss[0], 1e-5);
+    free(want_loss);
+    check_fx(c.f, "logits", c.a->logits, 3 * 5);
+    vitq_model_zero_grads(c.m);
+    memset(c.g->dlogits, 0, sizeof(float) * 15);
+    vitq_crossentropy_backward(c.g->dlogits, c.g->probs, c.y, 3, 5, 0.1f);
+    CHECK(vitq_backward(c.m, c.a, c.g, c.g->dlogits, 3, &e) == 0);
+    for (int i = 0; i < c.m->n_table; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "grad.%s", c.m->table[i].name);
+        check_fx(c.f, name, vitq_model_grad_of(c.m, &c.m->table[i]), c.m->table[i].numel);
+    }
+    const int64_t bnc = 3 * c.g->N * c.g->C;
+    check_fx(c.f, "grad.blocks.0.out", vitq_grad_res(c.g, 1), bnc);
+    check_fx(c.f, "grad.blocks.1.out", vitq_grad_res(c.g, 2), bnc);
+    check_fx(c.f, "grad.blocks.0.in", vitq_grad_res(c.g, 0), bnc);
+    torch_teardown(&c);
+}
+
+/* vitq_block_backward alone, from eval-mode acts after vitq_block_forward (how block-wise reconstruction
+ * uses it) and the fixture's gradient of the block output, equals the block's part of the full backward. */
+TEST(grad_block_alone) {
+    torch_case c;
+    if (torch_setup(&c)) {
+        torch_teardown(&c);
+        return;
+    }
+    vitq_err e;
+    vitq_acts *ev = NULL;
+    CHECK(vitq_acts_create(c.m, 3, 0, &ev, &e) == 0);
+    CHECK(vitq_forward(c.m, c.a, c.x, 3, &e) == 0); // train acts: the residual stream entering each block
+    const int64_t bnc = 3 * c.g->N * c.g->C;
+    for (int l = 1; l >= 0; l--) {
+        memcpy(vitq_acts_res(ev, l), vitq_acts_res(c.a, l), sizeof(float) * (size_t)bnc);
+        CHECK(vitq_block_forward(c.m, ev, l, 3, &e) == 0);
+        CHECK_ALLCLOSE(vitq_acts_res(ev, l + 1), vitq_acts_res(c.a, l + 1), bnc, 0, 0); // same numbers
+        char name[96];
+        snprintf(name, sizeof name, "grad.blocks.%d.out", l);
+        float *dout = fx_read(c.f, name, NULL);
+        if (!dout) break;
+        memcpy(vitq_grad_res(c.g, l + 1), dout, sizeof(float) * (size_t)bnc);
+        free(dout);
+        vitq_model_zero_grads(c.m);
+        CHECK(vitq_block_backward(c.m, ev, c.g, l, 3, &e) == 0);
+        printf("  block %d alone:\n", l);
+        for (int i = 0; i < c.m->n_table; i++) {
+            char pre[32];
+            snprintf(pre, sizeof pre, "blocks.%d.", l);
+            if (strncmp(c.m->table[i].name, pre, strlen(pre))) continue;
+            snprintf(name, sizeof name, "grad.%s", c.m->table[i].name);
+            check_fx(c.f, name, vitq_model_grad_of(c.m, &c.m->table[i]), c.m->table[i].numel);
+        }
+        if (l > 0) snprintf(name, sizeof name, "grad.blocks.%d.out", l - 1);
+        else snprintf(name, sizeof name, "grad.blocks.0.in");
+        check_fx(c.f, name, vitq_grad_res(c.g, l), bnc);
+        // nothing outside block l was touched
+        const vitq_tensor_ref *head = vitq_model_param(c.m, "head.weight");
+        CHECK(head && vitq_model_grad_of(c.m, head)[0] == 0.0f);
+    }
+    CHECK(vitq_block_backward(c.m, ev, c.g, 2, 3, &e) == VITQ_EINVAL);
+    CHECK_STR_CONTAINS(e.msg, "block 2 out of range");
+    vitq_acts_free(ev);
+    torch_teardown(&c);
+}
