@@ -444,6 +444,11 @@ int vitq_st_write(const char *path, const vitq_st_entry *t, int n, const char *c
             cJSON_AddItemToArray(shape, raw_int((uint64_t)t[i].shape[d]));
         }
         uint64_t bytes = (uint64_t)vitq_st_numel(&probe) * 4;
+        if (bytes && !t[i].data) {
+            cJSON_Delete(offs);
+            rc = vitq_fail(e, VITQ_EINVAL, "%s: tensor '%s': no data", path, t[i].name);
+            goto done;
+        }
         cJSON_AddItemToArray(offs, raw_int(off));
         cJSON_AddItemToArray(offs, raw_int(off + bytes));
         cJSON_AddItemToObject(ent, "data_offsets", offs);
