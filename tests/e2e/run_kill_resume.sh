@@ -3,8 +3,8 @@
 # results equal those of an uninterrupted run (`vitq results --csv` without the timing column).
 . tests/e2e/run_common.inc
 
-write_ini "$T/a.ini" "$T/killed" 400 "8, 4, 3"
-write_ini "$T/b.ini" "$T/clean" 400 "8, 4, 3"
+write_ini "$T/a.ini" "$T/killed" 300 "8, 4, 3"
+write_ini "$T/b.ini" "$T/clean" 300 "8, 4, 3"
 
 "$VITQ" run "$T/a.ini" -q >/dev/null 2>"$T/log_a" &
 pid=$!
