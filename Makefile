@@ -16,6 +16,15 @@ BUILD ?= build-san
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 endif
 
+# `make V=1` shows every command; by default one short line per file.
+ifeq ($(V),1)
+Q :=
+say = @true
+else
+Q := @
+say = @printf '  %-6s %s\n' $(1) $(2)
+endif
+
 PREFIX ?= /usr/local
 bindir ?= $(PREFIX)/bin
 libdir ?= $(PREFIX)/lib
@@ -70,38 +79,46 @@ require-deps:
 # --- objects ---------------------------------------------------------------------------------
 $(BUILD)/harness/%.o: harness/%.c
 	@mkdir -p $(@D)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
 
 $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/bench/%.o: bench/%.c
 	@mkdir -p $(@D)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
-	$(CC) -shared $(SAN_FLAGS) -o $@ $^ $(DEP_LIBS)
+	$(call say,LD,$@)
+	$(Q)$(CC) -shared $(SAN_FLAGS) -o $@ $^ $(DEP_LIBS)
 
 $(VITQ): $(CLI_OBJ) $(LIB)
-	$(CC) $(SAN_FLAGS) -o $@ $(CLI_OBJ) -L$(BUILD) -lvitq -Wl,-rpath,'$$ORIGIN' $(DEP_LIBS)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(SAN_FLAGS) -o $@ $(CLI_OBJ) -L$(BUILD) -lvitq -Wl,-rpath,'$$ORIGIN' $(DEP_LIBS)
 
 # Every plugins/NAME.c becomes NAME.so; -z defs makes an unresolved symbol a link error, not a dlopen one.
 $(BUILD)/plugins/%.so: plugins/%.c harness/vitq.h $(wildcard harness/vitq_plugin.h) $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Iharness -fPIC -shared -fvisibility=hidden -Wl,-z,defs -o $@ $< \
+	$(call say,PLUGIN,$@)
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -Iharness -fPIC -shared -fvisibility=hidden -Wl,-z,defs -o $@ $< \
 		-L$(BUILD) -lvitq -Wl,-rpath,'$$ORIGIN/..' -lm
 
 # Test plugins are deliberately broken in various ways; no -z defs for them.
 $(BUILD)/tests/plugins/%.so: tests/plugins/%.c
 	@mkdir -p $(@D)
-	$(CC) -std=c11 -O1 -Iharness -fPIC -shared -w -o $@ $<
+	$(Q)$(CC) -std=c11 -O1 -Iharness -fPIC -shared -w -o $@ $<
 
 $(TESTS): $(TEST_OBJ) $(LIB)
-	$(CC) $(SAN_FLAGS) -o $@ $(TEST_OBJ) -L$(BUILD) -lvitq -Wl,-rpath,'$$ORIGIN/..' $(DEP_LIBS)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(SAN_FLAGS) -o $@ $(TEST_OBJ) -L$(BUILD) -lvitq -Wl,-rpath,'$$ORIGIN/..' $(DEP_LIBS)
 
 $(BENCH): $(BENCH_OBJ) $(LIB)
-	$(CC) $(SAN_FLAGS) -o $@ $(BENCH_OBJ) -L$(BUILD) -lvitq -Wl,-rpath,'$$ORIGIN/..' $(DEP_LIBS)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(SAN_FLAGS) -o $@ $(BENCH_OBJ) -L$(BUILD) -lvitq -Wl,-rpath,'$$ORIGIN/..' $(DEP_LIBS)
 
 # --- user targets ----------------------------------------------------------------------------
 check: deps
