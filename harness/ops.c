@@ -23,6 +23,17 @@
 #include <math.h>
 #include <string.h>
 
+/* glibc >= 2.35 on x86-64 ships SSE vector versions of expf and erff in libmvec (pulled in by -lm's
+ * linker script); 4 lanes at a time they make GELU and the softmax ~4x cheaper than the scalar libm
+ * calls. Every element, tails included, goes through the same vector function, so results do not
+ * depend on where a thread's chunk starts. Elsewhere the scalar libm functions are used. */
+#if defined(__x86_64__) && defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+#include <emmintrin.h>
+#define VITQ_MVEC 1
+__m128 _ZGVbN4v_expf(__m128 x);
+__m128 _ZGVbN4v_erff(__m128 x);
+#endif
+
 /* Below this much work (roughly flops) a kernel stays on the calling thread. */
 #define PAR_MIN_WORK (1 << 15)
 
@@ -78,15 +89,20 @@ static void ln_rows(void *vc, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
         const float *x = c->inp + r * C;
         float *o = c->out + r * C;
-        float m = 0.0f;
-        for (int64_t i = 0; i < C; i++) m += x[i];
-        m /= (float)C;
-        float v = 0.0f;
-        for (int64_t i = 0; i < C; i++) {
-            float d = x[i] - m;
-            v += d * d;
-        }
-        v /= (float)C;
+        /* eight fixed partial sums (the compiler vectorises them; same order at any thread count) */
+        float s8[8] = {0}, q8[8] = {0};
+        int64_t C8 = C & ~(int64_t)7;
+        for (int64_t i = 0; i < C8; i += 8)
+            for (int k = 0; k < 8; k++) s8[k] += x[i + k];
+        for (int64_t i = C8; i < C; i++) s8[0] += x[i];
+        float m = (((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7]))) / (float)C;
+        for (int64_t i = 0; i < C8; i += 8)
+            for (int k = 0; k < 8; k++) {
+                float d = x[i + k] - m;
+                q8[k] += d * d;
+            }
+        for (int64_t i = C8; i < C; i++) q8[0] += (x[i] - m) * (x[i] - m);
+        float v = (((q8[0] + q8[1]) + (q8[2] + q8[3])) + ((q8[4] + q8[5]) + (q8[6] + q8[7]))) / (float)C;
         float s = 1.0f / sqrtf(v + c->eps);
         for (int64_t i = 0; i < C; i++) o[i] = (x[i] - m) * s * c->w[i] + c->b[i];
         if (c->mean) c->mean[r] = m;
@@ -116,12 +132,34 @@ static int64_t ew_end(const ew_ctx *c, int64_t item_end) {
     return e < c->n ? e : c->n;
 }
 
+/* GELU: 0.5 x (1 + erf(x / sqrt 2)), erf vectorised (tails padded, as everywhere in this file). */
 static void gelu_range(void *vc, int64_t i0, int64_t i1) {
     const ew_ctx *c = vc;
-    for (int64_t i = i0 * EW_CHUNK, e = ew_end(c, i1); i < e; i++) {
+    int64_t i = i0 * EW_CHUNK, e = ew_end(c, i1);
+#ifdef VITQ_MVEC
+    const __m128 r2 = _mm_set1_ps((float)M_SQRT1_2), half = _mm_set1_ps(0.5f), one = _mm_set1_ps(1.0f);
+    for (; i < e; i += 4) {
+        float t[4] = {0, 0, 0, 0};
+        const float *src = c->a + i;
+        if (e - i < 4) {
+            memcpy(t, src, (size_t)(e - i) * sizeof(float));
+            src = t;
+        }
+        __m128 x = _mm_loadu_ps(src);
+        __m128 y = _mm_mul_ps(_mm_mul_ps(half, x), _mm_add_ps(one, _ZGVbN4v_erff(_mm_mul_ps(x, r2))));
+        if (e - i < 4) {
+            _mm_storeu_ps(t, y);
+            memcpy(c->out + i, t, (size_t)(e - i) * sizeof(float));
+        } else {
+            _mm_storeu_ps(c->out + i, y);
+        }
+    }
+#else
+    for (; i < e; i++) {
         float x = c->a[i];
         c->out[i] = 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
     }
+#endif
 }
 
 static void relu_range(void *vc, int64_t i0, int64_t i1) {
@@ -186,7 +224,44 @@ typedef struct {
     float scale;
 } sm_ctx;
 
+/* In-place numerically stable softmax of one row: exp(x - max) / sum. */
 static void softmax_row(float *row, int64_t n) {
+#ifdef VITQ_MVEC
+    /* 4 lanes: max, then exp and four fixed partial sums in one pass, then the scale. x - max is
+     * clamped at -87 (exp = 1.6e-38, the smallest normal float's neighbourhood) because libmvec
+     * sends underflowing lanes to a slow scalar path; a probability below 1.6e-38 changes nothing
+     * measurable. The tail is padded with -87 too, so every element takes the same path. */
+    int64_t n4 = n & ~(int64_t)3;
+    float tail[4] = {-FLT_MAX, -FLT_MAX, -FLT_MAX, -FLT_MAX};
+    memcpy(tail, row + n4, (size_t)(n - n4) * sizeof(float));
+    __m128 vmax = _mm_loadu_ps(tail);
+    for (int64_t i = 0; i < n4; i += 4) vmax = _mm_max_ps(vmax, _mm_loadu_ps(row + i));
+    float m4[4];
+    _mm_storeu_ps(m4, vmax);
+    float mx = m4[0] > m4[1] ? m4[0] : m4[1];
+    mx = m4[2] > mx ? m4[2] : mx;
+    mx = m4[3] > mx ? m4[3] : mx;
+    const __m128 vm = _mm_set1_ps(mx), lo = _mm_set1_ps(-87.0f);
+    __m128 vsum = _mm_setzero_ps();
+    for (int64_t i = 0; i < n4; i += 4) {
+        __m128 ex = _ZGVbN4v_expf(_mm_max_ps(_mm_sub_ps(_mm_loadu_ps(row + i), vm), lo));
+        _mm_storeu_ps(row + i, ex);
+        vsum = _mm_add_ps(vsum, ex);
+    }
+    __m128 ext = _ZGVbN4v_expf(_mm_max_ps(_mm_sub_ps(_mm_loadu_ps(tail), vm), lo));
+    if (n4 == n) ext = _mm_setzero_ps();
+    else if (n - n4 < 4) /* drop the padding lanes from the sum */
+        ext = _mm_and_ps(ext, _mm_castsi128_ps(_mm_set_epi32(n - n4 > 3 ? -1 : 0, n - n4 > 2 ? -1 : 0,
+                                                             n - n4 > 1 ? -1 : 0, -1)));
+    vsum = _mm_add_ps(vsum, ext);
+    _mm_storeu_ps(tail, ext);
+    memcpy(row + n4, tail, (size_t)(n - n4) * sizeof(float));
+    float s4[4];
+    _mm_storeu_ps(s4, vsum);
+    const __m128 vinv = _mm_set1_ps(1.0f / ((s4[0] + s4[1]) + (s4[2] + s4[3])));
+    for (int64_t i = 0; i < n4; i += 4) _mm_storeu_ps(row + i, _mm_mul_ps(_mm_loadu_ps(row + i), vinv));
+    for (int64_t i = n4; i < n; i++) row[i] *= _mm_cvtss_f32(vinv);
+#else
     float mx = -FLT_MAX;
     for (int64_t j = 0; j < n; j++) mx = row[j] > mx ? row[j] : mx;
     float sum = 0.0f;
@@ -196,6 +271,7 @@ static void softmax_row(float *row, int64_t n) {
     }
     float inv = 1.0f / sum;
     for (int64_t j = 0; j < n; j++) row[j] *= inv;
+#endif
 }
 
 static void attn_softmax_pairs(void *vc, int64_t p0, int64_t p1) {

@@ -200,12 +200,14 @@ TEST(ops_gelu_relu_add_values) {
     float *a = rand_buf(n, 4.0f), *c = malloc((size_t)n * sizeof(float));
     memcpy(c, a, (size_t)n * sizeof(float));
     vitq_gelu_forward(c, c, n);
-    int ok = 1;
+    /* bound: erf (libmvec or libm) within ~2 ulp of 1 (2.4e-7) absolute, times 0.5 |x|, plus rounding */
+    double worst = 0;
     for (int64_t i = 0; i < n; i++) {
         double g = 0.5 * a[i] * (1.0 + erf(a[i] / sqrt(2.0)));
-        ok &= fabs(c[i] - g) <= 1e-6 * fabs(g) + 1e-7;
+        double q = fabs(c[i] - g) / (1e-6 * fabs(g) + 1.2e-7 * fabs(a[i]) + 1e-12);
+        worst = q > worst ? q : worst;
     }
-    CHECK_MSG(ok, "threaded in-place GELU differs from erf in double");
+    CHECK_MSG(worst <= 1.0, "threaded in-place GELU differs from erf in double: %.3g of the bound", worst);
     free(a), free(c);
 }
 
