@@ -1,0 +1,20 @@
+/* bench.h — the `make bench` program: one table of sections in bench_main.c, each a function in its
+ * own bench/bench_*.c. A section prints its own lines (plain text, one figure per line) and returns 0,
+ * or non-zero if it could not run. Add a section: write `int bench_NAME(void)` in bench/bench_NAME.c,
+ * declare it here, and add one row to the table in bench_main.c. */
+#ifndef VITQ_BENCH_H
+#define VITQ_BENCH_H
+
+#include "../harness/vitq.h"
+
+/* Float32 eval throughput of a DeiT-Tiny-shaped and a 28x28 model against OpenBLAS sgemm on the same
+ * GEMM shapes, and peak memory / page faults of `vitq eval` at batch 32 (bench_eval.c). */
+int bench_eval_throughput(void);
+int bench_eval_memory(void);
+
+/* Helpers shared by sections (bench_main.c). */
+double bench_now(void);
+/* Path of the `vitq` binary built next to the bench (BUILD/vitq), into buf. */
+const char *bench_vitq_path(char *buf, size_t n);
+
+#endif

@@ -1,0 +1,301 @@
+/* bench_eval.c — float32 eval throughput of vitq's forward pass against OpenBLAS sgemm measured in the
+ * same run on the same GEMM shapes (issue 2's targets), and the peak memory of `vitq eval`.
+ *
+ * Throughput: a DeiT-Tiny-shaped random model (224x224x3, patch 16, dim 192, depth 12, heads 3, 1000
+ * classes) at batch 32 and a 28x28x1 model (patch 4, dim 96, depth 6, heads 3, 10 classes) at batch
+ * 256, at 1 and 2 pool threads. The reference is every GEMM of one forward (patch embedding, qkv,
+ * q·k^T and att·v per (image, head), proj, fc1, fc2, head) timed alone with cblas_sgemm at OpenBLAS's own
+ * 1 and 2 threads — what sgemm alone can do; "x% of sgemm" = summed GEMM time / forward time.
+ * Memory: writes the DeiT-Tiny model (vitq_model_save) and 64 random 256x256 images (PNG and JPEG via
+ * libpng/libjpeg) under /tmp, runs BUILD/vitq eval --batch 32 as a child and reads its max RSS and
+ * minor page faults from getrusage(RUSAGE_CHILDREN). */
+#include "bench.h"
+
+#include <cblas.h>
+#include <jpeglib.h>
+#include <math.h>
+#include <png.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static uint64_t g_rng = 0x2545F4914F6CDD1Dull;
+static double urand(void) {
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (double)(g_rng >> 11) / (double)(1ull << 53);
+}
+static float nrand(void) { /* Box-Muller */
+    double u = urand() + 1e-12, v = urand();
+    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
+}
+
+/* A model of arch `a` with timm-like random weights: linear std 0.02, LayerNorm weight 1 bias 0. */
+static vitq_model *random_model(const vitq_arch *a) {
+    vitq_model *m = NULL;
+    vitq_err e = {{0}};
+    if (vitq_model_create(a, &m, &e)) {
+        printf("cannot create model: %s\n", e.msg);
+        return NULL;
+    }
+    for (int i = 0; i < m->n_table; i++) {
+        vitq_tensor_ref *r = &m->table[i];
+        int is_norm = strstr(r->name, "norm") != NULL;
+        int is_bias = strstr(r->name, ".bias") != NULL;
+        for (int64_t k = 0; k < r->numel; k++)
+            r->data[k] = is_norm ? (is_bias ? 0.0f : 1.0f) : is_bias ? 0.0f : 0.02f * nrand();
+    }
+    return m;
+}
+
+typedef struct {
+    int M, N, K, transb, count, ldc; /* C (M,N) = A (M,K) · B, repeated `count` times */
+} gemm_shape;
+
+/* Every GEMM of one forward of B images, in the layout ops.c uses. */
+static int forward_gemms(const vitq_arch *a, int B, gemm_shape *s) {
+    int n = 0, N = vitq_arch_tokens(a), C = a->embed_dim, H = a->num_heads, D = C / H, F = vitq_arch_hidden(a);
+    int R = B * N, Np = N - 1, pd = a->in_chans * a->patch_size * a->patch_size;
+    s[n++] = (gemm_shape){B * Np, C, pd, 1, 1, C};
+    s[n++] = (gemm_shape){R, 3 * C, C, 1, a->depth, 3 * C};
+    s[n++] = (gemm_shape){N, N, D, 1, a->depth * B * H, N};
+    s[n++] = (gemm_shape){N, D, N, 0, a->depth * B * H, C};
+    s[n++] = (gemm_shape){R, C, C, 1, a->depth, C};
+    s[n++] = (gemm_shape){R, F, C, 1, a->depth, F};
+    s[n++] = (gemm_shape){R, C, F, 1, a->depth, C};
+    s[n++] = (gemm_shape){B, a->num_classes, C, 1, 1, a->num_classes};
+    return n;
+}
+
+static double gemm_flops(const gemm_shape *s, int n) {
+    double f = 0;
+    for (int i = 0; i < n; i++) f += 2.0 * s[i].M * s[i].N * s[i].K * s[i].count;
+    return f;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *t, int n) {
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+/* Median time of `reps` passes over all shapes with OpenBLAS at `threads` threads (after a warm-up). */
+static double time_gemms(const gemm_shape *s, int n, int threads, int reps) {
+    size_t amax = 0, bmax = 0, cmax = 0;
+    for (int i = 0; i < n; i++) {
+        size_t a = (size_t)s[i].M * s[i].K, b = (size_t)s[i].K * s[i].N, c = (size_t)s[i].M * s[i].ldc;
+        amax = a > amax ? a : amax, bmax = b > bmax ? b : bmax, cmax = c > cmax ? c : cmax;
+    }
+    float *A = vitq_alloc(amax * 4), *Bm = vitq_alloc(bmax * 4), *Cm = vitq_alloc(cmax * 4);
+    for (size_t i = 0; i < amax; i++) A[i] = 0.1f * nrand();
+    for (size_t i = 0; i < bmax; i++) Bm[i] = 0.1f * nrand();
+    openblas_set_num_threads(threads);
+    double t[16];
+    for (int r = -1; r < reps; r++) {
+        double t0 = bench_now();
+        for (int i = 0; i < n; i++) {
+            const gemm_shape *g = &s[i];
+            for (int c = 0; c < g->count; c++)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, g->transb ? CblasTrans : CblasNoTrans, g->M, g->N, g->K,
+                            1.0f, A, g->K, Bm, g->transb ? g->K : g->N, 0.0f, Cm, g->ldc);
+        }
+        if (r >= 0) t[r] = bench_now() - t0;
+    }
+    vitq_threads_set(vitq_threads_get()); /* back to OpenBLAS at 1 thread */
+    vitq_free(A), vitq_free(Bm), vitq_free(Cm);
+    return median(t, reps);
+}
+
+/* Median forward time of B images at `threads` pool threads. */
+static double time_forward(vitq_model *m, vitq_acts *a, const float *images, int B, int threads, int reps) {
+    vitq_threads_set(threads);
+    vitq_err e = {{0}};
+    double t[16];
+    for (int r = -1; r < reps; r++) {
+        double t0 = bench_now();
+        if (vitq_forward(m, a, images, B, &e)) {
+            printf("forward failed: %s\n", e.msg);
+            return -1;
+        }
+        if (r >= 0) t[r] = bench_now() - t0;
+    }
+    return median(t, reps);
+}
+
+static int bench_model(const char *label, const vitq_arch *ar, int B, int reps) {
+    vitq_model *m = random_model(ar);
+    if (!m) return 1;
+    vitq_acts *a = NULL;
+    vitq_err e = {{0}};
+    if (vitq_acts_create(m, B, 0, &a, &e)) {
+        printf("%s\n", e.msg);
+        vitq_model_free(m);
+        return 1;
+    }
+    int64_t nimg = (int64_t)B * ar->in_chans * ar->img_size * ar->img_size;
+    float *images = malloc(sizeof(float) * (size_t)nimg);
+    for (int64_t i = 0; i < nimg; i++) images[i] = nrand();
+    gemm_shape s[16];
+    int ns = forward_gemms(ar, B, s);
+    double flops = gemm_flops(s, ns);
+    printf("%s: batch %d, %.1f GFLOP of GEMMs per forward, activations %.0f MB\n", label, B, flops * 1e-9,
+           (double)a->bytes / 1048576.0);
+    int saved = vitq_threads_get();
+    for (int th = 1; th <= 2; th++) {
+        double tf = time_forward(m, a, images, B, th, reps);
+        double tg = time_gemms(s, ns, th, reps);
+        if (tf <= 0) break;
+        printf("  %d thread%s: %8.1f images/s  forward %7.1f ms (%5.1f GFLOP/s) | sgemm alone %7.1f ms "
+               "(%5.1f GFLOP/s, OpenBLAS %d thread%s) -> %.0f%% of sgemm throughput\n",
+               th, th > 1 ? "s" : " ", B / tf, tf * 1e3, flops / tf * 1e-9, tg * 1e3, flops / tg * 1e-9, th,
+               th > 1 ? "s" : "", 100.0 * tg / tf);
+        fflush(stdout);
+    }
+    vitq_threads_set(saved);
+    free(images);
+    vitq_acts_free(a);
+    vitq_model_free(m);
+    return 0;
+}
+
+int bench_eval_throughput(void) {
+    vitq_arch deit;
+    vitq_err e = {{0}};
+    if (vitq_arch_builtin("deit_tiny_patch16_224", &deit, &e)) {
+        printf("%s\n", e.msg);
+        return 1;
+    }
+    vitq_arch fm = {.name = "custom", .img_size = 28, .patch_size = 4, .in_chans = 1, .num_classes = 10,
+                    .embed_dim = 96, .depth = 6, .num_heads = 3, .mlp_ratio = 4.0f, .qkv_bias = 1,
+                    .mean = {0.2860f}, .std = {0.3530f}, .crop_pct = 1.0f, .interpolation = "bicubic"};
+    int rc = bench_model("deit_tiny_patch16_224 (random weights)", &deit, 32, 5);
+    rc |= bench_model("vit-fmnist shape 28x28x1 p4 d96 x6 h3", &fm, 256, 5);
+    return rc;
+}
+
+/* ---- memory of `vitq eval` ------------------------------------------------------------------ */
+
+static int write_png(const char *path, const unsigned char *rgb, int w, int h) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    png_structp p = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(p);
+    if (setjmp(png_jmpbuf(p))) {
+        png_destroy_write_struct(&p, &info);
+        fclose(f);
+        return -1;
+    }
+    png_init_io(p, f);
+    png_set_IHDR(p, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(p, info);
+    for (int y = 0; y < h; y++) png_write_row(p, (png_const_bytep)(rgb + (size_t)y * w * 3));
+    png_write_end(p, NULL);
+    png_destroy_write_struct(&p, &info);
+    return fclose(f);
+}
+
+static int write_jpeg(const char *path, const unsigned char *rgb, int w, int h) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr err;
+    c.err = jpeg_std_error(&err);
+    jpeg_create_compress(&c);
+    jpeg_stdio_dest(&c, f);
+    c.image_width = (JDIMENSION)w;
+    c.image_height = (JDIMENSION)h;
+    c.input_components = 3;
+    c.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, 90, TRUE);
+    jpeg_start_compress(&c, TRUE);
+    while (c.next_scanline < c.image_height) {
+        JSAMPROW row = (JSAMPROW)(rgb + (size_t)c.next_scanline * w * 3);
+        jpeg_write_scanlines(&c, &row, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    return fclose(f);
+}
+
+int bench_eval_memory(void) {
+    char dir[] = "/tmp/vitq-bench-XXXXXX";
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    vitq_arch deit;
+    vitq_err e = {{0}};
+    if (vitq_arch_builtin("deit_tiny_patch16_224", &deit, &e)) return 1;
+    vitq_model *m = random_model(&deit);
+    if (!m) return 1;
+    char model[512], data[512], path[600], vitq[4096];
+    snprintf(model, sizeof model, "%s/deit_tiny_random.safetensors", dir);
+    snprintf(data, sizeof data, "%s/images", dir);
+    int rc = vitq_model_save(m, model, NULL, NULL, 0, &e);
+    vitq_model_free(m);
+    if (rc) {
+        printf("%s\n", e.msg);
+        return 1;
+    }
+    mkdir(data, 0755);
+    const int S = 256;
+    unsigned char *rgb = malloc((size_t)S * S * 3);
+    for (int cls = 0; cls < 2; cls++) {
+        snprintf(path, sizeof path, "%s/class%d", data, cls);
+        mkdir(path, 0755);
+        for (int i = 0; i < 32; i++) {
+            for (int k = 0; k < S * S * 3; k++) rgb[k] = (unsigned char)(urand() * 256);
+            snprintf(path, sizeof path, "%s/class%d/img%02d.%s", data, cls, i, cls ? "jpg" : "png");
+            if ((cls ? write_jpeg(path, rgb, S, S) : write_png(path, rgb, S, S)) != 0) {
+                printf("cannot write %s\n", path);
+                free(rgb);
+                return 1;
+            }
+        }
+    }
+    free(rgb);
+    bench_vitq_path(vitq, sizeof vitq);
+    printf("running: %s eval --model %s --data %s --batch 32 -q\n", vitq, model, data);
+    fflush(stdout);
+    double t0 = bench_now();
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl(vitq, vitq, "eval", "--model", model, "--data", data, "--batch", "32", "-q", (char *)NULL);
+        perror(vitq);
+        _exit(127);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    double wall = bench_now() - t0;
+    struct rusage ru;
+    getrusage(RUSAGE_CHILDREN, &ru);
+    int ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    printf("vitq eval (64 images 256x256, batch 32): %s, wall %.2f s, peak RSS %.0f MB (target < 1024 MB), "
+           "minor page faults %ld, user %.2f s, system %.2f s\n",
+           ok ? "ok" : "FAILED", wall, (double)ru.ru_maxrss / 1024.0, ru.ru_minflt,
+           (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec,
+           (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec);
+    /* clean up the temporary files */
+    for (int cls = 0; cls < 2; cls++) {
+        for (int i = 0; i < 32; i++) {
+            snprintf(path, sizeof path, "%s/class%d/img%02d.%s", data, cls, i, cls ? "jpg" : "png");
+            unlink(path);
+        }
+        snprintf(path, sizeof path, "%s/class%d", data, cls);
+        rmdir(path);
+    }
+    rmdir(data);
+    unlink(model);
+    rmdir(dir);
+    return ok ? 0 : 1;
+}
