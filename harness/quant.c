@@ -472,8 +472,21 @@ static void stat_chunks(void *ctx, int64_t cb, int64_t ce) {
     const stat_job *j = ctx;
     for (int64_t c = cb; c < ce; c++) {
         int64_t i0 = j->n * c / NCHUNK, i1 = j->n * (c + 1) / NCHUNK;
+        /* float partial sums in 8 lanes over blocks of 512 values (vectorisable at -O2), flushed to double */
         double sx = 0, se = 0;
-        for (int64_t i = i0; i < i1; i++) {
+        int64_t i = i0;
+        while (i + 8 <= i1) {
+            float ax[8] = {0}, ae[8] = {0};
+            int64_t stop = i + 512 < i1 ? i + 512 : i1;
+            for (; i + 8 <= stop; i += 8)
+                for (int k = 0; k < 8; k++) {
+                    float x = j->x[i + k], d = x - j->y[i + k];
+                    ax[k] += x * x;
+                    ae[k] += d * d;
+                }
+            for (int k = 0; k < 8; k++) sx += ax[k], se += ae[k];
+        }
+        for (; i < i1; i++) {
             double x = j->x[i], d = x - (double)j->y[i];
             sx += x * x;
             se += d * d;
@@ -483,9 +496,9 @@ static void stat_chunks(void *ctx, int64_t cb, int64_t ce) {
         if (j->hpart) {
             int64_t *hf = j->hpart + (size_t)c * 2 * (size_t)j->bins, *hq = hf + j->bins;
             memset(hf, 0, 2 * (size_t)j->bins * sizeof *hf);
-            for (int64_t i = i0; i < i1; i++) {
-                hf[bin_of(j->x[i], j->lo, j->scale, j->bins)]++;
-                hq[bin_of(j->y[i], j->lo, j->scale, j->bins)]++;
+            for (int64_t k = i0; k < i1; k++) {
+                hf[bin_of(j->x[k], j->lo, j->scale, j->bins)]++;
+                hq[bin_of(j->y[k], j->lo, j->scale, j->bins)]++;
             }
         }
     }

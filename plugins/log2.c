@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define LEVELS_MAX 320 /* codes beyond this give 2^-160 or less: 0 in float */
+
 enum { BASE_2 = 0, BASE_SQRT2 = 1 };
 enum { SCALE_ONE = 0, SCALE_SEARCH = 1 };
 
@@ -40,12 +42,14 @@ typedef struct {
     log2_params p;
     const vitq_host *host;
     float S;
+    float level[LEVELS_MAX]; /* level[q] = the output for code q (forward's table, from log_fq) */
     float *samples;
     int64_t cap, seen, next;
     double w;
     int finalized;
 } lq;
 
+/* The reference formula (used by finalize's scale search and to fill the level table). */
 static inline float log_fq(float p, float S, int sqrt2, float cut) {
     if (!(p > 0)) return 0;
     float l = log2f(p / S);
@@ -108,6 +112,16 @@ static int lq_observe(void *qv, const vitq_view *x) {
     return 0;
 }
 
+/* level[q] for every code q < min(2^b, LEVELS_MAX), computed by log_fq itself at p = S·2^(-q) or 2^(-q/2). */
+static void fill_levels(lq *q) {
+    int sqrt2 = q->p.base == BASE_SQRT2;
+    for (int k = 0; k < LEVELS_MAX; k++) {
+        float h = sqrt2 ? ceilf(k * 0.5f) : (float)k;
+        float odd = sqrt2 && (k % 2) ? (float)(M_SQRT2 - 1.0) + 1.0f : 1.0f;
+        q->level[k] = k < ldexpf(1.0f, q->p.bits) ? exp2f(-h) * odd * q->S : 0;
+    }
+}
+
 static int cmp_float(const void *a, const void *b) {
     float x = *(const float *)a, y = *(const float *)b;
     return (x > y) - (x < y);
@@ -116,7 +130,10 @@ static int cmp_float(const void *a, const void *b) {
 static int lq_finalize(void *qv) {
     lq *q = qv;
     q->finalized = 1;
-    if (q->p.scale == SCALE_ONE) return 0;
+    if (q->p.scale == SCALE_ONE) {
+        fill_levels(q);
+        return 0;
+    }
     int64_t n = q->seen < q->cap ? q->seen : q->cap;
     if (n == 0) return q->host->fail(q->host, VITQ_EINVAL, "finalize: no calibration data was observed");
     float *sorted = malloc((size_t)n * sizeof(float));
@@ -144,6 +161,7 @@ static int lq_finalize(void *qv) {
     free(sorted);
     free(q->samples);
     q->samples = NULL;
+    fill_levels(q);
     return 0;
 }
 
@@ -153,11 +171,23 @@ typedef struct {
     float *y;
 } fwd_job;
 
+/* Forward: q = round(-log2(p/S)) (or 2x for base sqrt2) rounded half to even by the 1.5·2^23 trick
+ * (|q| < 2^22 always: float log2 lies in [-150, 128]), then a table look-up; same numbers as log_fq. */
 static void fwd_range(void *ctx, int64_t begin, int64_t end) {
     const fwd_job *j = ctx;
-    float S = j->q->S, cut = ldexpf(1.0f, j->q->p.bits);
-    int sqrt2 = j->q->p.base == BASE_SQRT2;
-    for (int64_t i = begin; i < end; i++) j->y[i] = log_fq(j->x[i], S, sqrt2, cut);
+    const lq *q = j->q;
+    const float M = 12582912.0f, S = q->S, mult = q->p.base == BASE_SQRT2 ? -2.0f : -1.0f;
+    float cut = ldexpf(1.0f, q->p.bits);
+    if (cut > LEVELS_MAX) cut = LEVELS_MAX;
+    for (int64_t i = begin; i < end; i++) {
+        float p = j->x[i];
+        if (!(p > 0)) {
+            j->y[i] = 0;
+            continue;
+        }
+        float c = ((mult * log2f(p / S)) + M) - M;
+        j->y[i] = c >= cut ? 0 : q->level[c < 0 ? 0 : (int)c];
+    }
 }
 
 static int lq_forward(void *qv, const vitq_view *x, vitq_view *y) {
@@ -188,6 +218,7 @@ static int lq_load(void *qv, vitq_state_io *io) {
         return q->host->fail(q->host, VITQ_EFORMAT, "state version %g, this plugin reads %d", (double)ver,
                              LOG2_STATE_VERSION);
     if (io->get(io, "scale", &q->S, 1)) return q->host->fail(q->host, VITQ_EFORMAT, "state has no scale");
+    fill_levels(q);
     q->finalized = 1;
     return 0;
 }

@@ -119,3 +119,36 @@ TEST(log2_scale_search) {
     free(x);
     free(z);
 }
+
+/* The spec's formula written out plainly (float32, as torch computes it). */
+static float ref_log2(float p, int bits, int sqrt2) {
+    if (!(p > 0)) return 0;
+    float q = rintf(sqrt2 ? -2.0f * log2f(p) : -log2f(p));
+    if (q >= ldexpf(1.0f, bits)) return 0;
+    if (q < 0) q = 0;
+    if (!sqrt2) return exp2f(-q);
+    return exp2f(-ceilf(q / 2)) * (fmodf(q, 2) != 0 ? (float)(M_SQRT2 - 1.0) + 1.0f : 1.0f);
+}
+
+TEST(log2_forward_matches_formula) {
+    enum { n = 20000 };
+    float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y), *w = malloc(n * sizeof *w);
+    uint64_t s = 99;
+    for (int i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        double u = (double)(s >> 11) / 9007199254740992.0;
+        x[i] = (float)exp2(-24.0 * u); /* log-uniform in [2^-24, 1] */
+    }
+    x[0] = 0, x[1] = 1, x[2] = 2, x[3] = 1e-30f, x[4] = exp2f(-7.5f), x[5] = exp2f(-3.75f);
+    static const char *bits[] = {"2", "3", "4", "8", "16"};
+    for (int b = 0; b < 5; b++)
+        for (int sq = 0; sq < 2; sq++) {
+            run(bits[b], sq ? "sqrt2" : "2", x, y, n); /* threaded forward (n >= 16384) */
+            for (int i = 0; i < n; i++) w[i] = ref_log2(x[i], atoi(bits[b]), sq);
+            CHECK_MSG(memcmp(y, w, n * sizeof *y) == 0, "bits %s base %s differs from the formula", bits[b],
+                      sq ? "sqrt2" : "2");
+        }
+    free(x);
+    free(y);
+    free(w);
+}

@@ -2,6 +2,8 @@
  * .so from tests/plugins/, parameter parsing and its one-line errors, the `vitq plugins` listing. */
 #include "test.h"
 
+#include "../harness/quant.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -246,4 +248,26 @@ TEST(plugin_cmd_listing) {
     snprintf(cmd, sizeof cmd, "%s plugins nosuch 2>&1", bin);
     CHECK(run_capture(cmd, out, sizeof out) == 1);
     CHECK_STR_CONTAINS(out, "vitq: error: plugin 'nosuch' not found");
+}
+
+TEST(plugin_example_round) {
+    const vitq_plugin *p = NULL;
+    vitq_err e;
+    CHECK_MSG(vitq_plugin_load("example_round", NULL, &p, &e) == 0, "%s", e.msg);
+    if (!p) return;
+    int params[4];
+    vitq_kv kv = {"bits", "3", "r.ini", 2};
+    CHECK(p->params_size <= sizeof params && vitq_plugin_params_parse(p, &kv, 1, params, &e) == 0);
+    vitq_host h;
+    vitq_host_ctx hc;
+    vitq_host_init(&h, &hc, "example", "t", 1);
+    vitq_tap t = {.name = "t", .kind = VITQ_TAPK_ACT, .ndim = 1};
+    void *q = p->quantizer->create(params, &t, &h);
+    float cal[] = {-1.5f, 0.5f}; /* amax 1.5, L = 3 -> s = 0.5 */
+    float x[] = {0.25f, 0.75f, -2.0f, 1.4f}, want[] = {0, 1.0f, -1.5f, 1.5f};
+    vitq_view vc = {.data = cal, .ndim = 1, .shape = {2}}, vx = {.data = x, .ndim = 1, .shape = {4}};
+    CHECK(p->quantizer->observe(q, &vc) == 0 && p->quantizer->finalize(q) == 0);
+    CHECK(p->quantizer->forward(q, &vx, &vx) == 0);
+    CHECK_ALLCLOSE(x, want, 4, 0, 0);
+    p->quantizer->destroy(q);
 }

@@ -357,3 +357,42 @@ TEST(uniform_16_bits_close_to_float) {
     free(y);
     drop(&in);
 }
+
+TEST(uniform_fast_path_bit_exact) {
+    /* the vectorised path (runs of >= 16 values) against the scalar one (views of one value) */
+    enum { n = 4099 };
+    float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y), *w = malloc(n * sizeof *w);
+    uint64_t r = 5;
+    for (int i = 0; i < n; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((double)(r >> 40) / (double)(1ull << 24) * 6.0 - 3.0);
+    }
+    for (int i = 0; i < 64; i++) x[i] = (float)(i - 32) * 0.125f; /* exact ties at 4 bits (s = 0.25) */
+    x[64] = 1e30f, x[65] = -1e30f, x[66] = -0.0f;
+    static const char *cfg[][3] = {{"bits=4", "symmetric=false", "init=minmax"},
+                                   {"bits=4", "symmetric=true", "init=minmax"},
+                                   {"bits=8", "symmetric=false", "init=percentile"},
+                                   {"bits=16", "symmetric=true", "init=minmax"}};
+    for (int c = 0; c < 4; c++) {
+        inst in;
+        if (make(&in, "uniform", &act_tap, cfg[c], 3)) return;
+        float cal[] = {-1.0f, 2.75f};
+        if (c == 2) {
+            vitq_view v = view1(x + 67, n - 67);
+            CHECK(in.p->quantizer->observe(in.q, &v) == 0 && in.p->quantizer->finalize(in.q) == 0);
+        } else {
+            calibrate(&in, cal, 2);
+        }
+        vitq_view vx = view1(x, n), vy = view1(y, n);
+        CHECK(in.p->quantizer->forward(in.q, &vx, &vy) == 0);
+        for (int i = 0; i < n; i++) {
+            vitq_view a = view1(x + i, 1), b = view1(w + i, 1);
+            in.p->quantizer->forward(in.q, &a, &b);
+        }
+        CHECK_MSG(memcmp(y, w, n * sizeof *y) == 0, "config %d: vector and scalar paths differ", c);
+        drop(&in);
+    }
+    free(x);
+    free(y);
+    free(w);
+}
