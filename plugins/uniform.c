@@ -165,28 +165,65 @@ static double quantile_sorted(const float *a, int64_t n, double qq) {
 
 static double mse_of(const float *x, int64_t n, float s, float z, float qlo, float qhi) {
     double acc = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = (double)x[i] - (double)fq(x[i], s, z, qlo, qhi);
-        acc += d * d;
+    float buf[256];
+    for (int64_t i = 0; i < n; i += 256) {
+        int64_t m = n - i < 256 ? n - i : 256;
+        if (fast_ok(z))
+            fq_run(buf, x + i, m, s, z, qlo, qhi);
+        else
+            for (int64_t k = 0; k < m; k++) buf[k] = fq(x[i + k], s, z, qlo, qhi);
+        for (int64_t k = 0; k < m; k++) {
+            double d = (double)x[i + k] - (double)buf[k];
+            acc += d * d;
+        }
     }
     return n ? acc / (double)n : 0;
 }
 
-/* The mse init on one group: best ratio for values x[n] with observed range [lo, hi]. */
-static void mse_search(const uq *q, const float *x, int64_t n, double lo, double hi, float *s, float *z) {
-    double best = INFINITY;
+/* Candidate k of the mse init: the range (lo, hi) shrunk by ratio r_k. */
+static void mse_candidate(const uq *q, int k, double lo, double hi, float *s, float *z) {
     int steps = q->p.search_steps;
-    for (int k = 0; k < steps; k++) {
-        double r = q->p.search_lo + (1.0 - q->p.search_lo) * (double)k / (double)(steps - 1);
+    double r = q->p.search_lo + (1.0 - q->p.search_lo) * (double)k / (double)(steps - 1);
+    range_to_sz(q, lo * r, hi * r, s, z);
+}
+
+typedef struct {
+    const uq *q;
+    const float *x;
+    int64_t n;
+    double lo, hi, *err;
+} mse_job;
+
+static void mse_candidates(void *ctx, int64_t begin, int64_t end) {
+    const mse_job *j = ctx;
+    for (int64_t k = begin; k < end; k++) {
         float cs, cz;
-        range_to_sz(q, lo * r, hi * r, &cs, &cz);
-        double m = mse_of(x, n, cs, cz, q->qlo, q->qhi);
+        mse_candidate(j->q, (int)k, j->lo, j->hi, &cs, &cz);
+        j->err[k] = mse_of(j->x, j->n, cs, cz, j->q->qlo, j->q->qhi);
+    }
+}
+
+/* The mse init on one group: best ratio for values x[n] with observed range [lo, hi] (first minimum).
+ * par: spread the candidates over the host's threads (per-tensor finalize). */
+static void mse_search(const uq *q, const float *x, int64_t n, double lo, double hi, float *s, float *z, int par) {
+    int steps = q->p.search_steps;
+    double *err = par && n >= 4096 ? malloc((size_t)steps * sizeof(double)) : NULL;
+    if (err) {
+        mse_job job = {q, x, n, lo, hi, err};
+        q->host->parallel_for(steps, mse_candidates, &job);
+    }
+    double best = INFINITY;
+    for (int k = 0; k < steps; k++) {
+        float cs, cz;
+        mse_candidate(q, k, lo, hi, &cs, &cz);
+        double m = err ? err[k] : mse_of(x, n, cs, cz, q->qlo, q->qhi);
         if (m < best) {
             best = m;
             *s = cs;
             *z = cz;
         }
     }
+    free(err);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -380,7 +417,7 @@ static void finalize_groups(void *ctx, int64_t begin, int64_t end) {
             hi = quantile_sorted(x, n, q->p.pct);
             range_to_sz(q, lo, hi, &q->scale[g], &q->zp[g]);
         } else if (q->p.init == INIT_MSE) {
-            mse_search(q, x, n, lo, hi, &q->scale[g], &q->zp[g]);
+            mse_search(q, x, n, lo, hi, &q->scale[g], &q->zp[g], q->G == 1);
         } else {
             range_to_sz(q, lo, hi, &q->scale[g], &q->zp[g]);
         }
@@ -455,7 +492,7 @@ static void fwd_tokens(void *ctx, int64_t begin, int64_t end) {
         }
         float s, z;
         if (q->p.init == INIT_MSE)
-            mse_search(q, x, C, mn, mx, &s, &z);
+            mse_search(q, x, C, mn, mx, &s, &z, 0);
         else
             range_to_sz(q, mn, mx, &s, &z);
         if (fast_ok(z))

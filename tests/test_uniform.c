@@ -396,3 +396,31 @@ TEST(uniform_fast_path_bit_exact) {
     free(y);
     free(w);
 }
+
+TEST(uniform_reservoir_sample) {
+    /* 200000 values 0..1 seen in 20 calls, 1000 kept: the percentile range is close to [0.01, 0.99] of the
+     * data, and the same seed gives the same sample (the host rng is per instance) */
+    enum { n = 10000 };
+    float *x = malloc(n * sizeof *x);
+    float sc[2], zp[2];
+    for (int rep = 0; rep < 2; rep++) {
+        inst in;
+        const char *kv[] = {"bits=8", "init=percentile", "pct=0.99", "max_samples=1000"};
+        if (make(&in, "uniform", &act_tap, kv, 4)) return;
+        for (int c = 0; c < 20; c++) {
+            for (int i = 0; i < n; i++) x[i] = (float)((i * 7919 + c * 104729) % n) / (float)(n - 1);
+            vitq_view v = view1(x, n);
+            CHECK(in.p->quantizer->observe(in.q, &v) == 0);
+        }
+        CHECK(in.p->quantizer->finalize(in.q) == 0);
+        mem_state m;
+        save(&in, &m);
+        sc[rep] = m.data[ms_find(&m, "scale")][0];
+        zp[rep] = m.data[ms_find(&m, "zero_point")][0];
+        CHECK_NEAR(sc[rep] * 255, 0.98, 0.03);
+        CHECK_NEAR(-zp[rep] * sc[rep], 0.01, 0.01);
+        drop(&in);
+    }
+    CHECK(sc[0] == sc[1] && zp[0] == zp[1]);
+    free(x);
+}
