@@ -64,7 +64,9 @@ VITQ_API int vitq_qmodel_create(const vitq_model *fp, const vitq_section *secs, 
 /* Quantizes the weights (observe, finalize, forward into the clone), then calibrates the activation taps on
  * `images` (B images, one forward pass). mode "sequential" (NULL = default): at each tap observe ->
  * finalize -> forward in place, so later taps see the quantized inputs of earlier layers; mode "float":
- * observe every tap on the float activations, then finalize all. Calling it twice is an error. */
+ * observe every tap on the float activations, then finalize all (weights are quantized in both modes).
+ * Calling it twice is an error; after a failure, free q and create a new one. Memory: one eval-mode
+ * activation set for B images (the caller chooses B). */
 VITQ_API int vitq_qmodel_calibrate(vitq_qmodel *q, const float *images, int B, const char *mode, vitq_err *e);
 
 /* The fake-quant model (hooks set; weights fake-quantized after calibration) for vitq_forward /
