@@ -80,7 +80,7 @@ require-deps:
 $(BUILD)/harness/%.o: harness/%.c
 	@mkdir -p $(@D)
 	$(call say,CC,$<)
-	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -DVITQ_LIBDIR='"$(libdir)"' -fPIC -fvisibility=hidden -c $< -o $@
 
 $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
