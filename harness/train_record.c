@@ -1,0 +1,133 @@
+/* train_record.c — the training record of `vitq train`: per-epoch train loss, test top-1, learning rate
+ * and seconds as an HDF5 file (1-D float64 datasets of one length, written to NAME.tmp.<pid> and renamed),
+ * and a PNG curve drawn by gnuplot from a .tsv + .gp written beside it (STYLE.md §6: the script takes
+ * the data as ARG1 and the output as ARG2, so a user restyles it by editing the .gp and re-running
+ * `gnuplot -c NAME.gp NAME.tsv NAME.png`).
+ * Does not: read records back (h5py / h5dump do), or plot anything but the training curves. */
+#include "train.h"
+
+#include <hdf5.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int h5_dataset(hid_t f, const char *name, const double *v, hsize_t n) {
+    hid_t sp = H5Screate_simple(1, &n, NULL);
+    if (sp < 0) return -1;
+    hid_t d = H5Dcreate2(f, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = d < 0 ? -1 : H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
+    if (d >= 0) H5Dclose(d);
+    H5Sclose(sp);
+    return rc < 0 ? -1 : 0;
+}
+
+static int h5_attr_str(hid_t obj, const char *key, const char *val) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, strlen(val) + 1);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, key, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = a < 0 ? -1 : H5Awrite(a, t, val);
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(sp);
+    H5Tclose(t);
+    return rc < 0 ? -1 : 0;
+}
+
+int vitq_train_record_write_h5(const char *h5_path, const vitq_train_epoch *ep, int n, const char *const *keys,
+                               const char *const *vals, int n_attr, vitq_err *e) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", h5_path, (int)getpid());
+    double *cols = malloc(sizeof(double) * (size_t)(5 * (n > 0 ? n : 1)));
+    if (!cols) return vitq_fail(e, VITQ_ENOMEM, "out of memory writing %s", h5_path);
+    for (int i = 0; i < n; i++) {
+        cols[0 * n + i] = ep[i].epoch;
+        cols[1 * n + i] = ep[i].train_loss;
+        cols[2 * n + i] = ep[i].test_top1;
+        cols[3 * n + i] = ep[i].lr;
+        cols[4 * n + i] = ep[i].seconds;
+    }
+    static const char *const names[5] = {"epoch", "train_loss", "test_top1", "lr", "seconds"};
+    int bad = 0;
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0) {
+        free(cols);
+        return vitq_fail(e, VITQ_EIO, "%s: cannot create (HDF5)", tmp);
+    }
+    for (int c = 0; c < 5 && !bad; c++) bad = h5_dataset(f, names[c], cols + (size_t)c * (size_t)n, (hsize_t)n);
+    bad = bad || h5_attr_str(f, "creator", "vitq " VITQ_VERSION);
+    bad = bad || h5_attr_str(f, "units", "train_loss: mean label-smoothed cross-entropy; test_top1: percent "
+                                         "(-1 = not evaluated); lr: at the epoch's last step; seconds: wall time");
+    for (int i = 0; i < n_attr && !bad; i++) bad = h5_attr_str(f, keys[i], vals[i]);
+    free(cols);
+    if (H5Fclose(f) < 0) bad = 1;
+    if (bad) {
+        unlink(tmp);
+        return vitq_fail(e, VITQ_EIO, "%s: writing the training record failed (HDF5)", h5_path);
+    }
+    if (rename(tmp, h5_path)) {
+        unlink(tmp);
+        return vitq_fail(e, VITQ_EIO, "%s: cannot rename the training record into place", h5_path);
+    }
+    return VITQ_OK;
+}
+
+/* path with its extension replaced by ext (".tsv") */
+static void with_ext(char *out, size_t n, const char *path, const char *ext) {
+    const char *dot = strrchr(path, '.'), *slash = strrchr(path, '/');
+    int stem = (dot && (!slash || dot > slash)) ? (int)(dot - path) : (int)strlen(path);
+    snprintf(out, n, "%.*s%s", stem, path, ext);
+}
+
+int vitq_train_record_plot(const char *png_path, const vitq_train_epoch *ep, int n, const char *title,
+                           vitq_err *e) {
+    char tsv[600], gp[600];
+    with_ext(tsv, sizeof tsv, png_path, ".tsv");
+    with_ext(gp, sizeof gp, png_path, ".gp");
+    // data
+    size_t cap = 128 + (size_t)n * 96, len = 0;
+    char *t = malloc(cap);
+    if (!t) return vitq_fail(e, VITQ_ENOMEM, "out of memory writing %s", tsv);
+    len += (size_t)snprintf(t + len, cap - len, "epoch\ttrain_loss\ttest_top1\tlr\tseconds\n");
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(t + len, cap - len, "%d\t%.6f\t%.2f\t%.6g\t%.1f\n", ep[i].epoch, ep[i].train_loss,
+                                ep[i].test_top1, ep[i].lr, ep[i].seconds);
+    int rc = vitq_write_file_atomic(tsv, t, len, e);
+    free(t);
+    if (rc) return rc;
+    // script: loss on the left axis, accuracy on the right
+    char script[2048];
+    int sl = snprintf(script, sizeof script,
+                      "# %s — training curve written by vitq %s (vitq train); data: ARG1, output: ARG2\n"
+                      "# re-draw: gnuplot -c %s %s %s\n"
+                      "set terminal pngcairo size 1000,600 font \"DejaVu Sans,11\"\n"
+                      "set output ARG2\n"
+                      "set datafile separator \"\\t\"\n"
+                      "set title \"%s\" noenhanced\n"
+                      "set xlabel \"epoch\"\n"
+                      "set ylabel \"train loss (label-smoothed cross-entropy)\"\n"
+                      "set y2label \"test top-1 (%%)\"\n"
+                      "set ytics nomirror\n"
+                      "set y2tics\n"
+                      "set grid\n"
+                      "set key center right\n"
+                      "plot ARG1 using 1:2 with linespoints lw 2 title \"train loss\" axes x1y1, \\\n"
+                      "     ARG1 using 1:($3 >= 0 ? $3 : NaN) with linespoints lw 2 title \"test top-1\" axes x1y2\n",
+                      png_path, VITQ_VERSION, gp, tsv, png_path, title);
+    rc = vitq_write_file_atomic(gp, script, (size_t)sl, e);
+    if (rc) return rc;
+    pid_t pid = fork();
+    if (pid < 0) return vitq_fail(e, VITQ_EIO, "%s: cannot start gnuplot", png_path);
+    if (pid == 0) {
+        execlp("gnuplot", "gnuplot", "-c", gp, tsv, png_path, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return vitq_fail(e, VITQ_EIO, "%s: gnuplot -c %s failed (exit %d%s); the .tsv and .gp are written",
+                         png_path, gp, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                         WIFEXITED(status) && WEXITSTATUS(status) == 127 ? ", gnuplot not installed?" : "");
+    return VITQ_OK;
+}
