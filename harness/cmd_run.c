@@ -33,7 +33,36 @@ static void usage(FILE *to) {
             "  --fail-fast    stop at the first failing cell (default: record it as failed, go on)\n"
             "  --threads N    worker threads (default: [run] threads, 0 = all CPUs)\n"
             "  --only GLOB    run only cells whose id matches the glob, e.g. 'bits=4,*' (fp32: 'fp32')\n"
-            "  -q             no progress on stderr\n");
+            "  -q             no progress on stderr\n"
+            "  --keys         print the INI reference of the harness keys (Markdown) and exit\n");
+}
+
+/* `vitq run --keys`: the harness key table as Markdown (section, key, type, default, range, help). */
+static void print_keys(void) {
+    int n = 0;
+    const vitq_grid_key *k = vitq_grid_keys(&n);
+    printf("| section | key | type | default | range / choices | meaning |\n|---|---|---|---|---|---|\n");
+    for (int i = 0; i < n; i++) {
+        const vitq_param *p = &k[i].p;
+        char range[128] = "";
+        if (p->type == VITQ_P_INT) snprintf(range, sizeof range, "%.0f .. %.0f", p->min, p->max);
+        else if (p->type == VITQ_P_FLOAT) snprintf(range, sizeof range, "%g .. %g", p->min, p->max);
+        else if (p->type == VITQ_P_ENUM) {
+            size_t u = 0; /* "a|b" -> "a, b" (a bare '|' would split the Markdown cell) */
+            for (const char *c = p->choices; *c && u + 3 < sizeof range; c++) {
+                if (*c == '|') range[u++] = ',', range[u++] = ' ';
+                else range[u++] = *c;
+            }
+            range[u] = 0;
+        }
+        else if (p->type == VITQ_P_BOOL) snprintf(range, sizeof range, "true/false/yes/no/1/0");
+        const char *def = !p->def ? "(required)" : !p->def[0] ? "(see meaning)" : p->def;
+        if (p->def && !p->def[0] && (!strcmp(p->name, "taps") || !strcmp(p->name, "arch"))) def = "(none)";
+        printf("| [%s] | %s | %s | %s | %s | %s |\n", k[i].section, p->name, vitq_ptype_name(p->type), def, range,
+               p->help);
+    }
+    printf("| [quantizer NAME] | taps, exclude, plugin, + the plugin's parameters | | | | see `vitq plugins NAME` |\n"
+           "| [grid] | any axis name | list | | comma-separated values | one axis; `zip = a,b \\| c,d` pairs axes |\n");
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -127,6 +156,7 @@ static void cache_free(cache *c) {
 typedef struct job {
     char id[160];
     const vitq_grid_cell *cell; /* NULL for a baseline */
+    const vitq_grid_cell *src;  /* the cell whose configuration it uses (for file:line in messages) */
     const vitq_run_cfg *cfg;
     char *config_text;          /* owned (baseline) or the cell's */
     char hash[17];
@@ -199,6 +229,17 @@ static void print_error_lines(const char *msg) {
     }
 }
 
+/* "FILE:LINE: [section] key: MSG" for the key's line in cell c (or "FILE: [section] key: MSG" for a default). */
+static const char *at(char *buf, size_t n, const vitq_grid_cell *c, const char *file, const char *section,
+                      const char *key, const char *msg) {
+    const vitq_kv *kv = vitq_section_get(vitq_section_find(c->secs, c->n_secs, section), key);
+    if (kv)
+        snprintf(buf, n, "%s:%d: [%s] %s: %s", kv->file, kv->line, section, key, msg);
+    else
+        snprintf(buf, n, "%s: [%s] %s (default): %s", file, section, key, msg);
+    return buf;
+}
+
 /* Every [hist] glob must match a quantized activation tap (histograms are enabled after calibration,
  * so this is checked against the bindings). */
 static void check_hist_taps(const vitq_grid_cell *c, const vitq_qmodel *q, msgs *M) {
@@ -236,14 +277,15 @@ static int validate(const vitq_experiment *x, job *jobs, int n_jobs, cache *C) {
         char buf[1400];
         vitq_model *m = NULL;
         if (cache_model(C, cfg, &m, &e)) {
-            msgs_add(&M, e.msg);
+            msgs_add(&M, at(buf, sizeof buf, jobs[j].src, x->path, "model", "path", e.msg));
             continue;
         }
         vitq_dataset *de = NULL, *dc = NULL;
-        if (cache_data(C, cfg, m, cfg->eval_split, &de, &e)) msgs_add(&M, e.msg);
+        if (cache_data(C, cfg, m, cfg->eval_split, &de, &e))
+            msgs_add(&M, at(buf, sizeof buf, jobs[j].src, x->path, "data", "dataset", e.msg));
         if (!jobs[j].cell) continue; /* a baseline needs no calibration data */
         if (cache_data(C, cfg, m, cfg->calib_split, &dc, &e)) {
-            msgs_add(&M, e.msg);
+            msgs_add(&M, at(buf, sizeof buf, jobs[j].src, x->path, "data", "dataset", e.msg));
         } else if (vitq_dataset_size(dc) < cfg->calib_size) {
             snprintf(buf, sizeof buf, "%s: [data] calib_size %d exceeds the %lld images of %s (%s split)", x->path,
                      cfg->calib_size, (long long)vitq_dataset_size(dc), cfg->dataset, cfg->calib_split);
@@ -444,6 +486,9 @@ int cmd_run(int argc, char **argv) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
+        } else if (!strcmp(a, "--keys")) {
+            print_keys();
+            return 0;
         } else if (!strcmp(a, "--dry-run")) {
             dry = 1;
         } else if (!strcmp(a, "--force")) {
@@ -529,6 +574,7 @@ int cmd_run(int argc, char **argv) {
         else
             snprintf(b->id, sizeof b->id, "fp32-%d", nb + 1);
         b->cfg = cfg;
+        b->src = &x->cells[i];
         b->config_text = t;
         snprintf(b->hash, sizeof b->hash, "%016llx",
                  (unsigned long long)vitq_fnv1a64(t, strlen(t), VITQ_FNV1A64_INIT));
@@ -538,6 +584,7 @@ int cmd_run(int argc, char **argv) {
         job *j = &jobs[n_jobs++];
         snprintf(j->id, sizeof j->id, "%s", x->cells[i].id);
         j->cell = &x->cells[i];
+        j->src = &x->cells[i];
         j->cfg = &x->cells[i].cfg;
         j->config_text = x->cells[i].config_text;
         memcpy(j->hash, x->cells[i].hash, sizeof j->hash);
