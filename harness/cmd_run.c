@@ -650,7 +650,7 @@ int cmd_run(int argc, char **argv) {
     }
     if (!quiet && vitq_run_removed_tmp(R))
         fprintf(stderr, "removed %d stray temp file(s) of an interrupted run\n", vitq_run_removed_tmp(R));
-    int k = 0, n_failed = 0, n_skipped = 0, n_done = 0;
+    int k = 0, n_failed = 0, n_skipped = 0, n_done = 0, stopped = 0;
     double t_run = vitq_now();
     for (int j = 0; j < n_jobs; j++) {
         if (!sel[j]) continue;
@@ -689,7 +689,7 @@ int cmd_run(int argc, char **argv) {
             break;
         }
         if (rc && fail_fast) {
-            exit_code = 1;
+            stopped = 1;
             break;
         }
     }
@@ -704,8 +704,9 @@ int cmd_run(int argc, char **argv) {
     free(sel);
     if (exit_code == 0) {
         if (!quiet)
-            fprintf(stderr, "vitq run: %d cell%s computed, %d skipped (already done), %d failed in %.1fs -> %s\n",
-                    n_done, n_done == 1 ? "" : "s", n_skipped, n_failed, vitq_now() - t_run, cfg0->output);
+            fprintf(stderr, "vitq run: %d cell%s computed, %d skipped (already done), %d failed in %.1fs%s -> %s\n",
+                    n_done, n_done == 1 ? "" : "s", n_skipped, n_failed, vitq_now() - t_run,
+                    stopped ? " (stopped: --fail-fast)" : "", cfg0->output);
         if (cmd_results) { /* the same table as `vitq results` */
             char a0[] = "vitq results", a1[sizeof cfg0->output];
             snprintf(a1, sizeof a1, "%s", cfg0->output);
