@@ -172,21 +172,41 @@ typedef struct {
 } fwd_job;
 
 /* Forward: q = round(-log2(p/S)) (or 2x for base sqrt2) rounded half to even by the 1.5·2^23 trick
- * (|q| < 2^22 always: float log2 lies in [-150, 128]), then a table look-up; same numbers as log_fq. */
+ * (|q| < 2^22 always: float log2 lies in [-150, 128]), then a table look-up; same numbers as log_fq.
+ * Fast path, same numbers without log2f: for r = p/S = m·2^e normal (1 <= m < 2), -log2(r) = -e - log2(m)
+ * rounds to -e - 1 exactly when log2(m) > 1/2, i.e. m > √2 (base √2: -2e - k, k counting the thresholds
+ * 2^(1/4), 2^(3/4) below m). Only within ±2^11 mantissa units (2.4e-4 relative, 30x log2f's rounding
+ * and error at |log2| ~ 128) of a threshold, or for r not normal, is the reference formula used. */
+#define LQ_WIN 2048
+static inline int lq_near(uint32_t m, uint32_t t) { return m + LQ_WIN - t < 2 * LQ_WIN; }
+
 static void fwd_range(void *ctx, int64_t begin, int64_t end) {
     const fwd_job *j = ctx;
     const lq *q = j->q;
     const float M = 12582912.0f, S = q->S, mult = q->p.base == BASE_SQRT2 ? -2.0f : -1.0f;
+    const int sqrt2 = q->p.base == BASE_SQRT2;
     float cut = ldexpf(1.0f, q->p.bits);
     if (cut > LEVELS_MAX) cut = LEVELS_MAX;
+    const int icut = (int)cut;
     for (int64_t i = begin; i < end; i++) {
         float p = j->x[i];
         if (!(p > 0)) {
             j->y[i] = 0;
             continue;
         }
-        float c = ((mult * log2f(p / S)) + M) - M;
-        j->y[i] = c >= cut ? 0 : q->level[c < 0 ? 0 : (int)c];
+        float r = p / S;
+        uint32_t u;
+        memcpy(&u, &r, sizeof u);
+        uint32_t ex = u >> 23, m = u & 0x7FFFFFu; /* ex >= 255: negative, inf or NaN; 0: subnormal or 0 */
+        int code;
+        if (ex - 1u < 254u && !(sqrt2 ? lq_near(m, 0x1837F0u) || lq_near(m, 0x5744FDu) : lq_near(m, 0x3504F3u))) {
+            int e = (int)ex - 127;
+            code = sqrt2 ? -2 * e - (m > 0x1837F0u) - (m > 0x5744FDu) : -e - (m > 0x3504F3u);
+        } else {
+            float c = ((mult * log2f(r)) + M) - M;
+            code = c >= cut ? icut : c < 0 ? 0 : (int)c;
+        }
+        j->y[i] = code >= icut ? 0 : q->level[code < 0 ? 0 : code];
     }
 }
 
