@@ -11,6 +11,9 @@
 #include "quant.h"
 
 #include <fnmatch.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -454,6 +457,7 @@ int vitq_qmodel_create(const vitq_model *fp, const vitq_section *secs, int n_sec
  * ------------------------------------------------------------------------------------------- */
 typedef struct {
     const float *x, *y;
+    float *out;         /* if set: y is copied here (the hook's x) once measured, block by block */
     int64_t n;
     double *part;       /* [2 * NCHUNK]: sum x^2, sum (x - y)^2 */
     int bins;
@@ -468,45 +472,69 @@ static inline int bin_of(double v, double lo, double scale, int bins) {
     return (int)b;
 }
 
+/* Histogram counts and the copy-back of values [k0, k1), while they are still in cache. */
+static inline void stat_tail(const stat_job *j, int64_t *hf, int64_t *hq, int64_t k0, int64_t k1) {
+    if (hf)
+        for (int64_t k = k0; k < k1; k++) {
+            hf[bin_of(j->x[k], j->lo, j->scale, j->bins)]++;
+            hq[bin_of(j->y[k], j->lo, j->scale, j->bins)]++;
+        }
+    if (j->out) memcpy(j->out + k0, j->y + k0, (size_t)(k1 - k0) * sizeof(float));
+}
+
 static void stat_chunks(void *ctx, int64_t cb, int64_t ce) {
     const stat_job *j = ctx;
     for (int64_t c = cb; c < ce; c++) {
         int64_t i0 = j->n * c / NCHUNK, i1 = j->n * (c + 1) / NCHUNK;
+        int64_t *hf = NULL, *hq = NULL;
+        if (j->hpart) {
+            hf = j->hpart + (size_t)c * 2 * (size_t)j->bins, hq = hf + j->bins;
+            memset(hf, 0, 2 * (size_t)j->bins * sizeof *hf);
+        }
         /* float partial sums in 8 lanes over blocks of 512 values (vectorisable at -O2), flushed to double */
         double sx = 0, se = 0;
         int64_t i = i0;
         while (i + 8 <= i1) {
             float ax[8] = {0}, ae[8] = {0};
-            int64_t stop = i + 512 < i1 ? i + 512 : i1;
+            int64_t start = i, stop = i + 512 < i1 ? i + 512 : i1;
+#ifdef __SSE2__
+            /* the same 8 lanes in registers (lane k: k-th value of every 8), mul then add as below */
+            __m128 x0 = _mm_setzero_ps(), x1 = x0, e0 = x0, e1 = x0;
+            for (; i + 8 <= stop; i += 8) {
+                __m128 a = _mm_loadu_ps(j->x + i), b = _mm_loadu_ps(j->x + i + 4);
+                __m128 da = _mm_sub_ps(a, _mm_loadu_ps(j->y + i)), db = _mm_sub_ps(b, _mm_loadu_ps(j->y + i + 4));
+                x0 = _mm_add_ps(x0, _mm_mul_ps(a, a));
+                x1 = _mm_add_ps(x1, _mm_mul_ps(b, b));
+                e0 = _mm_add_ps(e0, _mm_mul_ps(da, da));
+                e1 = _mm_add_ps(e1, _mm_mul_ps(db, db));
+            }
+            _mm_storeu_ps(ax, x0), _mm_storeu_ps(ax + 4, x1), _mm_storeu_ps(ae, e0), _mm_storeu_ps(ae + 4, e1);
+#else
             for (; i + 8 <= stop; i += 8)
                 for (int k = 0; k < 8; k++) {
                     float x = j->x[i + k], d = x - j->y[i + k];
                     ax[k] += x * x;
                     ae[k] += d * d;
                 }
+#endif
             for (int k = 0; k < 8; k++) sx += ax[k], se += ae[k];
+            stat_tail(j, hf, hq, start, i);
         }
-        for (; i < i1; i++) {
-            double x = j->x[i], d = x - (double)j->y[i];
+        for (int64_t k = i; k < i1; k++) {
+            double x = j->x[k], d = x - (double)j->y[k];
             sx += x * x;
             se += d * d;
         }
+        stat_tail(j, hf, hq, i, i1);
         j->part[2 * c] = sx;
         j->part[2 * c + 1] = se;
-        if (j->hpart) {
-            int64_t *hf = j->hpart + (size_t)c * 2 * (size_t)j->bins, *hq = hf + j->bins;
-            memset(hf, 0, 2 * (size_t)j->bins * sizeof *hf);
-            for (int64_t k = i0; k < i1; k++) {
-                hf[bin_of(j->x[k], j->lo, j->scale, j->bins)]++;
-                hq[bin_of(j->y[k], j->lo, j->scale, j->bins)]++;
-            }
-        }
     }
 }
 
-/* Accumulates the statistics (and histogram, if any) of x (float) vs y (quantized) into t. */
-static void measure(vitq_qmodel *q, qtap *t, const float *x, const float *y, int64_t n) {
-    stat_job j = {.x = x, .y = y, .n = n, .part = q->part};
+/* Accumulates the statistics (and histogram, if any) of x (float) vs y (quantized) into t; if out is
+ * set, also copies y there block by block once measured (out may be x: the hook's buffer). */
+static void measure(vitq_qmodel *q, qtap *t, const float *x, const float *y, int64_t n, float *out) {
+    stat_job j = {.x = x, .y = y, .out = out, .n = n, .part = q->part};
     vitq_hist *h = t->hist >= 0 ? &q->hists[t->hist] : NULL;
     if (h) {
         j.bins = h->bins;
@@ -595,8 +623,7 @@ int vitq_qmodel_hook(void *ctx, int tap, float *x, int ndim, const int64_t *shap
         vitq_view y = v;
         y.data = q->scratch;
         if ((rc = ops->forward(t->inst, &v, &y))) return tap_failed(q, t, rc, "forward");
-        measure(q, t, x, q->scratch, n);
-        memcpy(x, q->scratch, (size_t)n * sizeof(float));
+        measure(q, t, x, q->scratch, n, x); /* copies the quantized values back into x as it goes */
         return 0;
     }
     if ((rc = ops->forward(t->inst, &v, &v))) return tap_failed(q, t, rc, "forward");
@@ -635,7 +662,7 @@ int vitq_qmodel_calibrate(vitq_qmodel *q, const float *images, int B, const char
         t->finalized = 1;
         int save_hist = t->hist;
         t->hist = -1;
-        measure(q, t, v.data, y.data, t->w_fp->numel);
+        measure(q, t, v.data, y.data, t->w_fp->numel, NULL);
         t->hist = save_hist;
     }
     /* Activations: one forward of the B images through the hooks. */
