@@ -11,6 +11,9 @@
 #include "vitq_plugin.h"
 
 #include <math.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -180,33 +183,67 @@ typedef struct {
 #define LQ_WIN 2048
 static inline int lq_near(uint32_t m, uint32_t t) { return m + LQ_WIN - t < 2 * LQ_WIN; }
 
+/* The level of one value p (r = p / S): the fast path, or the reference formula near a threshold. */
+static inline float lq_one(const lq *q, float p, float r, float cut) {
+    if (!(p > 0)) return 0;
+    const int sqrt2 = q->p.base == BASE_SQRT2;
+    uint32_t u;
+    memcpy(&u, &r, sizeof u);
+    uint32_t ex = u >> 23, m = u & 0x7FFFFFu; /* ex >= 255: negative, inf or NaN; 0: subnormal or 0 */
+    float c;
+    if (ex - 1u < 254u && !(sqrt2 ? lq_near(m, 0x1837F0u) || lq_near(m, 0x5744FDu) : lq_near(m, 0x3504F3u))) {
+        int e = (int)ex - 127;
+        c = (float)(sqrt2 ? -2 * e - (m > 0x1837F0u) - (m > 0x5744FDu) : -e - (m > 0x3504F3u));
+    } else {
+        const float M = 12582912.0f;
+        c = (((sqrt2 ? -2.0f : -1.0f) * log2f(r)) + M) - M;
+    }
+    return c >= cut ? 0 : q->level[c < 0 ? 0 : (int)c];
+}
+
 static void fwd_range(void *ctx, int64_t begin, int64_t end) {
     const fwd_job *j = ctx;
     const lq *q = j->q;
-    const float M = 12582912.0f, S = q->S, mult = q->p.base == BASE_SQRT2 ? -2.0f : -1.0f;
-    const int sqrt2 = q->p.base == BASE_SQRT2;
+    const float S = q->S;
     float cut = ldexpf(1.0f, q->p.bits);
     if (cut > LEVELS_MAX) cut = LEVELS_MAX;
-    const int icut = (int)cut;
-    for (int64_t i = begin; i < end; i++) {
-        float p = j->x[i];
-        if (!(p > 0)) {
-            j->y[i] = 0;
-            continue;
-        }
-        float r = p / S;
-        uint32_t u;
-        memcpy(&u, &r, sizeof u);
-        uint32_t ex = u >> 23, m = u & 0x7FFFFFu; /* ex >= 255: negative, inf or NaN; 0: subnormal or 0 */
-        int code;
-        if (ex - 1u < 254u && !(sqrt2 ? lq_near(m, 0x1837F0u) || lq_near(m, 0x5744FDu) : lq_near(m, 0x3504F3u))) {
-            int e = (int)ex - 127;
-            code = sqrt2 ? -2 * e - (m > 0x1837F0u) - (m > 0x5744FDu) : -e - (m > 0x3504F3u);
+    int64_t i = begin;
+#ifdef __SSE2__
+    /* 4 values at a time: the fast path's codes in integer lanes; a lane that is not positive, not
+     * normal after the division, or near a threshold takes lq_one. */
+    const int sqrt2 = q->p.base == BASE_SQRT2, icut = (int)cut, one = S == 1.0f; /* p / 1 is p */
+    const __m128 S4 = _mm_set1_ps(S), Z = _mm_setzero_ps();
+    const __m128i MM = _mm_set1_epi32(0x7FFFFF), E1 = _mm_set1_epi32(1), E254 = _mm_set1_epi32(254);
+    const __m128i TA = _mm_set1_epi32(sqrt2 ? 0x1837F0 : 0x3504F3), TB = _mm_set1_epi32(0x5744FD);
+    const __m128i LA = _mm_set1_epi32((sqrt2 ? 0x1837F0 : 0x3504F3) - LQ_WIN - 1), HA = _mm_set1_epi32((sqrt2 ? 0x1837F0 : 0x3504F3) + LQ_WIN);
+    const __m128i LB = _mm_set1_epi32(0x5744FD - LQ_WIN - 1), HB = _mm_set1_epi32(0x5744FD + LQ_WIN);
+    const __m128i BIAS = _mm_set1_epi32(sqrt2 ? 254 : 127);
+    for (; i + 4 <= end; i += 4) {
+        __m128 p = _mm_loadu_ps(j->x + i), r = one ? p : _mm_div_ps(p, S4);
+        __m128i u = _mm_castps_si128(r), ex = _mm_srli_epi32(u, 23), m = _mm_and_si128(u, MM);
+        __m128i bad = _mm_or_si128(_mm_cmplt_epi32(ex, E1), _mm_cmpgt_epi32(ex, E254));
+        bad = _mm_or_si128(bad, _mm_and_si128(_mm_cmpgt_epi32(m, LA), _mm_cmplt_epi32(m, HA)));
+        __m128i code;
+        if (sqrt2) {
+            bad = _mm_or_si128(bad, _mm_and_si128(_mm_cmpgt_epi32(m, LB), _mm_cmplt_epi32(m, HB)));
+            code = _mm_sub_epi32(BIAS, _mm_add_epi32(ex, ex));
+            code = _mm_add_epi32(code, _mm_add_epi32(_mm_cmpgt_epi32(m, TA), _mm_cmpgt_epi32(m, TB)));
         } else {
-            float c = ((mult * log2f(r)) + M) - M;
-            code = c >= cut ? icut : c < 0 ? 0 : (int)c;
+            code = _mm_add_epi32(_mm_sub_epi32(BIAS, ex), _mm_cmpgt_epi32(m, TA));
         }
-        j->y[i] = code >= icut ? 0 : q->level[code < 0 ? 0 : code];
+        int slow = _mm_movemask_ps(_mm_or_ps(_mm_castsi128_ps(bad), _mm_cmpngt_ps(p, Z)));
+        int c4[4];
+        float p4[4], r4[4];
+        _mm_storeu_si128((__m128i *)c4, code);
+        if (slow) _mm_storeu_ps(p4, p), _mm_storeu_ps(r4, r);
+        for (int k = 0; k < 4; k++)
+            j->y[i + k] = slow >> k & 1 ? lq_one(q, p4[k], r4[k], cut)
+                          : c4[k] >= icut ? 0 : q->level[c4[k] < 0 ? 0 : c4[k]];
+    }
+#endif
+    for (; i < end; i++) {
+        float p = j->x[i];
+        j->y[i] = lq_one(q, p, p / S, cut);
     }
 }
 
