@@ -1,0 +1,110 @@
+/* bench_train.c — training throughput (images/s) of vit-fmnist (28x28x1, patch 4, dim 96, depth 6, heads 3,
+ * MLP 384, 10 classes) at batch 128: one step = forward, label-smoothed cross-entropy, backward, gradient
+ * clipping and AdamW, the loop of `vitq train` without data loading. At 1 and 2 pool threads; then, when
+ * /usr/bin/python3 has torch, the same model, batch and step in PyTorch (bench/torch_train.py) at 1 and 2
+ * threads, and the ratio of vitq's best to PyTorch's best. Random images and labels (speed does not
+ * depend on them). Section "train" of `make bench` (bench_main.c's table). */
+#include "bench.h"
+#include "../harness/train.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int bench_train_throughput(void);
+
+enum { BATCH = 128, WARMUP = 2 };
+
+static const vitq_arch FMNIST = {.name = "vit-fmnist", .img_size = 28, .patch_size = 4, .in_chans = 1,
+                                 .num_classes = 10, .embed_dim = 96, .depth = 6, .num_heads = 3,
+                                 .mlp_ratio = 4.0f, .qkv_bias = 1, .mean = {0.2860f}, .std = {0.3530f},
+                                 .crop_pct = 1.0f, .interpolation = "bicubic"};
+
+/* images/s of `steps` timed training steps at `threads` threads; < 0 on error. */
+static double vitq_rate(int threads, int steps) {
+    vitq_threads_set(threads);
+    vitq_model *m = NULL;
+    vitq_acts *a = NULL;
+    vitq_grad_acts *g = NULL;
+    vitq_adamw o = {0};
+    vitq_err e = {{0}};
+    double rate = -1;
+    float *x = malloc(sizeof(float) * BATCH * 28 * 28);
+    int *y = malloc(sizeof(int) * BATCH);
+    vitq_rng r;
+    vitq_rng_seed(&r, 1);
+    for (int i = 0; i < BATCH * 28 * 28; i++) x[i] = (float)vitq_rng_normal(&r);
+    for (int b = 0; b < BATCH; b++) y[b] = (int)vitq_rng_below(&r, 10);
+    if (vitq_model_create(&FMNIST, &m, &e) || vitq_model_alloc_grads(m, &e) || vitq_acts_create(m, BATCH, 1, &a, &e) ||
+        vitq_grad_acts_create(m, BATCH, &g, &e) || vitq_adamw_init(&o, m->n_params, 0.9f, 0.999f, 1e-8f, 0.05f, &e)) {
+        printf("train: %s\n", e.msg);
+        goto done;
+    }
+    vitq_model_init_train(m, 0, 0.02f);
+    double t0 = 0;
+    for (int s = 0; s < WARMUP + steps; s++) {
+        if (s == WARMUP) t0 = bench_now();
+        if (vitq_forward(m, a, x, BATCH, &e)) {
+            printf("train: %s\n", e.msg);
+            goto done;
+        }
+        vitq_crossentropy_forward(g->probs, a->logits, y, BATCH, 10, 0.1f);
+        vitq_model_zero_grads(m);
+        memset(g->dlogits, 0, sizeof(float) * BATCH * 10);
+        vitq_crossentropy_backward(g->dlogits, g->probs, y, BATCH, 10, 0.1f);
+        if (vitq_backward(m, a, g, g->dlogits, BATCH, &e)) {
+            printf("train: %s\n", e.msg);
+            goto done;
+        }
+        vitq_grad_clip(m->grad_slab, m->n_params, 1.0);
+        vitq_adamw_step_model(&o, m, 1e-4f);
+    }
+    rate = (double)steps * BATCH / (bench_now() - t0);
+done:
+    vitq_adamw_release(&o);
+    vitq_grad_acts_free(g);
+    vitq_acts_free(a);
+    vitq_model_free(m);
+    free(x);
+    free(y);
+    return rate;
+}
+
+/* Runs bench/torch_train.py; prints its lines; returns the best images/s it reported, or 0. */
+static double torch_rate(void) {
+    FILE *chk = fopen("/usr/bin/python3", "r");
+    if (!chk) {
+        printf("PyTorch: /usr/bin/python3 not found, skipped\n");
+        return 0;
+    }
+    fclose(chk);
+    FILE *p = popen("/usr/bin/python3 bench/torch_train.py 2>&1", "r");
+    if (!p) return 0;
+    char line[1024];
+    double best = 0;
+    while (fgets(line, sizeof line, p)) {
+        double v = 0;
+        int t = 0;
+        if (sscanf(line, "torch train threads=%d images_per_s=%lf", &t, &v) == 2 && v > best) best = v;
+        fputs(line, stdout);
+    }
+    int st = pclose(p);
+    if (st != 0 && best == 0) printf("PyTorch: bench/torch_train.py did not run (exit %d): skipped\n", st);
+    return best;
+}
+
+int bench_train_throughput(void) {
+    const int steps = 8;
+    printf("model vit-fmnist (28x28x1 patch 4, dim 96, depth 6, heads 3), batch %d, %d timed steps after %d warm-up\n",
+           BATCH, steps, WARMUP);
+    double best = 0;
+    for (int t = 1; t <= 2; t++) {
+        double r = vitq_rate(t, steps);
+        if (r < 0) return 1;
+        printf("vitq train threads=%d images_per_s=%.1f\n", t, r);
+        if (r > best) best = r;
+    }
+    double tr = torch_rate();
+    if (tr > 0) printf("ratio vitq best / PyTorch best: %.2fx (target >= 2x)\n", best / tr);
+    return 0;
+}
