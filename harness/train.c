@@ -69,6 +69,7 @@ static const key_spec KEYS[] = {
     {.section = "recipe", .key = "eval_every", .type = K_INT, .off = F(eval_every), .lo = 1, .hi = 100000},
     {.section = "recipe", .key = "max_steps", .type = K_I64, .off = F(max_steps), .lo = 0, .hi = 1e15},
     {.section = "init", .key = "std", .type = K_FLOAT, .off = F(init_std), .lo = 0, .hi = 10},
+    {.section = "init", .key = "from", .type = K_STR, .off = F(init_from), .cap = 512},
     {.section = "output", .key = "model", .type = K_STR, .off = F(out_model), .cap = 512},
     {.section = "output", .key = "record", .type = K_STR, .off = F(out_record), .cap = 512},
     {.section = "output", .key = "plot", .type = K_STR, .off = F(out_plot), .cap = 512},
@@ -392,11 +393,11 @@ static int hist_from_text(const char *t, train_state *s) {
 static void cfg_fingerprint(const vitq_train_cfg *c, int64_t n_train, char *buf, size_t n) {
     const vitq_arch *a = &c->arch;
     snprintf(buf, n, "img%d p%d c%d k%d d%d L%d h%d r%g qb%d | n%lld b%d ep%d lr%g wd%g wu%g ls%g clip%g pad%d "
-             "flip%d seed%llu",
+             "flip%d seed%llu from%s",
              a->img_size, a->patch_size, a->in_chans, a->num_classes, a->embed_dim, a->depth, a->num_heads,
              (double)a->mlp_ratio, a->qkv_bias, (long long)n_train, c->batch, c->epochs, (double)c->lr,
              (double)c->weight_decay, (double)c->warmup_epochs, (double)c->label_smoothing, (double)c->grad_clip,
-             c->crop_padding, c->hflip, (unsigned long long)c->seed);
+             c->crop_padding, c->hflip, (unsigned long long)c->seed, c->init_from);
 }
 
 static int ckpt_write(const char *path, const vitq_model *m, const vitq_adamw *o, const train_state *s,
@@ -510,10 +511,10 @@ static int finish_outputs(const vitq_train_cfg *cfg, const vitq_train_opts *opts
     snprintf(v_epochs, sizeof v_epochs, "%d", cfg->epochs);
     const char *cmd = opts && opts->command ? opts->command : "vitq train";
     const char *keys[] = {"train_command", "train_config", "train_seconds", "train_epochs", "test_top1",
-                          "train_threads"};
+                          "train_threads", "train_init_from"};
     char v_thr[16];
     snprintf(v_thr, sizeof v_thr, "%d", vitq_threads_get());
-    const char *vals[] = {cmd, cfg->source, v_sec, v_epochs, v_top1, v_thr};
+    const char *vals[] = {cmd, cfg->source, v_sec, v_epochs, v_top1, v_thr, cfg->init_from[0] ? cfg->init_from : "random"};
     const int nk = (int)(sizeof keys / sizeof keys[0]);
     int rc = vitq_model_save(m, cfg->out_model, keys, vals, nk, e);
     if (rc) return rc;
@@ -550,6 +551,26 @@ int vitq_train_run(const vitq_train_cfg *cfg, const vitq_train_opts *opts, vitq_
     if (rc) goto done;
     snprintf(m->source, sizeof m->source, "%s", cfg->source);
     vitq_model_init_train(m, cfg->seed, cfg->init_std);
+    if (cfg->init_from[0]) { // a later stage: the weights of an earlier one (fresh optimizer state)
+        vitq_model *src = NULL;
+        rc = vitq_model_load(cfg->init_from, NULL, &src, e);
+        if (!rc && src->n_params != m->n_params)
+            rc = vitq_fail(e, VITQ_EINVAL, "%s: [init] from = %s: %lld parameters, the [model] has %lld", cfg->source,
+                           cfg->init_from, (long long)src->n_params, (long long)m->n_params);
+        if (!rc) {
+            for (int i = 0; i < m->n_table && !rc; i++)
+                for (int d = 0; d < 4; d++)
+                    if (m->table[i].shape[d] != src->table[i].shape[d])
+                        rc = vitq_fail(e, VITQ_EINVAL, "%s: [init] from = %s: tensor '%s' has another shape",
+                                       cfg->source, cfg->init_from, m->table[i].name);
+        }
+        if (!rc) {
+            memcpy(m->slab, src->slab, sizeof(float) * (size_t)m->n_params);
+            memcpy(m->mlp_act, src->mlp_act, sizeof *m->mlp_act * (size_t)cfg->arch.depth);
+        }
+        vitq_model_free(src);
+        if (rc) goto done;
+    }
     rc = vitq_acts_create(m, cfg->batch, 1, &a, e);
     if (!rc) rc = vitq_grad_acts_create(m, cfg->batch, &g, e);
     if (!rc) rc = vitq_adamw_init(&opt, m->n_params, cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay, e);
@@ -568,7 +589,7 @@ int vitq_train_run(const vitq_train_cfg *cfg, const vitq_train_opts *opts, vitq_
     }
     float fill[3];
     for (int c = 0; c < ar->in_chans; c++) fill[c] = (0.0f - ar->mean[c]) / ar->std[c];
-    char fp[512];
+    char fp[1200];
     cfg_fingerprint(cfg, tr.n, fp, sizeof fp);
     if (opts && opts->resume && file_exists(cfg->checkpoint)) {
         rc = ckpt_read(cfg->checkpoint, m, &opt, &s, fp, e);

@@ -77,6 +77,8 @@ typedef struct vitq_train_cfg {
     int crop_padding, hflip;
     uint64_t seed;
     float init_std;
+    char init_from[512];                 /* [init] from: start from this model's weights (a second stage,
+                                            e.g. a warm restart of the schedule); "" = random init */
     int64_t max_steps;                   /* stop (as if interrupted, checkpoint written) after this global
                                             step; 0 = never. For tests. */
     int eval_every;                      /* evaluate on the test set every N epochs (and at the end) */

@@ -156,6 +156,20 @@ TEST(train_reproducible_and_resume) {
         vitq_model_free(m0);
     }
     free(wa), free(wb), free(wc);
+    // [init] from: a second stage starts from the first one's weights (lr 0 keeps them bit for bit)
+    vitq_train_cfg d;
+    tiny_cfg(&d, dir, "d");
+    snprintf(d.init_from, sizeof d.init_from, "%s", a.out_model);
+    d.epochs = 1;
+    d.lr = d.min_lr = 0.0f;
+    o.resume = 0;
+    rc = vitq_train_run(&d, &o, &r, &e);
+    CHECK_MSG(rc == 0 && r.steps_done == 8, "%s", e.msg);
+    int64_t nd = 0;
+    float *wa2 = read_weights(&a, &na), *wd = read_weights(&d, &nd);
+    if (wa2 && wd) CHECK_MSG(nd == na && same_bits(wa2, wd, na), "[init] from did not start from the model");
+    free(wa2), free(wd);
+    o.resume = 1;
     // a checkpoint from another configuration is refused, naming it
     c.lr = 1e-2f;
     c.max_steps = 0;
