@@ -70,6 +70,7 @@ static const key_spec KEYS[] = {
     {.section = "recipe", .key = "max_steps", .type = K_I64, .off = F(max_steps), .lo = 0, .hi = 1e15},
     {.section = "init", .key = "std", .type = K_FLOAT, .off = F(init_std), .lo = 0, .hi = 10},
     {.section = "init", .key = "from", .type = K_STR, .off = F(init_from), .cap = 512},
+    {.section = "init", .key = "record", .type = K_STR, .off = F(init_record), .cap = 512},
     {.section = "output", .key = "model", .type = K_STR, .off = F(out_model), .cap = 512},
     {.section = "output", .key = "record", .type = K_STR, .off = F(out_record), .cap = 512},
     {.section = "output", .key = "plot", .type = K_STR, .off = F(out_plot), .cap = 512},
@@ -393,11 +394,12 @@ static int hist_from_text(const char *t, train_state *s) {
 static void cfg_fingerprint(const vitq_train_cfg *c, int64_t n_train, char *buf, size_t n) {
     const vitq_arch *a = &c->arch;
     snprintf(buf, n, "img%d p%d c%d k%d d%d L%d h%d r%g qb%d | n%lld b%d ep%d lr%g wd%g wu%g ls%g clip%g pad%d "
-             "flip%d seed%llu from%s",
+             "flip%d seed%llu from%s rec%s",
              a->img_size, a->patch_size, a->in_chans, a->num_classes, a->embed_dim, a->depth, a->num_heads,
              (double)a->mlp_ratio, a->qkv_bias, (long long)n_train, c->batch, c->epochs, (double)c->lr,
              (double)c->weight_decay, (double)c->warmup_epochs, (double)c->label_smoothing, (double)c->grad_clip,
-             c->crop_padding, c->hflip, (unsigned long long)c->seed, c->init_from);
+             c->crop_padding, c->hflip, (unsigned long long)c->seed, c->init_from,
+             c->init_record);
 }
 
 static int ckpt_write(const char *path, const vitq_model *m, const vitq_adamw *o, const train_state *s,
@@ -504,17 +506,19 @@ static int push_hist(train_state *s, const vitq_train_epoch *h) {
 }
 
 static int finish_outputs(const vitq_train_cfg *cfg, const vitq_train_opts *opts, vitq_model *m,
-                          const train_state *s, double top1, vitq_err *e) {
-    char v_sec[32], v_top1[32], v_epochs[16];
+                          const train_state *s, double top1, double seconds_before, vitq_err *e) {
+    char v_sec[32], v_top1[32], v_epochs[16], v_total[32];
     snprintf(v_sec, sizeof v_sec, "%.1f", s->seconds);
+    snprintf(v_total, sizeof v_total, "%.1f", s->seconds + seconds_before);
     snprintf(v_top1, sizeof v_top1, "%.2f", top1);
     snprintf(v_epochs, sizeof v_epochs, "%d", cfg->epochs);
     const char *cmd = opts && opts->command ? opts->command : "vitq train";
     const char *keys[] = {"train_command", "train_config", "train_seconds", "train_epochs", "test_top1",
-                          "train_threads", "train_init_from"};
+                          "train_threads", "train_init_from", "train_seconds_all_stages"};
     char v_thr[16];
     snprintf(v_thr, sizeof v_thr, "%d", vitq_threads_get());
-    const char *vals[] = {cmd, cfg->source, v_sec, v_epochs, v_top1, v_thr, cfg->init_from[0] ? cfg->init_from : "random"};
+    const char *vals[] = {cmd, cfg->source, v_sec, v_epochs, v_top1, v_thr, cfg->init_from[0] ? cfg->init_from : "random",
+                          v_total};
     const int nk = (int)(sizeof keys / sizeof keys[0]);
     int rc = vitq_model_save(m, cfg->out_model, keys, vals, nk, e);
     if (rc) return rc;
@@ -525,7 +529,7 @@ static int finish_outputs(const vitq_train_cfg *cfg, const vitq_train_opts *opts
     if (cfg->out_plot[0]) {
         char title[1024];
         snprintf(title, sizeof title, "%s on %s: %d epochs, test top-1 %.2f%%", cfg->arch.name, cfg->train_data,
-                 cfg->epochs, top1);
+                 s->n_hist > 0 ? s->hist[s->n_hist - 1].epoch : cfg->epochs, top1);
         rc = vitq_train_record_plot(cfg->out_plot, s->hist, s->n_hist, title, e);
     }
     return rc;
@@ -599,6 +603,25 @@ int vitq_train_run(const vitq_train_cfg *cfg, const vitq_train_opts *opts, vitq_
                     (long long)s.step_in_epoch);
     }
 
+    // a later stage: the earlier stage's epochs open this run's record, and the numbering continues
+    int epoch_base = 0;
+    double seconds_before = 0.0;
+    if (cfg->init_record[0]) {
+        vitq_train_epoch *prev = NULL;
+        int n_prev = 0;
+        rc = vitq_train_record_read_h5(cfg->init_record, &prev, &n_prev, e);
+        if (rc) goto done;
+        epoch_base = n_prev > 0 ? prev[n_prev - 1].epoch : 0;
+        for (int i = 0; i < n_prev; i++) seconds_before += prev[i].seconds;
+        if (s.n_hist == 0) { // a resumed run already carries them
+            free(s.hist);
+            s.hist = prev;
+            s.n_hist = n_prev;
+            prev = NULL;
+        }
+        free(prev);
+    }
+
     vitq_progress prog;
     char label[64];
     snprintf(label, sizeof label, "train %s", ar->name);
@@ -666,7 +689,7 @@ int vitq_train_run(const vitq_train_cfg *cfg, const vitq_train_opts *opts, vitq_
         }
         double dev = vitq_now() - t_ev;
         s.seconds += dev;
-        vitq_train_epoch h = {.epoch = ep + 1,
+        vitq_train_epoch h = {.epoch = epoch_base + ep + 1,
                               .train_loss = s.loss_count ? s.loss_sum / (double)s.loss_count : 0.0,
                               .test_top1 = top1,
                               .lr = vitq_lr_cosine(s.step - 1, warmup, total, cfg->lr, cfg->min_lr),
@@ -677,7 +700,7 @@ int vitq_train_run(const vitq_train_cfg *cfg, const vitq_train_opts *opts, vitq_
         }
         if (!quiet) {
             if (prog.tty) fputc('\n', stderr); // end the \r-rewritten progress line
-            fprintf(stderr, "epoch %d/%d: train loss %.4f, test top-1 %.2f%%, lr %.2e, %.0f s\n", h.epoch,
+            fprintf(stderr, "epoch %d/%d: train loss %.4f, test top-1 %.2f%%, lr %.2e, %.0f s\n", ep + 1,
                     cfg->epochs, h.train_loss, h.test_top1, h.lr, h.seconds);
         }
         s.epoch = ep + 1;
@@ -697,7 +720,7 @@ int vitq_train_run(const vitq_train_cfg *cfg, const vitq_train_opts *opts, vitq_
     } else {
         vitq_progress_finish(&prog, NULL);
         if (top1 < 0 && s.n_hist > 0) top1 = s.hist[s.n_hist - 1].test_top1;
-        rc = finish_outputs(cfg, opts, m, &s, top1, e);
+        rc = finish_outputs(cfg, opts, m, &s, top1, seconds_before, e);
     }
     res->epochs_done = s.epoch;
     res->steps_done = s.step;

@@ -79,6 +79,8 @@ typedef struct vitq_train_cfg {
     float init_std;
     char init_from[512];                 /* [init] from: start from this model's weights (a second stage,
                                             e.g. a warm restart of the schedule); "" = random init */
+    char init_record[512];               /* [init] record: the earlier stage's HDF5 record, whose epochs
+                                            are prepended to this run's record (numbering continues) */
     int64_t max_steps;                   /* stop (as if interrupted, checkpoint written) after this global
                                             step; 0 = never. For tests. */
     int eval_every;                      /* evaluate on the test set every N epochs (and at the end) */
@@ -127,6 +129,8 @@ VITQ_API int vitq_train_run(const vitq_train_cfg *cfg, const vitq_train_opts *op
 VITQ_API int vitq_train_record_write_h5(const char *h5_path, const vitq_train_epoch *ep, int n,
                                         const char *const *keys, const char *const *vals, int n_attr,
                                         vitq_err *e);
+/* Reads a record written by the function above; *out (malloc, *n_out rows) is NULL when it is empty. */
+VITQ_API int vitq_train_record_read_h5(const char *h5_path, vitq_train_epoch **out, int *n_out, vitq_err *e);
 /* Writes PNG_PATH with gnuplot: the .tsv and .gp are written beside it (same stem) and `gnuplot -c` run.
  * If gnuplot is missing the .tsv and .gp are still written and VITQ_EIO is returned naming it. */
 VITQ_API int vitq_train_record_plot(const char *png_path, const vitq_train_epoch *ep, int n, const char *title,

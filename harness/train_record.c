@@ -3,7 +3,8 @@
  * and a PNG curve drawn by gnuplot from a .tsv + .gp written beside it (STYLE.md §6: the script takes
  * the data as ARG1 and the output as ARG2, so a user restyles it by editing the .gp and re-running
  * `gnuplot -c NAME.gp NAME.tsv NAME.png`).
- * Does not: read records back (h5py / h5dump do), or plot anything but the training curves. */
+ * Reads a record back (a later training stage prepends its predecessor's epochs). Does not plot anything
+ * but the training curves. */
 #include "train.h"
 
 #include <hdf5.h>
@@ -71,6 +72,47 @@ int vitq_train_record_write_h5(const char *h5_path, const vitq_train_epoch *ep, 
         unlink(tmp);
         return vitq_fail(e, VITQ_EIO, "%s: cannot rename the training record into place", h5_path);
     }
+    return VITQ_OK;
+}
+
+int vitq_train_record_read_h5(const char *h5_path, vitq_train_epoch **out, int *n_out, vitq_err *e) {
+    *out = NULL;
+    *n_out = 0;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(h5_path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return vitq_fail(e, VITQ_EIO, "%s: cannot open as HDF5 (a training record?)", h5_path);
+    static const char *const names[5] = {"epoch", "train_loss", "test_top1", "lr", "seconds"};
+    double *cols[5] = {0};
+    hssize_t n = -1;
+    int rc = VITQ_OK;
+    for (int c = 0; c < 5 && !rc; c++) {
+        hid_t d = H5Dopen2(f, names[c], H5P_DEFAULT);
+        hid_t sp = d < 0 ? -1 : H5Dget_space(d);
+        hssize_t k = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
+        if (k < 0 || (n >= 0 && k != n)) {
+            rc = vitq_fail(e, VITQ_EFORMAT, "%s: dataset '%s' missing or of another length", h5_path, names[c]);
+        } else {
+            n = k;
+            cols[c] = malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));
+            if (!cols[c] || H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, cols[c]) < 0)
+                rc = vitq_fail(e, VITQ_EFORMAT, "%s: cannot read dataset '%s'", h5_path, names[c]);
+        }
+        if (sp >= 0) H5Sclose(sp);
+        if (d >= 0) H5Dclose(d);
+    }
+    H5Fclose(f);
+    vitq_train_epoch *ep = NULL;
+    if (!rc && n > 0) {
+        ep = calloc((size_t)n, sizeof *ep);
+        if (!ep) rc = vitq_fail(e, VITQ_ENOMEM, "out of memory reading %s", h5_path);
+        for (hssize_t i = 0; ep && i < n; i++)
+            ep[i] = (vitq_train_epoch){.epoch = (int)cols[0][i], .train_loss = cols[1][i], .test_top1 = cols[2][i],
+                                       .lr = cols[3][i], .seconds = cols[4][i]};
+    }
+    for (int c = 0; c < 5; c++) free(cols[c]);
+    if (rc) return rc;
+    *out = ep;
+    *n_out = (int)(n > 0 ? n : 0);
     return VITQ_OK;
 }
 

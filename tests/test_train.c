@@ -162,9 +162,19 @@ TEST(train_reproducible_and_resume) {
     snprintf(d.init_from, sizeof d.init_from, "%s", a.out_model);
     d.epochs = 1;
     d.lr = d.min_lr = 0.0f;
+    // and [init] record: the earlier stage's epochs open this run's record, numbering continues
+    vitq_train_epoch prev[2] = {{1, 2.0, 50.0, 1e-3, 5.0}, {2, 1.5, 60.0, 1e-5, 6.0}};
+    snprintf(d.init_record, sizeof d.init_record, "%s/prev.h5", dir);
+    snprintf(d.out_record, sizeof d.out_record, "%s/d.h5", dir);
+    CHECK(vitq_train_record_write_h5(d.init_record, prev, 2, NULL, NULL, 0, &e) == 0);
     o.resume = 0;
     rc = vitq_train_run(&d, &o, &r, &e);
     CHECK_MSG(rc == 0 && r.steps_done == 8, "%s", e.msg);
+    vitq_train_epoch *hist = NULL;
+    int nh = 0;
+    CHECK_MSG(vitq_train_record_read_h5(d.out_record, &hist, &nh, &e) == 0, "%s", e.msg);
+    CHECK(nh == 3 && hist && hist[0].epoch == 1 && hist[1].test_top1 == 60.0 && hist[2].epoch == 3);
+    free(hist);
     int64_t nd = 0;
     float *wa2 = read_weights(&a, &na), *wd = read_weights(&d, &nd);
     if (wa2 && wd) CHECK_MSG(nd == na && same_bits(wa2, wd, na), "[init] from did not start from the model");
