@@ -651,6 +651,11 @@ int vitq_train_run(const vitq_train_cfg *cfg, const vitq_train_opts *opts, vitq_
                                                 (uint64_t)st));
             vitq_augment(xb, B, ar->in_chans, ar->img_size, cfg->crop_padding, cfg->hflip, fill, &aug);
             rc = vitq_forward(m, a, xb, B, e);
+            if (rc == VITQ_ECANCELLED) { // Ctrl-C inside the step: drop it, checkpoint the state before it
+                rc = VITQ_OK;
+                stopped = 1;
+                break;
+            }
             if (rc) goto done;
             float loss = vitq_crossentropy_forward(g->probs, a->logits, yb, B, ar->num_classes, cfg->label_smoothing);
             if (!isfinite(loss)) {
@@ -662,6 +667,11 @@ int vitq_train_run(const vitq_train_cfg *cfg, const vitq_train_opts *opts, vitq_
             memset(g->dlogits, 0, sizeof(float) * (size_t)B * (size_t)ar->num_classes);
             vitq_crossentropy_backward(g->dlogits, g->probs, yb, B, ar->num_classes, cfg->label_smoothing);
             rc = vitq_backward(m, a, g, g->dlogits, B, e);
+            if (rc == VITQ_ECANCELLED) {
+                rc = VITQ_OK;
+                stopped = 1;
+                break;
+            }
             if (rc) goto done;
             if (cfg->grad_clip > 0) vitq_grad_clip(m->grad_slab, m->n_params, cfg->grad_clip);
             lr = vitq_lr_cosine(s.step, warmup, total, cfg->lr, cfg->min_lr);
@@ -685,6 +695,12 @@ int vitq_train_run(const vitq_train_cfg *cfg, const vitq_train_opts *opts, vitq_
         top1 = -1.0;
         if (te.n > 0 && ((ep + 1) % cfg->eval_every == 0 || ep + 1 == cfg->epochs)) {
             rc = evaluate(m, a, &te, &top1, e);
+            if (rc == VITQ_ECANCELLED) { // the epoch's steps are done; a resume evaluates it again
+                rc = VITQ_OK;
+                s.seconds += vitq_now() - t_ev;
+                stopped = 1;
+                break;
+            }
             if (rc) goto done;
         }
         double dev = vitq_now() - t_ev;

@@ -156,6 +156,28 @@ TEST(train_reproducible_and_resume) {
         vitq_model_free(m0);
     }
     free(wa), free(wb), free(wc);
+    // Ctrl-C (vitq_interrupted): stops cleanly with a checkpoint; --resume finishes the same run
+    vitq_train_cfg ic;
+    tiny_cfg(&ic, dir, "i");
+    c.max_steps = 0;
+    ic.max_steps = 3;
+    o.resume = 0;
+    rc = vitq_train_run(&ic, &o, &r, &e);
+    CHECK(rc == 0 && r.stopped);
+    vitq_interrupted = 1;
+    o.resume = 1;
+    ic.max_steps = 0;
+    rc = vitq_train_run(&ic, &o, &r, &e);
+    vitq_interrupted = 0;
+    CHECK(rc == VITQ_ECANCELLED && r.stopped && r.steps_done == 3);
+    CHECK_STR_CONTAINS(e.msg, "checkpoint written");
+    rc = vitq_train_run(&ic, &o, &r, &e);
+    CHECK_MSG(rc == 0 && r.steps_done == 16, "%s", e.msg);
+    int64_t ni = 0;
+    float *wi = read_weights(&ic, &ni), *wa3 = read_weights(&a, &na);
+    if (wi && wa3) CHECK_MSG(same_bits(wi, wa3, na), "interrupt + resume differs from the straight run");
+    free(wi), free(wa3);
+
     // [init] from: a second stage starts from the first one's weights (lr 0 keeps them bit for bit)
     vitq_train_cfg d;
     tiny_cfg(&d, dir, "d");
