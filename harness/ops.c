@@ -34,17 +34,6 @@ __m128 _ZGVbN4v_expf(__m128 x);
 __m128 _ZGVbN4v_erff(__m128 x);
 #endif
 
-/* Below this much work (roughly flops) a kernel stays on the calling thread. */
-#define PAR_MIN_WORK (1 << 15)
-
-static void run(int64_t n, int64_t work_per_item, vitq_range_fn fn, void *ctx) {
-    if (n <= 0) return;
-    if (n == 1 || n * work_per_item < PAR_MIN_WORK || vitq_threads_get() <= 1)
-        fn(ctx, 0, n);
-    else
-        vitq_parallel_for(n, fn, ctx);
-}
-
 /* ---------------------------------------------------------------------------------------------
  * Linear: inp (R,IC), w (OC,IC), bias (OC) or NULL -> out (R,OC) = inp · w^T + bias
  * ------------------------------------------------------------------------------------------- */
@@ -69,7 +58,7 @@ static void linear_rows(void *vc, int64_t r0, int64_t r1) {
 void vitq_linear_forward(float *out, const float *inp, const float *w, const float *bias, int64_t R,
                          int64_t IC, int64_t OC) {
     linear_ctx c = {out, inp, w, bias, IC, OC};
-    run(R, IC * OC, linear_rows, &c);
+    vitq_parallel_for_work(R, IC * OC, linear_rows, &c);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -113,7 +102,7 @@ static void ln_rows(void *vc, int64_t r0, int64_t r1) {
 void vitq_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
                             const float *b, int64_t R, int64_t C, float eps) {
     ln_ctx c = {out, mean, rstd, inp, w, b, C, eps};
-    run(R, 8 * C, ln_rows, &c);
+    vitq_parallel_for_work(R, 8 * C, ln_rows, &c);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -174,7 +163,7 @@ static void add_range(void *vc, int64_t i0, int64_t i1) {
 
 static void ew_run(int64_t n, int64_t cost, vitq_range_fn fn, ew_ctx c) {
     c.n = n;
-    run((n + EW_CHUNK - 1) / EW_CHUNK, EW_CHUNK * cost, fn, &c);
+    vitq_parallel_for_work((n + EW_CHUNK - 1) / EW_CHUNK, EW_CHUNK * cost, fn, &c);
 }
 
 void vitq_gelu_forward(float *out, const float *inp, int64_t n) { ew_run(n, 16, gelu_range, (ew_ctx){out, inp, NULL, 0}); }
@@ -209,7 +198,7 @@ static void split_rows(void *vc, int64_t r0, int64_t r1) {
 
 void vitq_qkv_split_forward(float *qkvh, const float *qkv, int64_t B, int64_t N, int64_t C, int64_t H) {
     split_ctx c = {qkvh, qkv, B, N, C, H};
-    run(B * N, 3 * C, split_rows, &c);
+    vitq_parallel_for_work(B * N, 3 * C, split_rows, &c);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -288,7 +277,7 @@ static void attn_softmax_pairs(void *vc, int64_t p0, int64_t p1) {
 void vitq_attn_softmax_forward(float *att, const float *q, const float *k, int64_t B, int64_t H, int64_t N,
                                int64_t D, float scale) {
     sm_ctx c = {att, q, k, N, D, scale};
-    run(B * H, N * N * (2 * D + 16), attn_softmax_pairs, &c);
+    vitq_parallel_for_work(B * H, N * N * (2 * D + 16), attn_softmax_pairs, &c);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -314,7 +303,7 @@ static void attn_value_pairs(void *vc, int64_t p0, int64_t p1) {
 void vitq_attn_value_forward(float *out, const float *att, const float *v, int64_t B, int64_t H, int64_t N,
                              int64_t D) {
     av_ctx c = {out, att, v, H, N, D};
-    run(B * H, 2 * N * N * D, attn_value_pairs, &c);
+    vitq_parallel_for_work(B * H, 2 * N * N * D, attn_value_pairs, &c);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -344,7 +333,7 @@ static void patch_items(void *vc, int64_t i0, int64_t i1) {
 void vitq_patchify_forward(float *patches, const float *img, int64_t B, int64_t Cin, int64_t S, int64_t P) {
     patch_ctx c = {patches, img, Cin, S, P};
     int64_t G = S / P;
-    run(B * G * G, Cin * P * P, patch_items, &c);
+    vitq_parallel_for_work(B * G * G, Cin * P * P, patch_items, &c);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -372,7 +361,7 @@ static void embed_rows(void *vc, int64_t r0, int64_t r1) {
 void vitq_embed_forward(float *x, const float *patch_out, const float *cls, const float *pos, int64_t B,
                         int64_t N, int64_t C) {
     embed_ctx c = {x, patch_out, cls, pos, N, C};
-    run(B * N, C, embed_rows, &c);
+    vitq_parallel_for_work(B * N, C, embed_rows, &c);
 }
 
 /* ---------------------------------------------------------------------------------------------

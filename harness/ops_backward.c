@@ -20,17 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Below this many multiply-adds a kernel stays on the calling thread (a pool dispatch costs ~µs). */
-#define PAR_MIN_WORK (1 << 15)
-
-static void run(int64_t n, int64_t work_per_item, vitq_range_fn fn, void *ctx) {
-    if (n <= 0) return;
-    if (n == 1 || n * work_per_item < PAR_MIN_WORK || vitq_threads_get() <= 1)
-        fn(ctx, 0, n);
-    else
-        vitq_parallel_for(n, fn, ctx);
-}
-
 /* ---------------------------------------------------------------------------------------------
  * Linear: out (R,OC) = inp (R,IC) · w (OC,IC)^T + bias (OC)
  * ------------------------------------------------------------------------------------------- */
@@ -67,8 +56,8 @@ void vitq_linear_backward(float *dinp, float *dw, float *dbias, const float *dou
     // dout (R,OC), inp (R,IC), w (OC,IC); dinp (R,IC), dw (OC,IC), dbias (OC)
     if (R <= 0) return;
     linear_ctx c = {dinp, dw, dbias, dout, inp, w, R, IC, OC};
-    if (dinp) run(R, IC * OC, linear_dinp_rows, &c);
-    if (dw || dbias) run(OC, R * IC, linear_dw_rows, &c);
+    if (dinp) vitq_parallel_for_work(R, IC * OC, linear_dinp_rows, &c);
+    if (dw || dbias) vitq_parallel_for_work(OC, R * IC, linear_dw_rows, &c);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -122,8 +111,8 @@ void vitq_layernorm_backward(float *dinp, float *dw, float *db, const float *dou
                              const float *w, const float *mean, const float *rstd, int64_t R, int64_t C) {
     // dout, inp, dinp (R,C); w, dw, db (C); mean, rstd (R) cached by the forward
     ln_ctx c = {dinp, dw, db, dout, inp, w, mean, rstd, R, C};
-    if (dinp) run(R, 8 * C, ln_dinp_rows, &c);
-    if (dw || db) run(C, 4 * R, ln_dparam_cols, &c);
+    if (dinp) vitq_parallel_for_work(R, 8 * C, ln_dinp_rows, &c);
+    if (dw || db) vitq_parallel_for_work(C, 4 * R, ln_dparam_cols, &c);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -181,7 +170,7 @@ __attribute__((optimize("O3"))) static void gelu_range(void *vctx, int64_t i0, i
 
 void vitq_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n) {
     elt_ctx c = {dinp, inp, dout};
-    run(n, 32, gelu_range, &c);
+    vitq_parallel_for_work(n, 32, gelu_range, &c);
 }
 
 static void relu_range(void *vctx, int64_t i0, int64_t i1) {
@@ -192,7 +181,7 @@ static void relu_range(void *vctx, int64_t i0, int64_t i1) {
 
 void vitq_relu_backward(float *dinp, const float *inp, const float *dout, int64_t n) {
     elt_ctx c = {dinp, inp, dout};
-    run(n, 2, relu_range, &c);
+    vitq_parallel_for_work(n, 2, relu_range, &c);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -221,7 +210,7 @@ static void split_rows(void *vctx, int64_t r0, int64_t r1) {
 
 void vitq_qkv_split_backward(float *dqkv, const float *dqkvh, int64_t B, int64_t N, int64_t C, int64_t H) {
     split_ctx c = {dqkv, dqkvh, B, N, C, H};
-    run(B * N, 3 * C, split_rows, &c);
+    vitq_parallel_for_work(B * N, 3 * C, split_rows, &c);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -263,7 +252,7 @@ void vitq_attn_softmax_backward(float *dq, float *dk, const float *datt, const f
                                 const float *k, int64_t B, int64_t H, int64_t N, int64_t D, float scale) {
     // datt, att (B,H,N,N); q, k, dq, dk (B,H,N,D)
     smax_ctx c = {dq, dk, datt, att, q, k, N, D, scale};
-    run(B * H, N * N * (2 * D + 4), smax_heads, &c);
+    vitq_parallel_for_work(B * H, N * N * (2 * D + 4), smax_heads, &c);
 }
 
 typedef struct {
@@ -293,7 +282,7 @@ void vitq_attn_value_backward(float *datt, float *dv, const float *dout, const f
                               int64_t B, int64_t H, int64_t N, int64_t D) {
     // dout (B,N,H*D) heads merged; att, datt (B,H,N,N); v, dv (B,H,N,D)
     av_ctx c = {datt, dv, dout, att, v, H, N, D};
-    run(B * H, 4 * N * N * D, av_heads, &c);
+    vitq_parallel_for_work(B * H, 4 * N * N * D, av_heads, &c);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -329,8 +318,8 @@ void vitq_embed_backward(float *dpatch_out, float *dcls, float *dpos, const floa
                          int64_t C) {
     // dx (B,N,C); dpatch_out (B,N-1,C); dcls (C); dpos (N,C)
     embed_ctx c = {dpatch_out, dpos, dx, B, N, C};
-    if (dpatch_out) run(B, (N - 1) * C, embed_patch_rows, &c);
-    if (dpos) run(N, B * C, embed_pos_rows, &c);
+    if (dpatch_out) vitq_parallel_for_work(B, (N - 1) * C, embed_patch_rows, &c);
+    if (dpos) vitq_parallel_for_work(N, B * C, embed_pos_rows, &c);
     if (dcls)
         for (int64_t b = 0; b < B; b++)
             for (int64_t i = 0; i < C; i++) dcls[i] += dx[b * N * C + i];

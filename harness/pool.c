@@ -179,3 +179,14 @@ void vitq_parallel_for(int64_t n, vitq_range_fn fn, void *ctx) {
     pthread_mutex_unlock(&p->mu);
     pthread_mutex_unlock(&p->call);
 }
+
+/* Below this much work (roughly flops) a kernel stays on the calling thread: a pool dispatch costs ~µs. */
+#define PAR_MIN_WORK (1 << 15)
+
+void vitq_parallel_for_work(int64_t n, int64_t work_per_item, vitq_range_fn fn, void *ctx) {
+    if (n <= 0) return;
+    if (n == 1 || n * work_per_item < PAR_MIN_WORK || vitq_threads_get() <= 1)
+        fn(ctx, 0, n);
+    else
+        vitq_parallel_for(n, fn, ctx);
+}

@@ -62,6 +62,9 @@ VITQ_API int vitq_threads_get(void);
  * depends only on n and the thread count, so results are reproducible for a given thread count. */
 typedef void (*vitq_range_fn)(void *ctx, int64_t begin, int64_t end);
 VITQ_API void vitq_parallel_for(int64_t n, vitq_range_fn fn, void *ctx);
+/* The same, but stays on the calling thread when n * work_per_item (roughly flops) is too small for a
+ * pool dispatch (~µs) to pay off. What every kernel uses. */
+VITQ_API void vitq_parallel_for_work(int64_t n, int64_t work_per_item, vitq_range_fn fn, void *ctx);
 
 /* ---------------------------------------------------------------------------------------------
  * Architecture (arch.c)
