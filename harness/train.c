@@ -393,13 +393,15 @@ static int hist_from_text(const char *t, train_state *s) {
 /* A short fingerprint of what must not change across a resume. */
 static void cfg_fingerprint(const vitq_train_cfg *c, int64_t n_train, char *buf, size_t n) {
     const vitq_arch *a = &c->arch;
-    snprintf(buf, n, "img%d p%d c%d k%d d%d L%d h%d r%g qb%d | n%lld b%d ep%d lr%g wd%g wu%g ls%g clip%g pad%d "
-             "flip%d seed%llu from%s rec%s",
-             a->img_size, a->patch_size, a->in_chans, a->num_classes, a->embed_dim, a->depth, a->num_heads,
-             (double)a->mlp_ratio, a->qkv_bias, (long long)n_train, c->batch, c->epochs, (double)c->lr,
-             (double)c->weight_decay, (double)c->warmup_epochs, (double)c->label_smoothing, (double)c->grad_clip,
-             c->crop_padding, c->hflip, (unsigned long long)c->seed, c->init_from,
-             c->init_record);
+    int k = snprintf(buf, n, "img%d p%d c%d k%d d%d L%d h%d r%g qb%d | n%lld b%d ep%d lr%g wd%g wu%g ls%g clip%g pad%d "
+                     "flip%d seed%llu",
+                     a->img_size, a->patch_size, a->in_chans, a->num_classes, a->embed_dim, a->depth, a->num_heads,
+                     (double)a->mlp_ratio, a->qkv_bias, (long long)n_train, c->batch, c->epochs, (double)c->lr,
+                     (double)c->weight_decay, (double)c->warmup_epochs, (double)c->label_smoothing,
+                     (double)c->grad_clip, c->crop_padding, c->hflip, (unsigned long long)c->seed);
+    // a later stage also names where it started (absent for a first stage: older checkpoints stay valid)
+    if (k > 0 && (size_t)k < n && (c->init_from[0] || c->init_record[0]))
+        snprintf(buf + k, n - (size_t)k, " from%s rec%s", c->init_from, c->init_record);
 }
 
 static int ckpt_write(const char *path, const vitq_model *m, const vitq_adamw *o, const train_state *s,
