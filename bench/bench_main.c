@@ -16,12 +16,14 @@ typedef struct {
     const char *what;
 } bench_section;
 
-int bench_quant_overhead(void); /* bench_quant.c */
+int bench_quant_overhead(void);  /* bench_quant.c */
+int bench_train_throughput(void); /* bench_train.c */
 
 static const bench_section sections[] = {
     {.name = "eval", .fn = bench_eval_throughput, .what = "float32 forward vs OpenBLAS sgemm on the same shapes"},
     {.name = "memory", .fn = bench_eval_memory, .what = "peak memory and page faults of `vitq eval` (batch 32)"},
     {.name = "quant", .fn = bench_quant_overhead, .what = "fake-quant overhead: quantized vs float forward (target <= 1.3x)"},
+    {.name = "train", .fn = bench_train_throughput, .what = "training images/s of vit-fmnist vs PyTorch (target >= 2x)"},
 };
 
 double bench_now(void) {
