@@ -89,5 +89,13 @@ with open("/proc/self/maps") as f:
         if "blas" in path.lower():
             libs.add(os.path.realpath(path))
 print("PyTorch BLAS library loaded: %s" % (", ".join(sorted(libs)) if libs else "(none found in /proc/self/maps)"))
+try:  # torch.set_num_threads does not reach OpenBLAS: its GEMMs keep OpenBLAS's own thread count
+    import ctypes
+    ob = [l for l in libs if "openblas" in l]
+    if ob:
+        n_ob = ctypes.CDLL(ob[0]).openblas_get_num_threads()
+        print("PyTorch's OpenBLAS threads (also in the threads=1 run): %d" % n_ob)
+except OSError:
+    pass
 for t in (1, 2):
     print("torch train threads=%d images_per_s=%.1f" % (t, rate(t)), flush=True)
