@@ -127,11 +127,14 @@ check: deps
 test: all $(TESTS) $(TEST_PLUGINS)
 	BUILD=$(BUILD) VITQ_BIN=$(VITQ) $(if $(SAN_FLAGS),ASAN_OPTIONS=detect_leaks=1 VITQ_NO_DLCLOSE=1,) $(TESTS) $(T)
 
+# `vitq run` prints the table too; here it is printed once, last, after the figures are drawn.
 demo: deps
 	@$(MAKE) --no-print-directory all
-	$(VITQ) run experiments/demo.ini
-	$(VITQ) plot results/demo
-	$(VITQ) results results/demo
+	$(VITQ) run experiments/demo.ini > /dev/null
+	@$(VITQ) plot results/demo > $(BUILD)/demo-figures.txt
+	@echo "figures: results/demo/plots/ ($$(wc -l < $(BUILD)/demo-figures.txt) figures, each as .tsv + .gp + .png)"
+	@echo
+	@$(VITQ) results results/demo
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH)
