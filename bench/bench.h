@@ -11,10 +11,19 @@
  * GEMM shapes, and peak memory / page faults of `vitq eval` at batch 32 (bench_eval.c). */
 int bench_eval_throughput(void);
 int bench_eval_memory(void);
+int bench_quant_overhead(void);   /* bench_quant.c */
+int bench_train_throughput(void); /* bench_train.c */
 
 /* Helpers shared by sections (bench_main.c). */
 double bench_now(void);
 /* Path of the `vitq` binary built next to the bench (BUILD/vitq), into buf. */
 const char *bench_vitq_path(char *buf, size_t n);
+/* One seeded xorshift stream for every section: uniform [0,1), standard normal, normal truncated to [-2,2]. */
+double bench_urand(void);
+float bench_nrand(void);
+float bench_tnrand(void);
+/* A model of arch `a` with timm-like random weights (trunc-normal std 0.02 linear weights, LayerNorm
+ * weights near 1), so activations look like a trained model's; NULL (after printing why) on failure. */
+vitq_model *bench_random_model(const vitq_arch *a);
 
 #endif

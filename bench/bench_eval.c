@@ -22,35 +22,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static uint64_t g_rng = 0x2545F4914F6CDD1Dull;
-static double urand(void) {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (double)(g_rng >> 11) / (double)(1ull << 53);
-}
-static float nrand(void) { /* Box-Muller */
-    double u = urand() + 1e-12, v = urand();
-    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
-}
-
-/* A model of arch `a` with timm-like random weights: linear std 0.02, LayerNorm weight 1 bias 0. */
-static vitq_model *random_model(const vitq_arch *a) {
-    vitq_model *m = NULL;
-    vitq_err e = {{0}};
-    if (vitq_model_create(a, &m, &e)) {
-        printf("cannot create model: %s\n", e.msg);
-        return NULL;
-    }
-    for (int i = 0; i < m->n_table; i++) {
-        vitq_tensor_ref *r = &m->table[i];
-        int is_norm = strstr(r->name, "norm") != NULL;
-        int is_bias = strstr(r->name, ".bias") != NULL;
-        for (int64_t k = 0; k < r->numel; k++)
-            r->data[k] = is_norm ? (is_bias ? 0.0f : 1.0f) : is_bias ? 0.0f : 0.02f * nrand();
-    }
-    return m;
-}
 
 typedef struct {
     int M, N, K, transb, count, ldc; /* C (M,N) = A (M,K) · B, repeated `count` times */
@@ -95,8 +66,8 @@ static double time_gemms(const gemm_shape *s, int n, int threads, int reps) {
         amax = a > amax ? a : amax, bmax = b > bmax ? b : bmax, cmax = c > cmax ? c : cmax;
     }
     float *A = vitq_alloc(amax * 4), *Bm = vitq_alloc(bmax * 4), *Cm = vitq_alloc(cmax * 4);
-    for (size_t i = 0; i < amax; i++) A[i] = 0.1f * nrand();
-    for (size_t i = 0; i < bmax; i++) Bm[i] = 0.1f * nrand();
+    for (size_t i = 0; i < amax; i++) A[i] = 0.1f * bench_nrand();
+    for (size_t i = 0; i < bmax; i++) Bm[i] = 0.1f * bench_nrand();
     openblas_set_num_threads(threads);
     double t[16];
     for (int r = -1; r < reps; r++) {
@@ -131,7 +102,7 @@ static double time_forward(vitq_model *m, vitq_acts *a, const float *images, int
 }
 
 static int bench_model(const char *label, const vitq_arch *ar, int B, int reps) {
-    vitq_model *m = random_model(ar);
+    vitq_model *m = bench_random_model(ar);
     if (!m) return 1;
     vitq_acts *a = NULL;
     vitq_err e = {{0}};
@@ -142,7 +113,7 @@ static int bench_model(const char *label, const vitq_arch *ar, int B, int reps) 
     }
     int64_t nimg = (int64_t)B * ar->in_chans * ar->img_size * ar->img_size;
     float *images = malloc(sizeof(float) * (size_t)nimg);
-    for (int64_t i = 0; i < nimg; i++) images[i] = nrand();
+    for (int64_t i = 0; i < nimg; i++) images[i] = bench_nrand();
     gemm_shape s[16];
     int ns = forward_gemms(ar, B, s);
     double flops = gemm_flops(s, ns);
@@ -236,7 +207,7 @@ int bench_eval_memory(void) {
     vitq_arch deit;
     vitq_err e = {{0}};
     if (vitq_arch_builtin("deit_tiny_patch16_224", &deit, &e)) return 1;
-    vitq_model *m = random_model(&deit);
+    vitq_model *m = bench_random_model(&deit);
     if (!m) return 1;
     char model[512], data[512], path[600], vitq[4096];
     snprintf(model, sizeof model, "%s/deit_tiny_random.safetensors", dir);
@@ -254,7 +225,7 @@ int bench_eval_memory(void) {
         snprintf(path, sizeof path, "%s/class%d", data, cls);
         mkdir(path, 0755);
         for (int i = 0; i < 32; i++) {
-            for (int k = 0; k < S * S * 3; k++) rgb[k] = (unsigned char)(urand() * 256);
+            for (int k = 0; k < S * S * 3; k++) rgb[k] = (unsigned char)(bench_urand() * 256);
             snprintf(path, sizeof path, "%s/class%d/img%02d.%s", data, cls, i, cls ? "jpg" : "png");
             if ((cls ? write_jpeg(path, rgb, S, S) : write_png(path, rgb, S, S)) != 0) {
                 printf("cannot write %s\n", path);

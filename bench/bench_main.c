@@ -5,6 +5,7 @@
 
 #include <cblas.h>
 #include <libgen.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -16,8 +17,6 @@ typedef struct {
     const char *what;
 } bench_section;
 
-int bench_quant_overhead(void);  /* bench_quant.c */
-int bench_train_throughput(void); /* bench_train.c */
 
 static const bench_section sections[] = {
     {.name = "eval", .fn = bench_eval_throughput, .what = "float32 forward vs OpenBLAS sgemm on the same shapes"},
@@ -42,6 +41,44 @@ const char *bench_vitq_path(char *buf, size_t n) {
     exe[k] = 0;
     snprintf(buf, n, "%s/../vitq", dirname(exe));
     return buf;
+}
+
+static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+
+double bench_urand(void) {
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (double)(g_rng >> 11) / (double)(1ull << 53);
+}
+
+float bench_nrand(void) { /* Box-Muller */
+    double u = bench_urand() + 1e-12, v = bench_urand();
+    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
+}
+
+float bench_tnrand(void) { /* as timm's trunc_normal_ */
+    float x;
+    do x = bench_nrand();
+    while (x < -2.0f || x > 2.0f);
+    return x;
+}
+
+vitq_model *bench_random_model(const vitq_arch *a) {
+    vitq_model *m = NULL;
+    vitq_err e = {{0}};
+    if (vitq_model_create(a, &m, &e)) {
+        printf("cannot create model: %s\n", e.msg);
+        return NULL;
+    }
+    for (int i = 0; i < m->n_table; i++) {
+        vitq_tensor_ref *r = &m->table[i];
+        int is_norm = strstr(r->name, "norm") != NULL, is_bias = strstr(r->name, ".bias") != NULL;
+        for (int64_t k = 0; k < r->numel; k++)
+            r->data[k] = is_norm ? (is_bias ? 0.02f * bench_nrand() : 1.0f + 0.1f * bench_nrand())
+                                 : is_bias ? 0.01f * bench_nrand() : 0.02f * bench_tnrand();
+    }
+    return m;
 }
 
 int main(int argc, char **argv) {

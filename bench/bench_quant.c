@@ -26,7 +26,6 @@
 #include <string.h>
 #include <time.h>
 
-int bench_quant_overhead(void);
 
 enum { REPS = 5, NVAR = 2 };
 #define TARGET 1.3
@@ -61,45 +60,11 @@ static const char *const INI_FMT =
 static const char *const HIST_TAPS = "blocks.5.attn.probs, blocks.5.mlp.fc2.input, blocks.0.attn.qkv.input";
 enum { HIST_BINS = 128 };
 
-static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-static double urand(void) {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (double)(g_rng >> 11) / (double)(1ull << 53);
-}
-static float nrand(void) { /* Box-Muller */
-    double u = urand() + 1e-12, v = urand();
-    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
-}
-static float tnrand(void) { /* standard normal truncated to [-2, 2], as timm's trunc_normal_ */
-    float x;
-    do x = nrand();
-    while (x < -2.0f || x > 2.0f);
-    return x;
-}
 
 static double cpu_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static vitq_model *random_model(const vitq_arch *a) {
-    vitq_model *m = NULL;
-    vitq_err e = {{0}};
-    if (vitq_model_create(a, &m, &e)) {
-        printf("cannot create model: %s\n", e.msg);
-        return NULL;
-    }
-    for (int i = 0; i < m->n_table; i++) {
-        vitq_tensor_ref *r = &m->table[i];
-        int is_norm = strstr(r->name, "norm") != NULL, is_bias = strstr(r->name, ".bias") != NULL;
-        for (int64_t k = 0; k < r->numel; k++)
-            r->data[k] = is_norm ? (is_bias ? 0.02f * nrand() : 1.0f + 0.1f * nrand())
-                                 : is_bias ? 0.01f * nrand() : 0.02f * tnrand();
-    }
-    return m;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -151,7 +116,7 @@ static vitq_qmodel *make_qmodel(const vitq_model *m, int v, const float *images,
 }
 
 static int bench_one(const char *label, const vitq_arch *ar, int B, int *missed) {
-    vitq_model *m = random_model(ar);
+    vitq_model *m = bench_random_model(ar);
     if (!m) return 1;
     int64_t nimg = (int64_t)B * ar->in_chans * ar->img_size * ar->img_size;
     float *images = malloc(sizeof(float) * (size_t)nimg);
@@ -159,7 +124,7 @@ static int bench_one(const char *label, const vitq_arch *ar, int B, int *missed)
     vitq_acts *af = NULL, *aq[NVAR] = {0};
     vitq_err e = {{0}};
     int rc = images ? 0 : 1;
-    for (int64_t i = 0; !rc && i < nimg; i++) images[i] = nrand();
+    for (int64_t i = 0; !rc && i < nimg; i++) images[i] = bench_nrand();
     if (!rc) rc = vitq_acts_create(m, B, 0, &af, &e);
     printf("%s: batch %d, 4-bit demo.ini quantizers, calibrated on this batch (sequential), stats + %d-bin "
            "histograms on as in `vitq run`\n", label, B, HIST_BINS);
