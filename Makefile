@@ -152,7 +152,7 @@ install: all $(BUILD)/vitq.pc
 	install -m 644 harness/vitq.h $(wildcard harness/vitq_plugin.h) $(DESTDIR)$(includedir)/vitq/
 	$(if $(PLUGINS),install -m 755 $(PLUGINS) $(DESTDIR)$(libdir)/vitq/plugins/)
 	install -m 644 $(BUILD)/vitq.pc $(DESTDIR)$(libdir)/pkgconfig/vitq.pc
-	-[ -z "$(DESTDIR)" ] && ldconfig
+	if [ -z "$(DESTDIR)" ]; then ldconfig; fi
 
 uninstall:
 	rm -f $(DESTDIR)$(bindir)/vitq $(DESTDIR)$(libdir)/libvitq.so $(DESTDIR)$(libdir)/pkgconfig/vitq.pc
