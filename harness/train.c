@@ -79,7 +79,7 @@ static const key_spec KEYS[] = {
 #undef F
 #define N_KEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
 
-static void cfg_defaults(vitq_train_cfg *c) {
+void vitq_train_cfg_defaults(vitq_train_cfg *c) {
     memset(c, 0, sizeof *c);
     snprintf(c->arch.name, sizeof c->arch.name, "custom");
     c->arch.mlp_ratio = 4.0f;
@@ -184,7 +184,7 @@ static int parse_value(const key_spec *k, const vitq_kv *kv, vitq_train_cfg *c, 
 }
 
 int vitq_train_cfg_read(const char *path, vitq_train_cfg *c, vitq_err *e) {
-    cfg_defaults(c);
+    vitq_train_cfg_defaults(c);
     snprintf(c->source, sizeof c->source, "%s", path);
     vitq_section *secs = NULL;
     int n = 0, rc = vitq_ini_read(path, &secs, &n, e);

@@ -51,7 +51,7 @@ static int write_idx_subset(const char *dir, const char *prefix, int64_t first, 
 /* img 28, patch 7 (16 patches), dim 16, depth 1, heads 2, MLP 32, 10 classes; 256 train images, batch 32,
  * 2 epochs = 16 steps; 64 test images. */
 static void tiny_cfg(vitq_train_cfg *c, const char *dir, const char *tag) {
-    memset(c, 0, sizeof *c);
+    vitq_train_cfg_defaults(c); /* the recipe; only what a 16-step run needs differs below */
     c->arch = (vitq_arch){.name = "tiny", .img_size = 28, .patch_size = 7, .in_chans = 1, .num_classes = 10,
                           .embed_dim = 16, .depth = 1, .num_heads = 2, .mlp_ratio = 2.0f, .qkv_bias = 1,
                           .mean = {0.2860f}, .std = {0.3530f}, .crop_pct = 1.0f, .interpolation = "bicubic"};
@@ -61,18 +61,9 @@ static void tiny_cfg(vitq_train_cfg *c, const char *dir, const char *tag) {
     c->batch = 32;
     c->lr = 3e-3f;
     c->min_lr = 1e-5f;
-    c->weight_decay = 0.05f;
-    c->beta1 = 0.9f;
-    c->beta2 = 0.999f;
-    c->eps = 1e-8f;
     c->warmup_epochs = 0.5f;
-    c->label_smoothing = 0.1f;
     c->grad_clip = 1.0f;
-    c->crop_padding = 4;
-    c->hflip = 1;
     c->seed = 7;
-    c->init_std = 0.02f;
-    c->eval_every = 1;
     snprintf(c->out_model, sizeof c->out_model, "%s/%s.safetensors", dir, tag);
     snprintf(c->checkpoint, sizeof c->checkpoint, "%s/%s.ckpt.safetensors", dir, tag);
     snprintf(c->source, sizeof c->source, "test_train.c");
