@@ -252,6 +252,20 @@ static int is_weight_tap(const vitq_tensor_ref *r) {
 /* ---------------------------------------------------------------------------------------------
  * Creation
  * ------------------------------------------------------------------------------------------- */
+/* Frees the histogram selection (counts and per-chunk partial counts). */
+static void hists_release(vitq_qmodel *q) {
+    for (int i = 0; i < q->n_hists; i++) {
+        free(q->hists[i].float_counts);
+        free(q->hists[i].quant_counts);
+        free(q->hist_part[i]);
+    }
+    free(q->hists);
+    free(q->hist_part);
+    q->hists = NULL;
+    q->hist_part = NULL;
+    q->n_hists = 0;
+}
+
 void vitq_qmodel_free(vitq_qmodel *q) {
     if (!q) return;
     for (int i = 0; i < q->n_taps; i++)
@@ -261,13 +275,7 @@ void vitq_qmodel_free(vitq_qmodel *q) {
         free_strs(q->secs[i].taps, q->secs[i].n_taps);
         free_strs(q->secs[i].excl, q->secs[i].n_excl);
     }
-    for (int i = 0; i < q->n_hists; i++) {
-        free(q->hists[i].float_counts);
-        free(q->hists[i].quant_counts);
-        free(q->hist_part[i]);
-    }
-    free(q->hists);
-    free(q->hist_part);
+    hists_release(q);
     free_strs(q->plugin_names, q->n_plugin_names);
     free(q->bindings);
     free(q->stats_out);
@@ -768,13 +776,7 @@ int vitq_qmodel_hist_enable(vitq_qmodel *q, const char *globs, int bins, vitq_er
         return vitq_fail(e, VITQ_EINVAL, "histogram taps '%s' match no quantized activation tap", globs ? globs : "");
     }
     /* replace any previous selection */
-    for (int i = 0; i < q->n_hists; i++) {
-        free(q->hists[i].float_counts);
-        free(q->hists[i].quant_counts);
-        free(q->hist_part[i]);
-    }
-    free(q->hists);
-    free(q->hist_part);
+    hists_release(q);
     for (int i = 0; i < q->n_taps; i++) q->taps[i].hist = -1;
     q->n_hists = 0;
     q->hists = calloc((size_t)count, sizeof *q->hists);
