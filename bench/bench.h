@@ -26,4 +26,18 @@ float bench_tnrand(void);
  * weights near 1), so activations look like a trained model's; NULL (after printing why) on failure. */
 vitq_model *bench_random_model(const vitq_arch *a);
 
+/* GEMM references (bench_gemm.c). C (M,N) = op(A) · op(B), repeated `count` times, C's row stride ldc. */
+typedef struct {
+    int M, N, K, transa, transb, count, ldc;
+} gemm_shape;
+/* Every GEMM of one forward of B images (8 shapes), or of one training step: the forward's plus dinput and
+ * dweight of each (23 shapes; none for the image's gradient). Return the number written to s. */
+int bench_forward_gemms(const vitq_arch *a, int B, gemm_shape *s);
+int bench_train_gemms(const vitq_arch *a, int B, gemm_shape *s);
+double bench_gemm_flops(const gemm_shape *s, int n);
+/* Median seconds of `reps` (<= 32) passes over all shapes, OpenBLAS at `threads` threads, after a warm-up
+ * pass; < 0 if out of memory. Leaves OpenBLAS at 1 thread again (the pool's setting). */
+double bench_time_gemms(const gemm_shape *s, int n, int threads, int reps);
+double bench_median(double *t, int n);
+
 #endif

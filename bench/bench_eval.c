@@ -23,68 +23,6 @@
 #include <unistd.h>
 
 
-typedef struct {
-    int M, N, K, transb, count, ldc; /* C (M,N) = A (M,K) · B, repeated `count` times */
-} gemm_shape;
-
-/* Every GEMM of one forward of B images, in the layout ops.c uses. */
-static int forward_gemms(const vitq_arch *a, int B, gemm_shape *s) {
-    int n = 0, N = vitq_arch_tokens(a), C = a->embed_dim, H = a->num_heads, D = C / H, F = vitq_arch_hidden(a);
-    int R = B * N, Np = N - 1, pd = a->in_chans * a->patch_size * a->patch_size;
-    s[n++] = (gemm_shape){B * Np, C, pd, 1, 1, C};
-    s[n++] = (gemm_shape){R, 3 * C, C, 1, a->depth, 3 * C};
-    s[n++] = (gemm_shape){N, N, D, 1, a->depth * B * H, N};
-    s[n++] = (gemm_shape){N, D, N, 0, a->depth * B * H, C};
-    s[n++] = (gemm_shape){R, C, C, 1, a->depth, C};
-    s[n++] = (gemm_shape){R, F, C, 1, a->depth, F};
-    s[n++] = (gemm_shape){R, C, F, 1, a->depth, C};
-    s[n++] = (gemm_shape){B, a->num_classes, C, 1, 1, a->num_classes};
-    return n;
-}
-
-static double gemm_flops(const gemm_shape *s, int n) {
-    double f = 0;
-    for (int i = 0; i < n; i++) f += 2.0 * s[i].M * s[i].N * s[i].K * s[i].count;
-    return f;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *t, int n) {
-    qsort(t, (size_t)n, sizeof *t, cmp_double);
-    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-}
-
-/* Median time of `reps` passes over all shapes with OpenBLAS at `threads` threads (after a warm-up). */
-static double time_gemms(const gemm_shape *s, int n, int threads, int reps) {
-    size_t amax = 0, bmax = 0, cmax = 0;
-    for (int i = 0; i < n; i++) {
-        size_t a = (size_t)s[i].M * s[i].K, b = (size_t)s[i].K * s[i].N, c = (size_t)s[i].M * s[i].ldc;
-        amax = a > amax ? a : amax, bmax = b > bmax ? b : bmax, cmax = c > cmax ? c : cmax;
-    }
-    float *A = vitq_alloc(amax * 4), *Bm = vitq_alloc(bmax * 4), *Cm = vitq_alloc(cmax * 4);
-    for (size_t i = 0; i < amax; i++) A[i] = 0.1f * bench_nrand();
-    for (size_t i = 0; i < bmax; i++) Bm[i] = 0.1f * bench_nrand();
-    openblas_set_num_threads(threads);
-    double t[16];
-    for (int r = -1; r < reps; r++) {
-        double t0 = bench_now();
-        for (int i = 0; i < n; i++) {
-            const gemm_shape *g = &s[i];
-            for (int c = 0; c < g->count; c++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, g->transb ? CblasTrans : CblasNoTrans, g->M, g->N, g->K,
-                            1.0f, A, g->K, Bm, g->transb ? g->K : g->N, 0.0f, Cm, g->ldc);
-        }
-        if (r >= 0) t[r] = bench_now() - t0;
-    }
-    vitq_threads_set(vitq_threads_get()); /* back to OpenBLAS at 1 thread */
-    vitq_free(A), vitq_free(Bm), vitq_free(Cm);
-    return median(t, reps);
-}
-
 /* Median forward time of B images at `threads` pool threads. */
 static double time_forward(vitq_model *m, vitq_acts *a, const float *images, int B, int threads, int reps) {
     vitq_threads_set(threads);
@@ -98,7 +36,7 @@ static double time_forward(vitq_model *m, vitq_acts *a, const float *images, int
         }
         if (r >= 0) t[r] = bench_now() - t0;
     }
-    return median(t, reps);
+    return bench_median(t, reps);
 }
 
 static int bench_model(const char *label, const vitq_arch *ar, int B, int reps) {
@@ -115,14 +53,14 @@ static int bench_model(const char *label, const vitq_arch *ar, int B, int reps) 
     float *images = malloc(sizeof(float) * (size_t)nimg);
     for (int64_t i = 0; i < nimg; i++) images[i] = bench_nrand();
     gemm_shape s[16];
-    int ns = forward_gemms(ar, B, s);
-    double flops = gemm_flops(s, ns);
+    int ns = bench_forward_gemms(ar, B, s);
+    double flops = bench_gemm_flops(s, ns);
     printf("%s: batch %d, %.1f GFLOP of GEMMs per forward, activations %.0f MB\n", label, B, flops * 1e-9,
            (double)a->bytes / 1048576.0);
     int saved = vitq_threads_get();
     for (int th = 1; th <= 2; th++) {
         double tf = time_forward(m, a, images, B, th, reps);
-        double tg = time_gemms(s, ns, th, reps);
+        double tg = bench_time_gemms(s, ns, th, reps);
         if (tf <= 0) break;
         printf("  %d thread%s: %8.1f images/s  forward %7.1f ms (%5.1f GFLOP/s) | sgemm alone %7.1f ms "
                "(%5.1f GFLOP/s, OpenBLAS %d thread%s) -> %.0f%% of sgemm throughput\n",
