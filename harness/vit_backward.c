@@ -102,35 +102,28 @@ static void block_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int l
     float *dx = vitq_grad_res(g, l);
     const int64_t qkv_n = (int64_t)B * H * N * D; // one of q, k, v in qkvh (3,B,H,N,D)
 
-    // out = res1 + fc2(act): the residual passes dout to res1 unchanged
+    // out = res1 + fc2(act): the residual passes dout to res1 unchanged. Buffers with one writer are
+    // written by the *_to kernels (no zeroing pass); dres1 and dx gather two branches, so they accumulate.
     memcpy(g->dres1, dout, sizeof(float) * (size_t)(R * C));
-    zero(g->dact, R * F);
-    vitq_linear_backward(g->dact, gp->fc2_w, gp->fc2_b, dout, ba->act, p->fc2_w, R, F, C);
-    zero(g->dfc1, R * F);
+    vitq_linear_backward_to(g->dact, gp->fc2_w, gp->fc2_b, dout, ba->act, p->fc2_w, R, F, C);
     if (m->mlp_act[l] == VITQ_ACT_RELU)
-        vitq_relu_backward(g->dfc1, ba->fc1, g->dact, R * F);
+        vitq_relu_backward_to(g->dfc1, ba->fc1, g->dact, R * F);
     else
-        vitq_gelu_backward(g->dfc1, ba->fc1, g->dact, R * F);
-    zero(g->dln2, R * C);
-    vitq_linear_backward(g->dln2, gp->fc1_w, gp->fc1_b, g->dfc1, ba->ln2, p->fc1_w, R, C, F);
+        vitq_gelu_backward_to(g->dfc1, ba->fc1, g->dact, R * F);
+    vitq_linear_backward_to(g->dln2, gp->fc1_w, gp->fc1_b, g->dfc1, ba->ln2, p->fc1_w, R, C, F);
     vitq_layernorm_backward(g->dres1, gp->norm2_w, gp->norm2_b, g->dln2, ba->res1, p->norm2_w, ba->ln2_mean,
                             ba->ln2_rstd, R, C);
 
     // res1 = x + proj(atty)
     memcpy(dx, g->dres1, sizeof(float) * (size_t)(R * C));
-    zero(g->datty, R * C);
-    vitq_linear_backward(g->datty, gp->proj_w, gp->proj_b, g->dres1, ba->atty, p->proj_w, R, C, C);
-    zero(g->dqkvh, 3 * qkv_n);
-    zero(g->datt, (int64_t)B * H * N * N);
+    vitq_linear_backward_to(g->datty, gp->proj_w, gp->proj_b, g->dres1, ba->atty, p->proj_w, R, C, C);
     const float *q = ba->qkvh, *k = ba->qkvh + qkv_n, *v = ba->qkvh + 2 * qkv_n;
     float *dq = g->dqkvh, *dk = g->dqkvh + qkv_n, *dv = g->dqkvh + 2 * qkv_n;
-    vitq_attn_value_backward(g->datt, dv, g->datty, ba->att, v, B, H, N, D);
-    vitq_attn_softmax_backward(dq, dk, g->datt, ba->att, q, k, B, H, N, D, 1.0f / sqrtf((float)D));
-    zero(g->dqkv, R * 3 * C);
-    vitq_qkv_split_backward(g->dqkv, g->dqkvh, B, N, C, H);
-    zero(g->dln1, R * C);
-    vitq_linear_backward(g->dln1, gp->qkv_w, m->arch.qkv_bias ? gp->qkv_b : NULL, g->dqkv, ba->ln1, p->qkv_w,
-                         R, C, 3 * C);
+    vitq_attn_value_backward_to(g->datt, dv, g->datty, ba->att, v, B, H, N, D);
+    vitq_attn_softmax_backward_to(dq, dk, g->datt, ba->att, q, k, B, H, N, D, 1.0f / sqrtf((float)D));
+    vitq_qkv_split_backward_to(g->dqkv, g->dqkvh, B, N, C, H);
+    vitq_linear_backward_to(g->dln1, gp->qkv_w, m->arch.qkv_bias ? gp->qkv_b : NULL, g->dqkv, ba->ln1, p->qkv_w,
+                            R, C, 3 * C);
     vitq_layernorm_backward(dx, gp->norm1_w, gp->norm1_b, g->dln1, x, p->norm1_w, ba->ln1_mean, ba->ln1_rstd,
                             R, C);
 }

@@ -297,9 +297,14 @@ VITQ_API int vitq_block_forward(vitq_model *m, vitq_acts *a, int l, int B, vitq_
 /* out (R,OC) = inp (R,IC) · w (OC,IC)^T + bias (OC, may be NULL). sgemm, rows split over threads. */
 VITQ_API void vitq_linear_forward(float *out, const float *inp, const float *w, const float *bias,
                                   int64_t R, int64_t IC, int64_t OC);
+/* Backward kernels ACCUMULATE (+=) into every output. Each *_to variant WRITES (=) its activation
+ * gradients instead (dinp, datt, dv, dq, dk, dqkv; parameter gradients still accumulate), for a buffer
+ * with one writer: no zeroing pass first. Same bits either way. */
 /* dinp (R,IC) += dout·w; dw (OC,IC) += dout^T·inp; dbias (OC) += sum_r dout. Any of the three may be NULL. */
 VITQ_API void vitq_linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                                    const float *w, int64_t R, int64_t IC, int64_t OC);
+VITQ_API void vitq_linear_backward_to(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                                      const float *w, int64_t R, int64_t IC, int64_t OC);
 /* LayerNorm over the last dim C of R rows; caches mean and rstd (R). eps is 1e-6 for ViT/DeiT. */
 VITQ_API void vitq_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
                                      const float *b, int64_t R, int64_t C, float eps);
@@ -308,13 +313,16 @@ VITQ_API void vitq_layernorm_backward(float *dinp, float *dw, float *db, const f
 /* Exact erf GELU: x * 0.5 * (1 + erf(x / sqrt 2)). */
 VITQ_API void vitq_gelu_forward(float *out, const float *inp, int64_t n);
 VITQ_API void vitq_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n);
+VITQ_API void vitq_gelu_backward_to(float *dinp, const float *inp, const float *dout, int64_t n);
 VITQ_API void vitq_relu_forward(float *out, const float *inp, int64_t n);
 VITQ_API void vitq_relu_backward(float *dinp, const float *inp, const float *dout, int64_t n);
+VITQ_API void vitq_relu_backward_to(float *dinp, const float *inp, const float *dout, int64_t n);
 /* out = a + b (n). */
 VITQ_API void vitq_add_forward(float *out, const float *a, const float *b, int64_t n);
 /* qkv (B,N,3C) laid out as timm's reshape(B,N,3,H,D) -> qkvh (3,B,H,N,D). */
 VITQ_API void vitq_qkv_split_forward(float *qkvh, const float *qkv, int64_t B, int64_t N, int64_t C, int64_t H);
 VITQ_API void vitq_qkv_split_backward(float *dqkv, const float *dqkvh, int64_t B, int64_t N, int64_t C, int64_t H);
+VITQ_API void vitq_qkv_split_backward_to(float *dqkv, const float *dqkvh, int64_t B, int64_t N, int64_t C, int64_t H);
 /* att (B,H,N,N) = softmax(q·k^T * scale) row-wise; q, k (B,H,N,D). */
 VITQ_API void vitq_attn_softmax_forward(float *att, const float *q, const float *k, int64_t B, int64_t H,
                                         int64_t N, int64_t D, float scale);
@@ -322,11 +330,16 @@ VITQ_API void vitq_attn_softmax_forward(float *att, const float *q, const float 
 VITQ_API void vitq_attn_softmax_backward(float *dq, float *dk, const float *datt, const float *att,
                                          const float *q, const float *k, int64_t B, int64_t H, int64_t N,
                                          int64_t D, float scale);
+VITQ_API void vitq_attn_softmax_backward_to(float *dq, float *dk, const float *datt, const float *att,
+                                            const float *q, const float *k, int64_t B, int64_t H, int64_t N,
+                                            int64_t D, float scale);
 /* out (B,N,C) with heads merged = att (B,H,N,N) · v (B,H,N,D). */
 VITQ_API void vitq_attn_value_forward(float *out, const float *att, const float *v, int64_t B, int64_t H,
                                       int64_t N, int64_t D);
 VITQ_API void vitq_attn_value_backward(float *datt, float *dv, const float *dout, const float *att,
                                        const float *v, int64_t B, int64_t H, int64_t N, int64_t D);
+VITQ_API void vitq_attn_value_backward_to(float *datt, float *dv, const float *dout, const float *att,
+                                          const float *v, int64_t B, int64_t H, int64_t N, int64_t D);
 /* im2col of non-overlapping PxP patches: img (B,Cin,S,S) -> patches (B,Np,Cin*P*P) in (c,py,px) order,
  * so that a timm conv weight (C,Cin,P,P) is a linear weight (C, Cin*P*P). */
 VITQ_API void vitq_patchify_forward(float *patches, const float *img, int64_t B, int64_t Cin, int64_t S, int64_t P);

@@ -624,3 +624,61 @@ TEST(grad_block_alone) {
     vitq_acts_free(ev);
     torch_teardown(&c);
 }
+
+/* ---- *_to variants ------------------------------------------------------------------------------------
+ * Each writing variant must give the same bits as its accumulating twin run on a zeroed buffer, and must
+ * not read what the buffer held before (it starts as NaN here). Sizes large enough for the threaded path. */
+static float *filled(int64_t n, float v) {
+    float *f = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) f[i] = v;
+    return f;
+}
+static float *frand(int64_t n, double scale) {
+    float *f = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) f[i] = (float)(urand() * scale);
+    return f;
+}
+#define CHECK_SAME_BITS(a, b, n) CHECK_MSG(memcmp(a, b, sizeof(float) * (size_t)(n)) == 0, "%s != %s", #a, #b)
+
+TEST(grad_write_variants) {
+    const int64_t R = 400, IC = 48, OC = 80, n = R * OC;
+    float *x = frand(R * IC, 2), *w = frand(OC * IC, 0.5), *G = frand(n, 1), *pre = frand(n, 6);
+    float *acc = filled(R * IC, 0.0f), *set = filled(R * IC, NAN);
+    float *dw1 = filled(OC * IC, 0.0f), *dw2 = filled(OC * IC, 0.0f), *db1 = filled(OC, 0.0f), *db2 = filled(OC, 0.0f);
+    vitq_linear_backward(acc, dw1, db1, G, x, w, R, IC, OC);
+    vitq_linear_backward_to(set, dw2, db2, G, x, w, R, IC, OC);
+    CHECK_SAME_BITS(acc, set, R * IC);
+    CHECK_SAME_BITS(dw1, dw2, OC * IC);
+    CHECK_SAME_BITS(db1, db2, OC);
+    free(acc), free(set);
+
+    for (int relu = 0; relu <= 1; relu++) {
+        acc = filled(n, 0.0f), set = filled(n, NAN);
+        (relu ? vitq_relu_backward : vitq_gelu_backward)(acc, pre, G, n);
+        (relu ? vitq_relu_backward_to : vitq_gelu_backward_to)(set, pre, G, n);
+        CHECK_SAME_BITS(acc, set, n);
+        free(acc), free(set);
+    }
+
+    const int64_t B = 6, H = 3, N = 17, D = 8, C = H * D, nq = B * H * N * D, na = B * H * N * N;
+    float *q = frand(nq, 1), *k = frand(nq, 1), *v = frand(nq, 1), *att = malloc(sizeof(float) * na);
+    float *datt = frand(na, 1), *dy = frand(B * N * C, 1);
+    vitq_attn_softmax_forward(att, q, k, B, H, N, D, 0.35f);
+    float *dq1 = filled(nq, 0.0f), *dk1 = filled(nq, 0.0f), *dq2 = filled(nq, NAN), *dk2 = filled(nq, NAN);
+    vitq_attn_softmax_backward(dq1, dk1, datt, att, q, k, B, H, N, D, 0.35f);
+    vitq_attn_softmax_backward_to(dq2, dk2, datt, att, q, k, B, H, N, D, 0.35f);
+    CHECK_SAME_BITS(dq1, dq2, nq);
+    CHECK_SAME_BITS(dk1, dk2, nq);
+    float *da1 = filled(na, 0.0f), *da2 = filled(na, NAN), *dv1 = filled(nq, 0.0f), *dv2 = filled(nq, NAN);
+    vitq_attn_value_backward(da1, dv1, dy, att, v, B, H, N, D);
+    vitq_attn_value_backward_to(da2, dv2, dy, att, v, B, H, N, D);
+    CHECK_SAME_BITS(da1, da2, na);
+    CHECK_SAME_BITS(dv1, dv2, nq);
+    float *s1 = filled(3 * nq, 0.0f), *s2 = filled(3 * nq, NAN), *dqkvh = frand(3 * nq, 1);
+    vitq_qkv_split_backward(s1, dqkvh, B, N, C, H);
+    vitq_qkv_split_backward_to(s2, dqkvh, B, N, C, H);
+    CHECK_SAME_BITS(s1, s2, 3 * nq);
+    free(x), free(w), free(G), free(pre), free(dw1), free(dw2), free(db1), free(db2);
+    free(q), free(k), free(v), free(att), free(datt), free(dy), free(dq1), free(dk1), free(dq2), free(dk2);
+    free(da1), free(da2), free(dv1), free(dv2), free(s1), free(s2), free(dqkvh);
+}
