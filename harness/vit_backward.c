@@ -79,6 +79,23 @@ float *vitq_grad_res(vitq_grad_acts *g, int l) { return g->dres + (int64_t)l * g
 
 static void zero(float *p, int64_t n) { memset(p, 0, sizeof(float) * (size_t)n); }
 
+/* dst = src over the pool: the residual copies are ~2.4 MB each at batch 128, and a serial copy leaves the
+ * other threads idle. */
+typedef struct {
+    float *dst;
+    const float *src;
+} copy_ctx;
+
+static void copy_range(void *vctx, int64_t i0, int64_t i1) {
+    const copy_ctx *c = vctx;
+    memcpy(c->dst + i0, c->src + i0, sizeof(float) * (size_t)(i1 - i0));
+}
+
+static void copy_par(float *dst, const float *src, int64_t n) {
+    copy_ctx c = {dst, src};
+    vitq_parallel_for_work(n, 1, copy_range, &c);
+}
+
 static int check_shapes(const vitq_model *m, const vitq_acts *a, const vitq_grad_acts *g, int B, vitq_err *e) {
     if (!m->grad_slab)
         return vitq_fail(e, VITQ_EINVAL, "%s: backward needs parameter gradients (vitq_model_alloc_grads)",
@@ -104,7 +121,7 @@ static void block_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int l
 
     // out = res1 + fc2(act): the residual passes dout to res1 unchanged. Buffers with one writer are
     // written by the *_to kernels (no zeroing pass); dres1 and dx gather two branches, so they accumulate.
-    memcpy(g->dres1, dout, sizeof(float) * (size_t)(R * C));
+    copy_par(g->dres1, dout, R * C);
     vitq_linear_backward_to(g->dact, gp->fc2_w, gp->fc2_b, dout, ba->act, p->fc2_w, R, F, C);
     if (m->mlp_act[l] == VITQ_ACT_RELU)
         vitq_relu_backward_to(g->dfc1, ba->fc1, g->dact, R * F);
@@ -115,7 +132,7 @@ static void block_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int l
                             ba->ln2_rstd, R, C);
 
     // res1 = x + proj(atty)
-    memcpy(dx, g->dres1, sizeof(float) * (size_t)(R * C));
+    copy_par(dx, g->dres1, R * C);
     vitq_linear_backward_to(g->datty, gp->proj_w, gp->proj_b, g->dres1, ba->atty, p->proj_w, R, C, C);
     const float *q = ba->qkvh, *k = ba->qkvh + qkv_n, *v = ba->qkvh + 2 * qkv_n;
     float *dq = g->dqkvh, *dk = g->dqkvh + qkv_n, *dv = g->dqkvh + 2 * qkv_n;
