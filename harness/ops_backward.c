@@ -55,13 +55,26 @@ static void linear_dw_rows(void *vctx, int64_t o0, int64_t o1) {
     }
 }
 
+/* dw columns [i0, i1) += dout^T · inp[:, i0:i1]. */
+static void linear_dw_cols(void *vctx, int64_t i0, int64_t i1) {
+    const linear_ctx *c = vctx;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c->OC, (int)(i1 - i0), (int)c->R, 1.0f, c->dout,
+                (int)c->OC, c->inp + i0, (int)c->IC, 1.0f, c->dw + i0, (int)c->IC);
+}
+
 static void linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                             const float *w, int64_t R, int64_t IC, int64_t OC, float beta) {
     // dout (R,OC), inp (R,IC), w (OC,IC); dinp (R,IC), dw (OC,IC), dbias (OC)
     if (R <= 0) return;
     linear_ctx c = {dinp, dw, dbias, dout, inp, w, R, IC, OC, beta};
     if (dinp) vitq_parallel_for_work(R, IC * OC, linear_dinp_rows, &c);
-    if (dw || dbias) vitq_parallel_for_work(OC, R * IC, linear_dw_rows, &c);
+    if (dw && IC > OC) {
+        // Split dw over its longer side: each thread packs all of the operand along the other side, so
+        // packing the narrower one (dout when IC > OC, e.g. fc2) costs least. At one thread both are one sgemm.
+        vitq_parallel_for_work(IC, R * OC, linear_dw_cols, &c);
+        c.dw = NULL;
+    }
+    if (c.dw || dbias) vitq_parallel_for_work(OC, R * IC, linear_dw_rows, &c);
 }
 
 void vitq_linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,

@@ -115,6 +115,7 @@ TEST(grad_linear) {
     vitq_threads_set(2);
     g_fd_max = 100; // big enough to split over threads; first 100 elements of each gradient checked
     linear_case(128, 24, 40);
+    linear_case(128, 40, 24); // IC > OC: dweight split over columns; its first 100 elements span both halves
     g_fd_max = INT64_MAX;
     vitq_threads_set(1);
 }
