@@ -283,7 +283,13 @@ static void smax_heads(void *vctx, int64_t bh0, int64_t bh1) {
     const smax_ctx *c = vctx;
     const int64_t N = c->N, D = c->D;
     float *dpre = malloc(sizeof(float) * (size_t)(N * N)); // one scratch per chunk, not per head
-    if (!dpre) return; /* cannot happen in practice; gradients then stay unchanged */
+    if (!dpre) { /* cannot happen in practice; then this chunk adds nothing (and *_to writes zeros) */
+        if (c->beta == 0.0f) {
+            memset(c->dq + bh0 * N * D, 0, sizeof(float) * (size_t)((bh1 - bh0) * N * D));
+            memset(c->dk + bh0 * N * D, 0, sizeof(float) * (size_t)((bh1 - bh0) * N * D));
+        }
+        return;
+    }
     for (int64_t bh = bh0; bh < bh1; bh++) {
         const float *A = c->att + bh * N * N, *dA = c->datt + bh * N * N;
         // softmax backward: dpre[i,j] = att[i,j] * (datt[i,j] - sum_j' att[i,j'] datt[i,j']), times scale
