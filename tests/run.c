@@ -1,29 +1,47 @@
 /* run.c — the test runner: every TEST() linked in, then every end-to-end script in tests/e2e/ (one
  * test each, its exit status the verdict). `run PREFIX...` runs only tests whose name starts with a prefix.
- * Ends with "tests: N passed, N failed". */
+ *
+ * Each test runs in a forked child with a fresh temporary folder, so a crash, an abort or a leak report
+ * fails that test alone and the closing line is always printed. Child exit status: 0 passed, 1 checks
+ * failed, TEST_SKIP skipped; anything else (a signal, a sanitizer's exit code) is a failure naming it.
+ * E2E logs go to $BUILD/tests/e2e-logs/NAME.log. Ends with "tests: N passed, N failed" (the CI line);
+ * skipped tests are listed on the line before it and counted in neither. */
 
 #include "test.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+enum { MAX_TESTS = 1024, MAX_SCRIPTS = 256, TEST_SKIP = 77 };
 
 typedef struct {
     const char *name, *file;
     test_fn fn;
 } test_case;
 
-static test_case g_tests[1024];
-static int g_n_tests;
-static int g_failures; /* failures within the current test */
-static char g_tmp[256];
+typedef struct {
+    int passed, failed, skipped;
+    char skipped_names[2048];
+} tally;
+
+static test_case g_tests[MAX_TESTS];
+static int g_n_tests, g_overflow;
+static int g_failures;      /* failures within the current test (in the child) */
+static char g_tmp[256];     /* the current test's temporary folder */
 
 void test_register(const char *name, test_fn fn, const char *file) {
-    if (g_n_tests < 1024) g_tests[g_n_tests++] = (test_case){name, file, fn};
+    if (g_n_tests < MAX_TESTS)
+        g_tests[g_n_tests++] = (test_case){name, file, fn};
+    else
+        g_overflow++; /* reported by main as a failure: a silently dropped test would never run */
 }
 
 void test_failf(const char *file, int line, const char *fmt, ...) {
@@ -35,6 +53,17 @@ void test_failf(const char *file, int line, const char *fmt, ...) {
     fputc('\n', stderr);
     g_failures++;
 }
+
+void test_skip(const char *why) {
+    fflush(NULL);
+    printf("    skipped: %s\n", why);
+    fflush(stdout);
+    exit(TEST_SKIP);
+}
+
+void test_fmt_i(char *buf, long long v) { snprintf(buf, 48, "%lld", v); }
+void test_fmt_u(char *buf, unsigned long long v) { snprintf(buf, 48, "%llu", v); }
+void test_fmt_d(char *buf, double v) { snprintf(buf, 48, "%.9g", v); }
 
 int test_allclose(const char *file, int line, const char *what, const float *a, const float *b, long n,
                   double rtol, double atol) {
@@ -67,11 +96,13 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
     return remove(path);
 }
 
+static void rm_tree(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
 const char *test_tmpdir(void) {
-    if (g_tmp[0]) nftw(g_tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    snprintf(g_tmp, sizeof g_tmp, "/tmp/vitq-test-XXXXXX");
-    if (!mkdtemp(g_tmp)) {
-        perror("mkdtemp");
+    /* The runner made g_tmp before the fork; a second call empties it again. */
+    rm_tree(g_tmp);
+    if (mkdir(g_tmp, 0700) != 0) {
+        fprintf(stderr, "    test_tmpdir: %s: %s\n", g_tmp, strerror(errno));
         exit(2);
     }
     return g_tmp;
@@ -92,67 +123,144 @@ static int selected(const char *name, int argc, char **argv) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* Prints the verdict line of one test from its child's wait status and counts it. */
+static void verdict(tally *t, const char *name, int st, double dt, const char *log) {
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+        t->passed++;
+        printf("ok   %-44s %6.2fs\n", name, dt);
+        return;
+    }
+    if (WIFEXITED(st) && WEXITSTATUS(st) == TEST_SKIP) {
+        t->skipped++;
+        size_t u = strlen(t->skipped_names);
+        snprintf(t->skipped_names + u, sizeof t->skipped_names - u, "%s%s", u ? ", " : "", name);
+        printf("skip %s\n", name);
+        return;
+    }
+    t->failed++;
+    if (WIFSIGNALED(st))
+        printf("FAIL %-44s (crashed: signal %d, %s)\n", name, WTERMSIG(st), strsignal(WTERMSIG(st)));
+    else if (log)
+        printf("FAIL %-44s (exit status %d; log: %s)\n", name, WEXITSTATUS(st), log);
+    else if (WEXITSTATUS(st) == 1)
+        printf("FAIL %-44s (%.2fs; checks failed, see above)\n", name, dt);
+    else
+        printf("FAIL %-44s (exit status %d: a sanitizer report or an exit() above)\n", name, WEXITSTATUS(st));
+}
+
+/* Runs one TEST in a child process with its own temporary folder; returns the wait status. */
+static int run_one(const test_case *tc) {
+    snprintf(g_tmp, sizeof g_tmp, "/tmp/vitq-test-XXXXXX");
+    if (!mkdtemp(g_tmp)) {
+        perror("mkdtemp");
+        return 2 << 8;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        rm_tree(g_tmp);
+        return 2 << 8;
+    }
+    if (pid == 0) {
+        g_failures = 0;
+        tc->fn();
+        fflush(NULL);
+        if (g_failures) fprintf(stderr, "    %d check%s failed\n", g_failures, g_failures == 1 ? "" : "s");
+        exit(g_failures ? 1 : 0);
+    }
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    rm_tree(g_tmp);
+    return st;
+}
+
+/* Runs tests/e2e/NAME.sh with its output in $BUILD/tests/e2e-logs/NAME.log; returns the wait status. */
+static int run_script(const char *script, char *log, size_t nlog) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/tests/e2e-logs", test_build_dir());
+    mkdir(dir, 0755);
+    snprintf(log, nlog, "%s/%.*s.log", dir, (int)(strlen(script) - 3), script);
+    char path[600];
+    snprintf(path, sizeof path, "tests/e2e/%s", script);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) return 2 << 8;
+    if (pid == 0) {
+        FILE *f = freopen(log, "w", stdout);
+        if (!f || dup2(fileno(stdout), 2) < 0) _exit(2);
+        setenv("BUILD", test_build_dir(), 1);
+        execlp("bash", "bash", path, (char *)NULL);
+        _exit(127);
+    }
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    return st;
+}
+
+/* The last lines of a failed script's log, indented, on stderr. */
+static void log_tail(const char *log) {
+    FILE *f = fopen(log, "r");
+    if (!f) return;
+    char lines[20][512];
+    int n = 0;
+    while (fgets(lines[n % 20], sizeof lines[0], f)) n++;
+    fclose(f);
+    for (int i = n > 20 ? n - 20 : 0; i < n; i++) fprintf(stderr, "    %s", lines[i % 20]);
+}
+
+static void run_scripts(tally *t, int argc, char **argv) {
+    DIR *d = opendir("tests/e2e");
+    char *scripts[MAX_SCRIPTS];
+    int ns = 0;
+    for (struct dirent *de; d && (de = readdir(d));) {
+        size_t l = strlen(de->d_name);
+        if (l <= 3 || strcmp(de->d_name + l - 3, ".sh") != 0) continue;
+        if (ns == MAX_SCRIPTS) {
+            t->failed++;
+            printf("FAIL %-44s (more than %d scripts in tests/e2e)\n", de->d_name, MAX_SCRIPTS);
+            continue;
+        }
+        scripts[ns++] = strdup(de->d_name);
+    }
+    if (d) closedir(d);
+    qsort(scripts, (size_t)ns, sizeof scripts[0], cmp_str);
+    for (int i = 0; i < ns; i++) {
+        char name[300], log[1024];
+        snprintf(name, sizeof name, "e2e_%.*s", (int)(strlen(scripts[i]) - 3), scripts[i]);
+        if (selected(name, argc, argv)) {
+            double t0 = vitq_now();
+            int st = run_script(scripts[i], log, sizeof log);
+            verdict(t, name, st, vitq_now() - t0, log);
+            if (!(WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == TEST_SKIP))) log_tail(log);
+        }
+        free(scripts[i]);
+    }
+}
+
 int main(int argc, char **argv) {
-    int passed = 0, failed = 0;
+    tally t = {0};
     setvbuf(stdout, NULL, _IONBF, 0);
     /* Tests that drive the command line find it here, so none can silently skip for want of it. */
     char bin[512];
     snprintf(bin, sizeof bin, "%s/vitq", test_build_dir());
     setenv("VITQ_BIN", bin, 0);
+    if (g_overflow) {
+        t.failed++;
+        printf("FAIL %-44s (%d tests registered beyond the table's %d; raise MAX_TESTS in tests/run.c)\n",
+               "registration", g_overflow, MAX_TESTS);
+    }
     qsort(g_tests, (size_t)g_n_tests, sizeof g_tests[0], cmp_tests);
     for (int i = 0; i < g_n_tests; i++) {
         if (!selected(g_tests[i].name, argc, argv)) continue;
-        g_failures = 0;
         double t0 = vitq_now();
-        g_tests[i].fn();
-        double dt = vitq_now() - t0;
-        if (g_tmp[0]) {
-            nftw(g_tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-            g_tmp[0] = 0;
-        }
-        if (g_failures == 0) {
-            passed++;
-            printf("ok   %-44s %6.2fs\n", g_tests[i].name, dt);
-        } else {
-            failed++;
-            printf("FAIL %-44s (%d checks failed)\n", g_tests[i].name, g_failures);
-        }
+        int st = run_one(&g_tests[i]);
+        verdict(&t, g_tests[i].name, st, vitq_now() - t0, NULL);
     }
-    /* End-to-end scripts: tests/e2e/NAME.sh, run with BUILD in the environment. */
-    DIR *d = opendir("tests/e2e");
-    char *scripts[256];
-    int ns = 0;
-    for (struct dirent *de; d && (de = readdir(d)) && ns < 256;) {
-        size_t l = strlen(de->d_name);
-        if (l > 3 && strcmp(de->d_name + l - 3, ".sh") == 0) scripts[ns++] = strdup(de->d_name);
-    }
-    if (d) closedir(d);
-    qsort(scripts, (size_t)ns, sizeof scripts[0], cmp_str);
-    for (int i = 0; i < ns; i++) {
-        char name[300];
-        snprintf(name, sizeof name, "e2e_%.*s", (int)(strlen(scripts[i]) - 3), scripts[i]);
-        if (!selected(name, argc, argv)) {
-            free(scripts[i]);
-            continue;
-        }
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "BUILD='%s' bash tests/e2e/%s > /tmp/vitq-e2e-%s.log 2>&1", test_build_dir(),
-                 scripts[i], scripts[i]);
-        double t0 = vitq_now();
-        int st = system(cmd);
-        double dt = vitq_now() - t0;
-        if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0) {
-            passed++;
-            printf("ok   %-44s %6.2fs\n", name, dt);
-        } else {
-            failed++;
-            printf("FAIL %-44s (log: /tmp/vitq-e2e-%s.log)\n", name, scripts[i]);
-            snprintf(cmd, sizeof cmd, "tail -n 20 /tmp/vitq-e2e-%s.log | sed 's/^/    /' >&2", scripts[i]);
-            if (system(cmd) != 0) { /* the log tail is a courtesy */
-            }
-        }
-        free(scripts[i]);
-    }
-    printf("tests: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    run_scripts(&t, argc, argv);
+    if (t.skipped) printf("skipped: %d (%s)\n", t.skipped, t.skipped_names);
+    printf("tests: %d passed, %d failed\n", t.passed, t.failed);
+    return t.failed ? 1 : 0;
 }

@@ -74,7 +74,8 @@ TEST(data_idx_fashion_mnist_test_split) {
     rc = vitq_dataset_load(d, idx, 3, x, lab, &e);
     CHECK_MSG(rc == 0, "load: %s", e.msg);
     CHECK(lab[0] == 9);
-    CHECK(lab[1] == d->labels.data[1] && lab[2] == d->labels.data[9999]);
+    CHECK_EQ(lab[1], d->labels.data[1]);
+    CHECK_EQ(lab[2], d->labels.data[9999]);
     /* Pixels read independently: skip the 16-byte header of the gzip stream. */
     gzFile f = gzopen(VITQ_FASHION_MNIST_DIR "/t10k-images-idx3-ubyte.gz", "rb");
     CHECK(f != NULL);
@@ -82,7 +83,8 @@ TEST(data_idx_fashion_mnist_test_split) {
         uint8_t raw[16 + 2 * 784];
         CHECK(gzread(f, raw, sizeof raw) == (int)sizeof raw);
         gzclose(f);
-        CHECK(raw[3] == 0x03 && raw[2] == 0x08);
+        CHECK_EQ(raw[3], 0x03);
+        CHECK_EQ(raw[2], 0x08);
         float want[2 * 784];
         for (int i = 0; i < 2 * 784; i++) want[i] = ((float)raw[16 + i] / 255.0f - 0.5f) / 0.25f;
         CHECK_ALLCLOSE(x, want, 2 * 784, 0.0, 0.0);
@@ -169,7 +171,8 @@ TEST(data_idx_small_files_and_errors) {
     if (d) {
         CHECK(vitq_dataset_size(d) == 5);
         CHECK(vitq_dataset_classes(d) == 10);
-        CHECK(d->images.rows == 2 && d->images.cols == 3);
+        CHECK_EQ(d->images.rows, 2);
+        CHECK_EQ(d->images.cols, 3);
         CHECK(d->images.data[4 * 6 + 5] == 45);
         vitq_dataset_free(d);
         d = NULL;

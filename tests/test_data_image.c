@@ -186,9 +186,15 @@ TEST(data_image_luma_and_replicate) {
     memcpy(im.px, px, 6);
     vitq_err e;
     CHECK(vitq_image_convert(&im, 1, &e) == 0);
-    CHECK(im.c == 1 && im.px[0] == 76 && im.px[1] == 124); /* 5029493 >> 16, 8146848 >> 16 */
+    /* 5029493 >> 16, 8146848 >> 16 */
+    CHECK_EQ(im.c, 1);
+    CHECK_EQ(im.px[0], 76);
+    CHECK_EQ(im.px[1], 124);
     CHECK(vitq_image_convert(&im, 3, &e) == 0);
-    CHECK(im.c == 3 && im.px[3] == 124 && im.px[4] == 124 && im.px[5] == 124);
+    CHECK_EQ(im.c, 3);
+    CHECK_EQ(im.px[3], 124);
+    CHECK_EQ(im.px[4], 124);
+    CHECK_EQ(im.px[5], 124);
     vitq_image_free(&im);
 }
 
@@ -274,13 +280,19 @@ TEST(data_folder_transform_vs_pil) {
     if (rc) return;
     CHECK(vitq_dataset_size(d) == 5); /* dog/notes.txt skipped */
     CHECK(vitq_dataset_classes(d) == 2);
-    CHECK(strcmp(d->class_names[0], "cat") == 0 && strcmp(d->class_names[1], "dog") == 0);
-    CHECK(strcmp(d->paths[1], "cat/b.JPG") == 0 && strcmp(d->paths[4], "dog/e_gray.png") == 0);
+    CHECK_STREQ(d->class_names[0], "cat");
+    CHECK_STREQ(d->class_names[1], "dog");
+    CHECK_STREQ(d->paths[1], "cat/b.JPG");
+    CHECK_STREQ(d->paths[4], "dog/e_gray.png");
     long n = 0;
     int dims[8], nd = 0;
     float *ref = read_f32(FIX "/transform_rgb.f32", &n, dims, &nd);
     if (ref) {
-        CHECK(nd == 4 && dims[0] == 5 && dims[1] == 3 && dims[2] == 32 && dims[3] == 32);
+        CHECK_EQ(nd, 4);
+        CHECK_EQ(dims[0], 5);
+        CHECK_EQ(dims[1], 3);
+        CHECK_EQ(dims[2], 32);
+        CHECK_EQ(dims[3], 32);
         /* Shuffled order: each slot must get its own image and label. */
         int64_t idx[5] = {3, 0, 4, 1, 2};
         const long per = 3 * 32 * 32;
@@ -290,7 +302,11 @@ TEST(data_folder_transform_vs_pil) {
         CHECK_MSG(rc == 0, "load: %s", e.msg);
         for (int b = 0; b < 5; b++) memcpy(want + b * per, ref + idx[b] * per, sizeof(float) * per);
         CHECK_ALLCLOSE(x, want, 5 * per, 0.0, TRANSFORM_ATOL);
-        CHECK(lab[0] == 1 && lab[1] == 0 && lab[2] == 1 && lab[3] == 0 && lab[4] == 1);
+        CHECK_EQ(lab[0], 1);
+        CHECK_EQ(lab[1], 0);
+        CHECK_EQ(lab[2], 1);
+        CHECK_EQ(lab[3], 0);
+        CHECK_EQ(lab[4], 1);
         /* The same with one thread: identical. */
         int t = vitq_threads_get();
         vitq_threads_set(1);
@@ -354,7 +370,8 @@ TEST(data_folder_channels) {
         int lab = -1;
         float *x = malloc(sizeof(float) * 3 * 1024);
         CHECK(vitq_dataset_load(d, &i0, 1, x, &lab, &e) == 0);
-        CHECK(lab == 0 && vitq_dataset_classes(d) == 1);
+        CHECK_EQ(lab, 0);
+        CHECK_EQ(vitq_dataset_classes(d), 1);
         CHECK_ALLCLOSE(x, ref + 4 * 3 * 1024, 3 * 1024, 0.0, TRANSFORM_ATOL);
         free(x);
     }
@@ -427,7 +444,8 @@ TEST(data_image_corrupt_and_truncated) {
     {
         size_t n = 0;
         char *b = vitq_read_file(FIX "/src/rgb_37x23.png", &n, &e);
-        CHECK(b != NULL && n > 200);
+        CHECK(b != NULL);
+        CHECK(n > 200);
         if (b)
             for (size_t i = 100; i < 120; i++) b[i] ^= 0x33;
         snprintf(p, sizeof p, "%s/bad.png", tmp);
@@ -486,8 +504,10 @@ TEST(data_folder_errors) {
     int rc = vitq_dataset_open(tmp, NULL, &o, &d, &e);
     CHECK_MSG(rc == 0, "open: %s", e.msg);
     if (d) {
-        CHECK(vitq_dataset_size(d) == 3 && vitq_dataset_classes(d) == 2);
-        CHECK(strcmp(d->paths[1], "b/z.JPEG") == 0 && strcmp(d->paths[2], "b/sub/y.jpg") == 0);
+        CHECK_EQ(vitq_dataset_size(d), 3);
+        CHECK_EQ(vitq_dataset_classes(d), 2);
+        CHECK_STREQ(d->paths[1], "b/z.JPEG");
+        CHECK_STREQ(d->paths[2], "b/sub/y.jpg");
         vitq_dataset_free(d);
         d = NULL;
     }

@@ -33,15 +33,24 @@ TEST(grid_cartesian_order_first_axis_slowest) {
     vitq_experiment *x = parse_ok(MODEL "[quantizer w]\nbits = ${bits}\nplugin = ${p}\n"
                                         "[grid]\nbits = 8, 6,4\np = uniform, log2\n");
     if (!x) return;
-    CHECK(x->n_axes == 2 && x->n_cells == 6);
+    CHECK_EQ(x->n_axes, 2);
+    CHECK_EQ(x->n_cells, 6);
     const char *ids[6] = {"bits=8,p=uniform", "bits=8,p=log2", "bits=6,p=uniform",
                           "bits=6,p=log2",    "bits=4,p=uniform", "bits=4,p=log2"};
     for (int i = 0; i < 6 && i < x->n_cells; i++) CHECK_MSG(strcmp(x->cells[i].id, ids[i]) == 0, "%d: %s", i, x->cells[i].id);
-    CHECK(strcmp(x->cells[2].values[0], "6") == 0 && strcmp(x->cells[2].values[1], "uniform") == 0);
+    CHECK_STREQ(x->cells[2].values[0], "6");
+    CHECK_STREQ(x->cells[2].values[1], "uniform");
     /* interpolation in the resolved quantizer section, line numbers kept */
     const vitq_section *q = vitq_section_find(x->cells[5].secs, x->cells[5].n_secs, "quantizer w");
-    CHECK(q && strcmp(vitq_section_get(q, "bits")->value, "4") == 0);
-    CHECK(q && strcmp(vitq_section_get(q, "plugin")->value, "log2") == 0 && vitq_section_get(q, "plugin")->line == 5);
+    CHECK(q);
+    if (q) {
+        CHECK_STREQ(vitq_section_get(q, "bits")->value, "4");
+    }
+    CHECK(q);
+    if (q) {
+        CHECK_STREQ(vitq_section_get(q, "plugin")->value, "log2");
+        CHECK_EQ(vitq_section_get(q, "plugin")->line, 5);
+    }
     CHECK(vitq_section_find(x->cells[0].secs, x->cells[0].n_secs, "grid") == NULL);
     vitq_experiment_free(x);
 }
@@ -76,7 +85,8 @@ TEST(grid_interpolation_in_harness_keys_is_typed) {
                                   "[data]\ncalib_size = ${n}\n[grid]\ns = 1, 2\nn = 32, 64\nzip = s, n\n");
     if (!x) return;
     CHECK(x->n_cells == 2);
-    CHECK(x->cells[1].cfg.seed == 2 && x->cells[1].cfg.calib_size == 64);
+    CHECK_EQ(x->cells[1].cfg.seed, 2);
+    CHECK_EQ(x->cells[1].cfg.calib_size, 64);
     CHECK(strcmp(x->cells[1].cfg.output, "out/2") == 0);
     CHECK(strcmp(x->cells[0].cfg.name, "t") == 0); /* default name: the INI base name */
     vitq_experiment_free(x);
@@ -87,14 +97,26 @@ TEST(grid_interpolation_in_harness_keys_is_typed) {
 TEST(grid_defaults_and_types) {
     vitq_experiment *x = parse_ok("[run]\nname = demo\nbaseline = no\n" MODEL "[hist]\ntaps = blocks.*.attn.probs\n");
     if (!x) return;
-    CHECK(x->n_cells == 1 && strcmp(x->cells[0].id, "default") == 0);
+    CHECK_EQ(x->n_cells, 1);
+    CHECK_STREQ(x->cells[0].id, "default");
     const vitq_run_cfg *c = &x->cells[0].cfg;
-    CHECK(strcmp(c->name, "demo") == 0 && strcmp(c->output, "results/demo") == 0);
-    CHECK(c->seed == 0 && c->threads == 0 && c->baseline == 0 && strcmp(c->calib_mode, "sequential") == 0);
-    CHECK(strcmp(c->model_path, "m.safetensors") == 0 && strcmp(c->arch, "") == 0);
-    CHECK(strcmp(c->dataset, "fashion-mnist") == 0 && strcmp(c->eval_split, "test") == 0 && c->eval_limit == 0);
-    CHECK(c->batch == 128 && strcmp(c->calib_split, "train") == 0 && c->calib_size == 128 && c->convert_channels == 0);
-    CHECK(strcmp(c->hist_taps, "blocks.*.attn.probs") == 0 && c->hist_bins == 128);
+    CHECK_STREQ(c->name, "demo");
+    CHECK_STREQ(c->output, "results/demo");
+    CHECK_EQ(c->seed, 0);
+    CHECK_EQ(c->threads, 0);
+    CHECK_EQ(c->baseline, 0);
+    CHECK_STREQ(c->calib_mode, "sequential");
+    CHECK_STREQ(c->model_path, "m.safetensors");
+    CHECK_STREQ(c->arch, "");
+    CHECK_STREQ(c->dataset, "fashion-mnist");
+    CHECK_STREQ(c->eval_split, "test");
+    CHECK_EQ(c->eval_limit, 0);
+    CHECK_EQ(c->batch, 128);
+    CHECK_STREQ(c->calib_split, "train");
+    CHECK_EQ(c->calib_size, 128);
+    CHECK_EQ(c->convert_channels, 0);
+    CHECK_STREQ(c->hist_taps, "blocks.*.attn.probs");
+    CHECK_EQ(c->hist_bins, 128);
     vitq_experiment_free(x);
 }
 
@@ -120,8 +142,10 @@ TEST(grid_bad_bool_and_int_values_all_reported) {
               "t.ini:4: [run] calib_mode: expected one of sequential|float, got 'fast'\n"
               "t.ini:8: [data] batch: expected an integer in [1, 4096], got '12x'");
     int b = -1;
-    CHECK(vitq_parse_bool("yes", &b) == 0 && b == 1);
-    CHECK(vitq_parse_bool("0", &b) == 0 && b == 0);
+    CHECK_EQ(vitq_parse_bool("yes", &b), 0);
+    CHECK_EQ(b, 1);
+    CHECK_EQ(vitq_parse_bool("0", &b), 0);
+    CHECK_EQ(b, 0);
     CHECK(vitq_parse_bool("True", &b) != 0);
 }
 
@@ -135,13 +159,15 @@ TEST(grid_cell_ids_sanitised) {
     const char *vals2[2] = {"models/a_b.safetensors", "4"};
     char id2[128];
     vitq_grid_cell_id(names, vals2, 2, id2, sizeof id2);
-    CHECK(strcmp(id2, "model=models_a_b.safetensors,bits=4-") != 0 && strcmp(id, id2) != 0);
+    CHECK(strcmp(id2, "model=models_a_b.safetensors,bits=4-") != 0);
+    CHECK(strcmp(id, id2) != 0);
     char longv[200];
     memset(longv, 'v', 150);
     longv[150] = 0;
     const char *vals3[2] = {longv, "4"};
     vitq_grid_cell_id(names, vals3, 2, id, sizeof id);
-    CHECK(strlen(id) == 100 && id[83] == '-');
+    CHECK_EQ(strlen(id), 100);
+    CHECK_EQ(id[83], '-');
     for (const char *p = id; *p; p++) CHECK(strchr("=,-_.+", *p) || (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z'));
     const char *vals4[2] = {"x", "4.5+1e-3"};
     vitq_grid_cell_id(names, vals4, 2, id, sizeof id);
@@ -182,7 +208,9 @@ TEST(grid_harness_key_table) {
     CHECK(n >= 17);
     int seen_path = 0;
     for (int i = 0; i < n; i++) {
-        CHECK(k[i].section && k[i].p.name && k[i].p.help && k[i].p.help[0]);
+        CHECK(k[i].section);
+        CHECK(k[i].p.name);
+        CHECK(k[i].p.help && k[i].p.help[0]);
         if (!strcmp(k[i].section, "model") && !strcmp(k[i].p.name, "path")) seen_path = k[i].p.def == NULL;
     }
     CHECK(seen_path);

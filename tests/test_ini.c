@@ -30,19 +30,32 @@ TEST(ini_basic_values_and_lines) {
     CHECK_MSG(rc == 0, "rc %d: %s", rc, e.msg);
     if (rc) return;
     CHECK(n == 3);
-    CHECK(strcmp(s[0].name, "run") == 0 && s[0].line == 2 && s[0].n_kv == 2);
-    CHECK(strcmp(s[0].kv[0].key, "name") == 0 && strcmp(s[0].kv[0].value, "demo") == 0);
-    CHECK(s[0].kv[0].line == 3 && strcmp(s[0].kv[0].file, "a.ini") == 0);
-    CHECK(strcmp(s[0].kv[1].value, "3") == 0 && s[0].kv[1].line == 4);
-    CHECK(strcmp(s[1].name, "quantizer w") == 0 && s[1].line == 7);
+    CHECK_STREQ(s[0].name, "run");
+    CHECK_EQ(s[0].line, 2);
+    CHECK_EQ(s[0].n_kv, 2);
+    CHECK_STREQ(s[0].kv[0].key, "name");
+    CHECK_STREQ(s[0].kv[0].value, "demo");
+    CHECK_EQ(s[0].kv[0].line, 3);
+    CHECK_STREQ(s[0].kv[0].file, "a.ini");
+    CHECK_STREQ(s[0].kv[1].value, "3");
+    CHECK_EQ(s[0].kv[1].line, 4);
+    CHECK_STREQ(s[1].name, "quantizer w");
+    CHECK_EQ(s[1].line, 7);
     CHECK(s[1].kv[0].line == 8);
-    CHECK(strcmp(s[2].name, "hist") == 0 && s[2].n_kv == 0 && s[2].line == 9); /* empty section kept */
+    /* empty section kept */
+    CHECK_STREQ(s[2].name, "hist");
+    CHECK_EQ(s[2].n_kv, 0);
+    CHECK_EQ(s[2].line, 9);
     const vitq_section *h = vitq_section_find(s, n, "quantizer w");
     CHECK(h == &s[1]);
     CHECK(vitq_section_get(h, "taps") == &s[1].kv[0]);
     CHECK(vitq_section_get(h, "nope") == NULL);
     vitq_section *c = vitq_sections_copy(s, n);
-    CHECK(c && strcmp(c[1].kv[0].value, "blocks.*.attn.qkv.weight") == 0 && c[1].kv[0].line == 8);
+    CHECK(c);
+    if (c) {
+        CHECK_STREQ(c[1].kv[0].value, "blocks.*.attn.qkv.weight");
+        CHECK_EQ(c[1].kv[0].line, 8);
+    }
     vitq_sections_free(c, n);
     vitq_sections_free(s, n);
 }
@@ -60,11 +73,14 @@ TEST(ini_continuation_keeps_line_numbers) {
     int rc = vitq_ini_parse_string(text, "c.ini", &s, &n, &e);
     CHECK_MSG(rc == 0, "%s", e.msg);
     if (rc) return;
-    CHECK(n == 1 && s[0].n_kv == 3);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(s[0].n_kv, 3);
     CHECK(strcmp(s[0].kv[0].value, "8, 6, 4, 3") == 0);
     CHECK(s[0].kv[0].line == 2);
-    CHECK(strcmp(s[0].kv[1].value, "uniform, log2") == 0 && s[0].kv[1].line == 4);
-    CHECK(strcmp(s[0].kv[2].key, "after") == 0 && s[0].kv[2].line == 6);
+    CHECK_STREQ(s[0].kv[1].value, "uniform, log2");
+    CHECK_EQ(s[0].kv[1].line, 4);
+    CHECK_STREQ(s[0].kv[2].key, "after");
+    CHECK_EQ(s[0].kv[2].line, 6);
     vitq_sections_free(s, n);
 }
 
@@ -83,7 +99,9 @@ TEST(ini_overlong_line_is_an_error_with_its_line) {
     int n = 0;
     vitq_err e = {{0}};
     int rc = vitq_ini_parse_string(text, "l.ini", &s, &n, &e);
-    CHECK(rc == VITQ_EFORMAT && s == NULL && n == 0);
+    CHECK_EQ(rc, VITQ_EFORMAT);
+    CHECK(s == NULL);
+    CHECK_EQ(n, 0);
     CHECK_MSG(strcmp(e.msg, "l.ini:3: line is longer than 199 bytes\n"
                             "l.ini:6: expected 'key = value', '[section]' or a comment, got 'bad line'") == 0,
               "got: %s", e.msg);
@@ -92,7 +110,9 @@ TEST(ini_overlong_line_is_an_error_with_its_line) {
     rc = vitq_ini_parse_string(text, "l.ini", &s, &n, &e);
     CHECK_MSG(rc == 0, "%s", e.msg);
     if (rc == 0) {
-        CHECK(s[0].n_kv == 4 && strlen(s[0].kv[2].value) == 194 && s[0].kv[3].line == 5);
+        CHECK_EQ(s[0].n_kv, 4);
+        CHECK_EQ(strlen(s[0].kv[2].value), 194);
+        CHECK_EQ(s[0].kv[3].line, 5);
         vitq_sections_free(s, n);
     }
 }
@@ -153,7 +173,8 @@ TEST(ini_all_errors_collected_and_sorted) {
         last = l;
     }
     CHECK(ok);
-    CHECK(lines >= 10 && lines <= 21);
+    CHECK(lines >= 10);
+    CHECK(lines <= 21);
 }
 
 TEST(ini_read_file_and_missing_file) {
@@ -169,8 +190,11 @@ TEST(ini_read_file_and_missing_file) {
     int rc = vitq_ini_read(path, &s, &n, &e);
     CHECK_MSG(rc == 0, "%s", e.msg);
     if (rc == 0) {
-        CHECK(n == 1 && strcmp(s[0].name, "model") == 0 && strcmp(s[0].kv[0].value, "m.safetensors") == 0);
-        CHECK(strcmp(s[0].kv[0].file, path) == 0 && s[0].kv[0].line == 2);
+        CHECK_EQ(n, 1);
+        CHECK_STREQ(s[0].name, "model");
+        CHECK_STREQ(s[0].kv[0].value, "m.safetensors");
+        CHECK_STREQ(s[0].kv[0].file, path);
+        CHECK_EQ(s[0].kv[0].line, 2);
         vitq_sections_free(s, n);
     }
     snprintf(path, sizeof path, "%s/missing.ini", dir);

@@ -69,14 +69,25 @@ TEST(model_io_roundtrip) {
     if (!b) goto out;
     const vitq_arch *x = &m->arch, *y = &b->arch;
     CHECK(!strcmp(y->name, "tiny_test"));
-    CHECK(y->img_size == 8 && y->patch_size == 4 && y->in_chans == 1 && y->num_classes == 5);
-    CHECK(y->embed_dim == 12 && y->depth == 3 && y->num_heads == 3 && y->qkv_bias == 1);
-    CHECK(y->mlp_ratio == x->mlp_ratio && y->crop_pct == x->crop_pct);
-    CHECK(y->mean[0] == x->mean[0] && y->std[0] == x->std[0]);
+    CHECK_EQ(y->img_size, 8);
+    CHECK_EQ(y->patch_size, 4);
+    CHECK_EQ(y->in_chans, 1);
+    CHECK_EQ(y->num_classes, 5);
+    CHECK_EQ(y->embed_dim, 12);
+    CHECK_EQ(y->depth, 3);
+    CHECK_EQ(y->num_heads, 3);
+    CHECK_EQ(y->qkv_bias, 1);
+    CHECK_EQ(y->mlp_ratio, x->mlp_ratio);
+    CHECK_EQ(y->crop_pct, x->crop_pct);
+    CHECK_EQ(y->mean[0], x->mean[0]);
+    CHECK_EQ(y->std[0], x->std[0]);
     CHECK(!strcmp(y->interpolation, "bilinear"));
-    CHECK(b->n_params == m->n_params && b->n_table == m->n_table);
+    CHECK_EQ(b->n_params, m->n_params);
+    CHECK_EQ(b->n_table, m->n_table);
     CHECK(memcmp(b->slab, m->slab, (size_t)m->n_params * sizeof(float)) == 0);
-    CHECK(b->mlp_act[0] == VITQ_ACT_GELU && b->mlp_act[1] == VITQ_ACT_RELU && b->mlp_act[2] == VITQ_ACT_GELU);
+    CHECK_EQ(b->mlp_act[0], VITQ_ACT_GELU);
+    CHECK_EQ(b->mlp_act[1], VITQ_ACT_RELU);
+    CHECK_EQ(b->mlp_act[2], VITQ_ACT_GELU);
     CHECK(!strcmp(b->source, path));
 
     /* The metadata as written: exact texts, extras kept. */
@@ -88,7 +99,8 @@ TEST(model_io_roundtrip) {
         CHECK(!strcmp(vitq_st_meta(f, "mlp_ratio"), "2.5"));
         CHECK(!strcmp(vitq_st_meta(f, "qkv_bias"), "true"));
         CHECK(!strcmp(vitq_st_meta(f, "trained_by"), "vitq train"));
-        CHECK(f->n_tensors == m->n_table && f->n_meta == VITQ_ARCH_NKEYS + 1 + 2);
+        CHECK_EQ(f->n_tensors, m->n_table);
+        CHECK_EQ(f->n_meta, VITQ_ARCH_NKEYS + 1 + 2);
         vitq_st_close(f);
     }
 
@@ -98,7 +110,12 @@ TEST(model_io_roundtrip) {
     CHECK(vitq_model_save(b, path2, xk, xv, 2, &e) == 0);
     size_t n1 = 0, n2 = 0;
     char *d1 = vitq_read_file(path, &n1, &e), *d2 = vitq_read_file(path2, &n2, &e);
-    CHECK(d1 && d2 && n1 == n2 && memcmp(d1, d2, n1) == 0);
+    CHECK(d1);
+    CHECK(d2);
+    if (d1 && d2) {
+        CHECK_EQ(n1, n2);
+        CHECK_EQ(memcmp(d1, d2, n1), 0);
+    }
     free(d1);
     free(d2);
 
@@ -128,7 +145,8 @@ TEST(model_io_uniform_relu_and_rgb) {
     CHECK_MSG(vitq_model_load(path, NULL, &b, &e) == 0, "%s", e.msg);
     if (b) {
         CHECK(memcmp(&b->arch, &m->arch, sizeof b->arch) == 0);
-        CHECK(b->arch.qkv_bias == 0 && vitq_model_param(b, "blocks.0.attn.qkv.bias") == NULL);
+        CHECK_EQ(b->arch.qkv_bias, 0);
+        CHECK(vitq_model_param(b, "blocks.0.attn.qkv.bias") == NULL);
         for (int l = 0; l < a.depth; l++) CHECK(b->mlp_act[l] == VITQ_ACT_RELU);
         CHECK(memcmp(b->slab, m->slab, (size_t)m->n_params * sizeof(float)) == 0);
     }
@@ -245,11 +263,19 @@ TEST(model_io_metadata_over_builtin) {
     vitq_arch_origin o;
     vitq_err e = {{0}};
     CHECK_MSG(vitq_arch_from_st(f, "vit_small_patch16_224", &a, &o, &e) == 0, "%s", e.msg);
-    CHECK(a.num_classes == 10 && a.embed_dim == 384 && a.num_heads == 6 && a.qkv_bias == 0);
-    CHECK(a.mean[0] == 0.5f && a.mean[1] == 0.5f && a.mean[2] == 0.5f && a.std[0] == 0.5f);
+    CHECK_EQ(a.num_classes, 10);
+    CHECK_EQ(a.embed_dim, 384);
+    CHECK_EQ(a.num_heads, 6);
+    CHECK_EQ(a.qkv_bias, 0);
+    CHECK_EQ(a.mean[0], 0.5f);
+    CHECK_EQ(a.mean[1], 0.5f);
+    CHECK_EQ(a.mean[2], 0.5f);
+    CHECK_EQ(a.std[0], 0.5f);
     CHECK(!strcmp(o.builtin, "vit_small_patch16_224"));
-    CHECK(!strcmp(o.from[4], "metadata") && !strcmp(vitq_arch_key(4), "num_classes"));
-    CHECK(!strcmp(o.from[5], "built-in") && !strcmp(vitq_arch_key(5), "embed_dim"));
+    CHECK_STREQ(o.from[4], "metadata");
+    CHECK_STREQ(vitq_arch_key(4), "num_classes");
+    CHECK_STREQ(o.from[5], "built-in");
+    CHECK_STREQ(vitq_arch_key(5), "embed_dim");
     /* Without --arch, some structural keys are not enough. */
     CHECK(vitq_arch_from_st(f, NULL, &a, &o, &e) == VITQ_EINVAL);
     CHECK_STR_CONTAINS(e.msg, "__metadata__ has no 'img_size' (needed unless the architecture is a built-in one");
@@ -260,7 +286,9 @@ TEST(model_io_metadata_over_builtin) {
     f = meta_file(k2, v2, 1, path, sizeof path);
     if (!f) return;
     CHECK(vitq_arch_from_st(f, NULL, &a, &o, &e) == 0);
-    CHECK(a.embed_dim == 768 && a.num_heads == 12 && !strcmp(a.name, "deit_base_patch16_224"));
+    CHECK_EQ(a.embed_dim, 768);
+    CHECK_EQ(a.num_heads, 12);
+    CHECK_STREQ(a.name, "deit_base_patch16_224");
     vitq_st_close(f);
 
     /* All defaults for a custom architecture. */
@@ -268,18 +296,29 @@ TEST(model_io_metadata_over_builtin) {
     f = meta_file(k3, v3, 7, path, sizeof path);
     if (!f) return;
     CHECK(vitq_arch_from_st(f, NULL, &a, &o, &e) == 0);
-    CHECK(!strcmp(a.name, "custom") && a.mlp_ratio == 4.0f && a.qkv_bias == 1 && a.crop_pct == 0.9f);
-    CHECK(a.mean[0] == 0.485f && a.mean[2] == 0.485f && !strcmp(a.interpolation, "bicubic"));
-    CHECK(!strcmp(o.from[8], "default") && o.builtin[0] == 0);
+    CHECK_STREQ(a.name, "custom");
+    CHECK_EQ(a.mlp_ratio, 4.0f);
+    CHECK_EQ(a.qkv_bias, 1);
+    CHECK_EQ(a.crop_pct, 0.9f);
+    CHECK_EQ(a.mean[0], 0.485f);
+    CHECK_EQ(a.mean[2], 0.485f);
+    CHECK_STREQ(a.interpolation, "bicubic");
+    CHECK_STREQ(o.from[8], "default");
+    CHECK_EQ(o.builtin[0], 0);
     vitq_st_close(f);
 }
 
 TEST(model_io_mlp_act_parse) {
     vitq_act_kind k[4];
     vitq_err e = {{0}};
-    CHECK(vitq_mlp_act_parse("relu", 4, k, "f", &e) == 0 && k[0] == VITQ_ACT_RELU && k[3] == VITQ_ACT_RELU);
+    CHECK_EQ(vitq_mlp_act_parse("relu", 4, k, "f", &e), 0);
+    CHECK_EQ(k[0], VITQ_ACT_RELU);
+    CHECK_EQ(k[3], VITQ_ACT_RELU);
     CHECK(vitq_mlp_act_parse("gelu, relu,gelu ,RELU", 4, k, "f", &e) == 0);
-    CHECK(k[0] == VITQ_ACT_GELU && k[1] == VITQ_ACT_RELU && k[2] == VITQ_ACT_GELU && k[3] == VITQ_ACT_RELU);
+    CHECK_EQ(k[0], VITQ_ACT_GELU);
+    CHECK_EQ(k[1], VITQ_ACT_RELU);
+    CHECK_EQ(k[2], VITQ_ACT_GELU);
+    CHECK_EQ(k[3], VITQ_ACT_RELU);
     CHECK(vitq_mlp_act_parse("gelu,relu", 4, k, "m.safetensors: __metadata__", &e) == VITQ_EFORMAT);
     CHECK(!strcmp(e.msg, "m.safetensors: __metadata__: mlp_act: 2 values for depth 4 (give 4, or 1 for all blocks)"));
     CHECK(vitq_mlp_act_parse("silu", 4, k, "f", &e) == VITQ_EFORMAT);

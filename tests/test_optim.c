@@ -40,7 +40,10 @@ TEST(optim_adamw_no_decay_and_offsets) {
     vitq_adamw_update(&o, p, g, 3, 2, 0.5f, 0.0f, 1);
     CHECK_NEAR(p[0], 3.5, 1e-5);
     CHECK_NEAR(p[1], -1.5, 1e-6);
-    CHECK(o.m[0] == 0.0f && o.m[3] != 0.0f && o.v[4] != 0.0f); // state at the offset only
+    // state at the offset only
+    CHECK_EQ(o.m[0], 0.0f);
+    CHECK(o.m[3] != 0.0f);
+    CHECK(o.v[4] != 0.0f);
     vitq_adamw_release(&o);
 }
 
@@ -77,7 +80,8 @@ TEST(optim_cosine_schedule) {
 TEST(optim_grad_clip) {
     float g[2] = {3.0f, 4.0f};
     CHECK_NEAR(vitq_grad_clip(g, 2, 10.0), 5.0, 1e-12); // below the limit: untouched
-    CHECK(g[0] == 3.0f && g[1] == 4.0f);
+    CHECK_EQ(g[0], 3.0f);
+    CHECK_EQ(g[1], 4.0f);
     CHECK_NEAR(vitq_grad_clip(g, 2, 1.0), 5.0, 1e-12);
     CHECK_NEAR(g[0], 0.6 * 5.0 / (5.0 + 1e-6), 1e-7);
     CHECK_NEAR(g[1], 0.8 * 5.0 / (5.0 + 1e-6), 1e-7);
@@ -110,7 +114,8 @@ TEST(optim_rng) {
     }
     CHECK_NEAR(s / 20000, 0.0, 0.03);
     CHECK_NEAR(s2 / 20000, 1.0, 0.05);
-    CHECK(tmax <= 0.04 + 1e-7 && tmax > 0.035);
+    CHECK(tmax <= 0.04 + 1e-7);
+    CHECK(tmax > 0.035);
     for (int i = 0; i < 1000; i++) {
         int64_t k = vitq_rng_below(&a, 9);
         ok &= k >= 0 && k < 9;

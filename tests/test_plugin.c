@@ -40,8 +40,13 @@ TEST(plugin_load_uniform) {
     CHECK(vitq_plugin_load("uniform", NULL, &p2, &e) == 0);
     CHECK(p2 == p); /* loaded once */
     const char *f = vitq_plugin_file(p);
-    CHECK(f && strstr(f, "/uniform.so"));
-    CHECK(vitq_plugin_load("log2", NULL, &p2, &e) == 0 && p2 && strcmp(p2->name, "log2") == 0);
+    CHECK(f);
+    if (f) {
+        CHECK(strstr(f, "/uniform.so"));
+    }
+    CHECK(vitq_plugin_load("log2", NULL, &p2, &e) == 0);
+    CHECK(p2);
+    CHECK_STREQ(p2->name, "log2");
 }
 
 TEST(plugin_not_found) {
@@ -113,7 +118,8 @@ TEST(plugin_duplicate_in_path) {
     snprintf(src, sizeof src, "%s/plugins/log2.so", test_build_dir());
     snprintf(fa, sizeof fa, "%s/dupe.so", a);
     snprintf(fb, sizeof fb, "%s/dupe.so", b);
-    CHECK(copy_file(src, fa) == 0 && copy_file(src, fb) == 0);
+    CHECK_EQ(copy_file(src, fa), 0);
+    CHECK_EQ(copy_file(src, fb), 0);
     const char *old = getenv("VITQ_PLUGIN_PATH");
     char *saved = old ? strdup(old) : NULL;
     snprintf(env, sizeof env, "%s:%s:%s", a, a, b); /* the same folder twice is not a duplicate */
@@ -127,8 +133,11 @@ TEST(plugin_duplicate_in_path) {
     /* the folders are searched first, in order */
     const char *dirs[8];
     int nd = vitq_plugin_dirs(dirs, 8);
-    CHECK(nd >= 4 && strcmp(dirs[0], a) == 0 && strcmp(dirs[2], b) == 0);
-    CHECK(nd >= 1 && strstr(dirs[nd - 1], "/vitq/plugins"));
+    CHECK(nd >= 4);
+    CHECK_STREQ(dirs[0], a);
+    CHECK_STREQ(dirs[2], b);
+    CHECK(nd >= 1);
+    CHECK(strstr(dirs[nd - 1], "/vitq/plugins"));
     vitq_plugin_found *found = NULL;
     int n = 0;
     CHECK(vitq_plugin_scan(&found, &n, &e) == 0);
@@ -153,7 +162,8 @@ TEST(plugin_scan_finds_builtins) {
         have_uniform += strcmp(found[i].name, "uniform") == 0;
         have_log2 += strcmp(found[i].name, "log2") == 0;
     }
-    CHECK(have_uniform == 1 && have_log2 == 1);
+    CHECK_EQ(have_uniform, 1);
+    CHECK_EQ(have_log2, 1);
     free(found);
 }
 
@@ -180,14 +190,25 @@ TEST(plugin_params_defaults_and_values) {
     uniform_params_mirror u;
     vitq_err e;
     CHECK(vitq_plugin_params_parse(p, NULL, 0, &u, &e) == 0);
-    CHECK(u.bits == 8 && u.symmetric == 0 && u.granularity == 0 && u.init == 0 && u.pct == 0.9999);
-    CHECK(u.search_steps == 100 && u.max_samples == 1000000 && u.grad_scale == 1);
+    CHECK_EQ(u.bits, 8);
+    CHECK_EQ(u.symmetric, 0);
+    CHECK_EQ(u.granularity, 0);
+    CHECK_EQ(u.init, 0);
+    CHECK_EQ(u.pct, 0.9999);
+    CHECK_EQ(u.search_steps, 100);
+    CHECK_EQ(u.max_samples, 1000000);
+    CHECK_EQ(u.grad_scale, 1);
     vitq_kv kv[] = {
         {"bits", "4", "a.ini", 3},        {"symmetric", "true", "a.ini", 4}, {"granularity", "per_channel", "a.ini", 5},
         {"init", "mse", "a.ini", 6},      {"pct", "0.99", "a.ini", 7},       {"learnable", "yes", "a.ini", 8},
     };
     CHECK_MSG(vitq_plugin_params_parse(p, kv, 6, &u, &e) == 0, "%s", e.msg);
-    CHECK(u.bits == 4 && u.symmetric == 1 && u.granularity == 1 && u.init == 2 && u.pct == 0.99 && u.learnable == 1);
+    CHECK_EQ(u.bits, 4);
+    CHECK_EQ(u.symmetric, 1);
+    CHECK_EQ(u.granularity, 1);
+    CHECK_EQ(u.init, 2);
+    CHECK_EQ(u.pct, 0.99);
+    CHECK_EQ(u.learnable, 1);
     char buf[512];
     vitq_plugin_params_format(p, &u, buf, sizeof buf);
     CHECK_STR_CONTAINS(buf, "bits=4 symmetric=true granularity=per_channel init=mse pct=0.99");
@@ -257,7 +278,8 @@ TEST(plugin_example_round) {
     if (!p) return;
     int params[4];
     vitq_kv kv = {"bits", "3", "r.ini", 2};
-    CHECK(p->params_size <= sizeof params && vitq_plugin_params_parse(p, &kv, 1, params, &e) == 0);
+    CHECK(p->params_size <= sizeof params);
+    CHECK_EQ(vitq_plugin_params_parse(p, &kv, 1, params, &e), 0);
     vitq_host h;
     vitq_host_ctx hc;
     vitq_host_init(&h, &hc, "example", "t", 1);
@@ -266,7 +288,8 @@ TEST(plugin_example_round) {
     float cal[] = {-1.5f, 0.5f}; /* amax 1.5, L = 3 -> s = 0.5 */
     float x[] = {0.25f, 0.75f, -2.0f, 1.4f}, want[] = {0, 1.0f, -1.5f, 1.5f};
     vitq_view vc = {.data = cal, .ndim = 1, .shape = {2}}, vx = {.data = x, .ndim = 1, .shape = {4}};
-    CHECK(p->quantizer->observe(q, &vc) == 0 && p->quantizer->finalize(q) == 0);
+    CHECK_EQ(p->quantizer->observe(q, &vc), 0);
+    CHECK_EQ(p->quantizer->finalize(q), 0);
     CHECK(p->quantizer->forward(q, &vx, &vx) == 0);
     CHECK_ALLCLOSE(x, want, 4, 0, 0);
     p->quantizer->destroy(q);

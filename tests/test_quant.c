@@ -166,12 +166,15 @@ TEST(quant_weights_8bit_equal_hand_quantization) {
     int ns;
     vitq_qmodel_stats(q, &st, &ns);
     CHECK(ns == 10);
-    CHECK(!strcmp(st[0].name, "patch_embed.proj.weight") && st[0].count == 8 * 16 && !strcmp(st[0].plugin, "uniform"));
+    CHECK_STREQ(st[0].name, "patch_embed.proj.weight");
+    CHECK_EQ(st[0].count, 8 * 16);
+    CHECK_STREQ(st[0].plugin, "uniform");
     for (int i = 0; i < ns; i++) CHECK_MSG(st[i].sqnr_db > 30 && st[i].mse > 0, "%s: %g dB", st[i].name, st[i].sqnr_db);
     const char *const *names;
     int nn;
     vitq_qmodel_plugins(q, &names, &nn);
-    CHECK(nn == 1 && !strcmp(names[0], "uniform 1.0"));
+    CHECK_EQ(nn, 1);
+    CHECK_STREQ(names[0], "uniform 1.0");
     free(img);
     vitq_qmodel_free(q);
     vitq_model_free(m);
@@ -252,7 +255,8 @@ TEST(quant_16bit_matches_float_and_stats_count) {
         if (!strcmp(st[i].name, "head.input")) CHECK(st[i].count == 2 * B * C);
     vitq_qmodel_stats_reset(q);
     vitq_qmodel_stats(q, &st, &ns);
-    CHECK(st[0].count == 8 * 16 && st[ns - 1].count == 0);
+    CHECK_EQ(st[0].count, 8 * 16);
+    CHECK_EQ(st[ns - 1].count, 0);
     free(img);
     vitq_qmodel_free(q);
     vitq_model_free(m);
@@ -306,7 +310,8 @@ TEST(quant_sequential_vs_float_calibration) {
         vitq_qmodel_free(q);
     }
     /* float mode saw the float activations; sequential saw those after 2-bit block 0 */
-    CHECK(lo[1] == cap.mn && hi[1] == cap.mx);
+    CHECK_EQ(lo[1], cap.mn);
+    CHECK_EQ(hi[1], cap.mx);
     CHECK(lo[0] != cap.mn || hi[0] != cap.mx);
     vitq_err e;
     vitq_qmodel *q = NULL;

@@ -118,20 +118,35 @@ TEST(results_roundtrip) {
         snprintf(p, sizeof p, "%s%s", dir, via ? "/run.h5" : "");
         CHECK_MSG(vitq_summary_read(p, &s, &e) == 0, "%s", e.msg);
         if (!s) continue;
-        CHECK(s->n_rows == 3 && s->n_axes == 2);
-        CHECK(!strcmp(s->axis_names[0], "bits") && !strcmp(s->axis_names[1], "softmax"));
+        CHECK_EQ(s->n_rows, 3);
+        CHECK_EQ(s->n_axes, 2);
+        CHECK_STREQ(s->axis_names[0], "bits");
+        CHECK_STREQ(s->axis_names[1], "softmax");
         CHECK(!strcmp(s->cell_ids[0], "bits=8,softmax=log2")); /* `order` first */
         CHECK(!strcmp(s->cell_ids[1], "bits=4,softmax=log2"));
         CHECK(!strcmp(s->cell_ids[2], "bits=4,softmax=uniform")); /* not in order: last */
-        CHECK(!strcmp(s->axis_values[0][0], "8") && !strcmp(s->axis_values[0][1], "log2"));
-        CHECK(!strcmp(s->axis_values[2][0], "4") && !strcmp(s->axis_values[2][1], "uniform"));
-        CHECK(!strcmp(s->status[0], "done") && !strcmp(s->status[2], "failed"));
-        CHECK(!strcmp(s->error[0], "") && !strcmp(s->error[2], "plugin 'uniform': bits 1 out of range"));
-        CHECK(s->top1[0] == 90.5 && s->top5[0] == 100.0 && s->loss[0] == 0.25 && s->n_eval[0] == 500);
-        CHECK(s->seconds_total[0] == 7.5 && s->seed[0] == 1);
-        CHECK(s->top1[1] == 81.25 && s->top5[1] == 99.5 && s->loss[1] == 0.625 && s->n_eval[1] == 1000);
-        CHECK(s->seconds_total[1] == 4.0 && s->seed[1] == 3407);
-        CHECK(!strcmp(s->vitq_version, VITQ_VERSION) && s->git_rev[0]);
+        CHECK_STREQ(s->axis_values[0][0], "8");
+        CHECK_STREQ(s->axis_values[0][1], "log2");
+        CHECK_STREQ(s->axis_values[2][0], "4");
+        CHECK_STREQ(s->axis_values[2][1], "uniform");
+        CHECK_STREQ(s->status[0], "done");
+        CHECK_STREQ(s->status[2], "failed");
+        CHECK_STREQ(s->error[0], "");
+        CHECK_STREQ(s->error[2], "plugin 'uniform': bits 1 out of range");
+        CHECK_EQ(s->top1[0], 90.5);
+        CHECK_EQ(s->top5[0], 100.0);
+        CHECK_EQ(s->loss[0], 0.25);
+        CHECK_EQ(s->n_eval[0], 500);
+        CHECK_EQ(s->seconds_total[0], 7.5);
+        CHECK_EQ(s->seed[0], 1);
+        CHECK_EQ(s->top1[1], 81.25);
+        CHECK_EQ(s->top5[1], 99.5);
+        CHECK_EQ(s->loss[1], 0.625);
+        CHECK_EQ(s->n_eval[1], 1000);
+        CHECK_EQ(s->seconds_total[1], 4.0);
+        CHECK_EQ(s->seed[1], 3407);
+        CHECK_STREQ(s->vitq_version, VITQ_VERSION);
+        CHECK(s->git_rev[0]);
         CHECK(!strcmp(s->run_dir, dir));
         vitq_summary_free(s);
     }
@@ -143,10 +158,22 @@ TEST(results_roundtrip) {
     CHECK_MSG(vitq_cell_read_hists(p, &h, &nh, &e) == 0, "%s", e.msg);
     CHECK(nh == 2);
     if (nh == 2) {
-        CHECK(!strcmp(h[0].tap, "blocks.0.attn.probs") && h[0].bins == 4 && h[0].lo == 0.0 && h[0].hi == 1.0);
-        CHECK(!strcmp(h[1].tap, "blocks.0.mlp.fc2.input") && h[1].bins == 2 && h[1].lo == -2.0 && h[1].hi == 6.0);
-        for (int i = 0; i < 4; i++) CHECK(h[0].float_counts[i] == x1.fc0[i] && h[0].quant_counts[i] == x1.qc0[i]);
-        for (int i = 0; i < 2; i++) CHECK(h[1].float_counts[i] == x1.fc1[i] && h[1].quant_counts[i] == x1.qc1[i]);
+        CHECK_STREQ(h[0].tap, "blocks.0.attn.probs");
+        CHECK_EQ(h[0].bins, 4);
+        CHECK_EQ(h[0].lo, 0.0);
+        CHECK_EQ(h[0].hi, 1.0);
+        CHECK_STREQ(h[1].tap, "blocks.0.mlp.fc2.input");
+        CHECK_EQ(h[1].bins, 2);
+        CHECK_EQ(h[1].lo, -2.0);
+        CHECK_EQ(h[1].hi, 6.0);
+        for (int i = 0; i < 4; i++) {
+            CHECK_EQ(h[0].float_counts[i], x1.fc0[i]);
+            CHECK_EQ(h[0].quant_counts[i], x1.qc0[i]);
+        }
+        for (int i = 0; i < 2; i++) {
+            CHECK_EQ(h[1].float_counts[i], x1.fc1[i]);
+            CHECK_EQ(h[1].quant_counts[i], x1.qc1[i]);
+        }
     }
     vitq_hists_free(h, nh);
 
@@ -165,17 +192,21 @@ TEST(results_roundtrip) {
         attr_text(f, ".", "vitq_version", t, sizeof t); CHECK(!strcmp(t, VITQ_VERSION));
         uint64_t seed = 0;
         hid_t a = H5Aopen(f, "seed", H5P_DEFAULT);
-        CHECK(a >= 0 && H5Aread(a, H5T_NATIVE_UINT64, &seed) >= 0 && seed == 3407);
+        CHECK(a >= 0);
+        CHECK(H5Aread(a, H5T_NATIVE_UINT64, &seed) >= 0);
+        CHECK_EQ(seed, 3407);
         if (a >= 0) H5Aclose(a);
         /* plugins: array of fixed-length strings */
         a = H5Aopen(f, "plugins", H5P_DEFAULT);
         if (a >= 0) {
             hid_t ty = H5Aget_type(a), sp = H5Aget_space(a);
             size_t L = H5Tget_size(ty);
-            CHECK(H5Sget_simple_extent_npoints(sp) == 2 && L == strlen("uniform 1.0") + 1);
+            CHECK_EQ(H5Sget_simple_extent_npoints(sp), 2);
+            CHECK_EQ(L, strlen("uniform 1.0") + 1);
             char buf[64] = {0};
             if (L * 2 <= sizeof buf && H5Aread(a, ty, buf) >= 0) {
-                CHECK(!strcmp(buf, "uniform 1.0") && !strcmp(buf + L, "log2 1.0"));
+                CHECK_STREQ(buf, "uniform 1.0");
+                CHECK_STREQ(buf + L, "log2 1.0");
             } else {
                 CHECK_MSG(0, "plugins attribute unreadable");
             }
@@ -183,8 +214,10 @@ TEST(results_roundtrip) {
         } else {
             CHECK_MSG(0, "no plugins attribute");
         }
-        CHECK(attr_double(f, "metrics", "top1") == 81.25 && attr_double(f, "metrics", "loss") == 0.625);
-        CHECK(attr_double(f, "metrics", "seconds_calibrate") == 1.5 && attr_double(f, "metrics", "seconds_eval") == 2.25);
+        CHECK_EQ(attr_double(f, "metrics", "top1"), 81.25);
+        CHECK_EQ(attr_double(f, "metrics", "loss"), 0.625);
+        CHECK_EQ(attr_double(f, "metrics", "seconds_calibrate"), 1.5);
+        CHECK_EQ(attr_double(f, "metrics", "seconds_eval"), 2.25);
         CHECK(attr_double(f, "hist/blocks.0.mlp.fc2.input", "lo") == -2.0);
         /* /layers through a memory compound of two fields */
         typedef struct { char tap[96]; double sqnr; int64_t count; } lrow;
@@ -198,21 +231,32 @@ TEST(results_roundtrip) {
         lrow rows[2];
         memset(rows, 0, sizeof rows);
         hid_t d = H5Dopen2(f, "layers", H5P_DEFAULT);
-        CHECK(d >= 0 && H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) >= 0);
-        CHECK(!strcmp(rows[1].tap, "blocks.0.attn.qkv.weight") && rows[1].sqnr == 33.5 && rows[1].count == 36864);
-        CHECK(!strcmp(rows[0].tap, "blocks.0.attn.probs") && rows[0].sqnr == 21.25 && rows[0].count == 1234);
+        CHECK(d >= 0);
+        CHECK(H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) >= 0);
+        CHECK_STREQ(rows[1].tap, "blocks.0.attn.qkv.weight");
+        CHECK_EQ(rows[1].sqnr, 33.5);
+        CHECK_EQ(rows[1].count, 36864);
+        CHECK_STREQ(rows[0].tap, "blocks.0.attn.probs");
+        CHECK_EQ(rows[0].sqnr, 21.25);
+        CHECK_EQ(rows[0].count, 1234);
         if (d >= 0) H5Dclose(d);
         H5Tclose(mt), H5Tclose(st);
         /* edges and calibration indices */
         double edges[5] = {0};
         d = H5Dopen2(f, "hist/blocks.0.attn.probs/edges", H5P_DEFAULT);
-        CHECK(d >= 0 && H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, edges) >= 0);
-        CHECK(edges[0] == 0.0 && edges[1] == 0.25 && edges[2] == 0.5 && edges[4] == 1.0);
+        CHECK(d >= 0);
+        CHECK(H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, edges) >= 0);
+        CHECK_EQ(edges[0], 0.0);
+        CHECK_EQ(edges[1], 0.25);
+        CHECK_EQ(edges[2], 0.5);
+        CHECK_EQ(edges[4], 1.0);
         if (d >= 0) H5Dclose(d);
         int64_t idx[5] = {0};
         d = H5Dopen2(f, "calibration/indices", H5P_DEFAULT);
-        CHECK(d >= 0 && H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, idx) >= 0);
-        CHECK(idx[0] == 1000 && idx[4] == 1028);
+        CHECK(d >= 0);
+        CHECK(H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, idx) >= 0);
+        CHECK_EQ(idx[0], 1000);
+        CHECK_EQ(idx[4], 1028);
         if (d >= 0) H5Dclose(d);
         H5Fclose(f);
     }
@@ -226,7 +270,10 @@ TEST(results_roundtrip) {
         attr_text(f, ".", "creator", t, sizeof t); CHECK(!strcmp(t, "vitq"));
         attr_text(f, ".", "ini_text", t, sizeof t); CHECK(!strcmp(t, "[grid]\nbits = 4, 8\n"));
         attr_text(f, ".", "ini_path", t, sizeof t); CHECK(!strcmp(t, "exp/w.ini"));
-        attr_text(f, ".", "created_utc", t, sizeof t); CHECK(strlen(t) == 20 && t[19] == 'Z');
+        attr_text(f, ".", "created_utc", t, sizeof t); {
+            CHECK_EQ(strlen(t), 20);
+            CHECK_EQ(t[19], 'Z');
+        }
         attr_text(f, ".", "blas_config", t, sizeof t); CHECK(t[0] != 0);
         attr_text(f, "cells/bits=8,softmax=log2", "status", t, sizeof t); CHECK(!strcmp(t, "done"));
         CHECK(attr_double(f, "cells/bits=8,softmax=log2/metrics", "top1") == 90.5);
@@ -287,7 +334,10 @@ TEST(results_cell_done_only_for_complete_done_same_hash) {
     snprintf(dst, sizeof dst, "%s/cells/cut.h5", root);
     size_t n = 0;
     char *data = vitq_read_file(src, &n, &e);
-    CHECK(data && n > 2000);
+    CHECK(data);
+    if (data) {
+        CHECK(n > 2000);
+    }
     if (data) {
         CHECK(vitq_write_file_atomic(dst, data, n / 2, &e) == 0);
         free(data);
@@ -315,12 +365,17 @@ TEST(results_corrupt_cell_listed_and_index_builds) {
     CHECK_MSG(vitq_summary_read(root, &s, &e) == 0, "%s", e.msg);
     if (s) {
         CHECK(s->n_rows == 2);
-        CHECK(s->n_rows == 2 && !strcmp(s->cell_ids[0], "garbage") && !strcmp(s->cell_ids[1], "good"));
+        CHECK_EQ(s->n_rows, 2);
+        CHECK_STREQ(s->cell_ids[0], "garbage");
+        CHECK_STREQ(s->cell_ids[1], "good");
         if (s->n_rows == 2) {
-            CHECK(!strcmp(s->status[0], "corrupt") && !strcmp(s->status[1], "done"));
+            CHECK_STREQ(s->status[0], "corrupt");
+            CHECK_STREQ(s->status[1], "done");
             CHECK_STR_CONTAINS(s->error[0], "garbage.h5");
-            CHECK(isnan(s->top1[0]) && s->top1[1] == 81.25);
-            CHECK(!strcmp(s->axis_values[0][0], "") && !strcmp(s->axis_values[1][0], "4"));
+            CHECK(isnan(s->top1[0]));
+            CHECK_EQ(s->top1[1], 81.25);
+            CHECK_STREQ(s->axis_values[0][0], "");
+            CHECK_STREQ(s->axis_values[1][0], "4");
         }
         vitq_summary_free(s);
     }
@@ -336,7 +391,8 @@ TEST(results_corrupt_cell_listed_and_index_builds) {
     vitq_hist *h = NULL;
     int nh = 0;
     snprintf(p, sizeof p, "%s/cells/garbage.h5", root);
-    CHECK(vitq_cell_read_hists(p, &h, &nh, &e) == VITQ_EFORMAT && h == NULL);
+    CHECK_EQ(vitq_cell_read_hists(p, &h, &nh, &e), VITQ_EFORMAT);
+    CHECK(h == NULL);
     CHECK_STR_CONTAINS(e.msg, "garbage.h5");
     vitq_run_close(r);
 }
@@ -390,7 +446,8 @@ TEST(results_failed_write_leaves_no_temp_and_keeps_old_cell) {
     char bad[700];
     snprintf(bad, sizeof bad, "%s/cells/run", root);
     r = NULL;
-    CHECK(vitq_run_open(bad, NULL, NULL, k_axes, 2, &r, &e) == VITQ_EIO && r == NULL);
+    CHECK(vitq_run_open(bad, NULL, NULL, k_axes, 2, &r, &e) == VITQ_EIO);
+    CHECK(r == NULL);
     CHECK_STR_CONTAINS(e.msg, "cells");
 }
 
@@ -420,10 +477,17 @@ TEST(results_reserved_axis_names_and_long_ini) {
     vitq_summary *s = NULL;
     CHECK_MSG(vitq_summary_read(root, &s, &e) == 0, "%s", e.msg);
     if (s) {
-        CHECK(s->n_axes == 3 && !strcmp(s->axis_names[0], "seed") && !strcmp(s->axis_names[1], "status"));
-        CHECK(s->n_rows == 1 && !strcmp(s->axis_values[0][0], "7") && !strcmp(s->axis_values[0][1], "weird"));
-        CHECK(s->n_rows == 1 && !strcmp(s->axis_values[0][2], "3") && !strcmp(s->status[0], "done"));
-        CHECK(s->n_rows == 1 && s->seed[0] == 3407);
+        CHECK_EQ(s->n_axes, 3);
+        CHECK_STREQ(s->axis_names[0], "seed");
+        CHECK_STREQ(s->axis_names[1], "status");
+        CHECK_EQ(s->n_rows, 1);
+        CHECK_STREQ(s->axis_values[0][0], "7");
+        CHECK_STREQ(s->axis_values[0][1], "weird");
+        CHECK_EQ(s->n_rows, 1);
+        CHECK_STREQ(s->axis_values[0][2], "3");
+        CHECK_STREQ(s->status[0], "done");
+        CHECK_EQ(s->n_rows, 1);
+        CHECK_EQ(s->seed[0], 3407);
         vitq_summary_free(s);
     }
     char p[600];
@@ -433,8 +497,15 @@ TEST(results_reserved_axis_names_and_long_ini) {
         char *t = malloc(n + 2);
         hid_t a = H5Aopen(f, "ini_text", H5P_DEFAULT);
         hid_t ty = a >= 0 ? H5Aget_type(a) : -1;
-        CHECK(ty >= 0 && H5Tget_size(ty) == n + 1);
-        CHECK(t && ty >= 0 && H5Tget_size(ty) == n + 1 && H5Aread(a, ty, t) >= 0 && !strcmp(t, ini));
+        CHECK(ty >= 0);
+        CHECK_EQ(H5Tget_size(ty), n + 1);
+        CHECK(t);
+        if (t) {
+            CHECK(ty >= 0);
+            CHECK_EQ(H5Tget_size(ty), n + 1);
+            CHECK(H5Aread(a, ty, t) >= 0);
+            CHECK_STREQ(t, ini);
+        }
         if (ty >= 0) H5Tclose(ty);
         if (a >= 0) H5Aclose(a);
         free(t);
@@ -446,6 +517,7 @@ TEST(results_reserved_axis_names_and_long_ini) {
     /* Reading something that is not a run. */
     CHECK(vitq_summary_read(root, &s, &e) == 0); /* still fine */
     vitq_summary_free(s);
-    CHECK(vitq_summary_read("/nonexistent/run", &s, &e) == VITQ_EIO && s == NULL);
+    CHECK_EQ(vitq_summary_read("/nonexistent/run", &s, &e), VITQ_EIO);
+    CHECK(s == NULL);
     CHECK_STR_CONTAINS(e.msg, "/nonexistent/run: cannot open");
 }

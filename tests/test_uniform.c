@@ -106,7 +106,8 @@ TEST(uniform_asym_rounding_clipping_zero_point) {
     /* observed in two calls: the range accumulates to [-1, 2.75] -> s = 3.75/15 = 0.25, z = -round(-4) = 4 */
     float c1[] = {-1.0f, 0.5f}, c2[] = {2.75f};
     vitq_view v1 = view1(c1, 2), v2 = view1(c2, 1);
-    CHECK(in.p->quantizer->observe(in.q, &v1) == 0 && in.p->quantizer->observe(in.q, &v2) == 0);
+    CHECK_EQ(in.p->quantizer->observe(in.q, &v1), 0);
+    CHECK_EQ(in.p->quantizer->observe(in.q, &v2), 0);
     CHECK(in.p->quantizer->finalize(in.q) == 0);
     mem_state m;
     save(&in, &m);
@@ -152,13 +153,16 @@ TEST(uniform_per_channel_weights) {
     float want[] = {0, 1, 3, 3, -1, 0, 0, 2};
     vitq_view v = {.data = w, .ndim = 2, .shape = {2, 4}}, vy = v;
     vy.data = y;
-    CHECK(in.p->quantizer->observe(in.q, &v) == 0 && in.p->quantizer->finalize(in.q) == 0);
+    CHECK_EQ(in.p->quantizer->observe(in.q, &v), 0);
+    CHECK_EQ(in.p->quantizer->finalize(in.q), 0);
     CHECK(in.p->quantizer->forward(in.q, &v, &vy) == 0);
     CHECK_ALLCLOSE(y, want, 8, 0, 0);
     mem_state m;
     save(&in, &m);
     int zi = ms_find(&m, "zero_point");
-    CHECK(m.n[zi] == 2 && m.data[zi][0] == 0 && m.data[zi][1] == 1);
+    CHECK_EQ(m.n[zi], 2);
+    CHECK_EQ(m.data[zi][0], 0);
+    CHECK_EQ(m.data[zi][1], 1);
     drop(&in);
     /* per_token is refused on weights */
     const char *kv2[] = {"granularity=per_token"};
@@ -177,7 +181,8 @@ TEST(uniform_per_channel_and_per_head_activations) {
     if (make(&in, "uniform", &t, kv, 2)) return;
     float c[] = {0, -2, 3.75f, 1.75f};
     vitq_view v = {.data = c, .ndim = 3, .shape = {2, 1, 2}};
-    CHECK(in.p->quantizer->observe(in.q, &v) == 0 && in.p->quantizer->finalize(in.q) == 0);
+    CHECK_EQ(in.p->quantizer->observe(in.q, &v), 0);
+    CHECK_EQ(in.p->quantizer->finalize(in.q), 0);
     float x[] = {-1, -3, 4, 2, 0.375f, 0.375f}, want[] = {0, -2, 3.75f, 1.75f, 0.5f, 0.5f};
     vitq_view vx = {.data = x, .ndim = 3, .shape = {3, 1, 2}};
     CHECK(in.p->quantizer->forward(in.q, &vx, &vx) == 0);
@@ -190,7 +195,8 @@ TEST(uniform_per_channel_and_per_head_activations) {
     if (make(&in, "uniform", &th, kvh, 2)) return;
     float ch[] = {0, 1.5f, 0, 3};
     vitq_view vh = {.data = ch, .ndim = 4, .shape = {1, 2, 1, 2}};
-    CHECK(in.p->quantizer->observe(in.q, &vh) == 0 && in.p->quantizer->finalize(in.q) == 0);
+    CHECK_EQ(in.p->quantizer->observe(in.q, &vh), 0);
+    CHECK_EQ(in.p->quantizer->finalize(in.q), 0);
     float xh[] = {0.7f, 0.8f, 1.4f, 1.6f}, wh[] = {0.5f, 1.0f, 1.0f, 2.0f};
     vh.data = xh;
     CHECK(in.p->quantizer->forward(in.q, &vh, &vh) == 0);
@@ -282,7 +288,10 @@ TEST(uniform_backward_lsq) {
     calibrate(&in, c, 2);
     vitq_learnable l[2];
     CHECK(in.p->quantizer->learnable(in.q, l, 2) == 1);
-    CHECK(!strcmp(l[0].name, "scale") && l[0].n == 1 && l[0].value[0] == 0.25f && l[0].grad[0] == 0);
+    CHECK_STREQ(l[0].name, "scale");
+    CHECK_EQ(l[0].n, 1);
+    CHECK_EQ(l[0].value[0], 0.25f);
+    CHECK_EQ(l[0].grad[0], 0);
     /* x/s: 1.2 (inside: dx 1, ds = 1 - 1.2), 12 -> u 16 (above: ds = 15 - 4 = 11), -8 -> u -4 (below: ds = -4),
      * 4 (inside, exact: ds = 0), 2.75 -> u = 15 exactly (bound inclusive: dx 1, ds = 0) */
     float x[] = {0.3f, 3.0f, -2.0f, 1.0f, 2.75f}, dy[] = {1, 2, 3, 4, 5}, dx[] = {10, 10, 10, 10, 10};
@@ -324,7 +333,8 @@ TEST(uniform_state_roundtrip_and_errors) {
     vb.data = yb;
     CHECK(b.p->quantizer->forward(b.q, &v, &vb) == VITQ_EINVAL); /* before calibration */
     CHECK_STR_CONTAINS(b.ctx.msg, "forward before finalize");
-    CHECK(a.p->quantizer->observe(a.q, &v) == 0 && a.p->quantizer->finalize(a.q) == 0);
+    CHECK_EQ(a.p->quantizer->observe(a.q, &v), 0);
+    CHECK_EQ(a.p->quantizer->finalize(a.q), 0);
     CHECK(a.p->quantizer->forward(a.q, &v, &va) == 0);
     mem_state m;
     save(&a, &m);
@@ -379,7 +389,8 @@ TEST(uniform_fast_path_bit_exact) {
         float cal[] = {-1.0f, 2.75f};
         if (c == 2) {
             vitq_view v = view1(x + 67, n - 67);
-            CHECK(in.p->quantizer->observe(in.q, &v) == 0 && in.p->quantizer->finalize(in.q) == 0);
+            CHECK_EQ(in.p->quantizer->observe(in.q, &v), 0);
+            CHECK_EQ(in.p->quantizer->finalize(in.q), 0);
         } else {
             calibrate(&in, cal, 2);
         }
@@ -421,6 +432,7 @@ TEST(uniform_reservoir_sample) {
         CHECK_NEAR(-zp[rep] * sc[rep], 0.01, 0.01);
         drop(&in);
     }
-    CHECK(sc[0] == sc[1] && zp[0] == zp[1]);
+    CHECK_EQ(sc[0], sc[1]);
+    CHECK_EQ(zp[0], zp[1]);
     free(x);
 }

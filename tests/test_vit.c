@@ -185,8 +185,11 @@ TEST(vit_hooks_every_tap_in_order_with_shapes) {
     CHECK(log.calls == ntaps);
     /* expected order: patch input, per block its 8 taps in enum order, head input */
     int k = 0;
-    CHECK(log.seen[k] == VITQ_TAP_PATCH_IN && log.ndims[k] == 4 && log.shapes[k][0] == B &&
-          log.shapes[k][1] == ar->in_chans && log.shapes[k][3] == ar->img_size);
+    CHECK_EQ(log.seen[k], VITQ_TAP_PATCH_IN);
+    CHECK_EQ(log.ndims[k], 4);
+    CHECK_EQ(log.shapes[k][0], B);
+    CHECK_EQ(log.shapes[k][1], ar->in_chans);
+    CHECK_EQ(log.shapes[k][3], ar->img_size);
     k++;
     for (int l = 0; l < ar->depth; l++) {
         vitq_block_acts *ba = vitq_acts_block(a, l);
@@ -203,7 +206,10 @@ TEST(vit_hooks_every_tap_in_order_with_shapes) {
             CHECK_MSG(log.ptr[k] == ptrs[t], "block %d tap kind %d: not the buffer the next op reads", l, t);
         }
     }
-    CHECK(log.seen[k] == VITQ_TAP_HEAD_IN && log.ndims[k] == 2 && log.shapes[k][0] == B && log.shapes[k][1] == C);
+    CHECK_EQ(log.seen[k], VITQ_TAP_HEAD_IN);
+    CHECK_EQ(log.ndims[k], 2);
+    CHECK_EQ(log.shapes[k][0], B);
+    CHECK_EQ(log.shapes[k][1], C);
 
     /* enabled[] skips taps */
     unsigned char *en = calloc((size_t)ntaps, 1);
@@ -212,7 +218,9 @@ TEST(vit_hooks_every_tap_in_order_with_shapes) {
     hooks.enabled = en;
     log = (tap_log){.fail_at = -1};
     CHECK(vitq_forward(m, a, images, 3, &e) == 0);
-    CHECK(log.calls == 2 && log.seen[0] == vitq_tap_id(1, VITQ_TAP_PROBS) && log.seen[1] == VITQ_TAP_HEAD_IN);
+    CHECK_EQ(log.calls, 2);
+    CHECK_EQ(log.seen[0], vitq_tap_id(1, VITQ_TAP_PROBS));
+    CHECK_EQ(log.seen[1], VITQ_TAP_HEAD_IN);
 
     /* a failing hook aborts the forward with its code, naming the tap */
     hooks.enabled = NULL;
