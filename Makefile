@@ -5,7 +5,7 @@
 #   make check      install missing Debian packages, build, run the test suite
 #   make demo       install, build, quantize the bundled model (experiments/demo.ini)
 #   make bench      throughput and memory against OpenBLAS sgemm measured in the same run
-#   make install    PREFIX=/usr/local: vitq, libvitq.so, vitq.h, vitq_plugin.h, plugins, vitq.pc
+#   make install    PREFIX=/usr/local: vitq, libvitq.so, vitq_plugin.h, vitq.h + layer headers, plugins, vitq.pc
 
 SANITIZE ?=
 ifeq ($(SANITIZE),)
@@ -42,8 +42,11 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla
 BASE_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP $(SAN_FLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 DEP_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lpthread -lm
 
-LIB_SRC := $(filter-out harness/main.c harness/cmd_%.c,$(wildcard harness/*.c))
-CLI_SRC := harness/main.c $(wildcard harness/cmd_*.c)
+# The library's layers, bottom up (README "How it is built"); harness/cli/ is the command.
+LAYERS := core kernels model data quant train run
+LIB_SRC := $(foreach l,$(LAYERS),$(wildcard harness/$(l)/*.c))
+CLI_SRC := $(wildcard harness/cli/*.c)
+LIB_HEADERS := harness/vitq.h harness/vitq_plugin.h $(foreach l,$(LAYERS),harness/$(l)/$(l).h)
 PLUGIN_SRC := $(wildcard plugins/*.c)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_PLUGIN_SRC := $(wildcard tests/plugins/*.c)
@@ -80,7 +83,7 @@ require-deps:
 $(BUILD)/harness/%.o: harness/%.c
 	@mkdir -p $(@D)
 	$(call say,CC,$<)
-	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -DVITQ_LIBDIR='"$(libdir)"' -fPIC -fvisibility=hidden -c $< -o $@
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -Iharness -DVITQ_LIBDIR='"$(libdir)"' -fPIC -fvisibility=hidden -c $< -o $@
 
 $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
@@ -100,15 +103,15 @@ $(VITQ): $(CLI_OBJ) $(LIB)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(SAN_FLAGS) -o $@ $(CLI_OBJ) -L$(BUILD) -lvitq -Wl,-rpath,'$$ORIGIN' $(DEP_LIBS)
 
-# Every plugins/NAME.c becomes NAME.so; -z defs makes an unresolved symbol a link error, not a dlopen one.
-$(BUILD)/plugins/%.so: plugins/%.c harness/vitq.h $(wildcard harness/vitq_plugin.h) $(LIB)
+# Every plugins/NAME.c becomes NAME.so. A plugin sees vitq_plugin.h only (no library symbol), so it links
+# against nothing but libm; -z defs makes an unresolved symbol a link error, not a dlopen one.
+$(BUILD)/plugins/%.so: plugins/%.c harness/vitq_plugin.h
 	@mkdir -p $(@D)
 	$(call say,PLUGIN,$@)
-	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -Iharness -fPIC -shared -fvisibility=hidden -Wl,-z,defs -o $@ $< \
-		-L$(BUILD) -lvitq -Wl,-rpath,'$$ORIGIN/..' -lm
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -Iharness -fPIC -shared -fvisibility=hidden -Wl,-z,defs -o $@ $< -lm
 
 # Test plugins are deliberately broken in various ways; no -z defs for them.
-$(BUILD)/tests/plugins/%.so: tests/plugins/%.c
+$(BUILD)/tests/plugins/%.so: tests/plugins/%.c tests/plugins/common_ops.h harness/vitq_plugin.h
 	@mkdir -p $(@D)
 	$(Q)$(CC) -std=c11 -O1 -Iharness -fPIC -shared -w -o $@ $<
 
@@ -149,7 +152,9 @@ install: all $(BUILD)/vitq.pc
 	install -d $(DESTDIR)$(bindir) $(DESTDIR)$(libdir)/vitq/plugins $(DESTDIR)$(includedir)/vitq $(DESTDIR)$(libdir)/pkgconfig
 	install -m 755 $(VITQ) $(DESTDIR)$(bindir)/vitq
 	install -m 755 $(LIB) $(DESTDIR)$(libdir)/libvitq.so
-	install -m 644 harness/vitq.h $(wildcard harness/vitq_plugin.h) $(DESTDIR)$(includedir)/vitq/
+	install -m 644 harness/vitq.h harness/vitq_plugin.h $(DESTDIR)$(includedir)/vitq/
+	for l in $(LAYERS); do install -d $(DESTDIR)$(includedir)/vitq/$$l && \
+		install -m 644 harness/$$l/$$l.h $(DESTDIR)$(includedir)/vitq/$$l/ || exit 1; done
 	$(if $(PLUGINS),install -m 755 $(PLUGINS) $(DESTDIR)$(libdir)/vitq/plugins/)
 	install -m 644 $(BUILD)/vitq.pc $(DESTDIR)$(libdir)/pkgconfig/vitq.pc
 	if [ -z "$(DESTDIR)" ]; then ldconfig; fi

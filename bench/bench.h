@@ -5,7 +5,7 @@
 #ifndef VITQ_BENCH_H
 #define VITQ_BENCH_H
 
-#include "../harness/vitq.h"
+#include "vitq.h"
 
 /* Float32 eval throughput of a DeiT-Tiny-shaped and a 28x28 model against OpenBLAS sgemm on the same
  * GEMM shapes, and peak memory / page faults of `vitq eval` at batch 32 (bench_eval.c). */

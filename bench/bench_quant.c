@@ -17,8 +17,6 @@
  * Does not: measure data loading (vitq_evaluate's loading is the same for float and quant), or check
  * accuracy (the tests check the quantizers' numbers). */
 #include "bench.h"
-#include "../harness/quant.h"
-#include "../harness/vitq_ini.h"
 
 #include <math.h>
 #include <stdio.h>

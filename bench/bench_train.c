@@ -9,7 +9,6 @@
  * (bench_gemm.c) bound what any implementation on OpenBLAS can reach; the section prints vitq's share of
  * it and how the 2x target compares with it. */
 #include "bench.h"
-#include "../harness/train.h"
 
 #include <stdio.h>
 #include <stdlib.h>

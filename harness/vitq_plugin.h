@@ -1,18 +1,26 @@
-/* vitq_plugin.h — the plugin ABI: everything a quantizer or pass plugin may rely on, plus the host-side
- * loader API (plugin.c). A plugin includes only this header (it pulls in vitq.h).
+/* vitq_plugin.h — the plugin ABI: everything a quantizer or pass plugin may rely on, and nothing of the
+ * library's internals. Self-contained (standard headers only): a plugin includes this header alone and
+ * builds out of tree with `cc -shared -fPIC $(pkg-config --cflags vitq) myq.c -o myq.so`.
  *
  * A plugin is one C file compiled to NAME.so that exports exactly ONE symbol, `vitq_plugin_entry`,
- * returning a pointer to a `static const vitq_plugin` (LADSPA/LV2 shape). The loader checks, before it
- * reads anything else, that `abi == VITQ_PLUGIN_ABI` and `size >= sizeof(vitq_plugin)` of ABI 1; then
- * that `name` equals the file's basename, that the kind's required ops are present and that the
- * parameter table is well formed (every default parses and lies in range).
+ * returning a pointer to a `static const vitq_plugin` (LADSPA/LV2 shape). The loader (libvitq's quant
+ * layer) checks, before it reads anything else, that `abi == VITQ_PLUGIN_ABI` and `size >=
+ * sizeof(vitq_plugin)` of this ABI; then that `name` equals the file's basename, that the kind's ops
+ * table is at least as large as this ABI's (its own `size`), that its required ops are present and
+ * that the parameter table is well formed (every default parses and lies in range).
+ *
+ * What a plugin sees: the parameter table it declares (vitq_param), the description of the tap it sits
+ * on (vitq_tap), borrowed tensors (vitq_view), host services (vitq_host: fail, log, progress, rng,
+ * parallel_for), state I/O (vitq_state_io), learnable parameters (vitq_learnable) and its kind's ops
+ * (vitq_quantizer_ops, vitq_pass_ops). The error codes below are the library's own.
  *
  * Parameters: the plugin declares a table of INI keys (name, type, offsetof into its own params struct,
  * default as INI text, inclusive bounds, enum choices, one-line help). The host allocates params_size
  * bytes, applies the defaults, parses and range-checks the user's values and hands the plugin a filled,
  * valid, read-only struct: a plugin never parses text. C types of the fields, by vitq_ptype:
- *     VITQ_P_INT int · VITQ_P_FLOAT double · VITQ_P_BOOL int (0/1) · VITQ_P_ENUM int (index into the
- *     '|'-separated choices) · VITQ_P_STRING char[VITQ_PARAM_STR_MAX] (NUL-terminated, inline)
+ *     VITQ_P_INT int · VITQ_P_FLOAT double · VITQ_P_BOOL int (0/1; true/false, yes/no, on/off, 1/0 in
+ *     any case) · VITQ_P_ENUM int (index into the '|'-separated choices) · VITQ_P_STRING
+ *     char[VITQ_PARAM_STR_MAX] (NUL-terminated, inline)
  *
  * Quantizer lifecycle (one instance per tap): create → observe* (calibration, zero or more calls,
  * float views) → finalize (freeze scales) → forward* (fake-quant, y = dequant(quant(x))) / backward*
@@ -24,19 +32,32 @@
  * call. Output must depend only on params, inputs and host->rng (results are reproducible per seed).
  *
  * Compatibility: bump VITQ_PLUGIN_ABI on any incompatible change; appending a member at the END of a
- * struct that carries `size` (vitq_plugin, vitq_host) is compatible.
+ * struct that carries `size` (vitq_plugin, vitq_host, vitq_quantizer_ops, vitq_pass_ops) is compatible.
+ * ABI 2 (vitq 0.1): ops tables carry `size`; the header no longer exposes the library (ABI 1 did).
  */
 #ifndef VITQ_PLUGIN_H
 #define VITQ_PLUGIN_H
 
-#include "vitq.h"
+#include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define VITQ_PLUGIN_ABI 1
+#define VITQ_PLUGIN_ABI 2
 #define VITQ_PARAM_STR_MAX 256 /* bytes of a VITQ_P_STRING field, NUL included */
+
+/* Return codes of every op (and of every libvitq function): 0 or one of these. */
+enum {
+    VITQ_OK = 0,
+    VITQ_EIO = -1,        /* cannot open / read / write a file */
+    VITQ_EFORMAT = -2,    /* malformed input: checkpoint, image, IDX, INI */
+    VITQ_EINVAL = -3,     /* bad argument or value */
+    VITQ_ENOMEM = -4,
+    VITQ_ECANCELLED = -5, /* the user pressed Ctrl-C */
+    VITQ_EPLUGIN = -6,    /* a plugin failed to load or failed an operation */
+};
 
 /* ---------------------------------------------------------------------------------------------
  * Parameter table
@@ -78,7 +99,7 @@ typedef enum {
 typedef struct vitq_tap {
     const char *name;     /* "blocks.3.attn.probs", "blocks.3.attn.qkv.weight" */
     vitq_tap_kind kind;
-    int id;               /* activation tap id (vitq_tap_id), -1 for weights */
+    int id;               /* activations: index in the model's tap table (forward order); -1 for weights */
     int ndim;
     int64_t shape[4];     /* weights: exact; activations: per call, with shape[0] (batch) given as 0 */
     vitq_dim dims[4];     /* meaning of each dimension */
@@ -139,6 +160,7 @@ typedef struct vitq_learnable {
 } vitq_learnable;
 
 typedef struct vitq_quantizer_ops {
+    uint32_t size; /* sizeof(vitq_quantizer_ops): checked by the loader; later ABIs append ops after destroy */
     /* REQUIRED. Returns the instance, or NULL after calling host->fail (e.g. granularity unsupported on
      * this tap). params is the filled struct (read-only; valid for the instance's lifetime), tap and host
      * too. */
@@ -161,11 +183,12 @@ typedef struct vitq_quantizer_ops {
     void (*destroy)(void *q);
 } vitq_quantizer_ops;
 
-/* A pass transforms the model (reparameterisation, reconstruction, ...). The session type is opaque in
- * ABI 1 and is defined by the issue that brings passes (model, blocks, taps, calibration batches, the
- * harness's kernels); until then no pass can be run. */
+/* A pass transforms the model (reparameterisation, reconstruction, ...) as a stage of each cell's
+ * pipeline. The session type stays opaque in this ABI: its services (units, cached inputs, backward,
+ * learnables, curves) come with the version that runs passes; until then no pass can be run. */
 typedef struct vitq_session vitq_session;
 typedef struct vitq_pass_ops {
+    uint32_t size; /* sizeof(vitq_pass_ops): checked by the loader */
     int (*run)(const void *params, vitq_session *s, const vitq_host *host); /* REQUIRED */
 } vitq_pass_ops;
 
@@ -189,38 +212,6 @@ typedef struct vitq_plugin {
 typedef const vitq_plugin *(*vitq_plugin_entry_fn)(void);
 VITQ_PLUGIN_EXPORT const vitq_plugin *vitq_plugin_entry(void);
 #define VITQ_PLUGIN_ENTRY_SYMBOL "vitq_plugin_entry"
-
-/* ---------------------------------------------------------------------------------------------
- * Host side (plugin.c): search path, loading, parameters. Not for plugins.
- * Search order: each folder of $VITQ_PLUGIN_PATH (':'-separated), <dir of the executable>/plugins,
- * <dir of the executable>/../plugins, <libdir>/vitq/plugins. A name containing '/' is a path.
- * Plugins stay loaded until exit (never dlclose'd: ASan keeps their symbols).
- * ------------------------------------------------------------------------------------------- */
-/* Loads plugin `name`. `where` (may be NULL) prefixes every error, e.g. "exp.ini:12". Repeated loads of
- * the same file return the same descriptor. */
-VITQ_API int vitq_plugin_load(const char *name, const char *where, const vitq_plugin **out, vitq_err *e);
-/* Path the plugin was loaded from (NULL if p was not loaded by vitq_plugin_load). */
-VITQ_API const char *vitq_plugin_file(const vitq_plugin *p);
-/* The search folders, in order (existing or not); returns the count, fills up to max pointers to
- * strings owned by the library (valid until the next call). */
-VITQ_API int vitq_plugin_dirs(const char **dirs, int max);
-
-typedef struct vitq_plugin_found {
-    char name[64];   /* file basename without .so */
-    char path[1024];
-} vitq_plugin_found;
-/* Every *.so in the search folders, in search order, duplicates of the same file removed (but the same
- * name in two folders listed twice). *out is malloc'ed (free()). */
-VITQ_API int vitq_plugin_scan(vitq_plugin_found **out, int *n, vitq_err *e);
-
-/* Fills params_out (p->params_size bytes) with the defaults, then applies each kv (key = parameter name).
- * Errors name kv's file:line, the plugin and the key. */
-VITQ_API int vitq_plugin_params_parse(const vitq_plugin *p, const vitq_kv *kv, int n, void *params_out,
-                                      vitq_err *e);
-/* Writes "bits=8 symmetric=false granularity=per_tensor ..." (every parameter) into buf; returns buf. */
-VITQ_API const char *vitq_plugin_params_format(const vitq_plugin *p, const void *params, char *buf, size_t n);
-/* Type name as printed by `vitq plugins NAME`: "int", "float", "bool", "enum", "string". */
-VITQ_API const char *vitq_ptype_name(vitq_ptype t);
 
 #ifdef __cplusplus
 }

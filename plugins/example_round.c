@@ -74,6 +74,7 @@ static void round_destroy(void *q) { free(q); }
 
 /* 5. The ops table: optional ops (backward, learnable, save, load) are left NULL. */
 static const vitq_quantizer_ops round_ops = {
+    .size = sizeof(vitq_quantizer_ops),
     .create = round_create,
     .observe = round_observe,
     .finalize = round_finalize,

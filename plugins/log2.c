@@ -281,6 +281,7 @@ static int lq_load(void *qv, vitq_state_io *io) {
 }
 
 static const vitq_quantizer_ops log2_ops = {
+    .size = sizeof(vitq_quantizer_ops),
     .create = lq_create,
     .observe = lq_observe,
     .finalize = lq_finalize,

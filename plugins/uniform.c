@@ -606,6 +606,7 @@ static int uq_load(void *qv, vitq_state_io *io) {
 }
 
 static const vitq_quantizer_ops uniform_ops = {
+    .size = sizeof(vitq_quantizer_ops),
     .create = uq_create,
     .observe = uq_observe,
     .finalize = uq_finalize,

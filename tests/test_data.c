@@ -4,8 +4,6 @@
 
 #include "test.h"
 
-#include "../harness/data.h"
-
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>

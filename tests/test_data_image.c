@@ -9,8 +9,6 @@
 
 #include "test.h"
 
-#include "../harness/data.h"
-
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>

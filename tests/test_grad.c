@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../harness/train.h"
 
 /* ---- helpers --------------------------------------------------------------------------------------- */
 static uint64_t g_seed = 12345;

@@ -7,8 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../harness/grid.h"
-#include "../harness/vitq_ini.h"
 
 static vitq_experiment *parse_ok(const char *text) {
     vitq_experiment *x = NULL;
@@ -137,16 +135,21 @@ TEST(grid_unknown_sections_and_keys) {
 
 TEST(grid_bad_bool_and_int_values_all_reported) {
     parse_err("[run]\nbaseline = maybe\nthreads = -1\ncalib_mode = fast\n" MODEL "[data]\nbatch = 12x\n",
-              "t.ini:2: [run] baseline: expected true/false/yes/no/1/0, got 'maybe'\n"
+              "t.ini:2: [run] baseline: expected true/false, yes/no, on/off or 1/0, got 'maybe'\n"
               "t.ini:3: [run] threads: expected an integer in [0, 1024], got '-1'\n"
               "t.ini:4: [run] calib_mode: expected one of sequential|float, got 'fast'\n"
               "t.ini:8: [data] batch: expected an integer in [1, 4096], got '12x'");
-    int b = -1;
-    CHECK_EQ(vitq_parse_bool("yes", &b), 0);
-    CHECK_EQ(b, 1);
-    CHECK_EQ(vitq_parse_bool("0", &b), 0);
-    CHECK_EQ(b, 0);
-    CHECK(vitq_parse_bool("True", &b) != 0);
+    /* the one boolean vocabulary, any case, as for plugin parameters and training keys */
+    vitq_experiment *x = NULL;
+    vitq_err e;
+    CHECK_MSG(vitq_experiment_parse("[run]\nbaseline = ON\n" MODEL "[data]\nconvert_channels = Yes\n", "t.ini", &x, &e) == 0,
+              "%s", e.msg);
+    if (x) {
+        CHECK_EQ(x->cells[0].cfg.baseline, 1);
+        CHECK_EQ(x->cells[0].cfg.convert_channels, 1);
+        CHECK_STR_CONTAINS(x->cells[0].config_text, "convert_channels = true\n"); /* canonical in the hash */
+    }
+    vitq_experiment_free(x);
 }
 
 TEST(grid_cell_ids_sanitised) {
@@ -204,7 +207,7 @@ TEST(grid_hash_stable_and_sensitive) {
 
 TEST(grid_harness_key_table) {
     int n = 0;
-    const vitq_grid_key *k = vitq_grid_keys(&n);
+    const vitq_key *k = vitq_grid_keys(&n);
     CHECK(n >= 17);
     int seen_path = 0;
     for (int i = 0; i < n; i++) {

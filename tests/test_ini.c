@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../harness/vitq_ini.h"
 
 static int count_lines(const char *s) {
     int n = 1;

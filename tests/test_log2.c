@@ -2,8 +2,6 @@
  * 3 and 4 bits: levels, the zero cut-off q >= 2^b), edge values, and the RepQ-ViT quantile scale search. */
 #include "test.h"
 
-#include "../harness/quant.h"
-
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,7 +26,7 @@ static int make(inst *in, const char *bits, const char *base, const char *scale)
     vitq_kv kv[3] = {{"bits", (char *)bits, "t.ini", 1}, {"base", (char *)base, "t.ini", 2},
                      {"scale", (char *)scale, "t.ini", 3}};
     in->params = calloc(1, in->p->params_size);
-    if (vitq_plugin_params_parse(in->p, kv, 3, in->params, &e)) {
+    if (vitq_plugin_params_parse(in->p, "quantizer t", kv, 3, in->params, &e)) {
         test_failf(__FILE__, __LINE__, "%s", e.msg);
         return -1;
     }

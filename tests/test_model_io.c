@@ -3,8 +3,6 @@
  * for dims that do not divide, wrong shapes, missing tensors and NaN weights. */
 #include "test.h"
 
-#include "../harness/checkpoint.h"
-
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>

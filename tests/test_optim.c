@@ -9,7 +9,6 @@
 
 #include <string.h>
 
-#include "../harness/train.h"
 
 TEST(optim_adamw_two_steps) {
     vitq_adamw o;

@@ -3,8 +3,6 @@
  * or failing, and option errors. Also `vitq results` through the built binary (VITQ_BIN). */
 #include "test.h"
 
-#include "../harness/plot.h"
-
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +14,8 @@
 static vitq_summary *make_run(const char *dir, int with_hist) {
     const char *axes[] = {"bits", "softmax", "seed"};
     vitq_err e = {{0}};
-    vitq_run *r = NULL;
-    if (vitq_run_open(dir, NULL, NULL, axes, 3, &r, &e)) {
+    vitq_results *r = NULL;
+    if (vitq_results_open(dir, NULL, NULL, axes, 3, &r, &e)) {
         CHECK_MSG(0, "%s", e.msg);
         return NULL;
     }
@@ -38,10 +36,10 @@ static vitq_summary *make_run(const char *dir, int with_hist) {
                                       .status = failed ? "failed" : "done", .error = failed ? "boom" : NULL,
                                       .top1 = 10.0 * atoi(bits[b]) + s + atoi(seeds[k]), .top5 = 99, .loss = 0.5,
                                       .n_eval = 10, .seconds_total = 2, .hists = h, .n_hists = with_hist ? 2 : 0};
-                CHECK_MSG(vitq_run_write_cell(r, &c, &e) == 0, "%s", e.msg);
+                CHECK_MSG(vitq_results_write_cell(r, &c, &e) == 0, "%s", e.msg);
             }
-    CHECK_MSG(vitq_run_write_index(r, NULL, 0, &e) == 0, "%s", e.msg);
-    vitq_run_close(r);
+    CHECK_MSG(vitq_results_write_index(r, NULL, 0, &e) == 0, "%s", e.msg);
+    vitq_results_close(r);
     vitq_summary *s = NULL;
     CHECK_MSG(vitq_summary_read(dir, &s, &e) == 0, "%s", e.msg);
     return s;
@@ -255,21 +253,21 @@ TEST(plot_option_errors) {
     char d2[1024];
     snprintf(d2, sizeof d2, "%s/words", dir);
     const char *axes[] = {"softmax"}, *av[] = {"log2"};
-    vitq_run *r = NULL;
-    CHECK_MSG(vitq_run_open(d2, NULL, NULL, axes, 1, &r, &e) == 0, "%s", e.msg);
+    vitq_results *r = NULL;
+    CHECK_MSG(vitq_results_open(d2, NULL, NULL, axes, 1, &r, &e) == 0, "%s", e.msg);
     if (!r) return;
     int64_t fc[2] = {1, 2};
     vitq_hist h = {.tap = "t", .bins = 2, .lo = 0, .hi = 1, .float_counts = fc, .quant_counts = fc};
     vitq_cell_result c = {.id = "softmax=log2", .axis_values = av, .status = "done", .hists = &h, .n_hists = 0};
-    CHECK_MSG(vitq_run_write_cell(r, &c, &e) == 0, "%s", e.msg);
-    CHECK_MSG(vitq_run_write_index(r, NULL, 0, &e) == 0, "%s", e.msg);
+    CHECK_MSG(vitq_results_write_cell(r, &c, &e) == 0, "%s", e.msg);
+    CHECK_MSG(vitq_results_write_index(r, NULL, 0, &e) == 0, "%s", e.msg);
     o = (vitq_plot_opts){.gnuplot = ""};
     CHECK(vitq_plot_run(d2, &o, &rep, &e) == VITQ_EINVAL);
     CHECK_STR_CONTAINS(e.msg, "no axis has numeric values in every done cell (axes: softmax)");
     c.n_hists = 1;
-    CHECK_MSG(vitq_run_write_cell(r, &c, &e) == 0, "%s", e.msg);
-    CHECK_MSG(vitq_run_write_index(r, NULL, 0, &e) == 0, "%s", e.msg);
-    vitq_run_close(r);
+    CHECK_MSG(vitq_results_write_cell(r, &c, &e) == 0, "%s", e.msg);
+    CHECK_MSG(vitq_results_write_index(r, NULL, 0, &e) == 0, "%s", e.msg);
+    vitq_results_close(r);
     CHECK_MSG(vitq_plot_run(d2, &o, &rep, &e) == 0, "%s", e.msg);
     CHECK_EQ(rep.curves_skipped, 1);
     CHECK_EQ(rep.n_figures, 1);
@@ -284,8 +282,8 @@ TEST(plot_curve_baseline_column) {
     const char *dir = test_tmpdir();
     const char *axes[] = {"bits", "softmax"};
     vitq_err e = {{0}};
-    vitq_run *r = NULL;
-    CHECK_MSG(vitq_run_open(dir, NULL, NULL, axes, 2, &r, &e) == 0, "%s", e.msg);
+    vitq_results *r = NULL;
+    CHECK_MSG(vitq_results_open(dir, NULL, NULL, axes, 2, &r, &e) == 0, "%s", e.msg);
     if (!r) return;
     const char *v[][2] = {{"-", "-"}, {"8", "log2"}, {"3", "log2"}, {"-", "uniform"}};
     const char *ids[] = {"fp32", "bits=8,softmax=log2", "bits=3,softmax=log2", "odd"};
@@ -293,11 +291,11 @@ TEST(plot_curve_baseline_column) {
     const char *order[4];
     for (int i = 0; i < 4; i++) {
         vitq_cell_result c = {.id = ids[i], .axis_values = v[i], .status = "done", .top1 = top1[i]};
-        CHECK_MSG(vitq_run_write_cell(r, &c, &e) == 0, "%s", e.msg);
+        CHECK_MSG(vitq_results_write_cell(r, &c, &e) == 0, "%s", e.msg);
         order[i] = ids[i];
     }
-    CHECK_MSG(vitq_run_write_index(r, order, 4, &e) == 0, "%s", e.msg);
-    vitq_run_close(r);
+    CHECK_MSG(vitq_results_write_index(r, order, 4, &e) == 0, "%s", e.msg);
+    vitq_results_close(r);
     vitq_summary *s = NULL;
     CHECK_MSG(vitq_summary_read(dir, &s, &e) == 0, "%s", e.msg);
     if (!s) return;

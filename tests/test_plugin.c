@@ -1,8 +1,6 @@
-/* test_plugin.c — the plugin loader (harness/plugin.c): search path, every load error with a small broken
+/* test_plugin.c — the plugin loader (harness/quant/plugin.c, params.c): search path, every load error with a small broken
  * .so from tests/plugins/, parameter parsing and its one-line errors, the `vitq plugins` listing. */
 #include "test.h"
-
-#include "../harness/quant.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -68,11 +66,22 @@ TEST(plugin_broken_no_entry) {
 }
 
 TEST(plugin_broken_wrong_abi) {
-    CHECK_STR_CONTAINS(load_err("wrong_abi"), "built for plugin ABI 2, this vitq speaks 1; rebuild it");
+    char want[128];
+    snprintf(want, sizeof want, "built for plugin ABI %d, this vitq speaks %d; rebuild it", VITQ_PLUGIN_ABI + 1,
+             VITQ_PLUGIN_ABI);
+    CHECK_STR_CONTAINS(load_err("wrong_abi"), want);
 }
 
 TEST(plugin_broken_short_size) {
-    CHECK_STR_CONTAINS(load_err("short_size"), "descriptor size 16 is smaller than ABI 1's");
+    char want[128];
+    snprintf(want, sizeof want, "descriptor size 16 is smaller than ABI %d's", VITQ_PLUGIN_ABI);
+    CHECK_STR_CONTAINS(load_err("short_size"), want);
+}
+
+TEST(plugin_broken_short_ops) {
+    char want[128];
+    snprintf(want, sizeof want, "quantizer ops table size 8 is smaller than ABI %d's", VITQ_PLUGIN_ABI);
+    CHECK_STR_CONTAINS(load_err("short_ops"), want);
 }
 
 TEST(plugin_broken_null_op) {
@@ -189,7 +198,7 @@ TEST(plugin_params_defaults_and_values) {
     CHECK(p->params_size == sizeof(uniform_params_mirror));
     uniform_params_mirror u;
     vitq_err e;
-    CHECK(vitq_plugin_params_parse(p, NULL, 0, &u, &e) == 0);
+    CHECK(vitq_plugin_params_parse(p, "quantizer w", NULL, 0, &u, &e) == 0);
     CHECK_EQ(u.bits, 8);
     CHECK_EQ(u.symmetric, 0);
     CHECK_EQ(u.granularity, 0);
@@ -202,7 +211,7 @@ TEST(plugin_params_defaults_and_values) {
         {"bits", "4", "a.ini", 3},        {"symmetric", "true", "a.ini", 4}, {"granularity", "per_channel", "a.ini", 5},
         {"init", "mse", "a.ini", 6},      {"pct", "0.99", "a.ini", 7},       {"learnable", "yes", "a.ini", 8},
     };
-    CHECK_MSG(vitq_plugin_params_parse(p, kv, 6, &u, &e) == 0, "%s", e.msg);
+    CHECK_MSG(vitq_plugin_params_parse(p, "quantizer w", kv, 6, &u, &e) == 0, "%s", e.msg);
     CHECK_EQ(u.bits, 4);
     CHECK_EQ(u.symmetric, 1);
     CHECK_EQ(u.granularity, 1);
@@ -220,25 +229,25 @@ TEST(plugin_params_errors) {
     uniform_params_mirror u;
     vitq_err e;
     vitq_kv k1 = {"bitz", "4", "exp.ini", 12};
-    CHECK(vitq_plugin_params_parse(p, &k1, 1, &u, &e) == VITQ_EINVAL);
-    CHECK_STR_CONTAINS(e.msg, "exp.ini:12: plugin 'uniform' has no parameter 'bitz' (known: bits, symmetric, granularity");
+    CHECK(vitq_plugin_params_parse(p, "quantizer w", &k1, 1, &u, &e) == VITQ_EINVAL);
+    CHECK_STR_CONTAINS(e.msg, "exp.ini:12: [quantizer w] bitz: plugin 'uniform' has no such parameter (known: bits, symmetric, granularity");
     vitq_kv k2 = {"bits", "four", "exp.ini", 13};
-    CHECK(vitq_plugin_params_parse(p, &k2, 1, &u, &e) == VITQ_EINVAL);
-    CHECK_STR_CONTAINS(e.msg, "exp.ini:13: key 'bits' of plugin 'uniform': expected an integer in [2, 16], got 'four'");
+    CHECK(vitq_plugin_params_parse(p, "quantizer w", &k2, 1, &u, &e) == VITQ_EINVAL);
+    CHECK_STR_CONTAINS(e.msg, "exp.ini:13: [quantizer w] bits: expected an integer in [2, 16], got 'four' (plugin 'uniform')");
     vitq_kv k3 = {"bits", "17", "exp.ini", 14};
-    CHECK(vitq_plugin_params_parse(p, &k3, 1, &u, &e) == VITQ_EINVAL);
+    CHECK(vitq_plugin_params_parse(p, "quantizer w", &k3, 1, &u, &e) == VITQ_EINVAL);
     CHECK_STR_CONTAINS(e.msg, "got '17'");
     vitq_kv k4 = {"pct", "1.5", "exp.ini", 15};
-    CHECK(vitq_plugin_params_parse(p, &k4, 1, &u, &e) == VITQ_EINVAL);
-    CHECK_STR_CONTAINS(e.msg, "exp.ini:15: key 'pct' of plugin 'uniform': expected a number in [0.5, 1], got '1.5'");
+    CHECK(vitq_plugin_params_parse(p, "quantizer w", &k4, 1, &u, &e) == VITQ_EINVAL);
+    CHECK_STR_CONTAINS(e.msg, "exp.ini:15: [quantizer w] pct: expected a number in [0.5, 1], got '1.5' (plugin 'uniform')");
     vitq_kv k5 = {"granularity", "per_row", "exp.ini", 16};
-    CHECK(vitq_plugin_params_parse(p, &k5, 1, &u, &e) == VITQ_EINVAL);
+    CHECK(vitq_plugin_params_parse(p, "quantizer w", &k5, 1, &u, &e) == VITQ_EINVAL);
     CHECK_STR_CONTAINS(e.msg, "expected one of per_tensor|per_channel|per_token|per_head, got 'per_row'");
     vitq_kv k6 = {"symmetric", "maybe", "exp.ini", 17};
-    CHECK(vitq_plugin_params_parse(p, &k6, 1, &u, &e) == VITQ_EINVAL);
-    CHECK_STR_CONTAINS(e.msg, "expected true or false, got 'maybe'");
+    CHECK(vitq_plugin_params_parse(p, "quantizer w", &k6, 1, &u, &e) == VITQ_EINVAL);
+    CHECK_STR_CONTAINS(e.msg, "[quantizer w] symmetric: expected true/false, yes/no, on/off or 1/0, got 'maybe'");
     vitq_kv k7 = {"bits", "8x", "exp.ini", 18};
-    CHECK(vitq_plugin_params_parse(p, &k7, 1, &u, &e) == VITQ_EINVAL);
+    CHECK(vitq_plugin_params_parse(p, "quantizer w", &k7, 1, &u, &e) == VITQ_EINVAL);
 }
 
 /* --- the command ----------------------------------------------------------------------------- */
@@ -253,7 +262,7 @@ static int run_capture(const char *cmd, char *out, size_t n) {
 
 TEST(plugin_cmd_listing) {
     const char *bin = getenv("VITQ_BIN");
-    if (!bin) return; /* only under `make test` */
+    if (!bin) test_skip("VITQ_BIN not set (the runner sets it)");
     char cmd[1024], out[16384];
     snprintf(cmd, sizeof cmd, "%s plugins 2>&1", bin);
     CHECK(run_capture(cmd, out, sizeof out) == 0);
@@ -279,7 +288,7 @@ TEST(plugin_example_round) {
     int params[4];
     vitq_kv kv = {"bits", "3", "r.ini", 2};
     CHECK(p->params_size <= sizeof params);
-    CHECK_EQ(vitq_plugin_params_parse(p, &kv, 1, params, &e), 0);
+    CHECK_EQ(vitq_plugin_params_parse(p, "quantizer w", &kv, 1, params, &e), 0);
     vitq_host h;
     vitq_host_ctx hc;
     vitq_host_init(&h, &hc, "example", "t", 1);

@@ -3,8 +3,6 @@
  * values seen, sequential vs float calibration, "float" bindings, the hook before calibration. */
 #include "test.h"
 
-#include "../harness/quant.h"
-
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,7 +102,7 @@ TEST(quant_tap_matching_errors) {
     S.n = 0;
     add(&S, "quantizer w", 60, g, 3);
     CHECK(create_err(m, &S, &e) == VITQ_EINVAL);
-    CHECK_STR_CONTAINS(e.msg, "q.ini:63: key 'bits' of plugin 'uniform': expected an integer in [2, 16], got 'four'");
+    CHECK_STR_CONTAINS(e.msg, "q.ini:63: [quantizer w] bits: expected an integer in [2, 16], got 'four' (plugin 'uniform')");
     /* a plugin refusing its tap at create names the section */
     const char *h[] = {"taps=head.weight", "plugin=uniform", "granularity=per_token"};
     S.n = 0;
@@ -283,7 +281,7 @@ TEST(quant_sequential_vs_float_calibration) {
     enum { B = 2 };
     float *img = images(B), lg[B * 3];
     /* the float range of blocks.1.attn.qkv.input */
-    range_cap cap = {vitq_tap_id(1, VITQ_TAP_QKV_IN), INFINITY, -INFINITY};
+    range_cap cap = {vitq_tap_id(m, VITQ_SITE_QKV_IN, 1), INFINITY, -INFINITY};
     vitq_tap_hooks hk = {.act = cap_hook, .ctx = &cap};
     m->hooks = &hk;
     forward_logits(m, img, B, lg);
@@ -321,7 +319,7 @@ TEST(quant_sequential_vs_float_calibration) {
     /* the hook before calibration refuses */
     float x[4] = {0};
     int64_t sh[3] = {1, 1, 4};
-    CHECK(vitq_qmodel_hook(q, vitq_tap_id(1, VITQ_TAP_QKV_IN), x, 3, sh) == VITQ_EINVAL);
+    CHECK(vitq_qmodel_hook(q, vitq_tap_id(m, VITQ_SITE_QKV_IN, 1), x, 3, sh) == VITQ_EINVAL);
     CHECK_STR_CONTAINS(vitq_qmodel_error(q), "used before vitq_qmodel_calibrate");
     vitq_qmodel_free(q);
     free(img);

@@ -3,8 +3,6 @@
  * files listed as "corrupt", and failed writes leaving no temp file and the previous cell intact. */
 #include "test.h"
 
-#include "../harness/results.h"
-
 #include <hdf5.h>
 
 #include <dirent.h>
@@ -14,6 +12,7 @@
 #include <unistd.h>
 
 static const char *const k_axes[] = {"bits", "softmax"};
+static const vitq_stage_time k_times[] = {{"calibrate", 1.5}, {"eval", 2.25}};
 
 /* Two histograms with hand-picked counts, a tap table, plugins, calibration indices. */
 typedef struct fixture {
@@ -45,7 +44,7 @@ static void fixture_init(fixture *x, vitq_cell_result *c, const char *id, const 
     x->axv[1] = sm;
     *c = (vitq_cell_result){.id = id, .axis_values = x->axv, .config_hash = "h-abc", .config_ini = "[model]\nx = 1\n",
                             .status = "done", .error = NULL, .seed = 3407, .top1 = 81.25, .top5 = 99.5, .loss = 0.625,
-                            .n_eval = 1000, .seconds_calibrate = 1.5, .seconds_eval = 2.25, .seconds_total = 4.0,
+                            .n_eval = 1000, .times = k_times, .n_times = 2, .seconds_total = 4.0,
                             .taps = x->taps, .n_taps = 2, .hists = x->hists, .n_hists = 2, .plugins = x->plugins,
                             .n_plugins = 2, .calib_indices = x->calib, .n_calib = 5};
 }
@@ -92,8 +91,8 @@ TEST(results_roundtrip) {
     char dir[512], p[600];
     snprintf(dir, sizeof dir, "%s/runs/r1", test_tmpdir()); /* parents created too */
     vitq_err e = {{0}};
-    vitq_run *r = NULL;
-    CHECK_MSG(vitq_run_open(dir, "exp/w.ini", "[grid]\nbits = 4, 8\n", k_axes, 2, &r, &e) == 0, "%s", e.msg);
+    vitq_results *r = NULL;
+    CHECK_MSG(vitq_results_open(dir, "exp/w.ini", "[grid]\nbits = 4, 8\n", k_axes, 2, &r, &e) == 0, "%s", e.msg);
     if (!r) return;
     fixture x1, x2, x3;
     vitq_cell_result c1, c2, c3;
@@ -103,11 +102,11 @@ TEST(results_roundtrip) {
     c2.top1 = 90.5, c2.top5 = 100.0, c2.loss = 0.25, c2.n_eval = 500, c2.seconds_total = 7.5, c2.seed = 1;
     c3.status = "failed", c3.error = "plugin 'uniform': bits 1 out of range";
     c3.n_hists = 0, c3.n_taps = 0, c3.n_calib = 0, c3.n_plugins = 0;
-    CHECK_MSG(vitq_run_write_cell(r, &c1, &e) == 0, "%s", e.msg);
-    CHECK_MSG(vitq_run_write_cell(r, &c2, &e) == 0, "%s", e.msg);
-    CHECK_MSG(vitq_run_write_cell(r, &c3, &e) == 0, "%s", e.msg);
+    CHECK_MSG(vitq_results_write_cell(r, &c1, &e) == 0, "%s", e.msg);
+    CHECK_MSG(vitq_results_write_cell(r, &c2, &e) == 0, "%s", e.msg);
+    CHECK_MSG(vitq_results_write_cell(r, &c3, &e) == 0, "%s", e.msg);
     const char *order[] = {"bits=8,softmax=log2", "not-run-yet", "bits=4,softmax=log2"};
-    CHECK_MSG(vitq_run_write_index(r, order, 3, &e) == 0, "%s", e.msg);
+    CHECK_MSG(vitq_results_write_index(r, order, 3, &e) == 0, "%s", e.msg);
     snprintf(p, sizeof p, "%s/cells", dir);
     CHECK(count_files(p) == 3);
     CHECK(count_files(dir) == 2); /* cells/ and run.h5: no temp files */
@@ -279,7 +278,7 @@ TEST(results_roundtrip) {
         CHECK(attr_double(f, "cells/bits=8,softmax=log2/metrics", "top1") == 90.5);
         H5Fclose(f);
     }
-    vitq_run_close(r);
+    vitq_results_close(r);
 }
 
 TEST(results_stray_tmp_removed_on_open) {
@@ -297,37 +296,37 @@ TEST(results_stray_tmp_removed_on_open) {
     FILE *f = fopen(p, "w");
     if (f) fclose(f);
     vitq_err e = {{0}};
-    vitq_run *r = NULL;
-    CHECK_MSG(vitq_run_open(root, NULL, NULL, k_axes, 2, &r, &e) == 0, "%s", e.msg);
-    if (r) CHECK(vitq_run_removed_tmp(r) == 2);
+    vitq_results *r = NULL;
+    CHECK_MSG(vitq_results_open(root, NULL, NULL, k_axes, 2, &r, &e) == 0, "%s", e.msg);
+    if (r) CHECK(vitq_results_removed_tmp(r) == 2);
     for (int i = 0; i < 2; i++) {
         snprintf(p, sizeof p, "%s/%s", root, stray[i]);
         CHECK_MSG(!file_exists(p), "%s still there", p);
     }
     snprintf(p, sizeof p, "%s/cells/notes.tmp.txt", root);
     CHECK(file_exists(p));
-    vitq_run_close(r);
+    vitq_results_close(r);
 }
 
 TEST(results_cell_done_only_for_complete_done_same_hash) {
     const char *root = test_tmpdir();
     vitq_err e = {{0}};
-    vitq_run *r = NULL;
-    CHECK_MSG(vitq_run_open(root, NULL, NULL, k_axes, 2, &r, &e) == 0, "%s", e.msg);
+    vitq_results *r = NULL;
+    CHECK_MSG(vitq_results_open(root, NULL, NULL, k_axes, 2, &r, &e) == 0, "%s", e.msg);
     if (!r) return;
     fixture x;
     vitq_cell_result c;
     fixture_init(&x, &c, "ok", "4", "log2");
-    CHECK(vitq_run_cell_done(r, "ok", "h-abc") == 0); /* not written yet */
-    CHECK_MSG(vitq_run_write_cell(r, &c, &e) == 0, "%s", e.msg);
-    CHECK(vitq_run_cell_done(r, "ok", "h-abc") == 1);
-    CHECK(vitq_run_cell_done(r, "ok", "h-other") == 0);
-    CHECK(vitq_run_cell_done(r, "ok", NULL) == 0);
-    CHECK(vitq_run_cell_done(r, "../ok", "h-abc") == 0);
+    CHECK(vitq_results_cell_done(r, "ok", "h-abc") == 0); /* not written yet */
+    CHECK_MSG(vitq_results_write_cell(r, &c, &e) == 0, "%s", e.msg);
+    CHECK(vitq_results_cell_done(r, "ok", "h-abc") == 1);
+    CHECK(vitq_results_cell_done(r, "ok", "h-other") == 0);
+    CHECK(vitq_results_cell_done(r, "ok", NULL) == 0);
+    CHECK(vitq_results_cell_done(r, "../ok", "h-abc") == 0);
     fixture_init(&x, &c, "bad", "4", "log2");
     c.status = "failed", c.error = "boom";
-    CHECK_MSG(vitq_run_write_cell(r, &c, &e) == 0, "%s", e.msg);
-    CHECK(vitq_run_cell_done(r, "bad", "h-abc") == 0);
+    CHECK_MSG(vitq_results_write_cell(r, &c, &e) == 0, "%s", e.msg);
+    CHECK(vitq_results_cell_done(r, "bad", "h-abc") == 0);
     /* A truncated copy of a good cell file is not done. */
     char src[600], dst[600];
     snprintf(src, sizeof src, "%s/cells/ok.h5", root);
@@ -342,25 +341,25 @@ TEST(results_cell_done_only_for_complete_done_same_hash) {
         CHECK(vitq_write_file_atomic(dst, data, n / 2, &e) == 0);
         free(data);
     }
-    CHECK(vitq_run_cell_done(r, "cut", "h-abc") == 0);
-    vitq_run_close(r);
+    CHECK(vitq_results_cell_done(r, "cut", "h-abc") == 0);
+    vitq_results_close(r);
 }
 
 TEST(results_corrupt_cell_listed_and_index_builds) {
     const char *root = test_tmpdir();
     vitq_err e = {{0}};
-    vitq_run *r = NULL;
-    CHECK_MSG(vitq_run_open(root, NULL, NULL, k_axes, 2, &r, &e) == 0, "%s", e.msg);
+    vitq_results *r = NULL;
+    CHECK_MSG(vitq_results_open(root, NULL, NULL, k_axes, 2, &r, &e) == 0, "%s", e.msg);
     if (!r) return;
     fixture x;
     vitq_cell_result c;
     fixture_init(&x, &c, "good", "4", "log2");
-    CHECK_MSG(vitq_run_write_cell(r, &c, &e) == 0, "%s", e.msg);
+    CHECK_MSG(vitq_results_write_cell(r, &c, &e) == 0, "%s", e.msg);
     char p[600];
     snprintf(p, sizeof p, "%s/cells/garbage.h5", root);
     const char junk[] = "\x89HDF\r\n\x1a\n this is not really an HDF5 file";
     CHECK(vitq_write_file_atomic(p, junk, sizeof junk - 1, &e) == 0);
-    CHECK_MSG(vitq_run_write_index(r, NULL, 0, &e) == 0, "%s", e.msg);
+    CHECK_MSG(vitq_results_write_index(r, NULL, 0, &e) == 0, "%s", e.msg);
     vitq_summary *s = NULL;
     CHECK_MSG(vitq_summary_read(root, &s, &e) == 0, "%s", e.msg);
     if (s) {
@@ -394,59 +393,59 @@ TEST(results_corrupt_cell_listed_and_index_builds) {
     CHECK_EQ(vitq_cell_read_hists(p, &h, &nh, &e), VITQ_EFORMAT);
     CHECK(h == NULL);
     CHECK_STR_CONTAINS(e.msg, "garbage.h5");
-    vitq_run_close(r);
+    vitq_results_close(r);
 }
 
 TEST(results_failed_write_leaves_no_temp_and_keeps_old_cell) {
     const char *root = test_tmpdir();
     vitq_err e = {{0}};
-    vitq_run *r = NULL;
-    CHECK_MSG(vitq_run_open(root, NULL, NULL, k_axes, 2, &r, &e) == 0, "%s", e.msg);
+    vitq_results *r = NULL;
+    CHECK_MSG(vitq_results_open(root, NULL, NULL, k_axes, 2, &r, &e) == 0, "%s", e.msg);
     if (!r) return;
     fixture x;
     vitq_cell_result c;
     fixture_init(&x, &c, "c", "4", "log2");
-    CHECK_MSG(vitq_run_write_cell(r, &c, &e) == 0, "%s", e.msg);
+    CHECK_MSG(vitq_results_write_cell(r, &c, &e) == 0, "%s", e.msg);
     /* Fails half way through: two histograms with the same tap name. */
     x.hists[1] = x.hists[0];
     c.config_hash = "h-new";
     e.msg[0] = 0;
-    CHECK(vitq_run_write_cell(r, &c, &e) == VITQ_EIO);
+    CHECK(vitq_results_write_cell(r, &c, &e) == VITQ_EIO);
     CHECK_STR_CONTAINS(e.msg, "cells/c.h5: /hist/blocks.0.attn.probs: cannot write");
     char p[600];
     snprintf(p, sizeof p, "%s/cells", root);
     CHECK(count_files(p) == 1); /* c.h5 only, no temp file */
-    CHECK(vitq_run_cell_done(r, "c", "h-abc") == 1); /* the old cell is intact */
+    CHECK(vitq_results_cell_done(r, "c", "h-abc") == 1); /* the old cell is intact */
     /* Malformed input is refused before any file is made. */
     fixture_init(&x, &c, "d", "4", "log2");
     x.hists[0].bins = 0;
-    CHECK(vitq_run_write_cell(r, &c, &e) == VITQ_EINVAL);
+    CHECK(vitq_results_write_cell(r, &c, &e) == VITQ_EINVAL);
     c.id = "a/b";
-    CHECK(vitq_run_write_cell(r, &c, &e) == VITQ_EINVAL);
+    CHECK(vitq_results_write_cell(r, &c, &e) == VITQ_EINVAL);
     CHECK(count_files(p) == 1);
-    vitq_run_close(r);
+    vitq_results_close(r);
 
     /* The cells folder replaced by a regular file: creating the temp file fails, the error names it. */
     root = test_tmpdir();
-    CHECK_MSG(vitq_run_open(root, NULL, NULL, k_axes, 2, &r, &e) == 0, "%s", e.msg);
+    CHECK_MSG(vitq_results_open(root, NULL, NULL, k_axes, 2, &r, &e) == 0, "%s", e.msg);
     if (!r) return;
     snprintf(p, sizeof p, "%s/cells", root);
     rmdir(p);
     FILE *f = fopen(p, "w");
     if (f) fclose(f);
     fixture_init(&x, &c, "c", "4", "log2");
-    CHECK(vitq_run_write_cell(r, &c, &e) == VITQ_EIO);
+    CHECK(vitq_results_write_cell(r, &c, &e) == VITQ_EIO);
     CHECK_STR_CONTAINS(e.msg, "cells/c.h5");
-    CHECK(vitq_run_write_index(r, NULL, 0, &e) == VITQ_EIO);
+    CHECK(vitq_results_write_index(r, NULL, 0, &e) == VITQ_EIO);
     CHECK_STR_CONTAINS(e.msg, "cells");
     CHECK(count_files(root) == 1); /* just the 'cells' file: no run.h5, no temp */
-    vitq_run_close(r);
+    vitq_results_close(r);
 
     /* A run folder under a regular file cannot be created. */
     char bad[700];
     snprintf(bad, sizeof bad, "%s/cells/run", root);
     r = NULL;
-    CHECK(vitq_run_open(bad, NULL, NULL, k_axes, 2, &r, &e) == VITQ_EIO);
+    CHECK(vitq_results_open(bad, NULL, NULL, k_axes, 2, &r, &e) == VITQ_EIO);
     CHECK(r == NULL);
     CHECK_STR_CONTAINS(e.msg, "cells");
 }
@@ -460,8 +459,8 @@ TEST(results_reserved_axis_names_and_long_ini) {
     for (size_t i = 0; i < n; i++) ini[i] = (char)('a' + i % 26);
     ini[n] = 0;
     vitq_err e = {{0}};
-    vitq_run *r = NULL;
-    CHECK_MSG(vitq_run_open(root, "big.ini", ini, axes, 3, &r, &e) == 0, "%s", e.msg);
+    vitq_results *r = NULL;
+    CHECK_MSG(vitq_results_open(root, "big.ini", ini, axes, 3, &r, &e) == 0, "%s", e.msg);
     if (!r) {
         free(ini);
         return;
@@ -472,8 +471,8 @@ TEST(results_reserved_axis_names_and_long_ini) {
     const char *axv[] = {"7", "weird", "3"};
     c.axis_values = axv;
     c.config_ini = ini; /* over HDF5's 64 KiB compact attribute limit */
-    CHECK_MSG(vitq_run_write_cell(r, &c, &e) == 0, "%s", e.msg);
-    CHECK_MSG(vitq_run_write_index(r, NULL, 0, &e) == 0, "%s", e.msg);
+    CHECK_MSG(vitq_results_write_cell(r, &c, &e) == 0, "%s", e.msg);
+    CHECK_MSG(vitq_results_write_index(r, NULL, 0, &e) == 0, "%s", e.msg);
     vitq_summary *s = NULL;
     CHECK_MSG(vitq_summary_read(root, &s, &e) == 0, "%s", e.msg);
     if (s) {
@@ -512,7 +511,7 @@ TEST(results_reserved_axis_names_and_long_ini) {
         H5Fclose(f);
     }
     free(ini);
-    vitq_run_close(r);
+    vitq_results_close(r);
 
     /* Reading something that is not a run. */
     CHECK(vitq_summary_read(root, &s, &e) == 0); /* still fine */

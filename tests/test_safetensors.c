@@ -3,8 +3,6 @@
  * files are built here, byte by byte, in the test's temporary folder. */
 #include "test.h"
 
-#include "../harness/checkpoint.h"
-
 #include <stdlib.h>
 #include <string.h>
 

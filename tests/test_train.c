@@ -8,8 +8,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../harness/data.h"
-#include "../harness/train.h"
 
 static int have_fmnist(void) {
     struct stat st;
@@ -227,7 +225,7 @@ TEST(train_cfg_errors) {
         {"[modle]\n", "t.ini:1: unknown section [modle]"},
         {"[model]\nimg_size = 28\npatch_size = 4\nin_chans = 1\nnum_classes = 10\nembed_dim = 96\ndepth = 6\n"
          "num_heads = 3\n[recipe]\nhflip = maybe\n",
-         "t.ini:10: [recipe] hflip: expected true or false"},
+         "t.ini:10: [recipe] hflip: expected true/false, yes/no, on/off or 1/0, got 'maybe'"},
         {"[model]\nimg_size = 28\npatch_size = 4\nin_chans = 1\nnum_classes = 10\nembed_dim = 96\ndepth = 6\n"
          "num_heads = 3\n", "[output] model: missing"},
         {"[model]\nimg_size = 28\npatch_size = 4\nin_chans = 1\nnum_classes = 10\nembed_dim = 96\ndepth = 6\n"

@@ -3,8 +3,6 @@
  * inits, the LSQ backward, state save/load. Scales are chosen as powers of two so every value is exact. */
 #include "test.h"
 
-#include "../harness/quant.h"
-
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,7 +30,7 @@ static int make(inst *in, const char *plugin, const vitq_tap *tap, const char *c
         kv[i] = (vitq_kv){keys[i], (char *)(eq + 1), "t.ini", i + 1};
     }
     in->params = calloc(1, in->p->params_size);
-    if (vitq_plugin_params_parse(in->p, kv, nkv, in->params, &e)) {
+    if (vitq_plugin_params_parse(in->p, "quantizer t", kv, nkv, in->params, &e)) {
         test_failf(__FILE__, __LINE__, "%s", e.msg);
         return -1;
     }

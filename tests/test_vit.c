@@ -182,10 +182,17 @@ TEST(vit_hooks_every_tap_in_order_with_shapes) {
     m->hooks = &hooks;
     CHECK_MSG(vitq_forward(m, a, images, 3, &e) == 0, "%s", e.msg);
     int ntaps = vitq_tap_count(m);
-    CHECK(log.calls == ntaps);
-    /* expected order: patch input, per block its 8 taps in enum order, head input */
+    CHECK_EQ(ntaps, 2 + 8 * ar->depth);
+    CHECK_EQ(log.calls, ntaps);
+    /* expected order and names (results files name taps; the ids are the forward order): patch input,
+     * per block its 8 taps, head input */
+    static const char *const kinds[8] = {"attn.qkv.input", "attn.q", "attn.k", "attn.v",
+                                         "attn.probs", "attn.proj.input", "mlp.fc1.input", "mlp.fc2.input"};
+    char name[96];
     int k = 0;
-    CHECK_EQ(log.seen[k], VITQ_TAP_PATCH_IN);
+    CHECK_STREQ(vitq_tap_name(m, 0, name, sizeof name), "patch_embed.proj.input");
+    CHECK_EQ(log.seen[k], vitq_tap_id(m, VITQ_SITE_PATCH_IN, -1));
+    CHECK_EQ(log.seen[k], 0);
     CHECK_EQ(log.ndims[k], 4);
     CHECK_EQ(log.shapes[k][0], B);
     CHECK_EQ(log.shapes[k][1], ar->in_chans);
@@ -193,40 +200,50 @@ TEST(vit_hooks_every_tap_in_order_with_shapes) {
     k++;
     for (int l = 0; l < ar->depth; l++) {
         vitq_block_acts *ba = vitq_acts_block(a, l);
-        const int64_t exp[VITQ_TAPS_PER_BLOCK][4] = {
+        const int64_t exp[8][4] = {
             {B, N, C}, {B, H, N, D}, {B, H, N, D}, {B, H, N, D}, {B, H, N, N}, {B, N, C}, {B, N, C}, {B, N, F}};
-        const int nd[VITQ_TAPS_PER_BLOCK] = {3, 4, 4, 4, 4, 3, 3, 3};
-        const float *ptrs[VITQ_TAPS_PER_BLOCK] = {ba->ln1, ba->qkvh, ba->qkvh + B * H * N * D,
-                                                  ba->qkvh + 2 * B * H * N * D, ba->att, ba->atty, ba->ln2, ba->act};
-        for (int t = 0; t < VITQ_TAPS_PER_BLOCK; t++, k++) {
-            CHECK_MSG(log.seen[k] == vitq_tap_id(l, (vitq_block_tap)t), "call %d: tap %d, expected %d", k,
-                      log.seen[k], vitq_tap_id(l, (vitq_block_tap)t));
+        const int nd[8] = {3, 4, 4, 4, 4, 3, 3, 3};
+        const float *ptrs[8] = {ba->ln1, ba->qkvh, ba->qkvh + B * H * N * D,
+                                ba->qkvh + 2 * B * H * N * D, ba->att, ba->atty, ba->ln2, ba->act};
+        for (int t = 0; t < 8; t++, k++) {
+            char want[96];
+            snprintf(want, sizeof want, "blocks.%d.%s", l, kinds[t]);
+            CHECK_EQ(log.seen[k], k);
+            CHECK_STREQ(vitq_tap_name(m, k, name, sizeof name), want);
+            CHECK_EQ(vitq_tap_id(m, (vitq_tap_site)(VITQ_SITE_QKV_IN + t), l), k);
+            const vitq_tap_desc *d = vitq_tap_get(m, k);
+            CHECK_EQ(d->ndim, nd[t]);
+            for (int j = 1; j < nd[t]; j++) CHECK_EQ(d->shape[j], exp[t][j]); /* the table's shapes */
             CHECK_MSG(log.ndims[k] == nd[t] && !memcmp(log.shapes[k], exp[t], sizeof(int64_t) * (size_t)nd[t]),
                       "block %d tap kind %d: wrong shape", l, t);
             CHECK_MSG(log.ptr[k] == ptrs[t], "block %d tap kind %d: not the buffer the next op reads", l, t);
         }
     }
-    CHECK_EQ(log.seen[k], VITQ_TAP_HEAD_IN);
+    CHECK_STREQ(vitq_tap_name(m, k, name, sizeof name), "head.input");
+    CHECK_EQ(log.seen[k], vitq_tap_id(m, VITQ_SITE_HEAD_IN, -1));
     CHECK_EQ(log.ndims[k], 2);
     CHECK_EQ(log.shapes[k][0], B);
     CHECK_EQ(log.shapes[k][1], C);
+    CHECK_EQ(vitq_tap_get(m, vitq_tap_id(m, VITQ_SITE_PROBS, 1))->kind, VITQ_TAPK_PROBS);
+    CHECK_EQ(vitq_tap_id(m, VITQ_SITE_HEAD_IN, 0), -1); /* no such tap */
 
     /* enabled[] skips taps */
+    const int probs1 = vitq_tap_id(m, VITQ_SITE_PROBS, 1), head = vitq_tap_id(m, VITQ_SITE_HEAD_IN, -1);
     unsigned char *en = calloc((size_t)ntaps, 1);
-    en[vitq_tap_id(1, VITQ_TAP_PROBS)] = 1;
-    en[VITQ_TAP_HEAD_IN] = 1;
+    en[probs1] = 1;
+    en[head] = 1;
     hooks.enabled = en;
     log = (tap_log){.fail_at = -1};
     CHECK(vitq_forward(m, a, images, 3, &e) == 0);
     CHECK_EQ(log.calls, 2);
-    CHECK_EQ(log.seen[0], vitq_tap_id(1, VITQ_TAP_PROBS));
-    CHECK_EQ(log.seen[1], VITQ_TAP_HEAD_IN);
+    CHECK_EQ(log.seen[0], probs1);
+    CHECK_EQ(log.seen[1], head);
 
     /* a failing hook aborts the forward with its code, naming the tap */
     hooks.enabled = NULL;
-    log = (tap_log){.fail_at = vitq_tap_id(0, VITQ_TAP_V)};
+    log = (tap_log){.fail_at = vitq_tap_id(m, VITQ_SITE_V, 0)};
     CHECK(vitq_forward(m, a, images, 3, &e) == VITQ_EPLUGIN);
-    CHECK(log.calls == 1 + VITQ_TAP_V + 1);
+    CHECK_EQ(log.calls, vitq_tap_id(m, VITQ_SITE_V, 0) + 1);
     CHECK_STR_CONTAINS(e.msg, "blocks.0.attn.v");
     m->hooks = NULL;
     free(en);
@@ -237,8 +254,8 @@ TEST(vit_hooks_every_tap_in_order_with_shapes) {
 
 /* A hook that changes the buffer in place: the forward uses the changed values. */
 static int zero_probs_hook(void *ctx, int tap, float *x, int ndim, const int64_t *shape) {
-    (void)ctx;
-    if ((tap - VITQ_TAP_BLOCK0) % VITQ_TAPS_PER_BLOCK != VITQ_TAP_FC2_IN) return 0;
+    const vitq_model *m = ctx;
+    if (vitq_tap_get(m, tap)->site != VITQ_SITE_FC2_IN) return 0;
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) n *= shape[i];
     memset(x, 0, (size_t)n * sizeof(float));
@@ -252,7 +269,7 @@ TEST(vit_hook_modifies_in_place) {
     vitq_acts *a = NULL;
     vitq_err e = {{0}};
     CHECK(vitq_acts_create(m, 2, 1, &a, &e) == 0);
-    vitq_tap_hooks hooks = {.act = zero_probs_hook};
+    vitq_tap_hooks hooks = {.act = zero_probs_hook, .ctx = m};
     m->hooks = &hooks;
     CHECK(vitq_forward(m, a, images, 2, &e) == 0);
     m->hooks = NULL;

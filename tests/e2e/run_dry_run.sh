@@ -27,7 +27,7 @@ set +e
 rc=$?
 set -e
 [ $rc = 1 ] || fail "bad parameter: exit $rc, expected 1"
-grep -q "$T/bad.ini:18: key .bits. of plugin .uniform.: expected an integer in \[2, 16\], got .40." "$T/err" || { cat "$T/err"; fail "bad parameter error does not name file:line"; }
+grep -q "$T/bad.ini:18: \[quantizer weights\] bits: expected an integer in \[2, 16\], got .40. (plugin .uniform.)" "$T/err" || { cat "$T/err"; fail "bad parameter error does not name file:line"; }
 [ ! -e "$T/out" ] || fail "failed validation created the output folder"
 
 # an undefined ${axis}: every error reported, sorted by line

@@ -27,7 +27,8 @@ static int forward(void *qq, const vitq_view *x, vitq_view *y) {
     return 0;
 }
 static void destroy(void *q) { free(q); }
-static const vitq_quantizer_ops ops = {.create = create, .observe = observe, .forward = forward, .destroy = destroy};
+static const vitq_quantizer_ops ops = {.size = sizeof(vitq_quantizer_ops), .create = create, .observe = observe,
+                                       .forward = forward, .destroy = destroy};
 static const vitq_plugin d = {.abi = VITQ_PLUGIN_ABI, .size = sizeof(vitq_plugin), .name = "flaky", .version = "1",
                               .summary = "fails on demand", .kind = VITQ_PLUGIN_QUANTIZER, .params = table,
                               .n_params = 1, .params_size = sizeof(flaky_params), .quantizer = &ops};

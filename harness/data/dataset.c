@@ -1,0 +1,204 @@
+/* dataset.c — the dataset object of vitq.h: resolves a spec ("fashion-mnist", "mnist-idx:DIR", a folder
+ * of IDX files, or an image folder), checks that its channels fit the model, and loads preprocessed
+ * batches. IDX images are kept as uint8 in memory and go through the same timm eval transform as image
+ * folders (a no-op resize/crop when img_size is 28 and crop_pct is 1), so behaviour is uniform.
+ * Image folders live in imgfolder.c; the transform in resize.c. */
+
+#include "data/data.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Finds DIR/PREFIX-KIND-idxN-ubyte(.gz) (or the "PREFIX-KIND.idxN-ubyte" spelling); 0 if absent. */
+static int find_idx(char *out, size_t cap, const char *dir, const char *prefix, const char *kind, int nd) {
+    static const char *const fmt[] = {"%s/%s-%s-idx%d-ubyte.gz", "%s/%s-%s-idx%d-ubyte", "%s/%s-%s.idx%d-ubyte.gz",
+                                      "%s/%s-%s.idx%d-ubyte"};
+    for (size_t i = 0; i < sizeof fmt / sizeof fmt[0]; i++) {
+        snprintf(out, cap, fmt[i], dir, prefix, kind, nd);
+        if (vitq_is_file(out)) return 1;
+    }
+    snprintf(out, cap, "%s/%s-%s-idx%d-ubyte[.gz]", dir, prefix, kind, nd);
+    return 0;
+}
+
+static int check_opts(const vitq_data_opts *o, const char *spec, vitq_err *e) {
+    if (!o) return vitq_fail(e, VITQ_EINVAL, "%s: no data options given", spec);
+    if (o->in_chans != 1 && o->in_chans != 3)
+        return vitq_fail(e, VITQ_EINVAL, "%s: the model takes %d input channels; datasets provide 1 or 3", spec,
+                         o->in_chans);
+    if (o->img_size < 1 || o->img_size > 4096)
+        return vitq_fail(e, VITQ_EINVAL, "%s: img_size %d is out of range [1, 4096]", spec, o->img_size);
+    if (!(o->crop_pct > 0.0f && o->crop_pct <= 4.0f))
+        return vitq_fail(e, VITQ_EINVAL, "%s: crop_pct %g is out of range (0, 4]", spec, (double)o->crop_pct);
+    for (int c = 0; c < o->in_chans; c++)
+        if (!(o->std[c] > 0.0f) || o->mean[c] != o->mean[c])
+            return vitq_fail(e, VITQ_EINVAL, "%s: bad normalisation for channel %d (mean %g, std %g)", spec, c,
+                             (double)o->mean[c], (double)o->std[c]);
+    return VITQ_OK;
+}
+
+static int open_idx(vitq_dataset *d, const char *dir, const char *split, vitq_err *e) {
+    const char *prefix = strcmp(split, "train") == 0 ? "train" : "t10k";
+    char ipath[4096], lpath[4096];
+    if (!find_idx(ipath, sizeof ipath, dir, prefix, "images", 3))
+        return vitq_fail(e, VITQ_EIO, "%s: no %s split: %s not found", dir, split, ipath);
+    if (!find_idx(lpath, sizeof lpath, dir, prefix, "labels", 1))
+        return vitq_fail(e, VITQ_EIO, "%s: no %s split: %s not found", dir, split, lpath);
+    int rc = vitq_idx_read(ipath, 3, &d->images, e);
+    if (rc) return rc;
+    rc = vitq_idx_read(lpath, 1, &d->labels, e);
+    if (rc) return rc;
+    if (d->images.n != d->labels.n)
+        return vitq_fail(e, VITQ_EFORMAT, "%s: holds %lld labels but %s holds %lld images", lpath,
+                         (long long)d->labels.n, ipath, (long long)d->images.n);
+    int maxl = 0;
+    for (int64_t i = 0; i < d->labels.n; i++)
+        if (d->labels.data[i] > maxl) maxl = d->labels.data[i];
+    d->n = d->images.n;
+    d->n_classes = maxl + 1 > 10 ? maxl + 1 : 10; /* MNIST and Fashion-MNIST: 10 classes */
+    d->kind = VITQ_DATA_IDX;
+    if (d->o.in_chans == 3 && !d->o.convert_channels)
+        return vitq_fail(e, VITQ_EINVAL,
+                         "%s: grayscale (1-channel) IDX images but the model takes 3 channels (RGB); "
+                         "pass --convert-channels to replicate gray into RGB", ipath);
+    return VITQ_OK;
+}
+
+int vitq_dataset_open(const char *spec, const char *split, const vitq_data_opts *o, vitq_dataset **out,
+                      vitq_err *e) {
+    *out = NULL;
+    if (!spec || !*spec) return vitq_fail(e, VITQ_EINVAL, "no dataset given");
+    if (!split) split = "test";
+    if (strcmp(split, "train") != 0 && strcmp(split, "test") != 0)
+        return vitq_fail(e, VITQ_EINVAL, "%s: split must be 'train' or 'test', got '%s'", spec, split);
+    int rc = check_opts(o, spec, e);
+    if (rc) return rc;
+    vitq_dataset *d = calloc(1, sizeof *d);
+    if (!d) return vitq_fail(e, VITQ_ENOMEM, "%s: out of memory", spec);
+    d->o = *o;
+
+    const char *dir = spec;
+    int force_idx = 0;
+    if (strcmp(spec, "fashion-mnist") == 0) {
+        dir = VITQ_FASHION_MNIST_DIR;
+        force_idx = 1;
+        if (!vitq_is_dir(dir)) {
+            rc = vitq_fail(e, VITQ_EIO, "fashion-mnist: %s not found (install it: apt-get install dataset-fashion-mnist)",
+                           dir);
+            goto fail;
+        }
+        snprintf(d->name, sizeof d->name, "fashion-mnist:%s", split);
+    } else if (strncmp(spec, "mnist-idx:", 10) == 0) {
+        dir = spec + 10;
+        force_idx = 1;
+        snprintf(d->name, sizeof d->name, "%s:%s", dir, split);
+    } else {
+        snprintf(d->name, sizeof d->name, "%s", spec);
+    }
+    if (!vitq_is_dir(dir)) {
+        rc = vitq_fail(e, VITQ_EIO, "%s: %s", dir, access(dir, F_OK) == 0 ? "not a directory" : strerror(errno));
+        goto fail;
+    }
+    char probe[4096];
+    if (force_idx || find_idx(probe, sizeof probe, dir, "train", "images", 3) ||
+        find_idx(probe, sizeof probe, dir, "t10k", "images", 3)) {
+        if (!force_idx) snprintf(d->name, sizeof d->name, "%s:%s", dir, split);
+        rc = open_idx(d, dir, split, e);
+    } else {
+        rc = vitq_imgfolder_open(d, dir, e);
+    }
+    if (rc) goto fail;
+    *out = d;
+    return VITQ_OK;
+fail:
+    vitq_dataset_free(d);
+    return rc;
+}
+
+void vitq_dataset_free(vitq_dataset *d) {
+    if (!d) return;
+    vitq_idx_free(&d->images);
+    vitq_idx_free(&d->labels);
+    vitq_imgfolder_free(d);
+    free(d);
+}
+
+int64_t vitq_dataset_size(const vitq_dataset *d) { return d ? d->n : 0; }
+int vitq_dataset_classes(const vitq_dataset *d) { return d ? d->n_classes : 0; }
+const char *vitq_dataset_name(const vitq_dataset *d) { return d ? d->name : ""; }
+
+typedef struct idx_ctx {
+    const vitq_dataset *d;
+    const int64_t *idx;
+    float *images;
+    int *rc;        /* per image */
+    vitq_err *err;  /* per image */
+} idx_ctx;
+
+/* Per-image work only (the pool runs ranges in parallel): the eval transform into the image's own
+ * output slot. */
+static void idx_range(void *vctx, int64_t begin, int64_t end) {
+    idx_ctx *c = vctx;
+    const vitq_dataset *d = c->d;
+    const int rows = d->images.rows, cols = d->images.cols, ch = d->o.in_chans, S = d->o.img_size;
+    const size_t plane = (size_t)rows * cols;
+    for (int64_t b = begin; b < end; b++) {
+        const uint8_t *px = d->images.data + (size_t)c->idx[b] * plane;
+        char what[600];
+        snprintf(what, sizeof what, "%s image %lld", d->name, (long long)c->idx[b]);
+        /* 1-channel source: replicated into RGB by the transform when the model takes 3 channels. */
+        c->rc[b] = vitq_eval_transform(c->images + (size_t)b * ch * S * S, px, cols, rows, 1, &d->o, what, &c->err[b]);
+    }
+}
+
+static int load_idx(vitq_dataset *d, const int64_t *idx, int B, float *images, int *labels, vitq_err *e) {
+    if (B <= 0) return VITQ_OK;
+    idx_ctx c = {.d = d, .idx = idx, .images = images};
+    c.rc = calloc((size_t)B, sizeof *c.rc);
+    c.err = calloc((size_t)B, sizeof *c.err);
+    int rc = VITQ_OK;
+    if (!c.rc || !c.err) {
+        rc = vitq_fail(e, VITQ_ENOMEM, "%s: out of memory", d->name);
+    } else {
+        /* At the model's native size the transform is a copy + normalise: not worth the threads. */
+        int cheap = d->o.img_size == d->images.rows && d->o.img_size == d->images.cols && d->o.crop_pct == 1.0f;
+        if (cheap) idx_range(&c, 0, B);
+        else vitq_parallel_for(B, idx_range, &c);
+        for (int b = 0; b < B; b++)
+            if (c.rc[b]) {
+                rc = c.rc[b];
+                if (e) *e = c.err[b];
+                break;
+            }
+    }
+    if (labels && rc == VITQ_OK)
+        for (int b = 0; b < B; b++) labels[b] = d->labels.data[idx[b]];
+    free(c.rc);
+    free(c.err);
+    return rc;
+}
+
+int vitq_dataset_load(vitq_dataset *d, const int64_t *idx, int B, float *images, int *labels, vitq_err *e) {
+    if (!d || B < 0 || (B > 0 && (!idx || !images))) return vitq_fail(e, VITQ_EINVAL, "dataset load: bad arguments");
+    for (int b = 0; b < B; b++)
+        if (idx[b] < 0 || idx[b] >= d->n)
+            return vitq_fail(e, VITQ_EINVAL, "%s: image index %lld is out of range [0, %lld)", d->name,
+                             (long long)idx[b], (long long)d->n);
+    if (d->kind == VITQ_DATA_IDX) return load_idx(d, idx, B, images, labels, e);
+    return vitq_imgfolder_load(d, idx, B, images, labels, e);
+}
+
+vitq_data_opts vitq_data_opts_for(const vitq_arch *a, int convert_channels) {
+    vitq_data_opts o;
+    memset(&o, 0, sizeof o);
+    o.img_size = a->img_size;
+    o.in_chans = a->in_chans;
+    memcpy(o.mean, a->mean, sizeof o.mean);
+    memcpy(o.std, a->std, sizeof o.std);
+    o.crop_pct = a->crop_pct;
+    o.convert_channels = convert_channels;
+    return o;
+}

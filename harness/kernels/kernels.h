@@ -1,0 +1,82 @@
+/* kernels/kernels.h — the forward and backward kernels of every op family a Vision Transformer uses
+ * (llm.c's llmc/): linear (OpenBLAS sgemm split by rows over the pool), LayerNorm, GELU/ReLU, residual
+ * add, fused-qkv split, softmax attention, patch embedding, cross-entropy. Plain functions over float
+ * buffers: outputs first, then inputs, then weights, then dimensions; backward ACCUMULATES (+=) unless
+ * the name ends in _to. They know nothing of models or taps (model/ composes them). */
+#ifndef VITQ_KERNELS_H
+#define VITQ_KERNELS_H
+
+#include "core/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Forward (ops.c) and backward (ops_backward.c) kernels. Shapes in the comments; R = rows.
+ * ------------------------------------------------------------------------------------------- */
+/* out (R,OC) = inp (R,IC) · w (OC,IC)^T + bias (OC, may be NULL). sgemm, rows split over threads. */
+VITQ_API void vitq_linear_forward(float *out, const float *inp, const float *w, const float *bias,
+                                  int64_t R, int64_t IC, int64_t OC);
+/* Backward kernels ACCUMULATE (+=) into every output. Each *_to variant WRITES (=) its activation
+ * gradients instead (dinp, datt, dv, dq, dk, dqkv; parameter gradients still accumulate), for a buffer
+ * with one writer: no zeroing pass first. Same bits either way. */
+/* dinp (R,IC) += dout·w; dw (OC,IC) += dout^T·inp; dbias (OC) += sum_r dout. Any of the three may be NULL. */
+VITQ_API void vitq_linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                                   const float *w, int64_t R, int64_t IC, int64_t OC);
+VITQ_API void vitq_linear_backward_to(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                                      const float *w, int64_t R, int64_t IC, int64_t OC);
+/* LayerNorm over the last dim C of R rows; caches mean and rstd (R). eps is 1e-6 for ViT/DeiT. */
+VITQ_API void vitq_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                                     const float *b, int64_t R, int64_t C, float eps);
+VITQ_API void vitq_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                      const float *w, const float *mean, const float *rstd, int64_t R, int64_t C);
+/* Exact erf GELU: x * 0.5 * (1 + erf(x / sqrt 2)). */
+VITQ_API void vitq_gelu_forward(float *out, const float *inp, int64_t n);
+VITQ_API void vitq_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n);
+VITQ_API void vitq_gelu_backward_to(float *dinp, const float *inp, const float *dout, int64_t n);
+VITQ_API void vitq_relu_forward(float *out, const float *inp, int64_t n);
+VITQ_API void vitq_relu_backward(float *dinp, const float *inp, const float *dout, int64_t n);
+VITQ_API void vitq_relu_backward_to(float *dinp, const float *inp, const float *dout, int64_t n);
+/* out = a + b (n). */
+VITQ_API void vitq_add_forward(float *out, const float *a, const float *b, int64_t n);
+/* qkv (B,N,3C) laid out as timm's reshape(B,N,3,H,D) -> qkvh (3,B,H,N,D). */
+VITQ_API void vitq_qkv_split_forward(float *qkvh, const float *qkv, int64_t B, int64_t N, int64_t C, int64_t H);
+VITQ_API void vitq_qkv_split_backward(float *dqkv, const float *dqkvh, int64_t B, int64_t N, int64_t C, int64_t H);
+VITQ_API void vitq_qkv_split_backward_to(float *dqkv, const float *dqkvh, int64_t B, int64_t N, int64_t C, int64_t H);
+/* att (B,H,N,N) = softmax(q·k^T * scale) row-wise; q, k (B,H,N,D). */
+VITQ_API void vitq_attn_softmax_forward(float *att, const float *q, const float *k, int64_t B, int64_t H,
+                                        int64_t N, int64_t D, float scale);
+/* Gradients of the above given datt; dq, dk accumulate. */
+VITQ_API void vitq_attn_softmax_backward(float *dq, float *dk, const float *datt, const float *att,
+                                         const float *q, const float *k, int64_t B, int64_t H, int64_t N,
+                                         int64_t D, float scale);
+VITQ_API void vitq_attn_softmax_backward_to(float *dq, float *dk, const float *datt, const float *att,
+                                            const float *q, const float *k, int64_t B, int64_t H, int64_t N,
+                                            int64_t D, float scale);
+/* out (B,N,C) with heads merged = att (B,H,N,N) · v (B,H,N,D). */
+VITQ_API void vitq_attn_value_forward(float *out, const float *att, const float *v, int64_t B, int64_t H,
+                                      int64_t N, int64_t D);
+VITQ_API void vitq_attn_value_backward(float *datt, float *dv, const float *dout, const float *att,
+                                       const float *v, int64_t B, int64_t H, int64_t N, int64_t D);
+VITQ_API void vitq_attn_value_backward_to(float *datt, float *dv, const float *dout, const float *att,
+                                          const float *v, int64_t B, int64_t H, int64_t N, int64_t D);
+/* im2col of non-overlapping PxP patches: img (B,Cin,S,S) -> patches (B,Np,Cin*P*P) in (c,py,px) order,
+ * so that a timm conv weight (C,Cin,P,P) is a linear weight (C, Cin*P*P). */
+VITQ_API void vitq_patchify_forward(float *patches, const float *img, int64_t B, int64_t Cin, int64_t S, int64_t P);
+/* x (B,N,C): row 0 = cls + pos[0], row 1+i = patch_out[i] + pos[1+i]. */
+VITQ_API void vitq_embed_forward(float *x, const float *patch_out, const float *cls, const float *pos,
+                                 int64_t B, int64_t N, int64_t C);
+VITQ_API void vitq_embed_backward(float *dpatch_out, float *dcls, float *dpos, const float *dx, int64_t B,
+                                  int64_t N, int64_t C);
+/* Mean cross-entropy with label smoothing eps over B rows of K logits; probs (B,K) cached. Returns loss. */
+VITQ_API float vitq_crossentropy_forward(float *probs, const float *logits, const int *labels, int64_t B,
+                                         int64_t K, float smoothing);
+/* dlogits (B,K) += gradient of the mean loss. */
+VITQ_API void vitq_crossentropy_backward(float *dlogits, const float *probs, const int *labels, int64_t B,
+                                         int64_t K, float smoothing);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

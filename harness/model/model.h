@@ -1,0 +1,381 @@
+/* model/model.h — the model layer: architectures (ViT/DeiT; Swin comes as a second family), checkpoint
+ * I/O (safetensors), the parameters as one slab with a table of timm names, the per-architecture tap
+ * tables, activations, and the forward and backward passes of whole models and single blocks.
+ *
+ *   arch.c          the built-in timm architectures and their checks
+ *   safetensors.c   bounds-checked safetensors reader and atomic writer (F32/F16/BF16)
+ *   model.c         parameters: one slab, pointers by role (llm.c's ParameterTensors), a name table
+ *   taps.c          the tap table of each architecture, expanded per model
+ *   model_io.c      checkpoint <-> model (architecture from __metadata__ or the built-in table)
+ *   vit.c           activations and the ViT forward with tap hooks
+ *   vit_backward.c  the ViT backward (whole model or one block)
+ * Knows nothing of datasets, quantizers or results. */
+#ifndef VITQ_MODEL_H
+#define VITQ_MODEL_H
+
+#include "kernels/kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Architecture (arch.c)
+ * ------------------------------------------------------------------------------------------- */
+typedef struct vitq_arch {
+    char name[64];      /* timm name or "custom" */
+    int img_size, patch_size, in_chans, num_classes;
+    int embed_dim, depth, num_heads;
+    float mlp_ratio;
+    int qkv_bias;       /* 0/1 */
+    float mean[3], std[3];
+    float crop_pct;
+    char interpolation[16]; /* "bicubic" | "bilinear" */
+} vitq_arch;
+
+/* Derived sizes. */
+static inline int vitq_arch_tokens(const vitq_arch *a) {
+    int g = a->img_size / a->patch_size;
+    return g * g + 1;
+}
+static inline int vitq_arch_hidden(const vitq_arch *a) { return (int)(a->embed_dim * a->mlp_ratio + 0.5f); }
+
+/* Fills `out` from the built-in table of timm names (deit_tiny_patch16_224, ...); VITQ_EINVAL if unknown. */
+VITQ_API int vitq_arch_builtin(const char *name, vitq_arch *out, vitq_err *e);
+/* Checks that the numbers make sense (positive, img % patch == 0, dim % heads == 0, ...). `what` names
+ * the source (a file) in the message. */
+VITQ_API int vitq_arch_validate(const vitq_arch *a, const char *what, vitq_err *e);
+/* Lists the built-in names, one per call, NULL past the end. */
+VITQ_API const char *vitq_arch_builtin_name(int i);
+
+/* The `__metadata__` keys that describe an architecture, in the order `vitq inspect` prints them and
+ * vitq_model_save writes them: arch, img_size, patch_size, in_chans, num_classes, embed_dim, depth,
+ * num_heads, mlp_ratio, qkv_bias, mean, std, crop_pct, interpolation. (mlp_act is per model, not per
+ * architecture, and handled by vitq_model_load / vitq_model_save.) */
+#define VITQ_ARCH_NKEYS 14
+VITQ_API const char *vitq_arch_key(int i); /* NULL outside [0, VITQ_ARCH_NKEYS) */
+/* Formats field i of a as its metadata string (the exact text vitq_model_save writes). */
+VITQ_API const char *vitq_arch_value(const vitq_arch *a, int i, char *buf, size_t n);
+
+/* ---------------------------------------------------------------------------------------------
+ * safetensors (safetensors.c): bounds-checked reader (header via cJSON) and atomic writer.
+ * ------------------------------------------------------------------------------------------- */
+typedef enum { VITQ_DT_F32 = 0, VITQ_DT_F16, VITQ_DT_BF16 } vitq_dtype;
+
+typedef struct vitq_st_tensor {
+    char name[160];
+    vitq_dtype dtype;
+    int ndim;
+    int64_t shape[8];
+    uint64_t begin, end; /* byte offsets into the data section */
+} vitq_st_tensor;
+
+typedef struct vitq_st_file {
+    char path[512];
+    int n_tensors;
+    vitq_st_tensor *tensors;
+    int n_meta;
+    char **meta_keys, **meta_vals; /* __metadata__ (string values) */
+    unsigned char *data;           /* data section (owned) */
+    uint64_t data_size;
+} vitq_st_file;
+
+VITQ_API int vitq_st_open(const char *path, vitq_st_file **out, vitq_err *e);
+VITQ_API void vitq_st_close(vitq_st_file *f);
+VITQ_API const vitq_st_tensor *vitq_st_find(const vitq_st_file *f, const char *name);
+VITQ_API const char *vitq_st_meta(const vitq_st_file *f, const char *key); /* NULL if absent */
+/* Converts tensor `name` to float32 into dst after checking its shape equals (ndim, shape). */
+VITQ_API int vitq_st_read_f32(const vitq_st_file *f, const char *name, float *dst, int ndim,
+                              const int64_t *shape, vitq_err *e);
+
+typedef struct vitq_st_entry {
+    const char *name;
+    const float *data; /* written as F32 */
+    int ndim;
+    int64_t shape[8];
+} vitq_st_entry;
+/* Writes an F32 safetensors file atomically (temp file + rename). */
+VITQ_API int vitq_st_write(const char *path, const vitq_st_entry *t, int n, const char *const *meta_keys,
+                           const char *const *meta_vals, int n_meta, vitq_err *e);
+/* "F32", "F16", "BF16" and their sizes in bytes. */
+VITQ_API const char *vitq_dtype_name(vitq_dtype t);
+VITQ_API int vitq_dtype_size(vitq_dtype t);
+/* IEEE 754 binary16 and bfloat16 bit patterns to float32 (exact: subnormals, infinities, NaN kept). */
+VITQ_API float vitq_f16_to_f32(uint16_t h);
+VITQ_API float vitq_bf16_to_f32(uint16_t b);
+/* Elements of a tensor (product of its shape; 1 for a scalar). */
+VITQ_API int64_t vitq_st_numel(const vitq_st_tensor *t);
+
+
+/* ---------------------------------------------------------------------------------------------
+ * Model (model.c): parameters live in ONE slab; vitq_params holds pointers into it (llm.c's
+ * ParameterTensors). Gradients, when allocated, use the same layout in a second slab.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct vitq_block_params {
+    float *norm1_w, *norm1_b; /* (C) */
+    float *qkv_w, *qkv_b;     /* (3C, C), (3C) — qkv_b NULL without qkv_bias */
+    float *proj_w, *proj_b;   /* (C, C), (C) */
+    float *norm2_w, *norm2_b; /* (C) */
+    float *fc1_w, *fc1_b;     /* (F, C), (F) */
+    float *fc2_w, *fc2_b;     /* (C, F), (C) */
+} vitq_block_params;
+
+typedef struct vitq_params {
+    float *patch_w, *patch_b; /* (C, in_chans, P, P), (C) */
+    float *cls_token;         /* (1, 1, C) */
+    float *pos_embed;         /* (1, N, C) */
+    vitq_block_params *blocks;/* [depth] */
+    float *norm_w, *norm_b;   /* (C) */
+    float *head_w, *head_b;   /* (K, C), (K) */
+} vitq_params;
+
+/* One row of the parameter table: the timm name, where it lives, its shape, and whether it is a weight
+ * tap (a quantizer may sit on it; rows of the fused qkv weight form 3 groups: q, k and v). */
+typedef struct vitq_tensor_ref {
+    char name[64];
+    float *data;
+    int ndim;
+    int64_t shape[4];
+    int64_t numel;
+    int tap_groups;       /* 0: not a weight tap; else the row groups of the weight (fused qkv: 3) */
+} vitq_tensor_ref;
+
+typedef enum { VITQ_ACT_GELU = 0, VITQ_ACT_RELU = 1 } vitq_act_kind;
+
+struct vitq_tap_hooks; /* see "Taps" below */
+typedef struct vitq_tap_desc vitq_tap_desc;
+
+typedef struct vitq_model {
+    vitq_arch arch;
+    float *slab;          /* all parameters */
+    int64_t n_params;     /* floats in slab */
+    vitq_params p;
+    vitq_tensor_ref *table; /* one row per parameter, in timm's order */
+    int n_table;
+    float *grad_slab;     /* NULL until vitq_model_alloc_grads */
+    vitq_params g;        /* pointers into grad_slab, same layout */
+    vitq_act_kind *mlp_act; /* [depth]: GELU (timm) or ReLU (after MLP reconstruction) */
+    const struct vitq_tap_hooks *hooks; /* NULL: plain float forward */
+    vitq_tap_desc *taps;  /* the activation taps, expanded from the architecture's tap table (taps.c) */
+    int n_taps;
+    int *tap_at;          /* [(depth + 1) * VITQ_SITE_COUNT]: id of (site, block), block -1 first; -1: none */
+    char source[512];     /* file it was loaded from, for messages */
+} vitq_model;
+
+/* Allocates a model with zeroed parameters for `arch` (validated first). */
+VITQ_API int vitq_model_create(const vitq_arch *arch, vitq_model **out, vitq_err *e);
+VITQ_API void vitq_model_free(vitq_model *m);
+VITQ_API int vitq_model_alloc_grads(vitq_model *m, vitq_err *e);
+VITQ_API void vitq_model_zero_grads(vitq_model *m);
+/* Deep copy (parameters, activation kinds; not gradients, not hooks). */
+VITQ_API int vitq_model_clone(const vitq_model *src, vitq_model **out, vitq_err *e);
+/* Looks a parameter up by timm name; NULL if absent. */
+VITQ_API const vitq_tensor_ref *vitq_model_param(const vitq_model *m, const char *name);
+/* Same row in the gradient slab (m->grad_slab must exist). */
+VITQ_API float *vitq_model_grad_of(const vitq_model *m, const vitq_tensor_ref *r);
+
+/* ---------------------------------------------------------------------------------------------
+ * Taps (taps.c): named points where a quantizer sits. Weight taps are parameter-table rows with
+ * tap_groups > 0 (their fake-quant copy lives in a clone of the model). Activation taps are callbacks the
+ * forward pass makes on the very buffer the next op consumes (in place), so backward sees exactly what
+ * forward used.
+ *
+ * Each architecture has a TAP TABLE: one row per kind of activation tap — name pattern, site in the
+ * forward code, kind, shape in symbolic sizes with each dimension's meaning, and whether it repeats per
+ * block. A model expands its architecture's table once (m->taps, in forward order: the tap id is the
+ * index) and its forward calls tap(site, block). A second architecture adds rows (and sites), not id
+ * formulas. ViT's names, in forward order: patch_embed.proj.input; per block attn.qkv.input, attn.q,
+ * attn.k, attn.v, attn.probs, attn.proj.input, mlp.fc1.input, mlp.fc2.input; head.input.
+ * ------------------------------------------------------------------------------------------- */
+/* Where in an architecture's forward code a tap sits. */
+typedef enum {
+    VITQ_SITE_PATCH_IN = 0, /* patch_embed.proj.input   (B,Cin,S,S) the image */
+    VITQ_SITE_QKV_IN,       /* blocks.l.attn.qkv.input  (B,N,C)   norm1 output */
+    VITQ_SITE_Q,            /* blocks.l.attn.q          (B,H,N,D) */
+    VITQ_SITE_K,            /* blocks.l.attn.k          (B,H,N,D) */
+    VITQ_SITE_V,            /* blocks.l.attn.v          (B,H,N,D) */
+    VITQ_SITE_PROBS,        /* blocks.l.attn.probs      (B,H,N,N) softmax output */
+    VITQ_SITE_PROJ_IN,      /* blocks.l.attn.proj.input (B,N,C) */
+    VITQ_SITE_FC1_IN,       /* blocks.l.mlp.fc1.input   (B,N,C)   norm2 output */
+    VITQ_SITE_FC2_IN,       /* blocks.l.mlp.fc2.input   (B,N,F)   post-GELU */
+    VITQ_SITE_HEAD_IN,      /* head.input               (B,C)     final-norm class token */
+    VITQ_SITE_COUNT
+} vitq_tap_site;
+
+/* Sizes a row's shape is written in, resolved per architecture (and block, for stage-wise models). */
+typedef enum {
+    VITQ_SZ_BATCH = 0, /* given per call: 0 in a description */
+    VITQ_SZ_TOKENS,    /* N, class token included */
+    VITQ_SZ_EMBED,     /* C */
+    VITQ_SZ_HEADS,     /* H */
+    VITQ_SZ_HEAD_DIM,  /* D = C / H */
+    VITQ_SZ_HIDDEN,    /* F = MLP width */
+    VITQ_SZ_IN_CHANS,  /* image channels */
+    VITQ_SZ_IMG,       /* image side */
+} vitq_size_sym;
+
+typedef enum {
+    VITQ_TAP_ONCE = 0,  /* one tap per model */
+    VITQ_TAP_PER_BLOCK, /* one per block; a run of such rows is expanded block by block */
+} vitq_tap_repeat;
+
+/* One row of an architecture's tap table. */
+typedef struct vitq_tap_row {
+    const char *pattern;   /* the name, with %d for the block: "blocks.%d.attn.probs" */
+    vitq_tap_site site;
+    vitq_tap_kind kind;    /* VITQ_TAPK_ACT or VITQ_TAPK_PROBS */
+    vitq_tap_repeat repeat;
+    int ndim;
+    vitq_size_sym size[4];
+    vitq_dim dims[4];
+} vitq_tap_row;
+
+/* One expanded activation tap of a model. */
+struct vitq_tap_desc {
+    char name[96];
+    vitq_tap_site site;
+    int block;             /* -1 for once-per-model taps */
+    vitq_tap_kind kind;
+    int ndim;
+    int64_t shape[4];      /* shape[0] (batch) is 0 */
+    vitq_dim dims[4];
+};
+
+typedef struct vitq_tap_hooks {
+    /* Called on x (ndim dims, row-major) just before it is consumed. May modify x in place.
+     * Return 0, or a negative VITQ_E* to abort the forward pass. `enabled[tap]` (if non-NULL) lets the
+     * forward skip the call for taps nobody listens to. */
+    int (*act)(void *ctx, int tap, float *x, int ndim, const int64_t *shape);
+    void *ctx;
+    const unsigned char *enabled; /* [vitq_tap_count(m)] or NULL = all */
+} vitq_tap_hooks;
+
+/* The tap table of an architecture (rows in forward order); *n its length. */
+VITQ_API const vitq_tap_row *vitq_arch_tap_rows(const vitq_arch *a, int *n);
+/* Expands a's table into m->taps, m->tap_at (model.c calls it on creation). */
+VITQ_API int vitq_taps_build(vitq_model *m, vitq_err *e);
+/* Number of activation taps; tap `id` (NULL outside [0, count)); the id at (site, block), or -1. */
+VITQ_API int vitq_tap_count(const vitq_model *m);
+VITQ_API const vitq_tap_desc *vitq_tap_get(const vitq_model *m, int id);
+VITQ_API int vitq_tap_id(const vitq_model *m, vitq_tap_site site, int block);
+/* Writes the tap's name (e.g. "blocks.3.attn.probs", or "tap<id>" out of range) into buf. */
+VITQ_API const char *vitq_tap_name(const vitq_model *m, int tap, char *buf, size_t n);
+/* The plugin-facing description of activation tap id, or of weight row r (its name pointer borrowed). */
+VITQ_API void vitq_tap_describe(const vitq_model *m, int id, vitq_tap *t);
+VITQ_API void vitq_weight_tap_describe(const vitq_tensor_ref *r, vitq_tap *t);
+
+/* ---------------------------------------------------------------------------------------------
+ * Activations (vit.c): every buffer of one batch shape, allocated once. With train = 1 every
+ * block keeps its own buffers (backward needs them); with train = 0 the blocks share one set.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct vitq_block_acts {
+    float *ln1;               /* (B,N,C)   norm1 output (qkv input, after its tap) */
+    float *ln1_mean, *ln1_rstd; /* (B,N) */
+    float *qkv;               /* (B,N,3C)  qkv linear output */
+    float *qkvh;              /* (3,B,H,N,D) q, k, v split by head (after their taps) */
+    float *att;               /* (B,H,N,N) softmax probabilities (after their tap) */
+    float *atty;              /* (B,N,C)   attention output, heads merged (proj input, after tap) */
+    float *res1;              /* (B,N,C)   x + proj(atty) */
+    float *ln2;               /* (B,N,C)   norm2 output (fc1 input, after its tap) */
+    float *ln2_mean, *ln2_rstd; /* (B,N) */
+    float *fc1;               /* (B,N,F)   fc1 output, pre-activation */
+    float *act;               /* (B,N,F)   GELU/ReLU output (fc2 input, after its tap) */
+} vitq_block_acts;
+
+typedef struct vitq_acts {
+    int B, train;
+    int64_t N, C, H, D, F, K, Np, patch_dim; /* patch_dim = in_chans * P * P */
+    float *images;            /* (B,in_chans,img,img) the input (after its tap) */
+    float *patches;           /* (B,Np,patch_dim) im2col of the input */
+    float *res;               /* train: (depth+1,B,N,C) residual stream, res[l] = input of block l;
+                                 eval: (2,B,N,C) ping-pong */
+    vitq_block_acts *blk;     /* [train ? depth : 1] */
+    float *lnf;               /* (B,C)  final norm of the class token (head input, after its tap) */
+    float *lnf_mean, *lnf_rstd; /* (B) */
+    float *logits;            /* (B,K) */
+    float *slab;              /* everything above lives here */
+    size_t bytes;
+} vitq_acts;
+
+VITQ_API int vitq_acts_create(const vitq_model *m, int B, int train, vitq_acts **out, vitq_err *e);
+VITQ_API void vitq_acts_free(vitq_acts *a);
+/* Pointer to block l's buffers (shared in eval mode) and to the residual stream entering block l. */
+VITQ_API vitq_block_acts *vitq_acts_block(vitq_acts *a, int l);
+VITQ_API float *vitq_acts_res(vitq_acts *a, int l);
+
+/* Full forward of `B` images (B,in_chans,img,img) normalised; logits land in a->logits. B may be
+ * smaller than the batch the acts were made for (last batch). Calls m->hooks at every tap (vit.c). */
+VITQ_API int vitq_forward(vitq_model *m, vitq_acts *a, const float *images, int B, vitq_err *e);
+/* Runs block l alone: input a->res of block l (set by the caller or a previous forward), output in the
+ * residual slot of l+1. */
+VITQ_API int vitq_block_forward(vitq_model *m, vitq_acts *a, int l, int B, vitq_err *e);
+
+/* ---------------------------------------------------------------------------------------------
+ * Backward through the whole model and single blocks (vit_backward.c).
+ * ------------------------------------------------------------------------------------------- */
+/* Gradients of the activations for one batch shape, allocated once (like vitq_acts). dres keeps the
+ * gradient of every residual-stream tensor, so after vitq_backward the gradient with respect to the
+ * output of block l is vitq_grad_res(g, l + 1) (APHQ-ViT's Hessian estimate reads it); the per-block
+ * buffers are scratch shared by all blocks (backward runs one block at a time). */
+typedef struct vitq_grad_acts {
+    int B;
+    int64_t N, C, H, D, F, K, Np, depth;
+    float *dres;              /* (depth+1,B,N,C) dres[l] = dloss/d(input of block l) */
+    float *dlogits;           /* (B,K)  caller fills it (vitq_crossentropy_backward) before vitq_backward */
+    float *probs;             /* (B,K)  scratch for vitq_crossentropy_forward */
+    float *dlnf, *xcls, *dxcls; /* (B,C) final-norm gradient; class tokens gathered and their gradient */
+    float *dpatch;            /* (B,Np,C) gradient of the patch-embedding output */
+    float *dln1, *dqkv, *dqkvh, *datt, *datty, *dres1, *dln2, *dfc1, *dact; /* one block's scratch */
+    float *slab;
+    size_t bytes;
+} vitq_grad_acts;
+
+VITQ_API int vitq_grad_acts_create(const vitq_model *m, int B, vitq_grad_acts **out, vitq_err *e);
+VITQ_API void vitq_grad_acts_free(vitq_grad_acts *g);
+/* Gradient of the residual stream entering block l (l = depth: the last block's output), (B,N,C). */
+VITQ_API float *vitq_grad_res(vitq_grad_acts *g, int l);
+/* Backward of the whole model after a vitq_forward of the same B images into train-mode acts `a`
+ * (eval-mode acts are refused). dlogits (B,K) is the gradient of the loss with respect to a->logits (it
+ * may be g->dlogits). Parameter gradients ACCUMULATE into m->g (vitq_model_alloc_grads first; zero them
+ * with vitq_model_zero_grads); every g->dres[l] is overwritten. Quantizer taps are straight-through. */
+VITQ_API int vitq_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, const float *dlogits, int B,
+                           vitq_err *e);
+/* Backward of block l alone, from its cached activations (train-mode acts after vitq_forward, or any
+ * acts right after vitq_block_forward(l)) and the gradient of its output, vitq_grad_res(g, l + 1), which
+ * the caller fills. Writes (overwrites) vitq_grad_res(g, l), the gradient of the block input, and
+ * accumulates block l's parameter gradients into m->g.blocks[l]. */
+VITQ_API int vitq_block_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int l, int B, vitq_err *e);
+
+/* ---------------------------------------------------------------------------------------------
+ * Checkpoints <-> models (model_io.c)
+ * ------------------------------------------------------------------------------------------- */
+/* Loads a checkpoint. Architecture from `__metadata__` when present, else from the built-in table
+ * entry `arch_name` (may be NULL when the file has metadata). */
+VITQ_API int vitq_model_load(const char *path, const char *arch_name, vitq_model **out, vitq_err *e);
+/* Saves all parameters as F32 with the architecture in `__metadata__` plus extra (key, value) pairs. */
+VITQ_API int vitq_model_save(const vitq_model *m, const char *path, const char *const *extra_keys,
+                             const char *const *extra_vals, int n_extra, vitq_err *e);
+
+typedef struct vitq_arch_origin {
+    const char *from[VITQ_ARCH_NKEYS]; /* per vitq_arch_key(i): "metadata", "built-in" or "default" */
+    char builtin[64];                  /* the built-in entry the "built-in" fields came from, or "" */
+} vitq_arch_origin;
+
+/* The architecture of an open checkpoint. Fields present in `__metadata__` win; the others come from the
+ * built-in entry `arch_name` (if non-NULL) or else the one named by the metadata key `arch` (if it is a
+ * built-in name); without either, the seven structural keys (img_size, patch_size, in_chans,
+ * num_classes, embed_dim, depth, num_heads) are required and the rest take timm's VisionTransformer
+ * defaults (mlp_ratio 4, qkv_bias true, ImageNet mean/std, crop_pct 0.9, bicubic). Values are parsed
+ * strictly; errors name the file and key. The result is validated (vitq_arch_validate). origin may be
+ * NULL. */
+VITQ_API int vitq_arch_from_st(const vitq_st_file *f, const char *arch_name, vitq_arch *out,
+                               vitq_arch_origin *origin, vitq_err *e);
+/* Parses mlp_act: "gelu" | "relu" for every block, or a comma list with one per block. */
+VITQ_API int vitq_mlp_act_parse(const char *s, int depth, vitq_act_kind *out, const char *what, vitq_err *e);
+/* vitq_model_load on an already-open file (inspect uses it to list the file's tensors as well). */
+VITQ_API int vitq_model_load_st(const vitq_st_file *f, const char *arch_name, vitq_model **out, vitq_err *e);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,172 @@
+/* cells.c — a run's cells and caches. The cells are the distinct float baselines (one per distinct
+ * model + evaluation data when [run] baseline is on: "fp32", "fp32-2", ...) and then the grid cells, in
+ * that stable order; each model file and each (dataset, split, preprocessing) is opened once per run.
+ * Does not: validate (validate.c) or compute anything (pipeline.c). */
+#include "run/run.h"
+
+#include <fnmatch.h>
+#include <stdlib.h>
+#include <string.h>
+
+int vitq_run_model(vitq_run *r, const vitq_run_cfg *cfg, vitq_model **out, vitq_err *e) {
+    for (int i = 0; i < r->n_models; i++)
+        if (!strcmp(r->models[i].path, cfg->model_path) && !strcmp(r->models[i].arch, cfg->arch)) {
+            *out = r->models[i].m;
+            return VITQ_OK;
+        }
+    vitq_model *m = NULL;
+    int rc = vitq_model_load(cfg->model_path, cfg->arch[0] ? cfg->arch : NULL, &m, e);
+    if (rc) return rc;
+    vitq_model_slot *ns = realloc(r->models, (size_t)(r->n_models + 1) * sizeof *ns);
+    if (!ns) {
+        vitq_model_free(m);
+        return vitq_fail(e, VITQ_ENOMEM, "out of memory");
+    }
+    r->models = ns;
+    vitq_model_slot *s = &r->models[r->n_models++];
+    snprintf(s->path, sizeof s->path, "%s", cfg->model_path);
+    snprintf(s->arch, sizeof s->arch, "%s", cfg->arch);
+    s->m = m;
+    *out = m;
+    return VITQ_OK;
+}
+
+int vitq_run_dataset(vitq_run *r, const vitq_run_cfg *cfg, const vitq_model *m, const char *split, vitq_dataset **out,
+                     vitq_err *e) {
+    vitq_data_opts o = vitq_data_opts_for(&m->arch, cfg->convert_channels);
+    for (int i = 0; i < r->n_data; i++)
+        if (!strcmp(r->data[i].spec, cfg->dataset) && !strcmp(r->data[i].split, split) &&
+            !memcmp(&r->data[i].o, &o, sizeof o)) {
+            *out = r->data[i].d;
+            return VITQ_OK;
+        }
+    vitq_dataset *d = NULL;
+    int rc = vitq_dataset_open(cfg->dataset, split, &o, &d, e);
+    if (rc) return rc;
+    vitq_data_slot *ns = realloc(r->data, (size_t)(r->n_data + 1) * sizeof *ns);
+    if (!ns) {
+        vitq_dataset_free(d);
+        return vitq_fail(e, VITQ_ENOMEM, "out of memory");
+    }
+    r->data = ns;
+    vitq_data_slot *s = &r->data[r->n_data++];
+    snprintf(s->spec, sizeof s->spec, "%s", cfg->dataset);
+    snprintf(s->split, sizeof s->split, "%s", split);
+    s->o = o;
+    s->d = d;
+    *out = d;
+    return VITQ_OK;
+}
+
+/* The configuration of the float baseline of cfg: what its result depends on. */
+static char *baseline_text(const vitq_run_cfg *c) {
+    char *t = NULL;
+    if (asprintf(&t,
+                 "[baseline]\nmodel = %s\narch = %s\ndataset = %s\neval_split = %s\neval_limit = %lld\n"
+                 "batch = %d\nconvert_channels = %s\n",
+                 c->model_path, c->arch, c->dataset, c->eval_split, (long long)c->eval_limit, c->batch,
+                 c->convert_channels ? "true" : "false") < 0)
+        return NULL;
+    return t;
+}
+
+/* Adds the baseline of grid cell g unless an identical one is listed. */
+static int add_baseline(vitq_run *r, const vitq_grid_cell *g) {
+    char *t = baseline_text(&g->cfg);
+    if (!t) return VITQ_ENOMEM;
+    int nb = 0;
+    for (int j = 0; j < r->n_cells; j++)
+        if (r->cells[j].baseline) {
+            nb++;
+            if (!strcmp(r->cells[j].config_text, t)) {
+                free(t);
+                return VITQ_OK;
+            }
+        }
+    int k = r->n_cells++;
+    vitq_run_cell *c = &r->cells[k];
+    if (nb == 0) snprintf(c->id, sizeof c->id, "fp32");
+    else snprintf(c->id, sizeof c->id, "fp32-%d", nb + 1);
+    c->baseline = 1;
+    c->src = g;
+    c->cfg = &g->cfg;
+    c->config_text = r->baseline_text[k] = t;
+    snprintf(c->hash, sizeof c->hash, "%016llx", (unsigned long long)vitq_fnv1a64(t, strlen(t), VITQ_FNV1A64_INIT));
+    c->axis_values = r->dash;
+    return VITQ_OK;
+}
+
+/* Baselines first, then the grid cells; the index order; the selection. */
+static int list_cells(vitq_run *r) {
+    const vitq_experiment *x = r->x;
+    for (int i = 0; i < x->n_cells; i++)
+        if (x->cells[i].cfg.baseline && add_baseline(r, &x->cells[i])) return VITQ_ENOMEM;
+    for (int i = 0; i < x->n_cells; i++) {
+        vitq_run_cell *c = &r->cells[r->n_cells++];
+        snprintf(c->id, sizeof c->id, "%s", x->cells[i].id);
+        c->grid = c->src = &x->cells[i];
+        c->cfg = &x->cells[i].cfg;
+        c->config_text = x->cells[i].config_text;
+        memcpy(c->hash, x->cells[i].hash, sizeof c->hash);
+        c->axis_values = x->cells[i].values;
+    }
+    for (int j = 0; j < r->n_cells; j++) {
+        r->order[j] = r->cells[j].id;
+        r->cells[j].selected = !r->o.only || fnmatch(r->o.only, r->cells[j].id, 0) == 0;
+        r->n_selected += r->cells[j].selected;
+    }
+    return VITQ_OK;
+}
+
+void vitq_run_close(vitq_run *r) {
+    if (!r) return;
+    for (int i = 0; i < r->n_models; i++) vitq_model_free(r->models[i].m);
+    for (int i = 0; i < r->n_data; i++) vitq_dataset_free(r->data[i].d);
+    for (int i = 0; r->baseline_text && i < r->n_cells; i++) free(r->baseline_text[i]);
+    vitq_strs_free(r->errors, r->n_errors);
+    vitq_results_close(r->res);
+    free(r->models);
+    free(r->data);
+    free(r->baseline_text);
+    free(r->cells);
+    free(r->order);
+    free(r->dash);
+    free(r);
+}
+
+int vitq_run_open(const vitq_experiment *x, const vitq_run_opts *o, vitq_run **out, vitq_err *e) {
+    *out = NULL;
+    if (x->n_cells < 1) return vitq_fail(e, VITQ_EINVAL, "%s: the experiment has no cell", x->path);
+    const vitq_run_cfg *cfg0 = &x->cells[0].cfg;
+    for (int i = 1; i < x->n_cells; i++)
+        if (strcmp(x->cells[i].cfg.output, cfg0->output) != 0)
+            return vitq_fail(e, VITQ_EINVAL, "%s: [run] output differs between cells ('%s' for %s, '%s' for %s); "
+                             "one run, one folder", x->path, cfg0->output, x->cells[0].id, x->cells[i].cfg.output,
+                             x->cells[i].id);
+    vitq_run *r = calloc(1, sizeof *r);
+    if (!r) return vitq_fail(e, VITQ_ENOMEM, "out of memory");
+    r->x = x;
+    if (o) r->o = *o;
+    int cap = 2 * x->n_cells;
+    r->cells = calloc((size_t)cap, sizeof *r->cells);
+    r->order = calloc((size_t)cap, sizeof *r->order);
+    r->baseline_text = calloc((size_t)cap, sizeof *r->baseline_text);
+    r->dash = calloc((size_t)x->n_axes + 1, sizeof *r->dash);
+    if (!r->cells || !r->order || !r->baseline_text || !r->dash || list_cells(r)) {
+        vitq_run_close(r);
+        return vitq_fail(e, VITQ_ENOMEM, "out of memory");
+    }
+    for (int a = 0; a < x->n_axes; a++) r->dash[a] = "-";
+    vitq_threads_set(r->o.threads > 0 ? r->o.threads : r->o.threads < 0 ? 0 : cfg0->threads);
+    *out = r;
+    return VITQ_OK;
+}
+
+int vitq_run_count(const vitq_run *r) { return r->n_cells; }
+int vitq_run_selected(const vitq_run *r) { return r->n_selected; }
+const char *vitq_run_output(const vitq_run *r) { return r->x->cells[0].cfg.output; }
+const vitq_results *vitq_run_results(const vitq_run *r) { return r->res; }
+
+const vitq_run_cell *vitq_run_cell_at(const vitq_run *r, int i) {
+    return i >= 0 && i < r->n_cells ? &r->cells[i] : NULL;
+}

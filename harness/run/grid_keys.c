@@ -1,0 +1,179 @@
+/* grid_keys.c — the harness keys of an experiment INI ([run] [model] [data] [hist]) as a key table over
+ * vitq_run_cfg, typed per cell after ${axis} interpolation through core's one typed-value parser, and
+ * the cell's canonical configuration text and hash (the resume key). The canonical text is: the hashed
+ * harness keys in table order ("[section]" then "key = canonical value" lines), then the quantizer
+ * sections sorted by name with their keys sorted. Changing it changes every cell's hash. */
+#include "run/run.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define F(field) offsetof(vitq_run_cfg, field)
+#define K(SEC, KEY, TYPE, CT, FIELD, DEF, LO, HI, CHOICES, FLAGS, HELP)                                      \
+    {.section = SEC,                                                                                      \
+     .p = {.name = KEY, .type = TYPE, .offset = F(FIELD), .def = DEF, .min = LO, .max = HI, .choices = CHOICES, \
+           .help = HELP},                                                                                 \
+     .ctype = CT, .cap = CT == VITQ_C_CHARS ? sizeof ((vitq_run_cfg *)0)->FIELD : 0, .flags = FLAGS}
+#define NOHASH VITQ_KEY_NOHASH
+static const vitq_key g_keys[] = {
+    K("run", "name", VITQ_P_STRING, VITQ_C_CHARS, name, "", 0, 0, NULL, NOHASH,
+      "run name (default: the INI file's base name)"),
+    K("run", "output", VITQ_P_STRING, VITQ_C_CHARS, output, "", 0, 0, NULL, NOHASH,
+      "run folder (default: results/<name>)"),
+    K("run", "seed", VITQ_P_INT, VITQ_C_U64, seed, "0", 0, 4294967295.0, NULL, 0,
+      "seed of the calibration subset and of the quantizers' RNG"),
+    K("run", "threads", VITQ_P_INT, VITQ_C_NATURAL, threads, "0", 0, 1024, NULL, NOHASH,
+      "worker threads (0 = all CPUs; --threads overrides)"),
+    K("run", "baseline", VITQ_P_BOOL, VITQ_C_NATURAL, baseline, "true", 0, 0, NULL, NOHASH,
+      "also evaluate the float model, stored as cell \"fp32\""),
+    K("run", "calib_mode", VITQ_P_ENUM, VITQ_C_TEXT, calib_mode, "sequential", 0, 0, "sequential|float", 0,
+      "calibration inputs: quantized layers before each tap (sequential) or the float model (float)"),
+    K("model", "path", VITQ_P_STRING, VITQ_C_TEXT, model_path, NULL, 0, 0, NULL, VITQ_KEY_NONEMPTY,
+      "checkpoint (.safetensors) to quantize"),
+    K("model", "arch", VITQ_P_STRING, VITQ_C_TEXT, arch, "", 0, 0, NULL, 0,
+      "built-in timm name, for files without vitq metadata"),
+    K("data", "dataset", VITQ_P_STRING, VITQ_C_TEXT, dataset, "fashion-mnist", 0, 0, NULL, VITQ_KEY_NONEMPTY,
+      "fashion-mnist, mnist-idx:DIR, an IDX folder or an image folder"),
+    K("data", "eval_split", VITQ_P_ENUM, VITQ_C_TEXT, eval_split, "test", 0, 0, "test|train", 0, "split evaluated"),
+    K("data", "eval_limit", VITQ_P_INT, VITQ_C_I64, eval_limit, "0", 0, 1e12, NULL, 0,
+      "evaluate the first N images only (0 = all)"),
+    K("data", "batch", VITQ_P_INT, VITQ_C_NATURAL, batch, "128", 1, 4096, NULL, 0, "evaluation batch size"),
+    K("data", "calib_split", VITQ_P_ENUM, VITQ_C_TEXT, calib_split, "train", 0, 0, "train|test", 0,
+      "split the calibration subset is drawn from"),
+    K("data", "calib_size", VITQ_P_INT, VITQ_C_NATURAL, calib_size, "128", 1, 1000000, NULL, 0,
+      "calibration images (a seeded random subset)"),
+    K("data", "convert_channels", VITQ_P_BOOL, VITQ_C_NATURAL, convert_channels, "false", 0, 0, NULL, 0,
+      "allow gray<->RGB conversion to fit the model"),
+    K("hist", "taps", VITQ_P_STRING, VITQ_C_TEXT, hist_taps, "", 0, 0, NULL, 0,
+      "comma-separated tap globs to histogram (float vs quantized)"),
+    K("hist", "bins", VITQ_P_INT, VITQ_C_NATURAL, hist_bins, "128", 2, 65536, NULL, 0, "histogram bins"),
+};
+#undef F
+#undef K
+#undef NOHASH
+enum { N_KEYS = (int)(sizeof g_keys / sizeof g_keys[0]) };
+
+const vitq_key *vitq_grid_keys(int *n) {
+    *n = N_KEYS;
+    return g_keys;
+}
+
+void vitq_grid_keys_markdown(FILE *out) {
+    fprintf(out, "| section | key | type | default | range / choices | meaning |\n|---|---|---|---|---|---|\n");
+    for (int i = 0; i < N_KEYS; i++) {
+        const vitq_param *p = &g_keys[i].p;
+        char range[128] = "";
+        if (p->type == VITQ_P_INT) snprintf(range, sizeof range, "%.0f .. %.0f", p->min, p->max);
+        else if (p->type == VITQ_P_FLOAT) snprintf(range, sizeof range, "%g .. %g", p->min, p->max);
+        else if (p->type == VITQ_P_BOOL) snprintf(range, sizeof range, "true/false, yes/no, on/off, 1/0");
+        else if (p->type == VITQ_P_ENUM) {
+            size_t u = 0; /* "a|b" -> "a, b" (a bare '|' would split the Markdown cell) */
+            for (const char *c = p->choices; *c && u + 3 < sizeof range; c++) {
+                if (*c == '|') range[u++] = ',', range[u++] = ' ';
+                else range[u++] = *c;
+            }
+            range[u] = 0;
+        }
+        const char *def = !p->def ? "(required)" : !p->def[0] ? "(see meaning)" : p->def;
+        if (p->def && !p->def[0] && (!strcmp(p->name, "taps") || !strcmp(p->name, "arch"))) def = "(none)";
+        fprintf(out, "| [%s] | %s | %s | %s | %s | %s |\n", g_keys[i].section, p->name, vitq_ptype_name(p->type), def,
+                range, p->help);
+    }
+    fprintf(out, "| [quantizer NAME] | taps, exclude, plugin, + the plugin's parameters | | | | see `vitq plugins NAME` |\n"
+                 "| [grid] | any axis name | list | | comma-separated values | one axis; `zip = a,b \\| c,d` pairs axes |\n");
+}
+
+int vitq_grid_is_quantizer_section(const char *name, const char **qname) {
+    if (strncmp(name, "quantizer", 9) != 0 || !(name[9] == ' ' || name[9] == '\t')) return 0;
+    const char *q = name + 9;
+    while (*q == ' ' || *q == '\t') q++;
+    if (qname) *qname = q;
+    return 1;
+}
+
+static int cmp_kv_key(const void *a, const void *b) {
+    return strcmp(((const vitq_kv *)a)->key, ((const vitq_kv *)b)->key);
+}
+static int cmp_sec_ptr(const void *a, const void *b) {
+    return strcmp((*(const vitq_section *const *)a)->name, (*(const vitq_section *const *)b)->name);
+}
+
+static const char *base_name(const char *path, char *buf, size_t n) {
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    snprintf(buf, n, "%s", b);
+    char *dot = strrchr(buf, '.');
+    if (dot && dot != buf) *dot = 0;
+    return buf;
+}
+
+/* One harness key of cell c into c->cfg (and, unless NOHASH, its canonical line into text). */
+static void type_key(const vitq_experiment *x, vitq_grid_cell *c, const vitq_key *k, vitq_sb *text,
+                     const char **last_section, vitq_errs *E) {
+    const vitq_section *s = vitq_section_find(c->secs, c->n_secs, k->section);
+    const vitq_kv *kv = vitq_section_get(s, k->p.name);
+    const char *v = kv ? kv->value : k->p.def;
+    if (!v) {
+        if (s) vitq_errs_add(E, s->line, "[%s] %s is required (%s)", k->section, k->p.name, k->p.help);
+        return;
+    }
+    vitq_value val;
+    char why[200], canon[1100], msg[1400];
+    if (vitq_key_store(k, v, &c->cfg, &val, why, sizeof why) != 0) {
+        const vitq_kv *raw = vitq_section_get(vitq_section_find(x->secs, x->n_secs, k->section), k->p.name);
+        int templ = raw && strstr(raw->value, "${");
+        char got[1200];
+        snprintf(got, sizeof got, "%s, got '%s'%s%s%s", why, v, templ ? " (in cell " : "", templ ? c->id : "",
+                 templ ? ")" : "");
+        vitq_errs_add(E, kv ? kv->line : 0, "%s", vitq_key_msg(msg, sizeof msg, k->section, k->p.name, got));
+        return;
+    }
+    if (k->flags & VITQ_KEY_NOHASH) return;
+    if (strcmp(*last_section, k->section) != 0) vitq_sb_fmt(text, "[%s]\n", k->section);
+    *last_section = k->section;
+    vitq_sb_fmt(text, "%s = %s\n", k->p.name, vitq_value_text(&k->p, &val, canon, sizeof canon));
+}
+
+/* The quantizer sections of c, sorted by name, keys sorted, appended to text. */
+static void quantizer_text(const vitq_grid_cell *c, vitq_sb *text) {
+    const vitq_section **qs = calloc((size_t)(c->n_secs > 0 ? c->n_secs : 1), sizeof *qs);
+    if (!qs) {
+        text->oom = 1;
+        return;
+    }
+    int nq = 0;
+    for (int i = 0; i < c->n_secs; i++)
+        if (vitq_grid_is_quantizer_section(c->secs[i].name, NULL)) qs[nq++] = &c->secs[i];
+    qsort(qs, (size_t)nq, sizeof *qs, cmp_sec_ptr);
+    for (int i = 0; i < nq && !text->oom; i++) {
+        vitq_kv *kv = malloc((size_t)(qs[i]->n_kv > 0 ? qs[i]->n_kv : 1) * sizeof *kv);
+        if (!kv) {
+            text->oom = 1;
+            break;
+        }
+        memcpy(kv, qs[i]->kv, (size_t)qs[i]->n_kv * sizeof *kv);
+        qsort(kv, (size_t)qs[i]->n_kv, sizeof *kv, cmp_kv_key);
+        vitq_sb_fmt(text, "[%s]\n", qs[i]->name);
+        for (int j = 0; j < qs[i]->n_kv; j++) vitq_sb_fmt(text, "%s = %s\n", kv[j].key, kv[j].value);
+        free(kv);
+    }
+    free(qs);
+}
+
+void vitq_grid_type_cell(vitq_experiment *x, vitq_grid_cell *c, vitq_errs *E) {
+    vitq_sb text = {0};
+    const char *last_section = "";
+    for (int k = 0; k < N_KEYS; k++) type_key(x, c, &g_keys[k], &text, &last_section, E);
+    vitq_run_cfg *cfg = &c->cfg;
+    if (!cfg->name[0]) base_name(x->path, cfg->name, sizeof cfg->name);
+    if (!cfg->output[0]) snprintf(cfg->output, sizeof cfg->output, "results/%s", cfg->name);
+    quantizer_text(c, &text);
+    size_t n = text.n;
+    c->config_text = vitq_sb_take(&text);
+    if (!c->config_text) {
+        E->oom = 1;
+        return;
+    }
+    snprintf(c->hash, sizeof c->hash, "%016llx",
+             (unsigned long long)vitq_fnv1a64(c->config_text, n, VITQ_FNV1A64_INIT));
+}

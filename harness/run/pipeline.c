@@ -1,0 +1,193 @@
+/* pipeline.c — one cell of a run as a list of stages:
+ *
+ *   baseline:  load -> evaluate -> write
+ *   grid cell: load -> quantizers -> calibrate -> histograms -> evaluate -> collect -> write
+ *
+ * Each stage is a function over the cell's context; inserting a stage (a pass plugin before or after
+ * "calibrate") is adding an entry to the list vitq_pipeline_build returns. Stages with a timer add their
+ * seconds to the cell file's /metrics seconds_<timer> ("calibrate" and "eval" are always there). After a
+ * failed stage only "write" runs (the cell is recorded as failed with the message); after Ctrl-C nothing
+ * does (a cell is written whole or not at all).
+ * Does not: decide which cells run or skip finished ones (run.c), or load a model twice (cells.c caches). */
+#include "run/run.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One cell being computed. */
+struct vitq_cell_ctx {
+    vitq_run *run;
+    const vitq_run_cell *cell;
+    const vitq_run_cfg *cfg;
+    const char *label;
+    vitq_model *fp;                    /* the float model (the run's cache owns it) */
+    vitq_dataset *eval_data, *calib_data;
+    vitq_qmodel *q;                    /* the fake-quant model; NULL for a baseline */
+    vitq_model *em;                    /* the model evaluated: fp or q's */
+    int64_t *calib_idx;                /* the calibration subset (its first calib_size entries) */
+    float *calib_images;
+    vitq_eval_result er;
+    vitq_cell_result res;              /* what "write" stores */
+    vitq_stage_time times[VITQ_MAX_STAGES];
+    int n_times;
+    double t0;
+    int rc;                            /* the first failed stage's code (its message in err) */
+    vitq_err err;
+};
+
+/* ---- the stages ------------------------------------------------------------------------------- */
+static int stage_load(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
+    (void)s;
+    int rc = vitq_run_model(c->run, c->cfg, &c->fp, e);
+    if (!rc) rc = vitq_run_dataset(c->run, c->cfg, c->fp, c->cfg->eval_split, &c->eval_data, e);
+    if (!rc && !c->cell->baseline) rc = vitq_run_dataset(c->run, c->cfg, c->fp, c->cfg->calib_split, &c->calib_data, e);
+    c->em = c->fp;
+    return rc;
+}
+
+static int stage_quantizers(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
+    (void)s;
+    vitq_run_log(c->run, "%s create quantizers", c->label);
+    const vitq_grid_cell *g = c->cell->grid;
+    int rc = vitq_qmodel_create(c->fp, g->secs, g->n_secs, c->cfg->seed, &c->q, e);
+    if (rc) return rc;
+    const int k = c->cfg->calib_size;
+    const vitq_arch *a = &c->fp->arch;
+    c->calib_idx = vitq_calib_subset(c->cfg->seed, vitq_dataset_size(c->calib_data), k);
+    c->calib_images = vitq_alloc((size_t)k * (size_t)a->in_chans * (size_t)a->img_size * (size_t)a->img_size *
+                                 sizeof(float));
+    if (!c->calib_idx || !c->calib_images) return vitq_fail(e, VITQ_ENOMEM, "out of memory for %d calibration images", k);
+    return VITQ_OK;
+}
+
+static int stage_calibrate(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
+    (void)s;
+    const vitq_run_cfg *cfg = c->cfg;
+    vitq_run_log(c->run, "%s calibrate (%d images of %s, %s)", c->label, cfg->calib_size, cfg->calib_split,
+                 cfg->calib_mode);
+    int rc = vitq_dataset_load(c->calib_data, c->calib_idx, cfg->calib_size, c->calib_images, NULL, e);
+    if (!rc && vitq_interrupted) rc = vitq_fail(e, VITQ_ECANCELLED, "interrupted");
+    if (!rc) rc = vitq_qmodel_calibrate(c->q, c->calib_images, cfg->calib_size, cfg->calib_mode, e);
+    c->res.calib_indices = c->calib_idx; /* recorded even when calibration failed: which images it saw */
+    c->res.n_calib = cfg->calib_size;
+    return rc;
+}
+
+static int stage_histograms(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
+    (void)s;
+    int rc = VITQ_OK;
+    if (c->cfg->hist_taps[0]) rc = vitq_qmodel_hist_enable(c->q, c->cfg->hist_taps, c->cfg->hist_bins, e);
+    if (!rc) c->em = vitq_qmodel_model(c->q);
+    return rc;
+}
+
+static int stage_evaluate(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
+    (void)s;
+    char elabel[64];
+    snprintf(elabel, sizeof elabel, "%.40s eval", c->label);
+    int rc = vitq_evaluate(c->em, c->eval_data, c->cfg->eval_limit, c->cfg->batch, NULL, &c->er, elabel, e);
+    if (rc && rc != VITQ_ECANCELLED && c->q && vitq_qmodel_error(c->q)[0]) /* the plugin's own words */
+        vitq_fail(e, rc, "%s", vitq_qmodel_error(c->q));
+    return rc;
+}
+
+static int stage_collect(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
+    (void)s;
+    vitq_cell_result *res = &c->res;
+    int rc = vitq_qmodel_stats(c->q, &res->taps, &res->n_taps);
+    if (!rc && c->cfg->hist_taps[0]) rc = vitq_qmodel_hists(c->q, &res->hists, &res->n_hists);
+    if (!rc) rc = vitq_qmodel_plugins(c->q, &res->plugins, &res->n_plugins);
+    return rc ? vitq_fail(e, rc, "cannot collect statistics") : VITQ_OK;
+}
+
+/* Writes the cell file, done or failed. A failure here is the run's, not the cell's. */
+static int stage_write(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
+    (void)s;
+    vitq_cell_result *res = &c->res;
+    res->id = c->cell->id;
+    res->axis_values = c->cell->axis_values;
+    res->config_hash = c->cell->hash;
+    res->config_ini = c->cell->config_text;
+    res->seed = c->cfg->seed;
+    res->times = c->times;
+    res->n_times = c->n_times;
+    res->seconds_total = vitq_now() - c->t0;
+    if (c->rc == 0) {
+        res->status = "done";
+        res->top1 = c->er.top1, res->top5 = c->er.top5, res->loss = c->er.loss, res->n_eval = c->er.n;
+    } else {
+        res->status = "failed";
+        res->error = c->err.msg;
+        res->top1 = res->top5 = res->loss = NAN;
+        res->taps = NULL, res->n_taps = 0;
+        res->hists = NULL, res->n_hists = 0;
+        res->plugins = NULL, res->n_plugins = 0;
+    }
+    return vitq_results_write_cell(c->run->res, res, e);
+}
+
+/* ---- the list --------------------------------------------------------------------------------- */
+int vitq_pipeline_build(const vitq_run_cell *c, vitq_stage *out, int max) {
+    static const vitq_stage baseline[] = {
+        {"load", stage_load, NULL, 0, NULL},
+        {"evaluate", stage_evaluate, "eval", 0, NULL},
+        {"write", stage_write, NULL, VITQ_STAGE_ALWAYS, NULL},
+    };
+    static const vitq_stage ptq[] = {
+        {"load", stage_load, NULL, 0, NULL},
+        {"quantizers", stage_quantizers, NULL, 0, NULL},
+        {"calibrate", stage_calibrate, "calibrate", 0, NULL},
+        {"histograms", stage_histograms, NULL, 0, NULL},
+        {"evaluate", stage_evaluate, "eval", 0, NULL},
+        {"collect", stage_collect, NULL, 0, NULL},
+        {"write", stage_write, NULL, VITQ_STAGE_ALWAYS, NULL},
+    };
+    const vitq_stage *list = c->baseline ? baseline : ptq;
+    int n = c->baseline ? (int)(sizeof baseline / sizeof baseline[0]) : (int)(sizeof ptq / sizeof ptq[0]);
+    for (int i = 0; i < n && i < max; i++) out[i] = list[i];
+    return n < max ? n : max;
+}
+
+/* ---- running one cell --------------------------------------------------------------------------- */
+/* Adds dt to the timer `name` (a new timer goes last). */
+static void add_time(vitq_cell_ctx *c, const char *name, double dt) {
+    for (int i = 0; i < c->n_times; i++)
+        if (!strcmp(c->times[i].name, name)) {
+            c->times[i].seconds += dt;
+            return;
+        }
+    if (c->n_times < VITQ_MAX_STAGES) c->times[c->n_times++] = (vitq_stage_time){name, dt};
+}
+
+int vitq_cell_run(vitq_run *r, const vitq_run_cell *cell, const char *label, vitq_cell_outcome *out, vitq_err *e) {
+    vitq_stage st[VITQ_MAX_STAGES];
+    int n = vitq_pipeline_build(cell, st, VITQ_MAX_STAGES), rc = VITQ_OK;
+    vitq_cell_ctx c = {.run = r, .cell = cell, .cfg = cell->cfg, .label = label, .t0 = vitq_now()};
+    add_time(&c, "calibrate", 0); /* every cell file has these two, baselines included */
+    add_time(&c, "eval", 0);
+    for (int i = 0; i < n && rc == VITQ_OK; i++) {
+        if (c.rc == VITQ_ECANCELLED || vitq_interrupted) {
+            rc = VITQ_ECANCELLED; /* nothing is written for this cell */
+            break;
+        }
+        if (c.rc && !(st[i].flags & VITQ_STAGE_ALWAYS)) continue;
+        double t = vitq_now();
+        vitq_err se;
+        int src = st[i].run(&c, &st[i], &se);
+        if (st[i].timer) add_time(&c, st[i].timer, vitq_now() - t);
+        if (src && (st[i].flags & VITQ_STAGE_ALWAYS)) rc = vitq_fail(e, src, "%s", se.msg); /* the run's error */
+        else if (src && !c.rc) c.rc = src, c.err = se;
+    }
+    memset(out, 0, sizeof *out);
+    out->status = c.rc ? VITQ_CELL_FAILED : VITQ_CELL_DONE;
+    out->eval = c.er;
+    memcpy(out->times, c.times, sizeof c.times);
+    out->n_times = c.n_times;
+    out->seconds = vitq_now() - c.t0;
+    if (c.rc) snprintf(out->error, sizeof out->error, "%s", c.err.msg);
+    vitq_qmodel_free(c.q);
+    free(c.calib_idx);
+    vitq_free(c.calib_images);
+    return rc;
+}

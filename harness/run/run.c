@@ -1,0 +1,100 @@
+/* run.c — executing a run: the results folder opened, cells run (or skipped when already done with the
+ * same configuration hash) one by one by their stable index, the index rebuilt after each, and the
+ * per-cell verdict lines. vitq_run_exec is what a shard or an MPI rank calls for the cells it owns;
+ * vitq_run_all is `vitq run`'s loop over the selected cells.
+ * Does not: print tables (the command does) or run cells in parallel (cells are independent; scale-out
+ * runs several processes over disjoint subsets). */
+#include "run/run.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+void vitq_run_log(const vitq_run *r, const char *fmt, ...) {
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (r->o.log) {
+        r->o.log(r->o.log_ctx, line);
+        return;
+    }
+    fprintf(stderr, "%s\n", line);
+    fflush(stderr);
+}
+
+int vitq_run_start(vitq_run *r, vitq_err *e) {
+    if (r->res) return VITQ_OK;
+    const vitq_experiment *x = r->x;
+    return vitq_results_open(vitq_run_output(r), x->path, x->text, x->axis_names, x->n_axes, &r->res, e);
+}
+
+int vitq_run_index(vitq_run *r, vitq_err *e) {
+    if (!r->res) return vitq_fail(e, VITQ_EINVAL, "%s: the run is not started (vitq_run_start)", vitq_run_output(r));
+    return vitq_results_write_index(r->res, r->order, r->n_cells, e);
+}
+
+/* "calibrate 1.6s, eval 9.3s" from the cell's timers. */
+static const char *times_text(const vitq_cell_outcome *o, char *buf, size_t n) {
+    size_t k = 0;
+    buf[0] = 0;
+    for (int i = 0; i < o->n_times && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%s %.1fs", i ? ", " : "", o->times[i].name, o->times[i].seconds);
+    return buf;
+}
+
+int vitq_run_exec(vitq_run *r, int i, const char *label, vitq_cell_outcome *out, vitq_err *e) {
+    memset(out, 0, sizeof *out);
+    const vitq_run_cell *c = vitq_run_cell_at(r, i);
+    if (!c) return vitq_fail(e, VITQ_EINVAL, "%s: no cell %d (the run has %d)", r->x->path, i, r->n_cells);
+    if (!r->res) return vitq_fail(e, VITQ_EINVAL, "%s: the run is not started (vitq_run_start)", r->x->path);
+    if (!label) label = c->id;
+    if (!r->o.force && vitq_results_cell_done(r->res, c->id, c->hash)) {
+        out->status = VITQ_CELL_SKIPPED;
+        if (!r->o.quiet) vitq_run_log(r, "%s: already done, skipped", label);
+        return VITQ_OK;
+    }
+    int rc = vitq_cell_run(r, c, label, out, e);
+    if (rc == VITQ_ECANCELLED)
+        vitq_run_log(r, "%s: interrupted; nothing written for this cell (rerun to resume)", label);
+    if (rc) return rc;
+    char t[256];
+    if (out->status == VITQ_CELL_FAILED)
+        vitq_run_log(r, "%s: FAILED: %s", label, out->error);
+    else
+        vitq_run_log(r, "%s: done  top1 %.2f%%  top5 %.2f%%  loss %.4f  (%lld images; %s, total %.1fs)", label,
+                     out->eval.top1, out->eval.top5, out->eval.loss, (long long)out->eval.n,
+                     times_text(out, t, sizeof t), out->seconds);
+    return VITQ_OK;
+}
+
+int vitq_run_all(vitq_run *r, vitq_run_summary *sum, vitq_err *e) {
+    memset(sum, 0, sizeof *sum);
+    double t0 = vitq_now();
+    int rc = vitq_run_start(r, e), k = 0;
+    for (int i = 0; i < r->n_cells && !rc; i++) {
+        if (!r->cells[i].selected) continue;
+        char label[200];
+        snprintf(label, sizeof label, "cell %d/%d %s", ++k, r->n_selected, r->cells[i].id);
+        vitq_cell_outcome oc;
+        if ((rc = vitq_run_exec(r, i, label, &oc, e))) break;
+        if (oc.status == VITQ_CELL_SKIPPED) {
+            sum->skipped++;
+            continue;
+        }
+        if (oc.status == VITQ_CELL_FAILED) sum->failed++;
+        else sum->done++;
+        rc = vitq_run_index(r, e);
+        if (!rc && oc.status == VITQ_CELL_FAILED && r->o.fail_fast) {
+            sum->stopped = 1;
+            break;
+        }
+    }
+    if (r->res && (rc == VITQ_OK || rc == VITQ_ECANCELLED)) { /* also after a cancel: what is done is listed */
+        vitq_err ie;
+        int irc = vitq_run_index(r, &ie);
+        if (irc && rc == VITQ_OK) rc = irc, *e = ie;
+    }
+    sum->seconds = vitq_now() - t0;
+    return rc;
+}

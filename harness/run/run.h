@@ -1,0 +1,458 @@
+/* run/run.h — the run layer: experiments (INI -> validated grid of cells), evaluation, results in
+ * HDF5, figures, and the run itself — every cell through a pipeline of stages into a results folder.
+ * What `vitq run | results | plot` call; usable without the command line (shards, MPI ranks).
+ *
+ *   grid.c grid_keys.c                        experiment INI -> cells; the harness key table
+ *   eval.c                                    a model (float or fake-quant) over a dataset
+ *   results_write.c results_index.c results_read.c   cell files, the index, reading them back
+ *   plot.c plot_curve.c plot_hist.c           gnuplot figures from a run
+ *   cells.c validate.c pipeline.c run.c       the run: cells and caches, validation, stages, the loop
+ */
+#ifndef VITQ_RUN_H
+#define VITQ_RUN_H
+
+#include "train/train.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Evaluation (eval.c): the float or fake-quantized model (m->hooks) over a dataset.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct vitq_eval_result {
+    int64_t n;          /* images evaluated */
+    double top1, top5;  /* percent */
+    double loss;        /* mean cross-entropy (no smoothing) */
+    double seconds, images_per_s;
+} vitq_eval_result;
+
+/* Evaluates the first `limit` images (<= 0: all) in batches of `batch`. logits_out, if non-NULL, holds
+ * (n, K) floats. `label` names the progress line (NULL: no progress). */
+VITQ_API int vitq_evaluate(vitq_model *m, vitq_dataset *d, int64_t limit, int batch, float *logits_out,
+                           vitq_eval_result *r, const char *label, vitq_err *e);
+
+
+/* ---- Experiments (grid.c, grid_keys.c): an experiment INI (sections [run] [model] [data] [quantizer NAME]... [hist] [grid]) validated
+ * and expanded into cells (grid.c).
+ *
+ * [grid]: every key is an axis with comma-separated values; the special key `zip` holds groups separated
+ * by '|', each a comma-separated list of axis names paired value by value (all of one length). Cells are
+ * the cartesian product over factors (each zip group, each free axis), ordered by each factor's first
+ * axis in the INI, the first factor varying slowest. `${axis}` in any other value is replaced by the
+ * cell's value. Every axis must be used by some ${axis}.
+ *
+ * Harness keys ([run], [model], [data], [hist]) are typed by the table vitq_grid_keys() (the same
+ * vitq_param rows plugins use), checked per cell after interpolation. [quantizer NAME] sections are
+ * interpolated only: the quant module checks their keys and plugin parameters.
+ * All errors (up to 20, one per INI line) come back at once, sorted by line, joined with '\n'.
+ *
+ * Relative paths (model path, dataset folder, output) are relative to the current working directory.
+ * Does NOT load models, datasets or plugins (the run below does). */
+/* The harness key table (grid_keys.c): core's vitq_key rows over vitq_run_cfg. `def` NULL = required;
+ * for [run] output the default "results/<name>" and for [run] name the INI's base name are computed;
+ * VITQ_KEY_NOHASH rows (name, output, threads, baseline) are not part of a cell's configuration hash. */
+VITQ_API const vitq_key *vitq_grid_keys(int *n);
+/* The table as the README's Markdown reference (`vitq run --keys`). */
+VITQ_API void vitq_grid_keys_markdown(FILE *out);
+
+/* Typed harness configuration of one cell (after interpolation). Strings point into the cell's resolved
+ * sections or to static defaults; valid while the experiment lives. */
+typedef struct vitq_run_cfg {
+    char name[128];            /* [run] name (default: the INI file's base name) */
+    char output[1024];         /* [run] output (default results/<name>) */
+    uint64_t seed;             /* [run] seed */
+    int threads;               /* [run] threads, 0 = all CPUs */
+    int baseline;              /* [run] baseline: also evaluate the float model as cell "fp32" */
+    const char *calib_mode;    /* [run] calib_mode: "sequential" | "float" */
+    const char *model_path;    /* [model] path */
+    const char *arch;          /* [model] arch ("" = from the file's metadata) */
+    const char *dataset;       /* [data] dataset */
+    const char *eval_split;    /* [data] eval_split */
+    int64_t eval_limit;        /* [data] eval_limit, 0 = all */
+    int batch;                 /* [data] batch */
+    const char *calib_split;   /* [data] calib_split */
+    int calib_size;            /* [data] calib_size */
+    int convert_channels;      /* [data] convert_channels */
+    const char *hist_taps;     /* [hist] taps: comma-separated globs ("" = none) */
+    int hist_bins;             /* [hist] bins */
+} vitq_run_cfg;
+
+typedef struct vitq_grid_axis {
+    char *name;
+    char **values;
+    int n_values;
+    int line;   /* of its key in [grid] */
+    int zip;    /* zip group index, -1 when free */
+} vitq_grid_axis;
+
+typedef struct vitq_grid_cell {
+    char id[128];              /* "bits=4,softmax=log2" sanitised; "default" without axes */
+    const char **values;       /* [n_axes] pointers into the axes' values */
+    vitq_section *secs;        /* resolved sections ([grid] left out), ${...} replaced */
+    int n_secs;
+    vitq_run_cfg cfg;
+    char *config_text;         /* canonical resolved configuration (INI text; keys sorted) */
+    char hash[17];             /* FNV-1a 64 of config_text, 16 hex digits: the resume key */
+} vitq_grid_cell;
+
+typedef struct vitq_experiment {
+    char *path;                /* the INI file (or the name given to vitq_experiment_parse) */
+    char *text;                /* its text */
+    vitq_section *secs;        /* as read */
+    int n_secs;
+    vitq_grid_axis *axes;      /* [grid] order */
+    int n_axes;
+    const char **axis_names;   /* [n_axes] */
+    vitq_grid_cell *cells;     /* expansion order */
+    int n_cells;
+} vitq_experiment;
+
+/* Reads, validates and expands. On failure *out = NULL and e holds every error ("FILE:LINE: ..." lines). */
+VITQ_API int vitq_experiment_load(const char *path, vitq_experiment **out, vitq_err *e);
+VITQ_API int vitq_experiment_parse(const char *text, const char *name, vitq_experiment **out, vitq_err *e);
+VITQ_API void vitq_experiment_free(vitq_experiment *x);
+
+/* Builds a file-name-safe id "name=value,name=value" into out (cap >= 128): characters outside
+ * [A-Za-z0-9._=,+-] become '_' and, when anything was replaced or the id is longer than 100 bytes, the id
+ * is cut to 83 bytes and "-<16 hex digits of FNV-1a of the raw id>" appended. n == 0 gives "default". */
+VITQ_API void vitq_grid_cell_id(const char *const *names, const char *const *values, int n, char *out, size_t cap);
+
+/* grid_keys.c: types the harness keys of cell c of x into c->cfg and its canonical text and hash (errors
+ * go to grid.c's collector). Internal to the run layer. */
+void vitq_grid_type_cell(vitq_experiment *x, vitq_grid_cell *c, vitq_errs *E);
+/* "quantizer NAME" sections; *qname (if non-NULL) points at NAME. */
+int vitq_grid_is_quantizer_section(const char *name, const char **qname);
+
+
+/* ---- Results (results_write.c, results_index.c, results_read.c): a run's results in HDF5: one folder per run, one file per finished cell, an index
+ * rebuilt atomically (../shared/STYLE.md section 6).
+ *
+ *   DIR/run.h5           index: root attributes (creator, vitq_version, git_rev, ini_path, ini_text,
+ *                        created_utc, host, blas_config, threads, axis_names, summary_axis_columns),
+ *                        /summary (compound table, one row per cell), /cells/<id> relative external
+ *                        links to the cell files.
+ *   DIR/cells/<id>.h5    one cell, written whole to DIR/cells/<id>.h5.tmp.<pid> and renamed.
+ *   DIR/plots/           figures (plots, below).
+ *
+ * Cell file layout:
+ *   /            attrs: cell_id, <axis name> = value (text) for every axis whose name is not one of the
+ *                reserved names below, seed (uint64), status ("done" | "failed"), error ("" if none),
+ *                config_hash, config_ini, plugins (array of "name version" strings), vitq_version
+ *   /axes        attrs: <axis name> = value (text) for every axis (always, reserved names included);
+ *                attr axis_names (array, in the run's order)
+ *   /metrics     attrs: top1, top5 (percent), loss (nats, mean cross-entropy), n_eval (int64),
+ *                seconds_<stage> for every timed stage (always seconds_calibrate, seconds_eval),
+ *                seconds_total, units (text)
+ *   /layers      compound table: tap S96, plugin S32, mse f64, sqnr_db f64, count i64
+ *   /hist/<tap>  datasets edges[bins+1] f64, float_counts[bins] i64, quant_counts[bins] i64;
+ *                attrs bins, lo, hi, n_float, n_quant (sums of the counts)
+ *   /calibration/indices  int64[n_calib] training-split image indices used for calibration
+ *
+ * /summary columns: cell_id, one fixed-length string column per axis (named by the axis; an axis whose
+ * name collides with a fixed column is named "axis_<name>"; the root attribute summary_axis_columns
+ * lists the axis columns in order), status, error, seed, top1, top5, loss, n_eval, seconds_calibrate,
+ * seconds_eval, seconds_total. Strings are fixed-length, null-padded UTF-8, so that
+ * `pd.DataFrame(h5py.File(p)["summary"][()])` works (decode byte columns with .str.decode()).
+ *
+ * A cell file that exists but cannot be read (truncated, garbage) is listed in the summary with status
+ * "corrupt", NaN metrics and the HDF5 error as `error`, and has no /cells link; vitq_results_cell_done
+ * reports it as not done, so a rerun recomputes (and replaces) it.
+ *
+ * Errors: one line naming the file and the HDF5 object. HDF5's automatic error printing is turned off
+ * by every function here.
+ */
+typedef struct vitq_results vitq_results;
+
+/* Creates DIR and DIR/cells if needed, removes stray *.tmp.<pid> files (in DIR, DIR/cells, DIR/plots)
+ * whose process is gone, remembers the root attributes of the index: ini_text, ini_path, the grid's axis
+ * names (in order), and fills vitq_version, git revision (`git rev-parse --short HEAD`, else "unknown"),
+ * created_utc, host, BLAS config (openblas_get_config()), threads. ini_path / ini_text may be NULL. */
+VITQ_API int vitq_results_open(const char *dir, const char *ini_path, const char *ini_text,
+                               const char *const *axis_names, int n_axes, vitq_results **out, vitq_err *e);
+VITQ_API void vitq_results_close(vitq_results *r);
+/* The run folder as given to vitq_results_open. */
+VITQ_API const char *vitq_results_dir(const vitq_results *r);
+/* Number of stray temp files vitq_results_open removed (for messages and tests). */
+VITQ_API int vitq_results_removed_tmp(const vitq_results *r);
+
+/* 1 if DIR/cells/<id>.h5 exists, opens, has status "done" and the same config_hash attribute; 0 otherwise
+ * (missing, corrupt, failed, other hash). */
+VITQ_API int vitq_results_cell_done(vitq_results *r, const char *cell_id, const char *config_hash);
+
+/* Seconds a stage of the cell pipeline took (stages sharing a timer add up). */
+typedef struct vitq_stage_time {
+    const char *name;               /* "calibrate", "eval", a pass's name */
+    double seconds;
+} vitq_stage_time;
+
+typedef struct vitq_cell_result {
+    const char *id;                 /* e.g. "bits=4,softmax=log2": a file name (no '/', not starting with '.') */
+    const char *const *axis_values; /* one per axis of the run, as text */
+    const char *config_hash;        /* hash of the resolved configuration (resume key) */
+    const char *config_ini;         /* the resolved configuration as INI text */
+    const char *status;             /* "done" | "failed" */
+    const char *error;              /* message when failed, else NULL */
+    uint64_t seed;
+    double top1, top5, loss;        /* percent, percent, nats */
+    int64_t n_eval;                 /* images evaluated */
+    const vitq_stage_time *times;   /* the timed stages: /metrics seconds_<name>, in this order */
+    int n_times;
+    double seconds_total;
+    const vitq_tap_stat *taps;
+    int n_taps;
+    const vitq_hist *hists;
+    int n_hists;
+    const char *const *plugins;     /* "name version" strings of the plugins used */
+    int n_plugins;
+    const int64_t *calib_indices;   /* the training-split images used for calibration (auditability) */
+    int n_calib;
+} vitq_cell_result;
+
+/* Writes DIR/cells/<id>.h5 whole to a temp name in the same folder, closes, fsyncs, renames; on any
+ * failure removes the temp file and leaves any previous DIR/cells/<id>.h5 untouched. */
+VITQ_API int vitq_results_write_cell(vitq_results *r, const vitq_cell_result *c, vitq_err *e);
+
+/* Rebuilds DIR/run.h5 (temp + rename) from every DIR/cells/<id>.h5. Rows follow `order` (the grid's cell
+ * ids; ids without a file are skipped), then cells not listed, sorted by id. order may be NULL. */
+VITQ_API int vitq_results_write_index(vitq_results *r, const char *const *order, int n_order, vitq_err *e);
+
+/* Layer-internal (results_*.c): the open results folder and shared helpers. */
+struct vitq_results {
+    char *dir, *ini_path, *ini_text;
+    char **axis_names;
+    int n_axes;
+    char git_rev[64], created_utc[32], host[256], blas_config[256];
+    int threads, removed_tmp;
+};
+char *vitq_results_path(const char *dir, const char *name);       /* "DIR/NAME", malloc'd */
+char *vitq_results_cell_path(const vitq_results *r, const char *id); /* "DIR/cells/ID.h5", malloc'd */
+void vitq_results_now_utc(char *out, size_t n);
+int vitq_results_is_reserved(const char *name, const char *const *list, int n);
+
+/* Reading, for `vitq results` and `vitq plot`: run_path is the run folder or its run.h5. */
+typedef struct vitq_summary {
+    int n_rows, n_axes;
+    char **axis_names;    /* [n_axes] */
+    char ***axis_values;  /* [row][axis] */
+    char **cell_ids;      /* [row] */
+    char **status;        /* [row] "done" | "failed" | "corrupt" */
+    char **error;         /* [row] "" when none */
+    double *top1, *top5, *loss, *seconds_total; /* [row]; NaN when not done */
+    int64_t *n_eval;      /* [row] */
+    uint64_t *seed;       /* [row] */
+    char *run_dir;        /* the run folder */
+    char *vitq_version, *git_rev; /* root attributes of the index ("" if absent) */
+} vitq_summary;
+
+VITQ_API int vitq_summary_read(const char *run_path, vitq_summary **out, vitq_err *e);
+VITQ_API void vitq_summary_free(vitq_summary *s);
+
+/* Reads one cell file's histograms back, in name order (for plots and tests). *out is an array of *n
+ * histograms whose count arrays are owned by it; free with vitq_hists_free. */
+VITQ_API int vitq_cell_read_hists(const char *cell_path, vitq_hist **out, int *n, vitq_err *e);
+VITQ_API void vitq_hists_free(vitq_hist *h, int n);
+
+
+/* ---- Plots (plot.c, plot_curve.c, plot_hist.c): figures from a run's results: accuracy-versus-bits curves and activation histograms, each as
+ * three files beside each other (STYLE.md section 6):
+ *   <fig>.tsv  tab-separated data, one header row naming the columns (written by vitq from the HDF5)
+ *   <fig>.gp   gnuplot script taking the data file as ARG1 and the output as ARG2:
+ *              `gnuplot -c <fig>.gp <fig>.tsv <fig>.png` (run in the plots folder)
+ *   <fig>.png  pngcairo 1200x800 (only when gnuplot is installed)
+ * Figures:
+ *   <metric>_vs_<x>          x = a numeric axis; one column per series (a combination of the series axes,
+ *                            by default every other axis); cells that share x and series (an axis left out
+ *                            of both, e.g. seeds) are averaged, which the script's header says.
+ *   hist_<cell>__<tap>       float and quantized counts per bin (bin centre in column 1), log-scale count.
+ * Names are sanitised: characters other than [A-Za-z0-9._=+-] become '_'.
+ * Every file is written to a temp name and renamed. */
+typedef struct vitq_plot_opts {
+    const char *x_axis;    /* NULL: the first axis whose values are all numeric */
+    const char *series;    /* comma-separated axes; NULL: every axis other than x */
+    const char *metric;    /* "top1" (default) | "top5" | "loss" */
+    const char *hist;      /* comma-separated tap globs (fnmatch); NULL: every recorded histogram */
+    const char *cell;      /* cell id glob for histograms; NULL: every done cell */
+    const char *out_dir;   /* NULL: <run>/plots */
+    const char *command;   /* the command line that made the figures (script header); NULL: "" */
+    const char *gnuplot;   /* gnuplot program; NULL: "gnuplot" from PATH; "" : do not run gnuplot */
+    int no_curves;         /* 1: histograms only */
+    int no_hists;          /* 1: curves only */
+} vitq_plot_opts;
+
+typedef struct vitq_plot_report {
+    int n_figures;
+    char **figures;        /* [n_figures] path of each figure without extension (out_dir/<fig>) */
+    int gnuplot_missing;   /* 1: .tsv and .gp written, no .png (gnuplot not found) */
+    int curves_skipped;    /* 1: no curve could be drawn (no numeric axis) and none was asked for explicitly
+                              (--x, --series, --metric); histograms were drawn */
+} vitq_plot_report;
+
+/* Makes the curves (unless opts->no_curves) and the histograms (unless opts->no_hists), from the run
+ * folder or its run.h5. Curves: cells whose x value is "-" or "" are left out, except baseline cells (every
+ * axis "-", e.g. the float cell "fp32"), which become a flat column named by the cell id. A gnuplot failure
+ * is an error quoting gnuplot's first stderr line. */
+VITQ_API int vitq_plot_run(const char *run_path, const vitq_plot_opts *o, vitq_plot_report *rep, vitq_err *e);
+VITQ_API void vitq_plot_report_free(vitq_plot_report *rep);
+
+/* The pieces, for tests: the text of a curve figure's .tsv and .gp (malloc'd, caller frees).
+ * fig receives the figure name (without extension). */
+VITQ_API int vitq_plot_curve_text(const vitq_summary *s, const vitq_plot_opts *o, const char *run_label,
+                                  char *fig, size_t fig_size, char **tsv, char **gp, vitq_err *e);
+/* The .tsv and .gp of one histogram figure of cell `cell_id`. */
+VITQ_API int vitq_plot_hist_text(const vitq_hist *h, const char *cell_id, const char *run_label,
+                                 const vitq_plot_opts *o, const char *git_rev, char *fig, size_t fig_size,
+                                 char **tsv, char **gp, vitq_err *e);
+/* Writes <dir>/<fig>.tsv and .gp atomically and, unless gnuplot is "" or missing (*missing = 1), draws
+ * <fig>.png with core's gnuplot runner. */
+/* Layer-internal text helpers of the figure makers (plot.c): a gnuplot string literal's contents, a
+ * comment's, a TSV field's; a figure name with [^A-Za-z0-9._=+-] turned into '_'. */
+void vitq_plot_gpstr(vitq_sb *b, const char *s);
+void vitq_plot_comment(vitq_sb *b, const char *s);
+void vitq_plot_tsv_field(vitq_sb *b, const char *s);
+void vitq_plot_sanitize(char *out, size_t n, const char *s);
+VITQ_API int vitq_plot_write_figure(const char *dir, const char *fig, const char *tsv, const char *gp,
+                                    const char *gnuplot, int *missing, vitq_err *e);
+
+
+/* ---------------------------------------------------------------------------------------------
+ * The run (run.c, cells.c, validate.c, pipeline.c): a validated experiment's cells — the float baselines
+ * and the grid cells — validated all at once, then run, resumed or dry-run one by one into a results
+ * folder. Callable without the command line: a shard or an MPI rank opens the same experiment and
+ * runs the cells of its choice by their stable index, then rebuilds the index.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct vitq_run_opts {
+    int threads;            /* 0: [run] threads of the experiment; > 0: that many; < 0: every CPU */
+    int force;              /* recompute cells already done (same id and configuration hash) */
+    int fail_fast;          /* vitq_run_all stops at the first failing cell */
+    int quiet;              /* no "checking" / "skipped" lines on stderr (stage lines still come) */
+    const char *only;       /* fnmatch glob over cell ids; NULL: every cell */
+    /* Where the run's lines go (stage lines, per-cell verdicts); NULL: stderr. One line, no newline. */
+    void (*log)(void *ctx, const char *line);
+    void *log_ctx;
+} vitq_run_opts;
+
+/* One cell of a run. Its index is stable (it depends on the INI only): the distinct float baselines
+ * first (when [run] baseline), then the grid cells in expansion order. */
+typedef struct vitq_run_cell {
+    char id[160];                   /* "bits=4,softmax=log2"; baselines "fp32", "fp32-2", ... */
+    int baseline;                   /* 1: the float model, no quantizers */
+    const vitq_grid_cell *grid;     /* the grid cell, NULL for a baseline */
+    const vitq_grid_cell *src;      /* whose configuration (and INI lines) it uses */
+    const vitq_run_cfg *cfg;
+    const char *config_text;        /* canonical configuration (the baseline's own text for a baseline) */
+    char hash[17];                  /* FNV-1a 64 of config_text: the resume key */
+    const char *const *axis_values; /* one per axis ("-" for every axis of a baseline) */
+    int selected;                   /* matched by opts.only */
+} vitq_run_cell;
+
+typedef enum { VITQ_CELL_DONE = 0, VITQ_CELL_FAILED, VITQ_CELL_SKIPPED } vitq_cell_status;
+
+#define VITQ_MAX_STAGES 32
+/* What running one cell did. */
+typedef struct vitq_cell_outcome {
+    vitq_cell_status status;        /* SKIPPED: already done (and not forced) */
+    vitq_eval_result eval;          /* DONE: the metrics */
+    vitq_stage_time times[VITQ_MAX_STAGES]; /* the timed stages, as in the cell file */
+    int n_times;
+    double seconds;                 /* the whole cell */
+    char error[1024];               /* FAILED: the message written into the cell file */
+} vitq_cell_outcome;
+
+/* Counts of vitq_run_all. */
+typedef struct vitq_run_summary {
+    int done, skipped, failed;
+    int stopped;                    /* 1: --fail-fast stopped the run at a failed cell */
+    double seconds;
+} vitq_run_summary;
+
+typedef struct vitq_run vitq_run;
+
+/* Lists the cells of a validated experiment x (which must outlive the run), selects them by o->only
+ * (vitq_run_selected may then be 0) and sets the thread count. Error: cells disagreeing on [run] output
+ * (one run, one folder). o may be NULL (defaults). Opens no file yet. */
+VITQ_API int vitq_run_open(const vitq_experiment *x, const vitq_run_opts *o, vitq_run **out, vitq_err *e);
+VITQ_API void vitq_run_close(vitq_run *r);
+VITQ_API int vitq_run_count(const vitq_run *r);
+VITQ_API const vitq_run_cell *vitq_run_cell_at(const vitq_run *r, int i);
+VITQ_API int vitq_run_selected(const vitq_run *r);
+VITQ_API const char *vitq_run_output(const vitq_run *r);
+/* Loads every model and dataset the selected cells use (once each), checks the calibration split's size,
+ * binds every selected cell's quantizer sections (plugins found, ABI, parameters) and its [hist] taps.
+ * VITQ_EINVAL when anything is wrong: every distinct error line is kept (vitq_run_errors), each naming
+ * the INI file:line at fault; VITQ_ECANCELLED on Ctrl-C. */
+VITQ_API int vitq_run_validate(vitq_run *r, vitq_err *e);
+VITQ_API int vitq_run_errors(const vitq_run *r, const char *const **lines, int *n);
+/* Opens (creates) the results folder; removes stray temporary files of killed runs. */
+VITQ_API int vitq_run_start(vitq_run *r, vitq_err *e);
+VITQ_API const vitq_results *vitq_run_results(const vitq_run *r);
+/* Runs cell i (any index, selected or not; after vitq_run_start) through its pipeline and writes its
+ * file, done or failed; skips it when already done (unless opts.force). Returns 0 (see *out for the
+ * cell's own verdict), VITQ_ECANCELLED (Ctrl-C: nothing written for the cell) or an error that stops the
+ * run (the cell file could not be written). `label` prefixes its lines (NULL: the id). */
+VITQ_API int vitq_run_exec(vitq_run *r, int i, const char *label, vitq_cell_outcome *out, vitq_err *e);
+/* Rebuilds the results index (run.h5) from every cell file, in the run's cell order. */
+VITQ_API int vitq_run_index(vitq_run *r, vitq_err *e);
+/* Every selected cell in order ("cell K/N ID" labels), the index rebuilt after each; stops at Ctrl-C
+ * (VITQ_ECANCELLED, index rebuilt), a run error, or the first failed cell with opts.fail_fast. */
+VITQ_API int vitq_run_all(vitq_run *r, vitq_run_summary *sum, vitq_err *e);
+
+/* ---- The cell pipeline (pipeline.c): a cell is a list of stages run in order. ----------------------
+ * A stage returns 0 or an error; after an error only the stages flagged ALWAYS run (the one that writes
+ * the cell file as failed), and after Ctrl-C none does (a cell is written whole or not at all). A stage
+ * with a timer adds its seconds to /metrics seconds_<timer>. Pass plugins become stages inserted before
+ * or after "calibrate"; the list of a cell is built by vitq_pipeline_build. */
+typedef struct vitq_cell_ctx vitq_cell_ctx; /* one cell being computed (pipeline.c) */
+typedef struct vitq_stage vitq_stage;
+typedef int (*vitq_stage_fn)(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e);
+enum { VITQ_STAGE_ALWAYS = 1 };
+struct vitq_stage {
+    const char *name;      /* "load", "quantizers", "calibrate", "histograms", "evaluate", "collect", "write" */
+    vitq_stage_fn run;
+    const char *timer;     /* NULL: counted in seconds_total only */
+    unsigned flags;        /* VITQ_STAGE_ALWAYS */
+    const void *arg;       /* stage data (a pass stage: its plugin and parameters) */
+};
+/* The stages of cell c into out[0..max); returns their number. */
+VITQ_API int vitq_pipeline_build(const vitq_run_cell *c, vitq_stage *out, int max);
+
+/* Layer-internal (cells.c, validate.c, pipeline.c, run.c): the run's state. */
+typedef struct vitq_model_slot {
+    char path[1024], arch[64];
+    vitq_model *m;
+} vitq_model_slot;
+typedef struct vitq_data_slot {
+    char spec[1024], split[16];
+    vitq_data_opts o;
+    vitq_dataset *d;
+} vitq_data_slot;
+struct vitq_run {
+    const vitq_experiment *x;
+    vitq_run_opts o;
+    vitq_run_cell *cells;
+    int n_cells, n_selected;
+    const char **order;          /* [n_cells] ids in cell order: the index's row order */
+    const char **dash;           /* [n_axes] "-": a baseline's axis values */
+    char **baseline_text;        /* [n_cells] owned configuration texts of baselines (NULL for grid cells) */
+    vitq_model_slot *models;     /* each model file loaded once per run */
+    int n_models;
+    vitq_data_slot *data;        /* each (dataset, split, preprocessing) opened once per run */
+    int n_data;
+    char **errors;               /* validation messages, distinct */
+    int n_errors;
+    vitq_results *res;           /* after vitq_run_start */
+};
+/* cells.c: the model / dataset of a cell's configuration, from the run's caches. */
+int vitq_run_model(vitq_run *r, const vitq_run_cfg *cfg, vitq_model **out, vitq_err *e);
+int vitq_run_dataset(vitq_run *r, const vitq_run_cfg *cfg, const vitq_model *m, const char *split, vitq_dataset **out,
+                     vitq_err *e);
+/* run.c: one line to the run's log (opts.log, else stderr). */
+void vitq_run_log(const vitq_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* pipeline.c: runs cell c's stages. Returns 0 with the cell written (done or failed, in *out),
+ * VITQ_ECANCELLED with nothing written, or a run error (the cell file could not be written). */
+int vitq_cell_run(vitq_run *r, const vitq_run_cell *c, const char *label, vitq_cell_outcome *out, vitq_err *e);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

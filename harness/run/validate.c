@@ -1,0 +1,103 @@
+/* validate.c — everything a run needs, checked before any cell runs, with every error at once: each
+ * model file loads, each dataset opens, the calibration split holds calib_size images, each selected
+ * cell's quantizer sections bind to the model (plugins found, ABI, parameters) and its [hist] taps
+ * match quantized activation taps. Every message names the INI file:line at fault; identical messages
+ * of several cells are kept once. */
+#include "run/run.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void add(vitq_run *r, const char *s) {
+    for (int i = 0; i < r->n_errors; i++)
+        if (!strcmp(r->errors[i], s)) return;
+    char **nv = realloc(r->errors, (size_t)(r->n_errors + 1) * sizeof *nv);
+    if (!nv) return;
+    r->errors = nv;
+    if ((r->errors[r->n_errors] = strdup(s))) r->n_errors++;
+}
+
+/* "FILE:LINE: [section] key: MSG" for the key's line in cell c, or "FILE: [section] key (default): MSG". */
+static void add_at(vitq_run *r, const vitq_grid_cell *c, const char *section, const char *key, const char *msg) {
+    const vitq_kv *kv = vitq_section_get(vitq_section_find(c->secs, c->n_secs, section), key);
+    char buf[1400], m[1300];
+    if (kv)
+        snprintf(buf, sizeof buf, "%s:%d: %s", kv->file, kv->line, vitq_key_msg(m, sizeof m, section, key, msg));
+    else
+        snprintf(buf, sizeof buf, "%s: [%s] %s (default): %s", r->x->path, section, key, msg);
+    add(r, buf);
+}
+
+/* Every [hist] glob must match a quantized activation tap (histograms are enabled after calibration, so
+ * this is checked against the bindings). */
+static void check_hist_taps(vitq_run *r, const vitq_grid_cell *c, const vitq_qmodel *q) {
+    const vitq_kv *kv = vitq_section_get(vitq_section_find(c->secs, c->n_secs, "hist"), "taps");
+    const vitq_qbinding *b = NULL;
+    char **globs = NULL;
+    int nb = 0, ng = 0;
+    if (!kv || vitq_qmodel_bindings(q, &b, &nb) != 0) return;
+    if (vitq_list_split(kv->value, ',', VITQ_LIST_DROP_EMPTY, &globs, &ng)) return;
+    for (int g = 0; g < ng; g++) {
+        int hit = 0;
+        for (int i = 0; i < nb && !hit; i++)
+            hit = b[i].act_tap >= 0 && strcmp(b[i].plugin, "float") != 0 && vitq_glob_any(&globs[g], 1, b[i].tap);
+        if (hit) continue;
+        char buf[600];
+        snprintf(buf, sizeof buf, "%s:%d: [hist] taps: '%s' matches no quantized activation tap", kv->file, kv->line,
+                 globs[g]);
+        add(r, buf);
+    }
+    vitq_strs_free(globs, ng);
+}
+
+/* The data a cell reads: the evaluation split always, the calibration split (and its size) for a grid cell. */
+static void check_data(vitq_run *r, const vitq_run_cell *c, vitq_model *m) {
+    const vitq_run_cfg *cfg = c->cfg;
+    vitq_dataset *de = NULL, *dc = NULL;
+    vitq_err e;
+    if (vitq_run_dataset(r, cfg, m, cfg->eval_split, &de, &e)) add_at(r, c->src, "data", "dataset", e.msg);
+    if (c->baseline) return;
+    if (vitq_run_dataset(r, cfg, m, cfg->calib_split, &dc, &e)) {
+        add_at(r, c->src, "data", "dataset", e.msg);
+    } else if (vitq_dataset_size(dc) < cfg->calib_size) {
+        char buf[1400];
+        snprintf(buf, sizeof buf, "%s: [data] calib_size %d exceeds the %lld images of %s (%s split)", r->x->path,
+                 cfg->calib_size, (long long)vitq_dataset_size(dc), cfg->dataset, cfg->calib_split);
+        add(r, buf);
+    }
+}
+
+int vitq_run_validate(vitq_run *r, vitq_err *e) {
+    vitq_strs_free(r->errors, r->n_errors);
+    r->errors = NULL;
+    r->n_errors = 0;
+    for (int j = 0; j < r->n_cells && !vitq_interrupted; j++) {
+        const vitq_run_cell *c = &r->cells[j];
+        if (!c->selected) continue;
+        vitq_model *m = NULL;
+        vitq_err me;
+        if (vitq_run_model(r, c->cfg, &m, &me)) {
+            add_at(r, c->src, "model", "path", me.msg);
+            continue;
+        }
+        check_data(r, c, m);
+        if (c->baseline) continue; /* no quantizers */
+        vitq_qmodel *q = NULL;
+        if (vitq_qmodel_create(m, c->grid->secs, c->grid->n_secs, c->cfg->seed, &q, &me)) {
+            add(r, me.msg); /* names the INI file:line */
+            continue;
+        }
+        if (c->cfg->hist_taps[0]) check_hist_taps(r, c->grid, q);
+        vitq_qmodel_free(q);
+    }
+    if (vitq_interrupted) return vitq_fail(e, VITQ_ECANCELLED, "interrupted");
+    if (r->n_errors)
+        return vitq_fail(e, VITQ_EINVAL, "%s%s", r->errors[0], r->n_errors > 1 ? " (and more: vitq_run_errors)" : "");
+    return VITQ_OK;
+}
+
+int vitq_run_errors(const vitq_run *r, const char *const **lines, int *n) {
+    *lines = (const char *const *)r->errors;
+    *n = r->n_errors;
+    return VITQ_OK;
+}

@@ -1,0 +1,88 @@
+/* optim.c — what a training step needs besides gradients: AdamW with decoupled weight decay (PyTorch's
+ * torch.optim.AdamW arithmetic), the cosine learning-rate schedule with linear warm-up (timm's
+ * CosineLRScheduler stepped per optimizer step), global gradient-norm clipping
+ * (torch.nn.utils.clip_grad_norm_). (The seeded PRNG it used to hold is core's rng.c.)
+ * Does not: know about datasets, epochs or files (train.c does). Single-threaded: the update is a few
+ * memory passes over < 1M floats, noise next to the GEMMs, and keeps results independent of threads. */
+#include "train/train.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- AdamW ------------------------------------------------------------------------------------------ */
+int vitq_adamw_init(vitq_adamw *o, int64_t n, float beta1, float beta2, float eps, float weight_decay,
+                    vitq_err *e) {
+    memset(o, 0, sizeof *o);
+    o->beta1 = beta1;
+    o->beta2 = beta2;
+    o->eps = eps;
+    o->weight_decay = weight_decay;
+    o->n = n;
+    o->m = vitq_alloc(sizeof(float) * (size_t)n);
+    o->v = vitq_alloc(sizeof(float) * (size_t)n);
+    if (!o->m || !o->v) {
+        vitq_adamw_release(o);
+        return vitq_fail(e, VITQ_ENOMEM, "out of memory allocating AdamW state (%lld floats)", (long long)n);
+    }
+    return VITQ_OK;
+}
+
+void vitq_adamw_release(vitq_adamw *o) {
+    vitq_free(o->m);
+    vitq_free(o->v);
+    o->m = o->v = NULL;
+}
+
+void vitq_adamw_update(vitq_adamw *o, float *params, const float *grads, int64_t off, int64_t n, float lr,
+                       float wd, int64_t t) {
+    const float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
+    // bias corrections in double, then used in float as PyTorch does (step_size, bias_correction2_sqrt)
+    const float step_size = (float)(lr / (1.0 - pow(b1, (double)t)));
+    const float bc2_sqrt = (float)sqrt(1.0 - pow(b2, (double)t));
+    const float decay = 1.0f - lr * wd;
+    float *m = o->m + off, *v = o->v + off;
+    for (int64_t i = 0; i < n; i++) {
+        float g = grads[i];
+        params[i] *= decay;
+        m[i] = b1 * m[i] + (1.0f - b1) * g;
+        v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+        float denom = sqrtf(v[i]) / bc2_sqrt + eps;
+        params[i] -= step_size * m[i] / denom;
+    }
+}
+
+int vitq_param_decays(const vitq_tensor_ref *r) {
+    if (r->ndim < 2) return 0;
+    if (!strcmp(r->name, "cls_token") || !strcmp(r->name, "pos_embed")) return 0;
+    return 1;
+}
+
+void vitq_adamw_step_model(vitq_adamw *o, vitq_model *m, float lr) {
+    o->t++;
+    for (int i = 0; i < m->n_table; i++) {
+        const vitq_tensor_ref *r = &m->table[i];
+        int64_t off = r->data - m->slab;
+        float wd = vitq_param_decays(r) ? o->weight_decay : 0.0f;
+        vitq_adamw_update(o, r->data, m->grad_slab + off, off, r->numel, lr, wd, o->t);
+    }
+}
+
+/* ---- schedule and clipping --------------------------------------------------------------------------- */
+double vitq_lr_cosine(int64_t step, int64_t warmup, int64_t total, double base_lr, double min_lr) {
+    if (step < warmup) return base_lr * (double)(step + 1) / (double)warmup;
+    if (total <= warmup) return base_lr;
+    double frac = (double)(step - warmup) / (double)(total - warmup);
+    if (frac > 1.0) frac = 1.0;
+    return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + cos(M_PI * frac));
+}
+
+double vitq_grad_clip(float *g, int64_t n, double max_norm) {
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++) ss += (double)g[i] * g[i];
+    double norm = sqrt(ss);
+    if (max_norm > 0 && norm > max_norm) {
+        float scale = (float)(max_norm / (norm + 1e-6));
+        for (int64_t i = 0; i < n; i++) g[i] *= scale;
+    }
+    return norm;
+}
