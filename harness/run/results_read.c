@@ -45,6 +45,46 @@ static int read_col_num(hid_t d, const char *name, hid_t mtype, int n, void *buf
     return ok ? 0 : -1;
 }
 
+/* The nr rows of the open /summary d into s, axis columns named cols[0..s->n_axes); -1 if anything is
+ * missing (s stays consistent for vitq_summary_free). */
+static int read_rows(hid_t d, vitq_summary *s, char **cols, int nr) {
+    const int na = s->n_axes;
+    size_t cap = (size_t)(nr ? nr : 1);
+    s->cell_ids = read_col_str(d, "cell_id", nr);
+    s->status = read_col_str(d, "status", nr);
+    s->error = read_col_str(d, "error", nr);
+    s->axis_values = calloc(cap, sizeof(char **));
+    s->top1 = malloc(cap * 8), s->top5 = malloc(cap * 8), s->loss = malloc(cap * 8);
+    s->seconds_total = malloc(cap * 8), s->n_eval = malloc(cap * 8), s->seed = malloc(cap * 8);
+    char ***byaxis = calloc((size_t)(na ? na : 1), sizeof(char **));
+    int ok = s->cell_ids && s->status && s->error && s->axis_values && s->top1 && s->top5 && s->loss &&
+             s->seconds_total && s->n_eval && s->seed && byaxis;
+    if (ok) s->n_rows = nr; /* from here on, vitq_summary_free knows the row count */
+    ok = ok && read_col_num(d, "top1", H5T_NATIVE_DOUBLE, nr, s->top1) == 0 &&
+         read_col_num(d, "top5", H5T_NATIVE_DOUBLE, nr, s->top5) == 0 &&
+         read_col_num(d, "loss", H5T_NATIVE_DOUBLE, nr, s->loss) == 0 &&
+         read_col_num(d, "seconds_total", H5T_NATIVE_DOUBLE, nr, s->seconds_total) == 0 &&
+         read_col_num(d, "n_eval", H5T_NATIVE_INT64, nr, s->n_eval) == 0 &&
+         read_col_num(d, "seed", H5T_NATIVE_UINT64, nr, s->seed) == 0;
+    for (int a = 0; ok && a < na; a++) ok = (byaxis[a] = read_col_str(d, cols[a], nr)) != NULL;
+    for (int i = 0; ok && i < nr; i++) {
+        ok = (s->axis_values[i] = calloc((size_t)(na ? na : 1), sizeof(char *))) != NULL;
+        for (int a = 0; ok && a < na; a++) s->axis_values[i][a] = byaxis[a][i], byaxis[a][i] = NULL;
+    }
+    for (int a = 0; byaxis && a < na; a++) vitq_strs_free(byaxis[a], nr);
+    free(byaxis);
+    if (ok) return 0;
+    if (!s->cell_ids || !s->status || !s->error) { /* keep free() consistent with what was read */
+        vitq_strs_free(s->cell_ids, nr), vitq_strs_free(s->status, nr), vitq_strs_free(s->error, nr);
+        s->cell_ids = s->status = s->error = NULL;
+        for (int i = 0; s->axis_values && i < nr; i++) vitq_strs_free(s->axis_values[i], na);
+        free(s->axis_values);
+        s->axis_values = NULL;
+        s->n_rows = 0;
+    }
+    return -1;
+}
+
 void vitq_summary_free(vitq_summary *s) {
     if (!s) return;
     for (int i = 0; s->axis_values && i < s->n_rows; i++) vitq_strs_free(s->axis_values[i], s->n_axes);
@@ -118,43 +158,8 @@ int vitq_summary_read(const char *run_path, vitq_summary **out, vitq_err *e) {
         rc = vitq_h5_fail(e, VITQ_EFORMAT, file, "/summary", "cannot open the summary table");
         goto out;
     }
-    int nr = (int)n;
-    size_t cap = (size_t)(nr ? nr : 1);
-    s->cell_ids = read_col_str(d, "cell_id", nr);
-    s->status = read_col_str(d, "status", nr);
-    s->error = read_col_str(d, "error", nr);
-    s->axis_values = calloc(cap, sizeof(char **));
-    s->top1 = malloc(cap * 8), s->top5 = malloc(cap * 8), s->loss = malloc(cap * 8);
-    s->seconds_total = malloc(cap * 8), s->n_eval = malloc(cap * 8), s->seed = malloc(cap * 8);
-    char ***byaxis = calloc((size_t)(na ? na : 1), sizeof(char **));
-    int ok = s->cell_ids && s->status && s->error && s->axis_values && s->top1 && s->top5 && s->loss &&
-             s->seconds_total && s->n_eval && s->seed && byaxis;
-    if (ok) s->n_rows = nr; /* from here on, vitq_summary_free knows the row count */
-    ok = ok && read_col_num(d, "top1", H5T_NATIVE_DOUBLE, nr, s->top1) == 0 &&
-         read_col_num(d, "top5", H5T_NATIVE_DOUBLE, nr, s->top5) == 0 &&
-         read_col_num(d, "loss", H5T_NATIVE_DOUBLE, nr, s->loss) == 0 &&
-         read_col_num(d, "seconds_total", H5T_NATIVE_DOUBLE, nr, s->seconds_total) == 0 &&
-         read_col_num(d, "n_eval", H5T_NATIVE_INT64, nr, s->n_eval) == 0 &&
-         read_col_num(d, "seed", H5T_NATIVE_UINT64, nr, s->seed) == 0;
-    for (int a = 0; ok && a < na; a++) ok = (byaxis[a] = read_col_str(d, cols[a], nr)) != NULL;
-    for (int i = 0; ok && i < nr; i++) {
-        ok = (s->axis_values[i] = calloc((size_t)(na ? na : 1), sizeof(char *))) != NULL;
-        for (int a = 0; ok && a < na; a++) s->axis_values[i][a] = byaxis[a][i], byaxis[a][i] = NULL;
-    }
-    for (int a = 0; byaxis && a < na; a++) vitq_strs_free(byaxis[a], nr);
-    free(byaxis);
+    if (read_rows(d, s, cols, (int)n)) rc = vitq_h5_fail(e, VITQ_EFORMAT, file, "/summary", "missing or malformed columns");
     vitq_strs_free(cols, nc);
-    if (!ok) {
-        if (!s->cell_ids || !s->status || !s->error) { /* keep free() consistent with what was read */
-            vitq_strs_free(s->cell_ids, nr), vitq_strs_free(s->status, nr), vitq_strs_free(s->error, nr);
-            s->cell_ids = s->status = s->error = NULL;
-            for (int i = 0; s->axis_values && i < nr; i++) vitq_strs_free(s->axis_values[i], na);
-            free(s->axis_values);
-            s->axis_values = NULL;
-            s->n_rows = 0;
-        }
-        rc = vitq_h5_fail(e, VITQ_EFORMAT, file, "/summary", "missing or malformed columns");
-    }
 out:
     if (sp >= 0) H5Sclose(sp);
     if (d >= 0) H5Dclose(d);
