@@ -2,8 +2,8 @@
  * test each, its exit status the verdict). `run PREFIX...` runs only tests whose name starts with a prefix.
  *
  * Each test runs in a forked child with a fresh temporary folder, so a crash, an abort or a leak report
- * fails that test alone and the closing line is always printed. Child exit status: 0 passed, 1 checks
- * failed, TEST_SKIP skipped; anything else (a signal, a sanitizer's exit code) is a failure naming it.
+ * fails that test alone and the closing line is always printed. Child exit status: 0 passed, TEST_FAILED
+ * checks failed, TEST_SKIP skipped; anything else (a signal, a sanitizer's exit code) is a failure naming it.
  * E2E logs go to $BUILD/tests/e2e-logs/NAME.log. Ends with "tests: N passed, N failed" (the CI line);
  * skipped tests are listed on the line before it and counted in neither. */
 
@@ -20,7 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-enum { MAX_TESTS = 1024, MAX_SCRIPTS = 256, TEST_SKIP = 77 };
+enum { MAX_TESTS = 1024, MAX_SCRIPTS = 256, TEST_FAILED = 3, TEST_SKIP = 77 };
 
 typedef struct {
     const char *name, *file;
@@ -142,7 +142,7 @@ static void verdict(tally *t, const char *name, int st, double dt, const char *l
         printf("FAIL %-44s (crashed: signal %d, %s)\n", name, WTERMSIG(st), strsignal(WTERMSIG(st)));
     else if (log)
         printf("FAIL %-44s (exit status %d; log: %s)\n", name, WEXITSTATUS(st), log);
-    else if (WEXITSTATUS(st) == 1)
+    else if (WEXITSTATUS(st) == TEST_FAILED)
         printf("FAIL %-44s (%.2fs; checks failed, see above)\n", name, dt);
     else
         printf("FAIL %-44s (exit status %d: a sanitizer report or an exit() above)\n", name, WEXITSTATUS(st));
@@ -167,7 +167,7 @@ static int run_one(const test_case *tc) {
         tc->fn();
         fflush(NULL);
         if (g_failures) fprintf(stderr, "    %d check%s failed\n", g_failures, g_failures == 1 ? "" : "s");
-        exit(g_failures ? 1 : 0);
+        exit(g_failures ? TEST_FAILED : 0);
     }
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
