@@ -112,6 +112,19 @@ struct vitq_dataset {
     int src_gray;        /* the first image is grayscale */
 };
 
+/* A batch load split over the pool (dataset.c): fn(job, begin, end) preprocesses images idx[begin..end)
+ * into their slots of job->images, recording each image's failure in job->rc[b], job->err[b]; the first
+ * failure is returned. parallel 0: on the calling thread. */
+typedef struct vitq_load_job {
+    const vitq_dataset *d;
+    const int64_t *idx;
+    float *images;
+    int *rc;        /* per image */
+    vitq_err *err;  /* per image */
+} vitq_load_job;
+int vitq_load_batch(const vitq_dataset *d, const int64_t *idx, int B, float *images, vitq_range_fn fn, int parallel,
+                    vitq_err *e);
+
 /* Fills d (kind, n, n_classes, paths, labels, src_gray) from an image folder; d->o is set. */
 int vitq_imgfolder_open(vitq_dataset *d, const char *dir, vitq_err *e);
 void vitq_imgfolder_free(vitq_dataset *d);

@@ -130,18 +130,10 @@ int64_t vitq_dataset_size(const vitq_dataset *d) { return d ? d->n : 0; }
 int vitq_dataset_classes(const vitq_dataset *d) { return d ? d->n_classes : 0; }
 const char *vitq_dataset_name(const vitq_dataset *d) { return d ? d->name : ""; }
 
-typedef struct idx_ctx {
-    const vitq_dataset *d;
-    const int64_t *idx;
-    float *images;
-    int *rc;        /* per image */
-    vitq_err *err;  /* per image */
-} idx_ctx;
-
 /* Per-image work only (the pool runs ranges in parallel): the eval transform into the image's own
  * output slot. */
 static void idx_range(void *vctx, int64_t begin, int64_t end) {
-    idx_ctx *c = vctx;
+    vitq_load_job *c = vctx;
     const vitq_dataset *d = c->d;
     const int rows = d->images.rows, cols = d->images.cols, ch = d->o.in_chans, S = d->o.img_size;
     const size_t plane = (size_t)rows * cols;
@@ -154,30 +146,32 @@ static void idx_range(void *vctx, int64_t begin, int64_t end) {
     }
 }
 
-static int load_idx(vitq_dataset *d, const int64_t *idx, int B, float *images, int *labels, vitq_err *e) {
+int vitq_load_batch(const vitq_dataset *d, const int64_t *idx, int B, float *images, vitq_range_fn fn, int parallel,
+                    vitq_err *e) {
     if (B <= 0) return VITQ_OK;
-    idx_ctx c = {.d = d, .idx = idx, .images = images};
+    vitq_load_job c = {.d = d, .idx = idx, .images = images};
     c.rc = calloc((size_t)B, sizeof *c.rc);
     c.err = calloc((size_t)B, sizeof *c.err);
     int rc = VITQ_OK;
     if (!c.rc || !c.err) {
         rc = vitq_fail(e, VITQ_ENOMEM, "%s: out of memory", d->name);
     } else {
-        /* At the model's native size the transform is a copy + normalise: not worth the threads. */
-        int cheap = d->o.img_size == d->images.rows && d->o.img_size == d->images.cols && d->o.crop_pct == 1.0f;
-        if (cheap) idx_range(&c, 0, B);
-        else vitq_parallel_for(B, idx_range, &c);
-        for (int b = 0; b < B; b++)
-            if (c.rc[b]) {
-                rc = c.rc[b];
-                if (e) *e = c.err[b];
-                break;
-            }
+        if (parallel) vitq_parallel_for(B, fn, &c);
+        else fn(&c, 0, B);
+        for (int b = 0; b < B && !rc; b++)
+            if ((rc = c.rc[b]) && e) *e = c.err[b];
     }
-    if (labels && rc == VITQ_OK)
-        for (int b = 0; b < B; b++) labels[b] = d->labels.data[idx[b]];
     free(c.rc);
     free(c.err);
+    return rc;
+}
+
+static int load_idx(vitq_dataset *d, const int64_t *idx, int B, float *images, int *labels, vitq_err *e) {
+    /* At the model's native size the transform is a copy + normalise: not worth the threads. */
+    int cheap = d->o.img_size == d->images.rows && d->o.img_size == d->images.cols && d->o.crop_pct == 1.0f;
+    int rc = vitq_load_batch(d, idx, B, images, idx_range, !cheap, e);
+    if (labels && rc == VITQ_OK)
+        for (int b = 0; b < B; b++) labels[b] = d->labels.data[idx[b]];
     return rc;
 }
 

@@ -205,16 +205,8 @@ void vitq_imgfolder_free(vitq_dataset *d) {
     d->root = NULL;
 }
 
-typedef struct load_ctx {
-    const vitq_dataset *d;
-    const int64_t *idx;
-    float *images;
-    int *rc;      /* per image */
-    vitq_err *err; /* per image */
-} load_ctx;
-
 static void load_range(void *vctx, int64_t begin, int64_t end) {
-    load_ctx *c = vctx;
+    vitq_load_job *c = vctx;
     const vitq_dataset *d = c->d;
     const int S = d->o.img_size, ch = d->o.in_chans;
     for (int64_t b = begin; b < end; b++) {
@@ -235,26 +227,8 @@ static void load_range(void *vctx, int64_t begin, int64_t end) {
 }
 
 int vitq_imgfolder_load(vitq_dataset *d, const int64_t *idx, int B, float *images, int *labels, vitq_err *e) {
-    if (B <= 0) return VITQ_OK;
-    load_ctx c = {.d = d, .idx = idx, .images = images};
-    c.rc = calloc((size_t)B, sizeof *c.rc);
-    c.err = calloc((size_t)B, sizeof *c.err);
-    if (!c.rc || !c.err) {
-        free(c.rc);
-        free(c.err);
-        return vitq_fail(e, VITQ_ENOMEM, "%s: out of memory", d->name);
-    }
-    vitq_parallel_for(B, load_range, &c);
-    int rc = VITQ_OK;
-    for (int b = 0; b < B; b++)
-        if (c.rc[b]) {
-            rc = c.rc[b];
-            if (e) *e = c.err[b];
-            break;
-        }
-    if (labels)
+    int rc = vitq_load_batch(d, idx, B, images, load_range, 1, e);
+    if (labels && rc == VITQ_OK)
         for (int b = 0; b < B; b++) labels[b] = d->folder_labels[idx[b]];
-    free(c.rc);
-    free(c.err);
     return rc;
 }

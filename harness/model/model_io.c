@@ -9,7 +9,7 @@
 #include "model/model.h"
 
 #include <ctype.h>
-#include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,50 +79,40 @@ static int bad_value(const char *file, const char *key, const char *what, const 
     return vitq_fail(e, VITQ_EFORMAT, "%s: __metadata__ '%s': expected %s, got '%.80s'", file, key, what, s);
 }
 
+/* Metadata values go through core's typed-value parser (the same integers, numbers and booleans as INI
+ * values), plus: no surrounding spaces in a single value. */
 static int parse_int(const char *file, const char *key, const char *s, int *out, vitq_err *e) {
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (!*s || isspace((unsigned char)*s) || *end || errno || v < -2147483647L || v > 2147483647L)
+    static const vitq_param p = {.type = VITQ_P_INT, .min = -2147483647.0, .max = 2147483647.0};
+    vitq_value v;
+    char why[128];
+    if (isspace((unsigned char)*s) || vitq_value_parse(&p, s, &v, why, sizeof why))
         return bad_value(file, key, "an integer", s, e);
-    *out = (int)v;
+    *out = (int)v.i;
     return VITQ_OK;
 }
 
-/* One number of [s, s+len) (spaces around it allowed). */
-static int parse_float_n(const char *s, size_t len, float *out) {
-    char tmp[64];
-    while (len && isspace((unsigned char)*s)) s++, len--;
-    while (len && isspace((unsigned char)s[len - 1])) len--;
-    if (!len || len >= sizeof tmp) return -1;
-    memcpy(tmp, s, len);
-    tmp[len] = 0;
-    char *end = NULL;
-    errno = 0;
-    float v = strtof(tmp, &end);
-    if (*end || errno || !isfinite(v)) return -1;
-    *out = v;
+/* One number (a list item, already trimmed). */
+static int parse_float(const char *s, float *out) {
+    static const vitq_param p = {.type = VITQ_P_FLOAT, .min = -FLT_MAX, .max = FLT_MAX};
+    vitq_value v;
+    char why[128];
+    if (!*s || isspace((unsigned char)*s) || vitq_value_parse(&p, s, &v, why, sizeof why)) return -1;
+    *out = (float)v.f;
     return 0;
 }
 
 /* "a,b,c" with one value per channel, or one value for all. */
 static int parse_channels(const char *file, const char *key, const char *s, int in_chans, float out[3],
                           vitq_err *e) {
-    float v[3];
-    int n = 0;
-    for (const char *p = s;; n++) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (n >= 3 || parse_float_n(p, len, &v[n])) {
-            char what[96];
-            snprintf(what, sizeof what, "%d comma-separated numbers (one per channel) or one number", in_chans);
-            return bad_value(file, key, what, s, e);
-        }
-        if (!comma) {
-            n++;
-            break;
-        }
-        p = comma + 1;
+    char **items = NULL;
+    int n = 0, bad = vitq_list_split(s, ',', 0, &items, &n) != 0 || n > 3;
+    float v[3] = {0};
+    for (int i = 0; !bad && i < n; i++) bad = parse_float(items[i], &v[i]);
+    vitq_strs_free(items, n);
+    if (bad) {
+        char what[96];
+        snprintf(what, sizeof what, "%d comma-separated numbers (one per channel) or one number", in_chans);
+        return bad_value(file, key, what, s, e);
     }
     if (n != 1 && n != in_chans)
         return vitq_fail(e, VITQ_EFORMAT, "%s: __metadata__ '%s': %d values for in_chans %d (give %d, or 1 for all)",
@@ -145,16 +135,11 @@ static int parse_field(const char *file, int k, const char *s, vitq_arch *a, vit
         return VITQ_OK;
     case K_MLP:
     case K_CROP:
-        if (parse_float_n(s, strlen(s), k == K_MLP ? &a->mlp_ratio : &a->crop_pct) || isspace((unsigned char)*s))
+        if (parse_float(s, k == K_MLP ? &a->mlp_ratio : &a->crop_pct))
             return bad_value(file, key, "a number", s, e);
         return VITQ_OK;
     case K_QKV:
-        if (!strcasecmp(s, "true") || !strcmp(s, "1"))
-            a->qkv_bias = 1;
-        else if (!strcasecmp(s, "false") || !strcmp(s, "0"))
-            a->qkv_bias = 0;
-        else
-            return bad_value(file, key, "true, false, 1 or 0", s, e);
+        if (vitq_bool_parse(s, &a->qkv_bias)) return bad_value(file, key, "true/false, yes/no, on/off or 1/0", s, e);
         return VITQ_OK;
     case K_MEAN:
     case K_STD:
@@ -219,27 +204,17 @@ int vitq_arch_from_st(const vitq_st_file *f, const char *arch_name, vitq_arch *o
 }
 
 int vitq_mlp_act_parse(const char *s, int depth, vitq_act_kind *out, const char *what, vitq_err *e) {
-    int n = 0;
-    for (const char *p = s;; n++) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        while (len && isspace((unsigned char)*p)) p++, len--;
-        while (len && isspace((unsigned char)p[len - 1])) len--;
-        vitq_act_kind k;
-        if (len == 4 && !strncasecmp(p, "gelu", 4))
-            k = VITQ_ACT_GELU;
-        else if (len == 4 && !strncasecmp(p, "relu", 4))
-            k = VITQ_ACT_RELU;
-        else
-            return vitq_fail(e, VITQ_EFORMAT, "%s: mlp_act: expected gelu or relu (or a comma list of %d), got '%.80s'",
-                             what, depth, s);
-        if (n < depth) out[n] = k;
-        if (!comma) {
-            n++;
-            break;
-        }
-        p = comma + 1;
+    char **items = NULL;
+    int n = 0, bad = vitq_list_split(s, ',', 0, &items, &n) != 0;
+    for (int i = 0; !bad && i < n; i++) {
+        vitq_act_kind k = !strcasecmp(items[i], "gelu") ? VITQ_ACT_GELU : VITQ_ACT_RELU;
+        bad = strcasecmp(items[i], "gelu") && strcasecmp(items[i], "relu");
+        if (i < depth) out[i] = k;
     }
+    vitq_strs_free(items, n);
+    if (bad)
+        return vitq_fail(e, VITQ_EFORMAT, "%s: mlp_act: expected gelu or relu (or a comma list of %d), got '%.80s'",
+                         what, depth, s);
     if (n == 1)
         for (int l = 1; l < depth; l++) out[l] = out[0];
     else if (n != depth)
