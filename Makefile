@@ -143,12 +143,8 @@ bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH)
 	$(BENCH)
 
-$(BUILD)/vitq.pc: Makefile
-	@mkdir -p $(@D)
-	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: vitq\nDescription: ViT post-training quantization harness\nVersion: 0.1.0\nCflags: -I$${includedir}/vitq\nLibs: -L$${libdir} -lvitq\n' \
-		'$(PREFIX)' '$(libdir)' '$(includedir)' > $@
-
-install: all $(BUILD)/vitq.pc
+# vitq.pc is written at install time, so that it always names this PREFIX.
+install: all
 	install -d $(DESTDIR)$(bindir) $(DESTDIR)$(libdir)/vitq/plugins $(DESTDIR)$(includedir)/vitq $(DESTDIR)$(libdir)/pkgconfig
 	install -m 755 $(VITQ) $(DESTDIR)$(bindir)/vitq
 	install -m 755 $(LIB) $(DESTDIR)$(libdir)/libvitq.so
@@ -156,7 +152,9 @@ install: all $(BUILD)/vitq.pc
 	for l in $(LAYERS); do install -d $(DESTDIR)$(includedir)/vitq/$$l && \
 		install -m 644 harness/$$l/$$l.h $(DESTDIR)$(includedir)/vitq/$$l/ || exit 1; done
 	$(if $(PLUGINS),install -m 755 $(PLUGINS) $(DESTDIR)$(libdir)/vitq/plugins/)
-	install -m 644 $(BUILD)/vitq.pc $(DESTDIR)$(libdir)/pkgconfig/vitq.pc
+	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: vitq\nDescription: ViT post-training quantization harness\nVersion: %s\nCflags: -I$${includedir}/vitq\nLibs: -L$${libdir} -lvitq\n' \
+		'$(PREFIX)' '$(libdir)' '$(includedir)' "$$(sed -n 's/^#define VITQ_VERSION "\(.*\)"/\1/p' harness/core/core.h)" \
+		> $(DESTDIR)$(libdir)/pkgconfig/vitq.pc
 	if [ -z "$(DESTDIR)" ]; then ldconfig; fi
 
 uninstall:
