@@ -8,7 +8,7 @@
  * Quantizers: the sections of experiments/demo.ini at 4 bits, parsed with vitq_ini_parse_string (weights
  * uniform per-channel symmetric mse; linear inputs uniform per-tensor asymmetric mse; q/k/v uniform
  * minmax; probs uniform or log2: two variants), calibrated on one batch in sequential mode, then used as
- * `vitq run` uses it (harness/cmd_run.c): statistics on (the default) and demo.ini's [hist] taps at 128
+ * `vitq run` uses it (harness/run/pipeline.c): statistics on (the default) and demo.ini's [hist] taps at 128
  * bins.
  * Timing: one warm-up, then REPS rounds; each round times a float forward and each variant's forward
  * back to back (so a burst of load from another process hits all of them alike); the figures are

@@ -1,4 +1,4 @@
-/* test_grid.c — experiment INI validation and grid expansion (harness/grid.c): cartesian order, zips,
+/* test_grid.c — experiment INI validation and grid expansion (harness/run/grid.c, grid_keys.c): cartesian order, zips,
  * ${axis} interpolation, every error with file:line, typed harness keys, cell ids, the config hash;
  * and every tests/bad/NAME.ini against their expected one-line .err messages. */
 #include "test.h"

@@ -1,4 +1,4 @@
-/* test_ini.c — the INI reader (harness/ini.c) over Debian's inih r55: line numbers after continuations,
+/* test_ini.c — the INI reader (harness/core/ini.c) over Debian's inih r55: line numbers after continuations,
  * over-long lines, duplicate keys and sections, keys before a section, bad syntax, all errors sorted. */
 #include "test.h"
 

@@ -1,4 +1,4 @@
-/* test_quant.c — harness/quant.c on a tiny random ViT: tap matching and its errors, 8-bit weights equal to
+/* test_quant.c — harness/quant/ on a tiny random ViT: tap matching and its errors, 8-bit weights equal to
  * a hand quantization, 16-bit fake-quant ~= float logits, statistics and histogram counts equal to the
  * values seen, sequential vs float calibration, "float" bindings, the hook before calibration. */
 #include "test.h"

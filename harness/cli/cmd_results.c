@@ -1,7 +1,7 @@
 /* cmd_results.c — `vitq results RUN [--csv]`: a run's summary table on stdout, as Markdown (aligned
  * columns: the axes, status, top-1, top-5, loss, images, seconds) or CSV (machine-readable names, plus the
  * cell id and the error message). Failed or corrupt cells are listed with their message on stderr.
- * Does not: recompute anything; it reads RUN/run.h5 (results.c). */
+ * Does not: recompute anything; it reads RUN/run.h5 (run/results_read.c). */
 #include "cli/cli.h"
 
 #include <math.h>

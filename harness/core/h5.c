@@ -2,7 +2,7 @@
  * train/train_record.c): fixed-length UTF-8 strings, scalar and string-array attributes, 1-D datasets,
  * one-line errors from HDF5's error stack, and files created under a temporary name and published
  * atomically (a single HDF5 file killed mid-write is unreadable, so none is ever written in place).
- * Does not: know any file layout (results.h / train.h document theirs). */
+ * Does not: know any file layout (run/run.h and train/train.h document theirs). */
 #include <hdf5.h>
 
 #include "core/core.h"

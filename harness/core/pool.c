@@ -1,4 +1,4 @@
-/* pool.c — the one process-wide thread pool behind vitq_parallel_for (declared in vitq.h).
+/* pool.c — the one process-wide thread pool behind vitq_parallel_for (declared in core/core.h).
  *
  * What it does: T-1 persistent worker threads plus the calling thread share each vitq_parallel_for.
  * [0, n) is cut into min(n, T) contiguous chunks whose boundaries depend only on n and T; every chunk is

@@ -14,10 +14,11 @@
  *                                            ;   the other keys are then ignored)
  *     bits    = 4                            ; every other key is a parameter of the plugin
  * Weight taps are named as the parameter ("blocks.0.attn.qkv.weight", "patch_embed.proj.weight",
- * "head.weight"; every parameter of 2 or more dimensions); activation taps as vitq_tap_name()
+ * "head.weight"; the parameter-table rows with tap_groups > 0); activation taps as the model's tap table
+ * names them
  * ("blocks.0.attn.qkv.input", "blocks.0.attn.probs", "head.input", ...). A tap matched by two sections
  * is an error naming both sections' file:line; a section matching no tap is an error; a tap matched by
- * no section stays in float. Sections with other names are ignored here (grid.c validates them).
+ * no section stays in float. Sections with other names are ignored here (run/grid.c validates them).
  */
 #ifndef VITQ_QUANT_H
 #define VITQ_QUANT_H
