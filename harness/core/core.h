@@ -154,8 +154,6 @@ VITQ_API uint64_t vitq_rng_derive(uint64_t seed, uint64_t k);
 #define VITQ_FNV1A64_INIT 0xcbf29ce484222325ULL
 /* FNV-1a 64-bit over n bytes, continuing from h (start with VITQ_FNV1A64_INIT). */
 VITQ_API uint64_t vitq_fnv1a64(const void *data, size_t n, uint64_t h);
-/* Of a NUL-terminated string (NULL hashes as ""), from VITQ_FNV1A64_INIT. */
-VITQ_API uint64_t vitq_fnv1a64_str(const char *s);
 
 /* ---------------------------------------------------------------------------------------------
  * Strings (strbuf.c, list.c)

@@ -2,8 +2,6 @@
  * ids, per-instance seeds from tap names. (Checkpoint hashing, when it comes, uses SHA-256 elsewhere.) */
 #include "core/core.h"
 
-#include <string.h>
-
 uint64_t vitq_fnv1a64(const void *data, size_t n, uint64_t h) {
     const unsigned char *p = data;
     for (size_t i = 0; i < n; i++) {
@@ -12,5 +10,3 @@ uint64_t vitq_fnv1a64(const void *data, size_t n, uint64_t h) {
     }
     return h;
 }
-
-uint64_t vitq_fnv1a64_str(const char *s) { return vitq_fnv1a64(s ? s : "", s ? strlen(s) : 0, VITQ_FNV1A64_INIT); }

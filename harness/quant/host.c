@@ -39,10 +39,15 @@ static uint64_t host_rng(const vitq_host *h) {
     return vitq_splitmix64(&c->rng);
 }
 
+/* The FNV-1a starting value the instance seeds have always used: a digit short of FNV's offset basis
+ * (14695981039346656037). Kept, so that every instance's stream, and so every result, is as before. */
+#define HOST_SEED_BASIS 1469598103934665603ull
+
 void vitq_host_init(vitq_host *h, vitq_host_ctx *ctx, const char *who, const char *rng_key, uint64_t seed) {
     memset(ctx, 0, sizeof *ctx);
     snprintf(ctx->who, sizeof ctx->who, "%s", who ? who : "plugin");
-    ctx->rng = seed * 0x9E3779B97F4A7C15ull ^ vitq_fnv1a64_str(rng_key);
+    const char *key = rng_key ? rng_key : "";
+    ctx->rng = seed * 0x9E3779B97F4A7C15ull ^ vitq_fnv1a64(key, strlen(key), HOST_SEED_BASIS);
     *h = (vitq_host){
         .abi = VITQ_PLUGIN_ABI,
         .size = sizeof(vitq_host),
