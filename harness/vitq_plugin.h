@@ -120,8 +120,8 @@ static inline int64_t vitq_view_numel(const vitq_view *v) {
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Host services (passed in; a plugin need not call libvitq directly). One host per instance: rng is
- * that instance's own stream, seeded from the cell seed and the tap name.
+ * Host services: what a plugin may ask of the harness (it links against nothing of libvitq). One host
+ * per instance; rng is that instance's own stream, seeded from the cell seed and the tap name.
  * ------------------------------------------------------------------------------------------- */
 enum { VITQ_LOG_ERROR = 0, VITQ_LOG_WARN = 1, VITQ_LOG_INFO = 2, VITQ_LOG_DEBUG = 3 };
 
