@@ -40,6 +40,16 @@ static inline int vitq_arch_tokens(const vitq_arch *a) {
 }
 static inline int vitq_arch_hidden(const vitq_arch *a) { return (int)(a->embed_dim * a->mlp_ratio + 0.5f); }
 
+/* The sizes a ViT's buffers are made of, in the dimension vocabulary (core/core.h); Np = patches. */
+typedef struct vitq_dims {
+    int64_t N, C, H, D, F, K, Np;
+} vitq_dims;
+static inline vitq_dims vitq_arch_dims(const vitq_arch *a) {
+    const int64_t N = vitq_arch_tokens(a);
+    return (vitq_dims){.N = N, .C = a->embed_dim, .H = a->num_heads, .D = a->embed_dim / a->num_heads,
+                       .F = vitq_arch_hidden(a), .K = a->num_classes, .Np = N - 1};
+}
+
 /* Fills `out` from the built-in table of timm names (deit_tiny_patch16_224, ...); VITQ_EINVAL if unknown. */
 VITQ_API int vitq_arch_builtin(const char *name, vitq_arch *out, vitq_err *e);
 /* Checks that the numbers make sense (positive, img % patch == 0, dim % heads == 0, ...). `what` names

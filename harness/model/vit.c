@@ -72,15 +72,10 @@ int vitq_acts_create(const vitq_model *m, int B, int train, vitq_acts **out, vit
     if (B <= 0) return vitq_fail(e, VITQ_EINVAL, "activations: batch size must be positive, got %d", B);
     vitq_acts *a = calloc(1, sizeof *a);
     if (!a) return vitq_fail(e, VITQ_ENOMEM, "out of memory");
+    const vitq_dims d = vitq_arch_dims(ar);
     a->B = B;
     a->train = train ? 1 : 0;
-    a->N = vitq_arch_tokens(ar);
-    a->C = ar->embed_dim;
-    a->H = ar->num_heads;
-    a->D = a->C / a->H;
-    a->F = vitq_arch_hidden(ar);
-    a->K = ar->num_classes;
-    a->Np = a->N - 1;
+    a->N = d.N, a->C = d.C, a->H = d.H, a->D = d.D, a->F = d.F, a->K = d.K, a->Np = d.Np;
     a->patch_dim = (int64_t)ar->in_chans * ar->patch_size * ar->patch_size;
     const int64_t N = a->N, C = a->C, H = a->H, F = a->F, K = a->K;
     const int64_t S = ar->img_size, nblk = a->train ? ar->depth : 1, nres = a->train ? ar->depth + 1 : 2;

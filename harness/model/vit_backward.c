@@ -19,14 +19,9 @@ int vitq_grad_acts_create(const vitq_model *m, int B, vitq_grad_acts **out, vitq
     const vitq_arch *ar = &m->arch;
     vitq_grad_acts *g = calloc(1, sizeof *g);
     if (!g) return vitq_fail(e, VITQ_ENOMEM, "out of memory");
+    const vitq_dims d = vitq_arch_dims(ar);
     g->B = B;
-    g->N = vitq_arch_tokens(ar);
-    g->C = ar->embed_dim;
-    g->H = ar->num_heads;
-    g->D = g->C / g->H;
-    g->F = vitq_arch_hidden(ar);
-    g->K = ar->num_classes;
-    g->Np = g->N - 1;
+    g->N = d.N, g->C = d.C, g->H = d.H, g->D = d.D, g->F = d.F, g->K = d.K, g->Np = d.Np;
     g->depth = ar->depth;
     const int64_t BN = (int64_t)B * g->N, C = g->C, F = g->F, H = g->H, N = g->N;
     struct {
