@@ -22,7 +22,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 die() { echo "submit.sh: $*" >&2; exit 1; }
 usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
-OUT= TASKS= CHECK=1 PRINT=0
+OUT='' TASKS='' CHECK=1 PRINT=0
 while [ $# -gt 0 ]; do
     case $1 in
         --output) [ $# -ge 2 ] || usage; OUT=$2; shift 2 ;;

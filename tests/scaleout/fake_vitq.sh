@@ -14,7 +14,7 @@ key() { sed -n "s/^$1 *= *//p" "$2" | head -n 1; }
 case ${1:-} in
 run)
     ini=$2; shift 2
-    shard= out= threads=1 dry=0
+    shard='' out='' threads=1 dry=0
     while [ $# -gt 0 ]; do
         case $1 in
             --dry-run) dry=1; shift ;;

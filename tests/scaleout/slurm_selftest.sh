@@ -20,8 +20,7 @@ dt() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 # wait until none of the given jobs is pending/running (squeue; sbatch --wait polls far more slowly)
 wait_jobs() {
-    local i
-    for i in $(seq 300); do
+    for _ in $(seq 300); do
         [ -z "$(squeue -h -j "$1" -t PD,R,CG,CF -o %i 2>/dev/null)" ] && return 0
         sleep 0.2
     done
@@ -79,7 +78,7 @@ t=$(now)
 A=$(sbatch --parsable --array=0-3 -c 1 -o "$W/r/slurm-%A_%a.out" "$W/cell.sh" "$W/r") || fail "sbatch array 2"
 M=$(sbatch --parsable --kill-on-invalid-dep=yes --dependency=afterok:"$A" -o "$W/r/slurm-%j.out" \
     "$W/merge.sh" "$W/r") || fail "sbatch merge 2"
-for i in $(seq 150); do [ -s "$W/r/sleep.pid" ] && break; sleep 0.2; done
+for _ in $(seq 150); do [ -s "$W/r/sleep.pid" ] && break; sleep 0.2; done
 SP=$(cat "$W/r/sleep.pid" 2>/dev/null) || fail "task 1 never started"
 scancel "${A}_1" || fail "scancel ${A}_1"
 echo "scancel ${A}_1 (its sleep pid $SP)"
@@ -92,7 +91,7 @@ scontrol show job "${A}_3" | grep -o 'ExitCode=[0-9:]*' | sed 's/^/  task 3 /'
 [ "$(state "${A}_0")" = COMPLETED ] && [ "$(state "${A}_2")" = COMPLETED ] || fail "tasks 0, 2 did not complete"
 [ "$(state "$M")" = CANCELLED ] || fail "merge after a failed task: state $(state "$M"), expected CANCELLED"
 [ ! -e "$W/r/merged" ] || fail "merge ran although tasks failed"
-for i in $(seq 25); do
+for _ in $(seq 25); do
     st=$(awk '/^State:/ { print $2 }' "/proc/$SP/status" 2>/dev/null)
     [ -z "$st" ] || [ "$st" = Z ] && break
     sleep 0.2

@@ -14,8 +14,7 @@ W=$(mktemp -d /tmp/vitq-slurm-work.XXXXXX)
 trap '"$SL" stop; rm -rf "$W"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 wait_jobs() {
-    local i
-    for i in $(seq 300); do
+    for _ in $(seq 300); do
         [ -z "$(squeue -h -j "$1" -t PD,R,CG,CF -o %i 2>/dev/null)" ] && return 0
         sleep 0.2
     done
@@ -31,7 +30,7 @@ rc=$?
 eval "$("$SL" env)"
 export VITQ=$ROOT/tests/scaleout/fake_vitq.sh
 printf 'output = %s\ncells = 8\n' "$W/res" >"$W/exp.ini"
-cd "$W"
+cd "$W" || fail "cd $W"
 
 # ---- 1. the whole grid
 sub=$("$ROOT/experiments/slurm/submit.sh" exp.ini 4 -c 1 --mem=100M) || fail "submit.sh"
@@ -52,7 +51,7 @@ echo "ok: 4 shards, merge COMPLETED, 8 cells in res/"
 rm -rf "$W/res" "$W/res.shards"
 sub=$(FAKE_VITQ_HANG_CELL=5 "$ROOT/experiments/slurm/submit.sh" exp.ini 4 -c 1 --mem=100M) || fail "submit.sh 2"
 A=$(echo "$sub" | sed -n 's/^array job \([0-9]*\).*/\1/p') M=$(echo "$sub" | sed -n 's/^merge job \([0-9]*\).*/\1/p')
-for i in $(seq 100); do [ -e "$W/res.shards/shard-1-of-4/cells/c1" ] && break; sleep 0.2; done
+for _ in $(seq 100); do [ -e "$W/res.shards/shard-1-of-4/cells/c1" ] && break; sleep 0.2; done
 sleep 0.5
 scancel "${A}_1"
 wait_jobs "$A,$M"
