@@ -22,7 +22,12 @@ extern "C" {
 /* ---------------------------------------------------------------------------------------------
  * Architecture (arch.c)
  * ------------------------------------------------------------------------------------------- */
+/* Architecture families: everything that differs between ViT/DeiT and Swin sits behind one table of
+ * operations (vitq_family, below); the rest of vitq sees models, taps and units. */
+typedef enum { VITQ_FAMILY_VIT = 0, VITQ_FAMILY_SWIN = 1 } vitq_family_id;
+
 typedef struct vitq_arch {
+    int family;         /* vitq_family_id; 0 (ViT) for every existing table and checkpoint */
     char name[64];      /* timm name or "custom" */
     int img_size, patch_size, in_chans, num_classes;
     int embed_dim, depth, num_heads;
@@ -154,6 +159,8 @@ typedef enum { VITQ_ACT_GELU = 0, VITQ_ACT_RELU = 1 } vitq_act_kind;
 
 struct vitq_tap_hooks; /* see "Taps" below */
 typedef struct vitq_tap_desc vitq_tap_desc;
+typedef struct vitq_family vitq_family;
+typedef struct vitq_unit vitq_unit;
 
 typedef struct vitq_model {
     vitq_arch arch;
@@ -164,11 +171,16 @@ typedef struct vitq_model {
     int n_table;
     float *grad_slab;     /* NULL until vitq_model_alloc_grads */
     vitq_params g;        /* pointers into grad_slab, same layout */
-    vitq_act_kind *mlp_act; /* [depth]: GELU (timm) or ReLU (after MLP reconstruction) */
+    int n_blocks;         /* transformer blocks in forward order (ViT: depth; Swin: the sum of depths) */
+    vitq_act_kind *mlp_act; /* [n_blocks]: GELU (timm) or ReLU (after MLP reconstruction) */
     const struct vitq_tap_hooks *hooks; /* NULL: plain float forward */
     vitq_tap_desc *taps;  /* the activation taps, expanded from the architecture's tap table (taps.c) */
     int n_taps;
-    int *tap_at;          /* [(depth + 1) * VITQ_SITE_COUNT]: id of (site, block), block -1 first; -1: none */
+    int *tap_at;          /* [(n_blocks + 1) * VITQ_SITE_COUNT]: id of (site, block), block -1 first; -1: none */
+    vitq_unit *units;     /* the units of block-wise reconstruction, in forward order (family.c) */
+    int n_units;
+    const vitq_family *fam; /* the operations of the architecture's family */
+    void *fam_p, *fam_g;  /* family-owned parameter pointers (families other than ViT), into slab / grad_slab */
     char source[512];     /* file it was loaded from, for messages */
 } vitq_model;
 
@@ -256,6 +268,12 @@ typedef struct vitq_tap_hooks {
      * Return 0, or a negative VITQ_E* to abort the forward pass. `enabled[tap]` (if non-NULL) lets the
      * forward skip the call for taps nobody listens to. */
     int (*act)(void *ctx, int tap, float *x, int ndim, const int64_t *shape);
+    /* The mirror of act in the backward pass (may be NULL: every tap is the identity, straight through).
+     * Called at the tap's place in reverse order: on entry x holds what act left there (the tap's output)
+     * and dx the gradient with respect to it; on return dx must hold the gradient with respect to the
+     * tap's input and x the tap's input again (the pre-quantization values), because the backward of the
+     * op before the tap may read x (softmax backward reads the probabilities). */
+    int (*act_backward)(void *ctx, int tap, float *x, float *dx, int ndim, const int64_t *shape);
     void *ctx;
     const unsigned char *enabled; /* [vitq_tap_count(m)] or NULL = all */
 } vitq_tap_hooks;
@@ -293,6 +311,9 @@ typedef struct vitq_block_acts {
 } vitq_block_acts;
 
 typedef struct vitq_acts {
+    int family;               /* vitq_family_id of the model they were made for */
+    void *ext;                /* families other than ViT keep their buffers here (the fields below are ViT's,
+                                 but images and logits, which every family fills) */
     int B, train;
     int64_t N, C, H, D, F, K, Np, patch_dim; /* patch_dim = in_chans * P * P */
     float *images;            /* (B,in_chans,img,img) the input (after its tap) */
@@ -328,6 +349,8 @@ VITQ_API int vitq_block_forward(vitq_model *m, vitq_acts *a, int l, int B, vitq_
  * output of block l is vitq_grad_res(g, l + 1) (APHQ-ViT's Hessian estimate reads it); the per-block
  * buffers are scratch shared by all blocks (backward runs one block at a time). */
 typedef struct vitq_grad_acts {
+    int family;               /* as vitq_acts */
+    void *ext;
     int B;
     int64_t N, C, H, D, F, K, Np, depth;
     float *dres;              /* (depth+1,B,N,C) dres[l] = dloss/d(input of block l) */
@@ -355,6 +378,99 @@ VITQ_API int vitq_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, const
  * the caller fills. Writes (overwrites) vitq_grad_res(g, l), the gradient of the block input, and
  * accumulates block l's parameter gradients into m->g.blocks[l]. */
 VITQ_API int vitq_block_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int l, int B, vitq_err *e);
+
+/* ---------------------------------------------------------------------------------------------
+ * Units (family.c): the pieces a model is reconstructed in, in forward order — ViT: patch_embed, blocks.0
+ * .. blocks.{depth-1}, head; Swin adds each patch merging. A unit maps its input buffer to its output
+ * buffer; the output of unit u is the input of unit u + 1. Shapes are per sample (the batch is given per
+ * call). Block-wise reconstruction (train/session.c) runs one unit at a time, tail losses (Fisher, APH)
+ * run the units after one.
+ * ------------------------------------------------------------------------------------------- */
+typedef enum { VITQ_UNIT_PATCH_EMBED = 0, VITQ_UNIT_BLOCK, VITQ_UNIT_MERGE, VITQ_UNIT_HEAD } vitq_unit_kind;
+
+struct vitq_unit {
+    char name[64];             /* "patch_embed", "blocks.3", "head"; Swin "layers.1.blocks.0", "layers.1.downsample" */
+    vitq_unit_kind kind;
+    int block;                 /* BLOCK units: the block index (0 .. n_blocks-1); else -1 */
+    int in_ndim, out_ndim;
+    int64_t in_shape[4], out_shape[4]; /* per sample: ViT block (N, C); patch_embed in (Cin, S, S); head out (K) */
+    int64_t in_numel, out_numel;       /* per sample */
+    int tap_first, tap_end;    /* its activation taps: ids [tap_first, tap_end) */
+    int param_first, param_end;/* its rows of m->table: [param_first, param_end) */
+};
+
+VITQ_API int vitq_unit_count(const vitq_model *m);
+VITQ_API const vitq_unit *vitq_unit_get(const vitq_model *m, int u); /* NULL outside [0, count) */
+/* The unit whose parameter rows hold table row r, or -1. */
+VITQ_API int vitq_unit_of_param(const vitq_model *m, int row);
+/* Where unit u reads its input and writes its output in a (B images, row-major, per-sample shapes
+ * above), and, in g, the gradient of its output (filled by the caller or the unit after it) and of its
+ * input (NULL for patch_embed: the image gets no gradient). In eval-mode acts the buffers of units that
+ * are not neighbours may alias (a residual stream ping-pongs between two slots). */
+VITQ_API float *vitq_unit_in(const vitq_model *m, vitq_acts *a, int u);
+VITQ_API float *vitq_unit_out(const vitq_model *m, vitq_acts *a, int u);
+VITQ_API float *vitq_unit_din(const vitq_model *m, vitq_grad_acts *g, int u);
+VITQ_API float *vitq_unit_dout(const vitq_model *m, vitq_grad_acts *g, int u);
+/* Runs units [u0, u1) on B samples whose input is already in vitq_unit_in(m, a, u0). Calls the tap hooks. */
+VITQ_API int vitq_forward_units(vitq_model *m, vitq_acts *a, int u0, int u1, int B, vitq_err *e);
+/* Backward of units [u0, u1) in reverse order, after vitq_forward_units over at least those units with the
+ * same B (more than one unit needs train-mode acts; one unit works on any acts right after its forward).
+ * Reads vitq_unit_dout(m, g, u1 - 1); writes every din down to vitq_unit_din(m, g, u0); ACCUMULATES the
+ * units' parameter gradients into the model's gradient slab (vitq_model_alloc_grads first). Calls the
+ * tap hooks' act_backward. */
+VITQ_API int vitq_backward_units(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int u0, int u1, int B,
+                                 vitq_err *e);
+
+/* ---------------------------------------------------------------------------------------------
+ * Families (family.c dispatches; vit*.c is ViT's, swin*.c will be Swin's). Not for use outside the
+ * model layer: the public functions above and below call through m->fam.
+ * ------------------------------------------------------------------------------------------- */
+struct vitq_family {
+    const char *name; /* "vit" */
+    /* Parameters: the rows of the parameter table in timm's state_dict order. Called with table = NULL
+     * to count (returns the number of rows, *numel the floats), then to lay out: points the family's
+     * pointers (grads = 0: m->p / m->fam_p into m->slab; 1: m->g / m->fam_g into m->grad_slab) and,
+     * with table non-NULL, fills the rows. Returns -1 after filling e on failure. */
+    int (*params)(vitq_model *m, int grads, vitq_tensor_ref *table, int64_t *numel, vitq_err *e);
+    void (*params_free)(vitq_model *m); /* frees what params allocated besides the slabs */
+    int (*n_blocks)(const vitq_arch *a);
+    const vitq_tap_row *(*tap_rows)(const vitq_arch *a, int *n);
+    int64_t (*tap_size)(const vitq_arch *a, vitq_size_sym s, int block); /* a symbolic size at block */
+    int (*units)(vitq_model *m, vitq_err *e); /* fills m->units, m->n_units (taps and table first) */
+    int (*acts_create)(const vitq_model *m, int B, int train, vitq_acts **out, vitq_err *e);
+    void (*acts_free)(vitq_acts *a);
+    int (*grad_acts_create)(const vitq_model *m, int B, vitq_grad_acts **out, vitq_err *e);
+    void (*grad_acts_free)(vitq_grad_acts *g);
+    int (*check)(const vitq_model *m, const vitq_acts *a, int B, vitq_err *e); /* acts fit m and B */
+    float *(*unit_in)(const vitq_model *m, vitq_acts *a, int u);
+    float *(*unit_out)(const vitq_model *m, vitq_acts *a, int u);
+    float *(*unit_din)(const vitq_model *m, vitq_grad_acts *g, int u);
+    float *(*unit_dout)(const vitq_model *m, vitq_grad_acts *g, int u);
+    int (*unit_forward)(vitq_model *m, vitq_acts *a, int u, int B, vitq_err *e);
+    int (*unit_backward)(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int u, int B, vitq_err *e);
+};
+
+/* The family of a (NULL for an unknown family id). */
+const vitq_family *vitq_family_of(const vitq_arch *a);
+extern const vitq_family vitq_family_vit;
+/* ViT's operations (vit_params.c, taps.c, vit.c, vit_backward.c), gathered in vit_units.c. */
+int vitq_vit_params(vitq_model *m, int grads, vitq_tensor_ref *table, int64_t *numel, vitq_err *e);
+void vitq_vit_params_free(vitq_model *m);
+int vitq_vit_n_blocks(const vitq_arch *a);
+const vitq_tap_row *vitq_vit_tap_rows(const vitq_arch *a, int *n);
+int64_t vitq_vit_tap_size(const vitq_arch *a, vitq_size_sym s, int block);
+int vitq_vit_acts_create(const vitq_model *m, int B, int train, vitq_acts **out, vitq_err *e);
+void vitq_vit_acts_free(vitq_acts *a);
+int vitq_vit_grad_acts_create(const vitq_model *m, int B, vitq_grad_acts **out, vitq_err *e);
+void vitq_vit_grad_acts_free(vitq_grad_acts *g);
+int vitq_vit_check(const vitq_model *m, const vitq_acts *a, int B, vitq_err *e);
+int vitq_vit_unit_forward(vitq_model *m, vitq_acts *a, int u, int B, vitq_err *e);
+int vitq_vit_unit_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int u, int B, vitq_err *e);
+/* The tap hook at (site, block), forward and backward (family code calls these). */
+int vitq_tap_call(const vitq_model *m, vitq_tap_site site, int block, float *x, int ndim, const int64_t *shape,
+                  vitq_err *e);
+int vitq_tap_call_backward(const vitq_model *m, vitq_tap_site site, int block, float *x, float *dx, int ndim,
+                           const int64_t *shape, vitq_err *e);
 
 /* ---------------------------------------------------------------------------------------------
  * Checkpoints <-> models (model_io.c)

@@ -48,14 +48,24 @@ static const vitq_tap_row vit_taps[] = {
 #undef ROW3
 #undef HEADS
 
-const vitq_tap_row *vitq_arch_tap_rows(const vitq_arch *a, int *n) {
-    (void)a; /* one family so far; Swin selects its own table here */
+/* ViT's tap table (vitq_family_vit.tap_rows). */
+const vitq_tap_row *vitq_vit_tap_rows(const vitq_arch *a, int *n) {
+    (void)a;
     *n = (int)(sizeof vit_taps / sizeof vit_taps[0]);
     return vit_taps;
 }
 
-/* A symbolic size of architecture a (at block `block`, for families whose sizes change by stage). */
-static int64_t resolve(const vitq_arch *a, vitq_size_sym s, int block) {
+const vitq_tap_row *vitq_arch_tap_rows(const vitq_arch *a, int *n) {
+    const vitq_family *f = vitq_family_of(a);
+    if (!f) {
+        *n = 0;
+        return NULL;
+    }
+    return f->tap_rows(a, n);
+}
+
+/* ViT's symbolic sizes (the same at every block). */
+int64_t vitq_vit_tap_size(const vitq_arch *a, vitq_size_sym s, int block) {
     (void)block;
     switch (s) {
     case VITQ_SZ_TOKENS: return vitq_arch_tokens(a);
@@ -77,7 +87,7 @@ static void fill(const vitq_arch *a, const vitq_tap_row *r, int block, vitq_tap_
     t->kind = r->kind;
     t->ndim = r->ndim;
     for (int d = 0; d < r->ndim; d++) {
-        t->shape[d] = resolve(a, r->size[d], block);
+        t->shape[d] = vitq_family_of(a)->tap_size(a, r->size[d], block);
         t->dims[d] = r->dims[d];
     }
 }
@@ -85,7 +95,7 @@ static void fill(const vitq_arch *a, const vitq_tap_row *r, int block, vitq_tap_
 int vitq_taps_build(vitq_model *m, vitq_err *e) {
     int nr = 0;
     const vitq_tap_row *rows = vitq_arch_tap_rows(&m->arch, &nr);
-    const int depth = m->arch.depth;
+    const int depth = m->n_blocks;
     int n = 0;
     for (int i = 0; i < nr; i++) n += rows[i].repeat == VITQ_TAP_ONCE ? 1 : depth;
     free(m->taps);
@@ -117,7 +127,7 @@ const vitq_tap_desc *vitq_tap_get(const vitq_model *m, int id) {
 }
 
 int vitq_tap_id(const vitq_model *m, vitq_tap_site site, int block) {
-    if ((int)site < 0 || site >= VITQ_SITE_COUNT || block < -1 || block >= m->arch.depth) return -1;
+    if ((int)site < 0 || site >= VITQ_SITE_COUNT || block < -1 || block >= m->n_blocks) return -1;
     return m->tap_at[(block + 1) * VITQ_SITE_COUNT + site];
 }
 

@@ -66,10 +66,9 @@ static void point_block(vitq_block_acts *b, float **cur, int64_t B, int64_t N, i
     b->act = take(cur, R * F);
 }
 
-int vitq_acts_create(const vitq_model *m, int B, int train, vitq_acts **out, vitq_err *e) {
+int vitq_vit_acts_create(const vitq_model *m, int B, int train, vitq_acts **out, vitq_err *e) {
     *out = NULL;
     const vitq_arch *ar = &m->arch;
-    if (B <= 0) return vitq_fail(e, VITQ_EINVAL, "activations: batch size must be positive, got %d", B);
     vitq_acts *a = calloc(1, sizeof *a);
     if (!a) return vitq_fail(e, VITQ_ENOMEM, "out of memory");
     const vitq_dims d = vitq_arch_dims(ar);
@@ -86,7 +85,7 @@ int vitq_acts_create(const vitq_model *m, int B, int train, vitq_acts **out, vit
     a->blk = calloc((size_t)nblk, sizeof *a->blk);
     a->slab = vitq_alloc(total * sizeof(float));
     if (!a->blk || !a->slab) {
-        vitq_acts_free(a);
+        vitq_vit_acts_free(a);
         return vitq_fail(e, VITQ_ENOMEM, "out of memory allocating %zu MB of activations (batch %d%s)",
                          total * sizeof(float) >> 20, B, train ? ", train mode" : "");
     }
@@ -104,7 +103,7 @@ int vitq_acts_create(const vitq_model *m, int B, int train, vitq_acts **out, vit
     return VITQ_OK;
 }
 
-void vitq_acts_free(vitq_acts *a) {
+void vitq_vit_acts_free(vitq_acts *a) {
     if (!a) return;
     vitq_free(a->slab);
     free(a->blk);
@@ -118,24 +117,8 @@ float *vitq_acts_res(vitq_acts *a, int l) {
     return a->res + slot * a->B * a->N * a->C;
 }
 
-/* Calls the activation hook on the tap at (site, block) if one is installed and the tap is enabled. */
-static int tap(const vitq_model *m, vitq_tap_site site, int block, float *x, int ndim, const int64_t *shape,
-               vitq_err *e) {
-    const vitq_tap_hooks *h = m->hooks;
-    if (!h || !h->act) return VITQ_OK;
-    int id = m->tap_at[(block + 1) * VITQ_SITE_COUNT + site];
-    if (id < 0 || (h->enabled && !h->enabled[id])) return VITQ_OK;
-    int rc = h->act(h->ctx, id, x, ndim, shape);
-    if (rc) {
-        char name[96];
-        return vitq_fail(e, rc < 0 ? rc : VITQ_EPLUGIN, "tap %s: activation hook failed (code %d)",
-                         vitq_tap_name(m, id, name, sizeof name), rc);
-    }
-    return VITQ_OK;
-}
-
 /* Checks that acts `a` were made for m's shapes and hold B images. */
-static int check_acts(const vitq_model *m, const vitq_acts *a, int B, vitq_err *e) {
+int vitq_vit_check(const vitq_model *m, const vitq_acts *a, int B, vitq_err *e) {
     const vitq_arch *ar = &m->arch;
     if (a->N != vitq_arch_tokens(ar) || a->C != ar->embed_dim || a->H != ar->num_heads ||
         a->F != vitq_arch_hidden(ar) || a->K != ar->num_classes ||
@@ -161,66 +144,64 @@ static int block_forward(vitq_model *m, vitq_acts *a, int l, int B, vitq_err *e)
 
     /* attention branch: res1 = x + proj(attn(norm1(x))) */
     vitq_layernorm_forward(ba->ln1, ba->ln1_mean, ba->ln1_rstd, x, p->norm1_w, p->norm1_b, R, C, 1e-6f);
-    if ((rc = tap(m, VITQ_SITE_QKV_IN, l, ba->ln1, 3, rc_shape, e))) return rc;
+    if ((rc = vitq_tap_call(m, VITQ_SITE_QKV_IN, l, ba->ln1, 3, rc_shape, e))) return rc;
     vitq_linear_forward(ba->qkv, ba->ln1, p->qkv_w, m->arch.qkv_bias ? p->qkv_b : NULL, R, C, 3 * C);
     vitq_qkv_split_forward(ba->qkvh, ba->qkv, B, N, C, H);
-    if ((rc = tap(m, VITQ_SITE_Q, l, q, 4, hd_shape, e))) return rc;
-    if ((rc = tap(m, VITQ_SITE_K, l, k, 4, hd_shape, e))) return rc;
-    if ((rc = tap(m, VITQ_SITE_V, l, v, 4, hd_shape, e))) return rc;
+    if ((rc = vitq_tap_call(m, VITQ_SITE_Q, l, q, 4, hd_shape, e))) return rc;
+    if ((rc = vitq_tap_call(m, VITQ_SITE_K, l, k, 4, hd_shape, e))) return rc;
+    if ((rc = vitq_tap_call(m, VITQ_SITE_V, l, v, 4, hd_shape, e))) return rc;
     vitq_attn_softmax_forward(ba->att, q, k, B, H, N, D, 1.0f / sqrtf((float)D));
-    if ((rc = tap(m, VITQ_SITE_PROBS, l, ba->att, 4, pr_shape, e))) return rc;
+    if ((rc = vitq_tap_call(m, VITQ_SITE_PROBS, l, ba->att, 4, pr_shape, e))) return rc;
     vitq_attn_value_forward(ba->atty, ba->att, v, B, H, N, D);
-    if ((rc = tap(m, VITQ_SITE_PROJ_IN, l, ba->atty, 3, rc_shape, e))) return rc;
+    if ((rc = vitq_tap_call(m, VITQ_SITE_PROJ_IN, l, ba->atty, 3, rc_shape, e))) return rc;
     vitq_linear_forward(ba->res1, ba->atty, p->proj_w, p->proj_b, R, C, C);
     vitq_add_forward(ba->res1, ba->res1, x, R * C);
 
     /* MLP branch: y = res1 + fc2(act(fc1(norm2(res1)))) */
     vitq_layernorm_forward(ba->ln2, ba->ln2_mean, ba->ln2_rstd, ba->res1, p->norm2_w, p->norm2_b, R, C, 1e-6f);
-    if ((rc = tap(m, VITQ_SITE_FC1_IN, l, ba->ln2, 3, rc_shape, e))) return rc;
+    if ((rc = vitq_tap_call(m, VITQ_SITE_FC1_IN, l, ba->ln2, 3, rc_shape, e))) return rc;
     vitq_linear_forward(ba->fc1, ba->ln2, p->fc1_w, p->fc1_b, R, C, F);
     if (m->mlp_act[l] == VITQ_ACT_RELU)
         vitq_relu_forward(ba->act, ba->fc1, R * F);
     else
         vitq_gelu_forward(ba->act, ba->fc1, R * F);
-    if ((rc = tap(m, VITQ_SITE_FC2_IN, l, ba->act, 3, f_shape, e))) return rc;
+    if ((rc = vitq_tap_call(m, VITQ_SITE_FC2_IN, l, ba->act, 3, f_shape, e))) return rc;
     vitq_linear_forward(y, ba->act, p->fc2_w, p->fc2_b, R, F, C);
     vitq_add_forward(y, y, ba->res1, R * C);
     return VITQ_OK;
 }
 
-int vitq_block_forward(vitq_model *m, vitq_acts *a, int l, int B, vitq_err *e) {
-    int rc = check_acts(m, a, B, e);
-    if (rc) return rc;
-    if (l < 0 || l >= m->arch.depth)
-        return vitq_fail(e, VITQ_EINVAL, "block forward: block %d out of range [0, %d)", l, m->arch.depth);
-    return block_forward(m, a, l, B, e);
-}
-
-int vitq_forward(vitq_model *m, vitq_acts *a, const float *images, int B, vitq_err *e) {
-    int rc = check_acts(m, a, B, e);
-    if (rc) return rc;
+/* Patch embedding: im2col + linear (the conv weight viewed as (C, Cin*P*P)) into scratch, then the class
+ * token and the position embedding: a->images (B,Cin,S,S) -> res[0] (B,N,C). */
+static int patch_forward(vitq_model *m, vitq_acts *a, int B, vitq_err *e) {
     const vitq_arch *ar = &m->arch;
-    const int64_t N = a->N, C = a->C, K = a->K, Np = a->Np, S = ar->img_size, Cin = ar->in_chans;
-    const int64_t img_shape[4] = {B, Cin, S, S}, head_shape[2] = {B, C};
-
-    /* patch embedding: im2col + linear (the conv weight viewed as (C, Cin*P*P)) into scratch */
-    if (images != a->images) memcpy(a->images, images, sizeof(float) * (size_t)(B * Cin * S * S));
-    if ((rc = tap(m, VITQ_SITE_PATCH_IN, -1, a->images, 4, img_shape, e))) return rc;
+    const int64_t N = a->N, C = a->C, Np = a->Np, S = ar->img_size, Cin = ar->in_chans;
+    const int64_t img_shape[4] = {B, Cin, S, S};
+    int rc;
+    if ((rc = vitq_tap_call(m, VITQ_SITE_PATCH_IN, -1, a->images, 4, img_shape, e))) return rc;
     vitq_patchify_forward(a->patches, a->images, B, Cin, S, ar->patch_size);
     float *patch_out = vitq_acts_block(a, 0)->ln1; /* (B,Np,C) scratch, overwritten by block 0 */
     vitq_linear_forward(patch_out, a->patches, m->p.patch_w, m->p.patch_b, (int64_t)B * Np, a->patch_dim, C);
     vitq_embed_forward(vitq_acts_res(a, 0), patch_out, m->p.cls_token, m->p.pos_embed, B, N, C);
+    return VITQ_OK;
+}
 
-    for (int l = 0; l < ar->depth; l++) {
-        if (vitq_interrupted) return vitq_fail(e, VITQ_ECANCELLED, "forward interrupted");
-        if ((rc = block_forward(m, a, l, B, e))) return rc;
-    }
-
-    /* final norm of the class tokens (gathered into lnf, normalised in place), then the head */
-    const float *xl = vitq_acts_res(a, ar->depth);
+/* Final norm of the class tokens (gathered into lnf, normalised in place), then the head:
+ * res[depth] (B,N,C) -> logits (B,K). */
+static int head_forward(vitq_model *m, vitq_acts *a, int B, vitq_err *e) {
+    const int64_t N = a->N, C = a->C, K = a->K, head_shape[2] = {B, C};
+    const float *xl = vitq_acts_res(a, m->arch.depth);
     for (int b = 0; b < B; b++) memcpy(a->lnf + b * C, xl + (int64_t)b * N * C, sizeof(float) * (size_t)C);
     vitq_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->lnf, m->p.norm_w, m->p.norm_b, B, C, 1e-6f);
-    if ((rc = tap(m, VITQ_SITE_HEAD_IN, -1, a->lnf, 2, head_shape, e))) return rc;
+    int rc = vitq_tap_call(m, VITQ_SITE_HEAD_IN, -1, a->lnf, 2, head_shape, e);
+    if (rc) return rc;
     vitq_linear_forward(a->logits, a->lnf, m->p.head_w, m->p.head_b, B, C, K);
     return VITQ_OK;
+}
+
+/* vitq_family.unit_forward: unit 0 patch embedding, 1..depth the blocks, depth+1 the head. */
+int vitq_vit_unit_forward(vitq_model *m, vitq_acts *a, int u, int B, vitq_err *e) {
+    if (u == 0) return patch_forward(m, a, B, e);
+    if (u <= m->arch.depth) return block_forward(m, a, u - 1, B, e);
+    return head_forward(m, a, B, e);
 }

@@ -3,8 +3,8 @@
  * (MLP branch, norm2, attention branch, norm1), embedding, patch-embedding linear on the im2col patches.
  * It owns the gradient-activation buffers (vitq_grad_acts, one slab per batch shape).
  *
- * Does not: differentiate quantizer taps (they are straight-through here; a plugin that learns its
- * own parameters handles that itself) or compute the gradient of the input image.
+ * Quantizer taps are reached through the hooks' act_backward (the identity without one); the input
+ * image gets no gradient.
  * Mirrors: torch.autograd on timm's VisionTransformer (checked by tests/test_grad.c against
  * tests/fixtures/grad_tiny.safetensors). */
 #include "model/model.h"
@@ -13,9 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-int vitq_grad_acts_create(const vitq_model *m, int B, vitq_grad_acts **out, vitq_err *e) {
+int vitq_vit_grad_acts_create(const vitq_model *m, int B, vitq_grad_acts **out, vitq_err *e) {
     *out = NULL;
-    if (B <= 0) return vitq_fail(e, VITQ_EINVAL, "gradient buffers: batch size must be positive, got %d", B);
     const vitq_arch *ar = &m->arch;
     vitq_grad_acts *g = calloc(1, sizeof *g);
     if (!g) return vitq_fail(e, VITQ_ENOMEM, "out of memory");
@@ -64,7 +63,7 @@ int vitq_grad_acts_create(const vitq_model *m, int B, vitq_grad_acts **out, vitq
     return VITQ_OK;
 }
 
-void vitq_grad_acts_free(vitq_grad_acts *g) {
+void vitq_vit_grad_acts_free(vitq_grad_acts *g) {
     if (!g) return;
     vitq_free(g->slab);
     free(g);
@@ -91,20 +90,10 @@ static void copy_par(float *dst, const float *src, int64_t n) {
     vitq_parallel_for_work(n, 1, copy_range, &c);
 }
 
-static int check_shapes(const vitq_model *m, const vitq_acts *a, const vitq_grad_acts *g, int B, vitq_err *e) {
-    if (!m->grad_slab)
-        return vitq_fail(e, VITQ_EINVAL, "%s: backward needs parameter gradients (vitq_model_alloc_grads)",
-                         m->source[0] ? m->source : "model");
-    if (B <= 0 || B > a->B || B > g->B)
-        return vitq_fail(e, VITQ_EINVAL, "backward: batch %d does not fit the buffers (acts %d, grads %d)", B,
-                         a->B, g->B);
-    if (g->depth != m->arch.depth || g->C != m->arch.embed_dim || a->C != g->C || a->N != g->N)
-        return vitq_fail(e, VITQ_EINVAL, "backward: gradient buffers were made for another architecture");
-    return VITQ_OK;
-}
-
-/* Block l: x = res[l]; res1 = x + proj(attn(norm1(x))); out = res1 + fc2(act(fc1(norm2(res1)))). */
-static void block_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int l, int B) {
+/* Block l: x = res[l]; res1 = x + proj(attn(norm1(x))); out = res1 + fc2(act(fc1(norm2(res1)))).
+ * Each tap's backward hook runs at its place (see vitq_tap_hooks.act_backward): after the backward of
+ * the op that consumed the tap's output, before the backward of the op that produced its input. */
+static int block_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int l, int B, vitq_err *e) {
     const int64_t N = g->N, C = g->C, H = g->H, D = g->D, F = g->F, R = (int64_t)B * N;
     const vitq_block_params *p = &m->p.blocks[l];
     vitq_block_params *gp = &m->g.blocks[l];
@@ -113,54 +102,56 @@ static void block_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int l
     const float *dout = vitq_grad_res(g, l + 1);
     float *dx = vitq_grad_res(g, l);
     const int64_t qkv_n = (int64_t)B * H * N * D; // one of q, k, v in qkvh (3,B,H,N,D)
+    const int64_t rc_shape[3] = {B, N, C}, hd_shape[4] = {B, H, N, D}, pr_shape[4] = {B, H, N, N};
+    const int64_t f_shape[3] = {B, N, F};
+    int rc;
 
     // out = res1 + fc2(act): the residual passes dout to res1 unchanged. Buffers with one writer are
     // written by the *_to kernels (no zeroing pass); dres1 and dx gather two branches, so they accumulate.
     copy_par(g->dres1, dout, R * C);
     vitq_linear_backward_to(g->dact, gp->fc2_w, gp->fc2_b, dout, ba->act, p->fc2_w, R, F, C);
+    if ((rc = vitq_tap_call_backward(m, VITQ_SITE_FC2_IN, l, ba->act, g->dact, 3, f_shape, e))) return rc;
     if (m->mlp_act[l] == VITQ_ACT_RELU)
         vitq_relu_backward_to(g->dfc1, ba->fc1, g->dact, R * F);
     else
         vitq_gelu_backward_to(g->dfc1, ba->fc1, g->dact, R * F);
     vitq_linear_backward_to(g->dln2, gp->fc1_w, gp->fc1_b, g->dfc1, ba->ln2, p->fc1_w, R, C, F);
+    if ((rc = vitq_tap_call_backward(m, VITQ_SITE_FC1_IN, l, ba->ln2, g->dln2, 3, rc_shape, e))) return rc;
     vitq_layernorm_backward(g->dres1, gp->norm2_w, gp->norm2_b, g->dln2, ba->res1, p->norm2_w, ba->ln2_mean,
                             ba->ln2_rstd, R, C);
 
     // res1 = x + proj(atty)
     copy_par(dx, g->dres1, R * C);
     vitq_linear_backward_to(g->datty, gp->proj_w, gp->proj_b, g->dres1, ba->atty, p->proj_w, R, C, C);
-    const float *q = ba->qkvh, *k = ba->qkvh + qkv_n, *v = ba->qkvh + 2 * qkv_n;
+    if ((rc = vitq_tap_call_backward(m, VITQ_SITE_PROJ_IN, l, ba->atty, g->datty, 3, rc_shape, e))) return rc;
+    float *q = ba->qkvh, *k = ba->qkvh + qkv_n, *v = ba->qkvh + 2 * qkv_n;
     float *dq = g->dqkvh, *dk = g->dqkvh + qkv_n, *dv = g->dqkvh + 2 * qkv_n;
     vitq_attn_value_backward_to(g->datt, dv, g->datty, ba->att, v, B, H, N, D);
+    // the probabilities' tap first: softmax backward reads the probabilities the softmax produced
+    if ((rc = vitq_tap_call_backward(m, VITQ_SITE_PROBS, l, ba->att, g->datt, 4, pr_shape, e))) return rc;
     vitq_attn_softmax_backward_to(dq, dk, g->datt, ba->att, q, k, B, H, N, D, 1.0f / sqrtf((float)D));
+    if ((rc = vitq_tap_call_backward(m, VITQ_SITE_V, l, v, dv, 4, hd_shape, e)) ||
+        (rc = vitq_tap_call_backward(m, VITQ_SITE_K, l, k, dk, 4, hd_shape, e)) ||
+        (rc = vitq_tap_call_backward(m, VITQ_SITE_Q, l, q, dq, 4, hd_shape, e)))
+        return rc;
     vitq_qkv_split_backward_to(g->dqkv, g->dqkvh, B, N, C, H);
     vitq_linear_backward_to(g->dln1, gp->qkv_w, m->arch.qkv_bias ? gp->qkv_b : NULL, g->dqkv, ba->ln1, p->qkv_w,
                             R, C, 3 * C);
+    if ((rc = vitq_tap_call_backward(m, VITQ_SITE_QKV_IN, l, ba->ln1, g->dln1, 3, rc_shape, e))) return rc;
     vitq_layernorm_backward(dx, gp->norm1_w, gp->norm1_b, g->dln1, x, p->norm1_w, ba->ln1_mean, ba->ln1_rstd,
                             R, C);
-}
-
-int vitq_block_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int l, int B, vitq_err *e) {
-    int rc = check_shapes(m, a, g, B, e);
-    if (rc) return rc;
-    if (l < 0 || l >= m->arch.depth)
-        return vitq_fail(e, VITQ_EINVAL, "block backward: block %d out of range [0, %d)", l, m->arch.depth);
-    block_backward(m, a, g, l, B);
     return VITQ_OK;
 }
 
-int vitq_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, const float *dlogits, int B, vitq_err *e) {
-    int rc = check_shapes(m, a, g, B, e);
-    if (rc) return rc;
-    if (!a->train)
-        return vitq_fail(e, VITQ_EINVAL, "backward: activations were made in eval mode (need train = 1)");
-    const int64_t N = g->N, C = g->C, K = g->K, Np = g->Np, depth = g->depth;
-    const int64_t patch_dim = a->patch_dim;
+/* Head: logits = lnf · head_w^T + head_b, lnf = norm(x[:, 0]); writes the whole gradient of res[depth]
+ * (zero but at the class tokens). */
+static int head_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int B, vitq_err *e) {
+    const int64_t N = g->N, C = g->C, K = g->K, depth = g->depth, head_shape[2] = {B, C};
     float *dlast = vitq_grad_res(g, (int)depth);
-
-    // head: logits = lnf · head_w^T + head_b
     zero(g->dlnf, (int64_t)B * C);
-    vitq_linear_backward(g->dlnf, m->g.head_w, m->g.head_b, dlogits, a->lnf, m->p.head_w, B, C, K);
+    vitq_linear_backward(g->dlnf, m->g.head_w, m->g.head_b, g->dlogits, a->lnf, m->p.head_w, B, C, K);
+    int rc = vitq_tap_call_backward(m, VITQ_SITE_HEAD_IN, -1, a->lnf, g->dlnf, 2, head_shape, e);
+    if (rc) return rc;
     // final norm on the class token only: gather x[:,0,:], backward, scatter into the last residual
     const float *xlast = vitq_acts_res(a, (int)depth);
     for (int b = 0; b < B; b++) memcpy(g->xcls + b * C, xlast + b * N * C, sizeof(float) * (size_t)C);
@@ -169,16 +160,27 @@ int vitq_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, const float *d
                             a->lnf_rstd, B, C);
     zero(dlast, (int64_t)B * N * C);
     for (int b = 0; b < B; b++) memcpy(dlast + b * N * C, g->dxcls + b * C, sizeof(float) * (size_t)C);
+    return VITQ_OK;
+}
 
-    for (int l = (int)depth - 1; l >= 0; l--) {
-        if (vitq_interrupted) return vitq_fail(e, VITQ_ECANCELLED, "backward interrupted");
-        block_backward(m, a, g, l, B);
-    }
-
-    // embedding: x = [cls; patch_out] + pos, then patch_out = patches · patch_w^T + patch_b
+/* Embedding: x = [cls; patch_out] + pos, then patch_out = patches · patch_w^T + patch_b. The image gets
+ * no gradient, so a quantizer on patch_embed.proj.input is not reached by backward. */
+static void patch_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int B) {
+    const int64_t N = g->N, C = g->C, Np = g->Np;
     zero(g->dpatch, (int64_t)B * Np * C);
     vitq_embed_backward(g->dpatch, m->g.cls_token, m->g.pos_embed, vitq_grad_res(g, 0), B, N, C);
     vitq_linear_backward(NULL, m->g.patch_w, m->g.patch_b, g->dpatch, a->patches, m->p.patch_w, (int64_t)B * Np,
-                         patch_dim, C);
-    return VITQ_OK;
+                         a->patch_dim, C);
+}
+
+/* vitq_family.unit_backward (units as in vitq_vit_unit_forward). */
+int vitq_vit_unit_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int u, int B, vitq_err *e) {
+    if (g->depth != m->arch.depth || g->C != m->arch.embed_dim || a->C != g->C || a->N != g->N)
+        return vitq_fail(e, VITQ_EINVAL, "backward: gradient buffers were made for another architecture");
+    if (u == 0) {
+        patch_backward(m, a, g, B);
+        return VITQ_OK;
+    }
+    if (u <= m->arch.depth) return block_backward(m, a, g, u - 1, B, e);
+    return head_backward(m, a, g, B, e);
 }

@@ -336,7 +336,7 @@ int vitq_train_run(const vitq_train_cfg *cfg, const vitq_train_opts *opts, vitq_
     trainer t = {.cfg = cfg, .opts = opts, .quiet = opts && opts->quiet, .top1 = -1.0};
     int rc = setup(&t, e);
     if (!rc) {
-        char label[64];
+        char label[80];
         snprintf(label, sizeof label, "train %s", cfg->arch.name);
         const int64_t first_image = (int64_t)t.s.epoch * t.tr.n + t.s.step_in_epoch * cfg->batch;
         vitq_progress_start(&t.prog, label, (int64_t)cfg->epochs * t.tr.n - first_image);

@@ -1,0 +1,107 @@
+/* vit_units.c — ViT/DeiT's units (patch_embed, blocks.0 .., head) and where each reads and writes in the
+ * activation and gradient buffers; and ViT's family table, which gathers vit_params.c, taps.c, vit.c and
+ * vit_backward.c. */
+#include "model/model.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Rows of the parameter table whose name starts with prefix p, as [first, end) (they are contiguous). */
+static void rows_with(const vitq_model *m, const char *const *prefixes, int np, int *first, int *end) {
+    *first = *end = -1;
+    for (int i = 0; i < m->n_table; i++)
+        for (int k = 0; k < np; k++)
+            if (!strncmp(m->table[i].name, prefixes[k], strlen(prefixes[k]))) {
+                if (*first < 0) *first = i;
+                *end = i + 1;
+            }
+}
+
+static void set_shape(int64_t *shape, int *ndim, int64_t *numel, int n, int64_t a, int64_t b, int64_t c) {
+    const int64_t v[3] = {a, b, c};
+    *ndim = n;
+    *numel = 1;
+    for (int d = 0; d < n; d++) shape[d] = v[d], *numel *= v[d];
+}
+
+static int vit_units(vitq_model *m, vitq_err *e) {
+    const vitq_arch *a = &m->arch;
+    const int depth = a->depth;
+    const int64_t N = vitq_arch_tokens(a), C = a->embed_dim;
+    m->n_units = depth + 2;
+    m->units = calloc((size_t)m->n_units, sizeof *m->units);
+    if (!m->units) return vitq_fail(e, VITQ_ENOMEM, "out of memory");
+    for (int u = 0; u < m->n_units; u++) {
+        vitq_unit *t = &m->units[u];
+        t->block = -1;
+        set_shape(t->out_shape, &t->out_ndim, &t->out_numel, 2, N, C, 0);
+        set_shape(t->in_shape, &t->in_ndim, &t->in_numel, 2, N, C, 0);
+        if (u == 0) {
+            static const char *const pre[] = {"cls_token", "pos_embed", "patch_embed."};
+            snprintf(t->name, sizeof t->name, "patch_embed");
+            t->kind = VITQ_UNIT_PATCH_EMBED;
+            set_shape(t->in_shape, &t->in_ndim, &t->in_numel, 3, a->in_chans, a->img_size, a->img_size);
+            rows_with(m, pre, 3, &t->param_first, &t->param_end);
+            t->tap_first = vitq_tap_id(m, VITQ_SITE_PATCH_IN, -1);
+            t->tap_end = t->tap_first + 1;
+        } else if (u <= depth) {
+            char pre[32];
+            const char *pp[1] = {pre};
+            snprintf(pre, sizeof pre, "blocks.%d.", u - 1);
+            snprintf(t->name, sizeof t->name, "blocks.%d", u - 1);
+            t->kind = VITQ_UNIT_BLOCK;
+            t->block = u - 1;
+            rows_with(m, pp, 1, &t->param_first, &t->param_end);
+            t->tap_first = vitq_tap_id(m, VITQ_SITE_QKV_IN, u - 1);
+            t->tap_end = vitq_tap_id(m, VITQ_SITE_FC2_IN, u - 1) + 1;
+        } else {
+            static const char *const pre[] = {"norm.", "head."};
+            snprintf(t->name, sizeof t->name, "head");
+            t->kind = VITQ_UNIT_HEAD;
+            set_shape(t->out_shape, &t->out_ndim, &t->out_numel, 1, a->num_classes, 0, 0);
+            rows_with(m, pre, 2, &t->param_first, &t->param_end);
+            t->tap_first = vitq_tap_id(m, VITQ_SITE_HEAD_IN, -1);
+            t->tap_end = t->tap_first + 1;
+        }
+    }
+    return VITQ_OK;
+}
+
+static float *vit_unit_in(const vitq_model *m, vitq_acts *a, int u) {
+    (void)m;
+    return u == 0 ? a->images : vitq_acts_res(a, u - 1);
+}
+
+static float *vit_unit_out(const vitq_model *m, vitq_acts *a, int u) {
+    return u <= m->arch.depth ? vitq_acts_res(a, u) : a->logits;
+}
+
+static float *vit_unit_din(const vitq_model *m, vitq_grad_acts *g, int u) {
+    (void)m;
+    return u == 0 ? NULL : vitq_grad_res(g, u - 1);
+}
+
+static float *vit_unit_dout(const vitq_model *m, vitq_grad_acts *g, int u) {
+    return u <= m->arch.depth ? vitq_grad_res(g, u) : g->dlogits;
+}
+
+const vitq_family vitq_family_vit = {
+    .name = "vit",
+    .params = vitq_vit_params,
+    .params_free = vitq_vit_params_free,
+    .n_blocks = vitq_vit_n_blocks,
+    .tap_rows = vitq_vit_tap_rows,
+    .tap_size = vitq_vit_tap_size,
+    .units = vit_units,
+    .acts_create = vitq_vit_acts_create,
+    .acts_free = vitq_vit_acts_free,
+    .grad_acts_create = vitq_vit_grad_acts_create,
+    .grad_acts_free = vitq_vit_grad_acts_free,
+    .check = vitq_vit_check,
+    .unit_in = vit_unit_in,
+    .unit_out = vit_unit_out,
+    .unit_din = vit_unit_din,
+    .unit_dout = vit_unit_dout,
+    .unit_forward = vitq_vit_unit_forward,
+    .unit_backward = vitq_vit_unit_backward,
+};
