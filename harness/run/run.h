@@ -7,6 +7,7 @@
  *   results_write.c results_index.c results_read.c   cell files, the index, reading them back
  *   plot.c plot_curve.c plot_hist.c           gnuplot figures from a run
  *   cells.c validate.c pipeline.c run.c       the run: cells and caches, validation, stages, the loop
+ *   shard.c merge.c                           scale-out: which cells a shard owns; merging run folders
  */
 #ifndef VITQ_RUN_H
 #define VITQ_RUN_H
@@ -214,7 +215,13 @@ typedef struct vitq_cell_result {
 VITQ_API int vitq_results_write_cell(vitq_results *r, const vitq_cell_result *c, vitq_err *e);
 
 /* Rebuilds DIR/run.h5 (temp + rename) from every DIR/cells/<id>.h5. Rows follow `order` (the grid's cell
- * ids; ids without a file are skipped), then cells not listed, sorted by id. order may be NULL. */
+ * ids; ids without a file are skipped), then cells not listed, sorted by id. order may be NULL.
+ * Safe with several writers of one folder (shards, MPI ranks, vitq merge; on one machine or over a
+ * shared filesystem): listing the cells, writing the temp file and renaming it happen under an exclusive
+ * flock(2) on DIR/run.lock, so rebuilds are serialised and the last one to run saw every cell published
+ * before it — the final index lists every cell. Where the filesystem has no locks (flock fails with
+ * ENOLCK, ENOSYS, EOPNOTSUPP), the rebuild goes on unlocked and r->no_lock says so (the index is still
+ * whole, but may miss a cell a concurrent writer published; any later rebuild adds it). */
 VITQ_API int vitq_results_write_index(vitq_results *r, const char *const *order, int n_order, vitq_err *e);
 
 /* Layer-internal (results_*.c): the open results folder and shared helpers. */
@@ -224,6 +231,9 @@ struct vitq_results {
     int n_axes;
     char git_rev[64], created_utc[32], host[256], blas_config[256];
     int threads, removed_tmp;
+    int no_lock;             /* errno of flock when the folder's filesystem has no locks (index rebuilt unlocked) */
+    char **merged_from;      /* vitq merge: the source run folders (root attribute merged_from); NULL otherwise */
+    int n_merged_from;
 };
 char *vitq_results_path(const char *dir, const char *name);       /* "DIR/NAME", malloc'd */
 char *vitq_results_cell_path(const vitq_results *r, const char *id); /* "DIR/cells/ID.h5", malloc'd */
@@ -327,6 +337,9 @@ typedef struct vitq_run_opts {
     int fail_fast;          /* vitq_run_all stops at the first failing cell */
     int quiet;              /* no "checking" / "skipped" lines on stderr (stage lines still come) */
     const char *only;       /* fnmatch glob over cell ids; NULL: every cell */
+    int shard, shards;      /* shards > 1: select only the cells whose stable index i has i % shards == shard
+                               (and match `only`); 0/0 or 0/1: no sharding (shard.c) */
+    const char *output;     /* the results folder instead of [run] output; NULL: [run] output */
     /* Where the run's lines go (stage lines, per-cell verdicts); NULL: stderr. One line, no newline. */
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
@@ -343,7 +356,7 @@ typedef struct vitq_run_cell {
     const char *config_text;        /* canonical configuration (the baseline's own text for a baseline) */
     char hash[17];                  /* FNV-1a 64 of config_text: the resume key */
     const char *const *axis_values; /* one per axis ("-" for every axis of a baseline) */
-    int selected;                   /* matched by opts.only */
+    int selected;                   /* matched by opts.only and owned by opts.shard */
 } vitq_run_cell;
 
 typedef enum { VITQ_CELL_DONE = 0, VITQ_CELL_FAILED, VITQ_CELL_SKIPPED } vitq_cell_status;
@@ -368,9 +381,10 @@ typedef struct vitq_run_summary {
 
 typedef struct vitq_run vitq_run;
 
-/* Lists the cells of a validated experiment x (which must outlive the run), selects them by o->only
- * (vitq_run_selected may then be 0) and sets the thread count. Error: cells disagreeing on [run] output
- * (one run, one folder). o may be NULL (defaults). Opens no file yet. */
+/* Lists the cells of a validated experiment x (which must outlive the run), selects them by o->only and
+ * o->shard/shards (vitq_run_selected may then be 0) and sets the thread count. Errors: cells disagreeing
+ * on [run] output (one run, one folder; unless o->output), a shard outside [0, shards). o may be NULL
+ * (defaults). Opens no file yet. */
 VITQ_API int vitq_run_open(const vitq_experiment *x, const vitq_run_opts *o, vitq_run **out, vitq_err *e);
 VITQ_API void vitq_run_close(vitq_run *r);
 VITQ_API int vitq_run_count(const vitq_run *r);
@@ -396,6 +410,39 @@ VITQ_API int vitq_run_index(vitq_run *r, vitq_err *e);
 /* Every selected cell in order ("cell K/N ID" labels), the index rebuilt after each; stops at Ctrl-C
  * (VITQ_ECANCELLED, index rebuilt), a run error, or the first failed cell with opts.fail_fast. */
 VITQ_API int vitq_run_all(vitq_run *r, vitq_run_summary *sum, vitq_err *e);
+
+/* ---- Scale-out (shard.c, merge.c): one grid over many processes or machines. ------------------------
+ * A shard K/N owns the cells whose stable index i has i % N == K (round robin over the run's order:
+ * baselines first, then the grid with its first axis varying slowest, so every shard gets a slice of
+ * every value of the slow axes). Shards may write one shared run folder at once (cell files are atomic,
+ * the index is rebuilt under a lock: vitq_results_write_index) or each its own folder, merged after. */
+/* Parses "K/N" (0 <= K < N, 1 <= N <= 1000000) into *k and *n; the error names the text. */
+VITQ_API int vitq_shard_parse(const char *text, int *k, int *n, vitq_err *e);
+/* 1 when cell index i belongs to shard k of n (n <= 1: every cell). */
+VITQ_API int vitq_shard_owns(int i, int k, int n);
+
+/* vitq merge OUT RUN...: the cell files of run folders copied into OUT, then OUT's index rebuilt.
+ * Refuses (VITQ_EINVAL, one line naming both folders and the difference) runs whose indexes differ in
+ * vitq_version, INI text (the first differing line is quoted) or axes, and cells that disagree on a
+ * checkpoint hash (any cell attribute whose name ends in "sha256", e.g. the checkpoint's SHA-256, compared
+ * between cells that read the same [model] path) or, for one cell id, on the configuration hash. OUT may
+ * not exist yet (created), or be a run folder of the same experiment (an earlier merge: then it is the
+ * reference and its cells count as sources too), or one of the RUNs (nothing copied from itself).
+ * For each cell id the kept file is: a "done" one over a "failed" one; among equals, the one already in
+ * OUT, else the first RUN's. Every copy is whole (temp file, fsync, rename); a file already in OUT with
+ * the same bytes is not rewritten, so merging again changes nothing (idempotent). Unreadable cell files
+ * are skipped and counted. */
+typedef struct vitq_merge_report {
+    int runs;              /* source folders read (an empty folder without run.h5 is skipped and not counted) */
+    int copied;            /* cell files written into OUT */
+    int kept;              /* cells already in OUT and kept */
+    int duplicates;        /* cells present in more than one RUN (one copy kept) */
+    int unreadable;        /* cell files that could not be read (not merged) */
+    int cells;             /* cell files in OUT after the merge */
+    int done, failed;      /* of those, by status */
+    char note[512];        /* "" or a warning line (e.g. the index was rebuilt without a lock) */
+} vitq_merge_report;
+VITQ_API int vitq_merge(const char *out, const char *const *runs, int n_runs, vitq_merge_report *rep, vitq_err *e);
 
 /* ---- The cell pipeline (pipeline.c): a cell is a list of stages run in order. ----------------------
  * A stage returns 0 or an error; after an error only the stages flagged ALWAYS run (the one that writes
@@ -441,6 +488,7 @@ struct vitq_run {
     char **errors;               /* validation messages, distinct */
     int n_errors;
     vitq_results *res;           /* after vitq_run_start */
+    int lock_warned;             /* the "no flock on this filesystem" line was logged */
 };
 /* cells.c: the model / dataset of a cell's configuration, from the run's caches. */
 int vitq_run_model(vitq_run *r, const vitq_run_cfg *cfg, vitq_model **out, vitq_err *e);
