@@ -112,7 +112,8 @@ static int list_cells(vitq_run *r) {
     }
     for (int j = 0; j < r->n_cells; j++) {
         r->order[j] = r->cells[j].id;
-        r->cells[j].selected = !r->o.only || fnmatch(r->o.only, r->cells[j].id, 0) == 0;
+        r->cells[j].selected = (!r->o.only || fnmatch(r->o.only, r->cells[j].id, 0) == 0) &&
+                               vitq_shard_owns(j, r->o.shard, r->o.shards);
         r->n_selected += r->cells[j].selected;
     }
     return VITQ_OK;
@@ -138,7 +139,9 @@ int vitq_run_open(const vitq_experiment *x, const vitq_run_opts *o, vitq_run **o
     *out = NULL;
     if (x->n_cells < 1) return vitq_fail(e, VITQ_EINVAL, "%s: the experiment has no cell", x->path);
     const vitq_run_cfg *cfg0 = &x->cells[0].cfg;
-    for (int i = 1; i < x->n_cells; i++)
+    if (o && o->shards > 1 && (o->shard < 0 || o->shard >= o->shards))
+        return vitq_fail(e, VITQ_EINVAL, "%s: shard %d/%d: K must be in [0, %d)", x->path, o->shard, o->shards, o->shards);
+    for (int i = 1; i < x->n_cells && !(o && o->output); i++)
         if (strcmp(x->cells[i].cfg.output, cfg0->output) != 0)
             return vitq_fail(e, VITQ_EINVAL, "%s: [run] output differs between cells ('%s' for %s, '%s' for %s); "
                              "one run, one folder", x->path, cfg0->output, x->cells[0].id, x->cells[i].cfg.output,
@@ -164,7 +167,7 @@ int vitq_run_open(const vitq_experiment *x, const vitq_run_opts *o, vitq_run **o
 
 int vitq_run_count(const vitq_run *r) { return r->n_cells; }
 int vitq_run_selected(const vitq_run *r) { return r->n_selected; }
-const char *vitq_run_output(const vitq_run *r) { return r->x->cells[0].cfg.output; }
+const char *vitq_run_output(const vitq_run *r) { return r->o.output ? r->o.output : r->x->cells[0].cfg.output; }
 const vitq_results *vitq_run_results(const vitq_run *r) { return r->res; }
 
 const vitq_run_cell *vitq_run_cell_at(const vitq_run *r, int i) {
