@@ -21,6 +21,7 @@ static const command k_cmds[] = {
     {"plugins", cmd_plugins, "list quantizer and pass plugins and their parameters"},
     {"results", cmd_results, "print a run's summary table (Markdown or CSV)"},
     {"plot", cmd_plot, "draw accuracy-vs-bits curves and activation histograms with gnuplot"},
+    {"merge", cmd_merge, "combine run folders of one experiment (shards) into one run"},
 };
 #define N_CMDS ((int)(sizeof k_cmds / sizeof k_cmds[0]))
 
@@ -43,7 +44,7 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("vitq %s\n", VITQ_VERSION);
+        printf("vitq %s%s\n", VITQ_VERSION, cli_mpi_built() ? " (MPI)" : "");
         return 0;
     }
     signal(SIGINT, on_sigint);
