@@ -5,6 +5,7 @@
 #   make check      install missing Debian packages, build, run the test suite
 #   make demo       install, build, quantize the bundled model (experiments/demo.ini)
 #   make bench      throughput and memory against OpenBLAS sgemm measured in the same run
+#   make bench-shard     the speed-up of 2 shards over 1 on an 8-cell grid (bench/shard_bench.sh)
 #   make install    PREFIX=/usr/local: vitq, libvitq.so, vitq_plugin.h, vitq.h + layer headers, plugins, vitq.pc
 #   make MPI=1      the same with `mpirun -np R vitq run` (OpenMPI or any `pkg-config mpi-c`), in build-mpi/
 #   make deps-scaleout   also the packages of the scale-out tests: OpenMPI, Slurm, MUNGE (CI does this)
@@ -84,7 +85,7 @@ VITQ := $(BUILD)/vitq
 TESTS := $(BUILD)/tests/run
 BENCH := $(BUILD)/bench/bench
 
-.PHONY: all check test demo bench install uninstall clean deps deps-scaleout require-deps
+.PHONY: all check test demo bench bench-shard install uninstall clean deps deps-scaleout require-deps
 all: require-deps $(LIB) $(VITQ) $(PLUGINS)
 
 # --- dependencies ----------------------------------------------------------------------------
@@ -175,6 +176,11 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH)
 	$(BENCH)
+
+# The speed-up of 2 shards over 1 on an 8-cell grid (README "Scale-out").
+bench-shard: deps
+	@$(MAKE) --no-print-directory all $(TOOLS)
+	VITQ=$(VITQ) bench/shard_bench.sh
 
 # vitq.pc is written at install time, so that it always names this PREFIX.
 install: all

@@ -2,7 +2,8 @@
  * of parts of one grid on other machines) combined into the run folder OUT, through run/merge.c: the
  * runs must come from the same INI text, vitq version and checkpoints (else one line naming the
  * difference, exit 1), every cell file is copied whole, OUT's index is rebuilt; merging again changes
- * nothing. Exit 0 merged, 1 refused or failed (or a cell file could not be read), 2 usage error. */
+ * nothing. Exit 0 merged, 1 refused or failed (or a cell file could not be read), 2 usage error,
+ * 130 interrupted (the copies made so far are whole; merge again). */
 #include "cli/cli.h"
 
 #include <stdlib.h>
@@ -45,9 +46,10 @@ int cmd_merge(int argc, char **argv) {
     } else if (!code) {
         vitq_merge_report rep;
         vitq_err e;
-        if (vitq_merge(pos[0], pos + 1, n_pos - 1, &rep, &e)) {
+        int rc = vitq_merge(pos[0], pos + 1, n_pos - 1, &rep, &e);
+        if (rc) {
             cli_error("%s", e.msg);
-            code = 1;
+            code = cli_exit_code(rc);
         } else {
             if (rep.note[0]) fprintf(stderr, "vitq merge: warning: %s\n", rep.note);
             if (!quiet)

@@ -383,6 +383,7 @@ static int copy_whole(const char *src, const char *dst, vitq_err *e) {
 static int copy_cells(merge_ctx *m, vitq_err *e) {
     vitq_merge_report *rep = m->rep;
     for (int i = 0; i < m->n_cells;) {
+        if (vitq_interrupted) return vitq_fail(e, VITQ_ECANCELLED, "merge: interrupted (every copy so far is whole; merge again)");
         int j = i, best = -1;
         for (; j < m->n_cells && !strcmp(m->cells[j].id, m->cells[i].id); j++) {
             const cell_info *c = &m->cells[j];

@@ -290,11 +290,11 @@ static int write_index_body(hid_t f, const vitq_results *r, index_row *rows, int
     return w;
 }
 
-/* Takes the exclusive lock on DIR/run.lock (blocking); *fd = -1 when the filesystem cannot lock (r->no_lock
+/* Takes the exclusive lock on DIR/.run.lock (blocking); *fd = -1 when the filesystem cannot lock (r->no_lock
  * then holds flock's errno). The lock file stays: removing it would let two writers lock two files. */
 static int index_lock(vitq_results *r, int *fd, vitq_err *e) {
     *fd = -1;
-    char *p = vitq_results_path(r->dir, "run.lock");
+    char *p = vitq_results_path(r->dir, ".run.lock");
     if (!p) return vitq_fail(e, VITQ_ENOMEM, "%s: out of memory", r->dir);
     int f = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (f < 0) {
@@ -312,7 +312,7 @@ static int index_lock(vitq_results *r, int *fd, vitq_err *e) {
         }
         int err = errno;
         close(f);
-        return vitq_fail(e, VITQ_EIO, "%s/run.lock: cannot lock: %s", r->dir, strerror(err));
+        return vitq_fail(e, VITQ_EIO, "%s/.run.lock: cannot lock: %s", r->dir, strerror(err));
     }
     *fd = f;
     return VITQ_OK;

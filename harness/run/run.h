@@ -218,8 +218,8 @@ VITQ_API int vitq_results_write_cell(vitq_results *r, const vitq_cell_result *c,
  * ids; ids without a file are skipped), then cells not listed, sorted by id. order may be NULL.
  * Safe with several writers of one folder (shards, MPI ranks, vitq merge; on one machine or over a
  * shared filesystem): listing the cells, writing the temp file and renaming it happen under an exclusive
- * flock(2) on DIR/run.lock, so rebuilds are serialised and the last one to run saw every cell published
- * before it — the final index lists every cell. Where the filesystem has no locks (flock fails with
+ * flock(2) on DIR/.run.lock (hidden, never removed), so rebuilds are serialised and the last one to run
+ * saw every cell published before it — the final index lists every cell. Where the filesystem has no locks (flock fails with
  * ENOLCK, ENOSYS, EOPNOTSUPP), the rebuild goes on unlocked and r->no_lock says so (the index is still
  * whole, but may miss a cell a concurrent writer published; any later rebuild adds it). */
 VITQ_API int vitq_results_write_index(vitq_results *r, const char *const *order, int n_order, vitq_err *e);
@@ -431,7 +431,7 @@ VITQ_API int vitq_shard_owns(int i, int k, int n);
  * For each cell id the kept file is: a "done" one over a "failed" one; among equals, the one already in
  * OUT, else the first RUN's. Every copy is whole (temp file, fsync, rename); a file already in OUT with
  * the same bytes is not rewritten, so merging again changes nothing (idempotent). Unreadable cell files
- * are skipped and counted. */
+ * are skipped and counted. Ctrl-C stops between two copies (VITQ_ECANCELLED). */
 typedef struct vitq_merge_report {
     int runs;              /* source folders read (an empty folder without run.h5 is skipped and not counted) */
     int copied;            /* cell files written into OUT */
