@@ -52,6 +52,7 @@ int cli_run_mpi(const char *ini, vitq_run_opts *o, int dry, int threads_given) {
 #else
 #include <mpi.h>
 #include <pthread.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -215,7 +216,9 @@ static int lead(mpi_run *m) {
 }
 
 /* ---- start-up: every rank loads, validates and opens; all agree --------------------------------- */
-/* Threads when neither --threads nor [run] threads says: the node's CPUs shared by its ranks. */
+/* Threads when neither --threads nor [run] threads says: the CPUs the launcher bound this rank to (its
+ * affinity mask, when narrower than the node: srun's --cpus-per-task, mpirun's --map-by ...:PE=n), else
+ * the node's CPUs shared by the ranks on it (mpirun --bind-to none). */
 static void share_cpus(int threads_given, const vitq_experiment *x) {
     if (threads_given || x->cells[0].cfg.threads > 0) return;
     MPI_Comm node;
@@ -225,8 +228,10 @@ static void share_cpus(int threads_given, const vitq_experiment *x) {
         MPI_Comm_free(&node);
     }
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    int t = (int)(cpus / (local > 0 ? local : 1));
-    vitq_threads_set(t > 0 ? t : 1);
+    cpu_set_t set;
+    long bound = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : cpus;
+    long t = bound < cpus ? bound : cpus / (local > 0 ? local : 1);
+    vitq_threads_set(t > 0 ? (int)t : 1);
 }
 
 /* Loads, opens, validates and (unless dry) starts; 0 or an exit code with the message in msg. */

@@ -5,7 +5,9 @@
 #      them (afterok): the merged run equals a single run cell by cell, bit for bit;
 #   2. a task killed mid-cell (SIGKILL, the test plugin on cell 5 = shard 2/3): the task FAILED, the merge
 #      job CANCELLED (invalid dependency); `submit.sh --tasks 2` reruns shard 2/3 only, which skips its
-#      finished cell, and the new merge completes: again equal to the single run.
+#      finished cell, and the new merge completes: again equal to the single run;
+#   3. with a `make MPI=1` vitq (make check MPI=1): one job of 2 tasks, `srun --mpi=pmix vitq run`, the
+#      ranks sharing the grid through Slurm's PMIx: equal to the single run.
 # Skipped (exit 77, the reason as the last line) only when the cluster cannot start here (not root,
 # slurm-wlm/munge not installed: make deps-scaleout).
 . tests/e2e/scaleout_common.inc
@@ -74,4 +76,18 @@ grep -q 'cell 1/3 bits=8,softmax=log2: already done, skipped' slurm-vitq-shard-"
     { cat slurm-vitq-shard-"${A}_2".out; fail "the rerun of shard 2/3 did not skip its finished cell"; }
 stat_cells res.shards/shard-2-of-3 | grep -F -f stat_before | diff - stat_before || fail "the rerun rewrote a finished cell"
 "$CELLCMP" "$T/single" "$T/res" || fail "killed task + rerun differs from the single run"
+
+# ---- 3. MPI inside one allocation (srun starts the ranks; only with an MPI build)
+if "$VITQ" --version | grep -q '(MPI)'; then
+    export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+    J=$(sbatch --parsable -n 2 -c 1 --mem=1G -o srun.out --wrap "srun --mpi=pmix '$VITQ' run g.ini --output '$T/srun' -q") ||
+        fail "sbatch of the srun job"
+    wait_jobs "$J"
+    [ "$(state "$J")" = COMPLETED ] || { cat srun.out; fail "srun --mpi=pmix job: $(state "$J")"; }
+    for r in 0 1; do grep -q "^\[rank $r\] cell .*: done" srun.out || { cat srun.out; fail "rank $r ran no cell under srun"; }; done
+    "$CELLCMP" "$T/single" "$T/srun" || fail "srun --mpi=pmix run differs from the single run"
+    echo "ok: srun --mpi=pmix with 2 ranks"
+else
+    echo "(part 3, srun --mpi=pmix, needs a make MPI=1 vitq: not run)"
+fi
 echo ok
