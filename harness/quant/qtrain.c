@@ -217,8 +217,12 @@ int vitq_qmodel_freeze(vitq_qmodel *q, int unit, vitq_err *e) {
     return vitq_qmodel_requantize(q, unit, e);
 }
 
-void vitq_qmodel_set_qdrop(vitq_qmodel *q, double drop_prob, uint64_t seed) {
+void vitq_qmodel_set_drop_prob(vitq_qmodel *q, double drop_prob) {
     q->drop_prob = drop_prob < 0 ? 0 : drop_prob > 1 ? 1 : drop_prob;
+}
+
+void vitq_qmodel_set_qdrop(vitq_qmodel *q, double drop_prob, uint64_t seed) {
+    vitq_qmodel_set_drop_prob(q, drop_prob);
     q->qdrop_rng = seed;
 }
 

@@ -156,6 +156,16 @@ VITQ_API void vitq_qmodel_stats_enable(vitq_qmodel *q, int on);
 VITQ_API int vitq_qmodel_hist_enable(vitq_qmodel *q, const char *globs, int bins, vitq_err *e);
 VITQ_API int vitq_qmodel_hists(const vitq_qmodel *q, const vitq_hist **h, int *n);
 
+/* The state as one HDF5 file, written atomically (qstate.c): every quantizer's saved arrays and
+ * calibration range, the float student's parameters and MLP activations, the weights' post terms, and
+ * n_kv caller attributes (kv: key, value, key, value, ...). Load restores it into q and its float
+ * student (the model q was created from), re-derives the quantized weights and their statistics: the
+ * same quantized model, bit for bit. vitq_state_attr reads one attribute (malloc'd; NULL if absent). */
+VITQ_API int vitq_qmodel_state_save(const vitq_qmodel *q, const char *path, const char *const *kv, int n_kv,
+                                    vitq_err *e);
+VITQ_API int vitq_qmodel_state_load(vitq_qmodel *q, vitq_model *student, const char *path, vitq_err *e);
+VITQ_API char *vitq_state_attr(const char *path, const char *key);
+
 /* The named tensors (vitq_qtensor) of the quantizer on `tap` (a tap or weight name); returns how many, or
  * a negative code (e: the tap has no quantizer). */
 VITQ_API int vitq_qmodel_tensors(vitq_qmodel *q, const char *tap, vitq_qtensor *out, int max, vitq_err *e);
@@ -194,6 +204,8 @@ VITQ_API int vitq_qmodel_freeze(vitq_qmodel *q, int unit, vitq_err *e);
 /* QDrop for the forwards of taps in training: drop_prob = P(an element takes its quantized value)
  * (1: all), masks from a splitmix64 stream started at seed. */
 VITQ_API void vitq_qmodel_set_qdrop(vitq_qmodel *q, double drop_prob, uint64_t seed);
+/* The same probability, the stream going on. */
+VITQ_API void vitq_qmodel_set_drop_prob(vitq_qmodel *q, double drop_prob);
 /* Trainable tensors (grad non-NULL) of the unit's quantizers in training whose "TAP:TENSOR" name matches
  * the glob; names[i] receives that name. Returns how many (at most max). */
 VITQ_API int vitq_qmodel_trainables(vitq_qmodel *q, int unit, const char *glob, vitq_qtensor *out,
