@@ -130,6 +130,21 @@ TEST(session_reconstruction_lowers_loss_and_resumes) {
     CHECK_EQ(A->images(s, 65), VITQ_EINVAL);
     CHECK(A->images(s, 64) == 0);
     CHECK_EQ(A->forward(s, 1, NULL, 1, 1.0, NULL), VITQ_EINVAL); /* not begun */
+    int64_t per = 0;
+    CHECK(A->capture(s, "blocks.1.mlp.fc1.input", 0, NULL, &per) == 0);
+    CHECK_EQ(per, 17 * 16);
+    float *ct = malloc(sizeof(float) * 64 * 17 * 16), *cs = malloc(sizeof(float) * 64 * 17 * 16);
+    CHECK(A->capture(s, "blocks.1.mlp.fc1.input", 0, ct, NULL) == 0);
+    CHECK(A->capture(s, "blocks.1.mlp.fc1.input", 1, cs, NULL) == 0); /* the student is still the teacher */
+    CHECK_EQ(memcmp(ct, cs, sizeof(float) * 64 * 17 * 16), 0);
+    f.student->mlp_act[0] = VITQ_ACT_RELU; /* a changed student: its block 1 sees other inputs */
+    A->sync(s);
+    CHECK(A->capture(s, "blocks.1.mlp.fc1.input", 1, cs, NULL) == 0);
+    CHECK(memcmp(ct, cs, sizeof(float) * 64 * 17 * 16) != 0);
+    f.student->mlp_act[0] = VITQ_ACT_GELU;
+    A->sync(s);
+    free(ct), free(cs);
+    CHECK_EQ(A->capture(s, "blocks.9.attn.probs", 0, NULL, &per), VITQ_EINVAL);
     double first = 0, last = 0;
     reconstruct(&f, 1, &first, &last);
     printf("  block 0 reconstruction: mse %.6g -> %.6g\n", first, last);

@@ -29,6 +29,8 @@ int vitq_session_create(const vitq_session_cfg *c, vitq_session **out, vitq_err 
         free(s);
         return rc;
     }
+    s->tc.m = s->tm;
+    s->sc.m = c->student;
     *out = s;
     return VITQ_OK;
 }
@@ -169,6 +171,7 @@ static int ss_set_mlp_act(vitq_session *s, int block, vitq_mlp_act act) {
     if (s->q) return vitq_ss_fail(s, VITQ_EINVAL, "set_mlp_act: only before calibration");
     if (block < 0 || block >= s->c.student->n_blocks) return vitq_ss_fail(s, VITQ_EINVAL, "set_mlp_act: block %d", block);
     s->c.student->mlp_act[block] = act == VITQ_MLP_RELU ? VITQ_ACT_RELU : VITQ_ACT_GELU;
+    vitq_session_chains_reset(s);
     return VITQ_OK;
 }
 

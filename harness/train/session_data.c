@@ -10,22 +10,29 @@
 #include <string.h>
 
 void vitq_session_chains_reset(vitq_session *s) {
-    s->t_ok = s->t_out_ok = s->q_ok = 0;
+    s->tc.ok = s->tc.out_ok = s->sc.ok = s->sc.out_ok = s->q_ok = 0;
+}
+
+static void chain_free(vitq_chain *c) {
+    vitq_free(c->in);
+    vitq_free(c->out);
+    vitq_acts_free(c->acts);
+    c->in = c->out = NULL;
+    c->acts = NULL;
 }
 
 void vitq_session_data_free(vitq_session *s) {
     vitq_free(s->images);
-    vitq_free(s->t_in);
-    vitq_free(s->t_out);
+    chain_free(&s->tc);
+    chain_free(&s->sc);
     vitq_free(s->q_in);
     vitq_free(s->q_out);
-    vitq_acts_free(s->ta_eval);
     vitq_acts_free(s->qa_eval);
     vitq_acts_free(s->tail_a);
     vitq_grad_acts_free(s->tail_g);
     vitq_acts_free(s->tu_a);
-    s->images = s->t_in = s->t_out = s->q_in = s->q_out = NULL;
-    s->ta_eval = s->qa_eval = s->tail_a = s->tu_a = NULL;
+    s->images = s->q_in = s->q_out = NULL;
+    s->qa_eval = s->tail_a = s->tu_a = NULL;
     s->tail_g = NULL;
 }
 
@@ -43,11 +50,13 @@ int vitq_ss_images(vitq_session *s, int n) {
     vitq_session_data_free(s);
     const int64_t per = vitq_unit_get(m, 0)->in_numel;
     s->images = vitq_alloc((size_t)(n * per) * sizeof(float));
-    s->t_in = vitq_alloc((size_t)(n * s->most) * sizeof(float));
-    s->t_out = vitq_alloc((size_t)(n * s->most) * sizeof(float));
+    s->tc.in = vitq_alloc((size_t)(n * s->most) * sizeof(float));
+    s->tc.out = vitq_alloc((size_t)(n * s->most) * sizeof(float));
+    s->sc.in = vitq_alloc((size_t)(n * s->most) * sizeof(float));
+    s->sc.out = vitq_alloc((size_t)(n * s->most) * sizeof(float));
     s->q_in = vitq_alloc((size_t)(n * s->most) * sizeof(float));
     s->q_out = vitq_alloc((size_t)(n * s->most) * sizeof(float));
-    if (!s->images || !s->t_in || !s->t_out || !s->q_in || !s->q_out)
+    if (!s->images || !s->tc.in || !s->tc.out || !s->sc.in || !s->sc.out || !s->q_in || !s->q_out)
         return vitq_ss_fail(s, VITQ_ENOMEM, "images: out of memory for %d images' caches", n);
     vitq_err e;
     int rc = VITQ_OK;
@@ -75,21 +84,21 @@ static int run_unit(vitq_session *s, vitq_model *m, vitq_acts **a, int u, const 
     return rc ? vitq_ss_fail(s, rc, "%s: %s", un->name, e.msg) : VITQ_OK;
 }
 
-/* Moves the teacher's chain to unit u: t_in = FP_IN(u). */
-static int teacher_to(vitq_session *s, int u) {
+/* Moves chain c to unit u: c->in = the input of unit u over the images. */
+static int chain_to(vitq_session *s, vitq_chain *c, int u) {
     if (!s->images) return vitq_ss_fail(s, VITQ_EINVAL, "call images(n) before using the caches");
-    if (!s->t_ok || u < s->t_unit) {
-        memcpy(s->t_in, s->images, (size_t)(s->n * vitq_unit_get(s->tm, 0)->in_numel) * sizeof(float));
-        s->t_unit = 0, s->t_ok = 1, s->t_out_ok = 0;
+    if (!c->ok || u < c->unit) {
+        memcpy(c->in, s->images, (size_t)(s->n * vitq_unit_get(c->m, 0)->in_numel) * sizeof(float));
+        c->unit = 0, c->ok = 1, c->out_ok = 0;
     }
-    while (s->t_unit < u) {
-        if (!s->t_out_ok) {
-            int rc = run_unit(s, s->tm, &s->ta_eval, s->t_unit, s->t_in, s->t_out);
+    while (c->unit < u) {
+        if (!c->out_ok) {
+            int rc = run_unit(s, c->m, &c->acts, c->unit, c->in, c->out);
             if (rc) return rc;
         }
-        float *t = s->t_in;
-        s->t_in = s->t_out, s->t_out = t;
-        s->t_unit++, s->t_out_ok = 0;
+        float *t = c->in;
+        c->in = c->out, c->out = t;
+        c->unit++, c->out_ok = 0;
     }
     return VITQ_OK;
 }
@@ -116,13 +125,13 @@ static int student_to(vitq_session *s, int u) {
 int vitq_ss_io(vitq_session *s, int u, vitq_io_kind which, const int64_t *idx, int B, float *out) {
     const vitq_unit *un = vitq_unit_get(s->tm, u);
     if (!un) return vitq_ss_fail(s, VITQ_EINVAL, "io: unit %d out of range", u);
-    int rc = which == VITQ_IO_Q_IN ? student_to(s, u) : teacher_to(s, u);
-    if (!rc && which == VITQ_IO_FP_OUT && !s->t_out_ok) {
-        rc = run_unit(s, s->tm, &s->ta_eval, u, s->t_in, s->t_out);
-        s->t_out_ok = rc == VITQ_OK;
+    int rc = which == VITQ_IO_Q_IN ? student_to(s, u) : chain_to(s, &s->tc, u);
+    if (!rc && which == VITQ_IO_FP_OUT && !s->tc.out_ok) {
+        rc = run_unit(s, s->tm, &s->tc.acts, u, s->tc.in, s->tc.out);
+        s->tc.out_ok = rc == VITQ_OK;
     }
     if (rc) return rc;
-    const float *src = which == VITQ_IO_Q_IN ? s->q_in : which == VITQ_IO_FP_IN ? s->t_in : s->t_out;
+    const float *src = which == VITQ_IO_Q_IN ? s->q_in : which == VITQ_IO_FP_IN ? s->tc.in : s->tc.out;
     const int64_t per = which == VITQ_IO_FP_OUT ? un->out_numel : un->in_numel;
     for (int b = 0; b < B; b++) {
         if (idx[b] < 0 || idx[b] >= s->n) return vitq_ss_fail(s, VITQ_EINVAL, "io: sample %lld of %lld", (long long)idx[b], (long long)s->n);
@@ -145,8 +154,9 @@ static int cap_hook(void *ctx, int tap, float *x, int ndim, const int64_t *shape
     return 0;
 }
 
-int vitq_ss_capture(vitq_session *s, const char *tap, float *out, int64_t *numel) {
-    vitq_model *m = s->tm;
+int vitq_ss_capture(vitq_session *s, const char *tap, int student, float *out, int64_t *numel) {
+    vitq_chain *ch = student ? &s->sc : &s->tc;
+    vitq_model *m = ch->m;
     int id = -1, u = -1;
     char name[96];
     for (int t = 0; t < vitq_tap_count(m) && id < 0; t++)
@@ -159,22 +169,25 @@ int vitq_ss_capture(vitq_session *s, const char *tap, float *out, int64_t *numel
     for (int k = 1; k < d->ndim; k++) c.per *= d->shape[k];
     if (numel) *numel = c.per;
     if (!out) return VITQ_OK;
-    int rc = teacher_to(s, u);
+    int rc = chain_to(s, ch, u);
     if (rc) return rc;
     vitq_tap_hooks h = {.act = cap_hook, .ctx = &c};
+    const vitq_tap_hooks *saved = m->hooks;
+    m->hooks = &h;
+    c.row0 = 0;
+    /* run_unit with the hook: rows advance by batch; the hook writes at row0 */
     const vitq_unit *un = vitq_unit_get(m, u);
     vitq_err e;
-    m->hooks = &h;
-    rc = s->ta_eval ? VITQ_OK : vitq_acts_create(m, s->c.batch, 0, &s->ta_eval, &e);
+    rc = ch->acts ? VITQ_OK : vitq_acts_create(m, s->c.batch, 0, &ch->acts, &e);
     for (int64_t b0 = 0; !rc && b0 < s->n; b0 += s->c.batch) {
         int B = (int)(s->n - b0 < s->c.batch ? s->n - b0 : s->c.batch);
         c.row0 = b0;
-        memcpy(vitq_unit_in(m, s->ta_eval, u), s->t_in + b0 * un->in_numel, (size_t)(B * un->in_numel) * sizeof(float));
-        rc = vitq_forward_units(m, s->ta_eval, u, u + 1, B, &e);
-        if (!rc) memcpy(s->t_out + b0 * un->out_numel, vitq_unit_out(m, s->ta_eval, u), (size_t)(B * un->out_numel) * sizeof(float));
+        memcpy(vitq_unit_in(m, ch->acts, u), ch->in + b0 * un->in_numel, (size_t)(B * un->in_numel) * sizeof(float));
+        rc = vitq_forward_units(m, ch->acts, u, u + 1, B, &e);
+        if (!rc) memcpy(ch->out + b0 * un->out_numel, vitq_unit_out(m, ch->acts, u), (size_t)(B * un->out_numel) * sizeof(float));
     }
-    m->hooks = NULL;
-    s->t_out_ok = rc == VITQ_OK;
+    m->hooks = saved;
+    ch->out_ok = rc == VITQ_OK;
     return rc ? vitq_ss_fail(s, rc, "capture %s: %s", tap, e.msg) : VITQ_OK;
 }
 

@@ -174,6 +174,15 @@ VITQ_API void vitq_session_stored(const vitq_session *s, const vitq_stored **out
 VITQ_API const vitq_session_api *vitq_session_services(void);
 
 /* ---- Layer-internal: the session's state, shared by session.c, session_data.c, session_recon.c ------- */
+/* A model run unit by unit over the session's images: in = the input of unit `unit`, out = its output
+ * once out_ok. */
+typedef struct vitq_chain {
+    vitq_model *m;
+    float *in, *out;
+    int unit, ok, out_ok;
+    vitq_acts *acts;                /* eval, batch c.batch */
+} vitq_chain;
+
 struct vitq_session {
     vitq_session_cfg c;
     vitq_qmodel *q;                 /* the quantized student (not owned) */
@@ -183,11 +192,10 @@ struct vitq_session {
     int64_t n;                      /* images selected (the first n of the order) */
     float *images;                  /* (n, unit 0 input) */
     int64_t most;                   /* the largest per-sample unit input/output */
-    float *t_in, *t_out;            /* the teacher's chain: FP_IN(t_unit), FP_OUT(t_unit) (t_out_ok) */
-    int t_unit, t_ok, t_out_ok;
+    vitq_chain tc, sc;              /* the teacher's chain (FP_IN, FP_OUT) and the float student's */
     float *q_in, *q_out;            /* the quantized student's chain: Q_IN(q_unit), and scratch */
     int q_unit, q_ok;
-    vitq_acts *ta_eval, *qa_eval;   /* eval acts of the chains (batch c.batch) */
+    vitq_acts *qa_eval;             /* eval acts of the quantized chain (batch c.batch) */
     vitq_acts *tail_a;              /* the teacher's train-mode acts for tails, batch tail_b */
     vitq_grad_acts *tail_g;
     int tail_b;
@@ -218,7 +226,7 @@ VITQ_API int vitq_session_resume(vitq_session *s, vitq_err *e);
 /* The services, by file (the table in session.c gathers them). */
 int vitq_ss_images(vitq_session *s, int n);
 int vitq_ss_io(vitq_session *s, int u, vitq_io_kind which, const int64_t *idx, int B, float *out);
-int vitq_ss_capture(vitq_session *s, const char *tap, float *out, int64_t *numel);
+int vitq_ss_capture(vitq_session *s, const char *tap, int student, float *out, int64_t *numel);
 int vitq_ss_tail_forward(vitq_session *s, int u0, const float *x, int B, float *logits);
 int vitq_ss_tail_backward(vitq_session *s, int u0, const float *dlogits, int B, float *dx);
 int vitq_ss_teacher_forward(vitq_session *s, int u, const float *x, int B, float *y);
