@@ -29,8 +29,11 @@ static const vitq_key g_keys[] = {
       "worker threads (0 = all CPUs; --threads overrides)"),
     K("run", "baseline", VITQ_P_BOOL, VITQ_C_NATURAL, baseline, "true", 0, 0, NULL, NOHASH,
       "also evaluate the float model, stored as cell \"fp32\""),
-    K("run", "calib_mode", VITQ_P_ENUM, VITQ_C_TEXT, calib_mode, "sequential", 0, 0, "sequential|float", 0,
-      "calibration inputs: quantized layers before each tap (sequential) or the float model (float)"),
+    K("run", "calib_mode", VITQ_P_ENUM, VITQ_C_TEXT, calib_mode, "sequential", 0, 0, "sequential|float|search", 0,
+      "calibration inputs: quantized layers before each tap (sequential) or the float model (float); search: float "
+      "inputs, then each quantizer's candidates chosen by the error of its layer's output (APHQ-ViT)"),
+    K("run", "search_rounds", VITQ_P_INT, VITQ_C_NATURAL, search_rounds, "3", 0, 100, NULL, 0,
+      "calib_mode = search: rounds of alternating search after the first (the reference's search_round)"),
     K("model", "path", VITQ_P_STRING, VITQ_C_TEXT, model_path, NULL, 0, 0, NULL, VITQ_KEY_NONEMPTY,
       "checkpoint (.safetensors) to quantize"),
     K("model", "arch", VITQ_P_STRING, VITQ_C_TEXT, arch, "", 0, 0, NULL, 0,

@@ -79,7 +79,8 @@ typedef struct vitq_run_cfg {
     uint64_t seed;             /* [run] seed */
     int threads;               /* [run] threads, 0 = all CPUs */
     int baseline;              /* [run] baseline: also evaluate the float model as cell "fp32" */
-    const char *calib_mode;    /* [run] calib_mode: "sequential" | "float" */
+    const char *calib_mode;    /* [run] calib_mode: "sequential" | "float" | "search" */
+    int search_rounds;         /* [run] search_rounds */
     const char *model_path;    /* [model] path */
     const char *arch;          /* [model] arch ("" = from the file's metadata) */
     const char *dataset;       /* [data] dataset */
@@ -268,6 +269,10 @@ typedef struct vitq_cell_result {
     int n_plugins;
     const int64_t *calib_indices;   /* the training-split images used for calibration (auditability) */
     int n_calib;
+    const vitq_curve *curves;       /* what passes recorded: /curves/<name>/{step, value} */
+    int n_curves;
+    const vitq_stored *stored;      /* arrays passes stored: /pass/<pass>/<name> */
+    int n_stored;
 } vitq_cell_result;
 
 /* Writes DIR/cells/<id>.h5 whole to a temp name in the same folder, closes, fsyncs, renames; on any
@@ -475,8 +480,10 @@ struct vitq_stage {
     unsigned flags;        /* VITQ_STAGE_ALWAYS */
     const void *arg;       /* stage data (a pass stage: its plugin and parameters) */
 };
-/* The stages of cell c into out[0..max); returns their number. */
-VITQ_API int vitq_pipeline_build(const vitq_run_cell *c, vitq_stage *out, int max);
+/* The stages of cell c into out[0..max), its enabled passes (b, nb: vitq_passes_bind's) placed before or
+ * after "calibrate" as each declares; returns their number. */
+VITQ_API int vitq_pipeline_build(const vitq_run_cell *c, const vitq_pass_binding *b, int nb, vitq_stage *out,
+                                 int max);
 
 /* Layer-internal (cells.c, validate.c, pipeline.c, run.c): the run's state. */
 typedef struct vitq_model_slot {
