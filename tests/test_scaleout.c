@@ -171,6 +171,10 @@ TEST(merge_combines_runs_and_is_idempotent) {
     CHECK_EQ(rep.duplicates, 0);
     CHECK_MSG(vitq_merge(out, runs, 1, &rep, &e) == 0, "%s", e.msg); /* a subset again: nothing lost */
     CHECK_EQ(n_cells(out), 2);
+    const char *twice[] = {a, b, a, out}; /* a RUN given twice and OUT itself: each read once */
+    CHECK_MSG(vitq_merge(out, twice, 4, &rep, &e) == 0, "%s", e.msg);
+    CHECK_EQ(rep.runs, 2);
+    CHECK_EQ(rep.duplicates, 0);
 }
 
 TEST(merge_prefers_done_then_out_then_first_run) {

@@ -502,8 +502,10 @@ static int read_sources(merge_ctx *m, const char *const *runs, int n_runs, vitq_
             continue;
         }
         if (rc) break;
-        if (m->out_is_src && s->dev == m->src[0].dev && s->ino == m->src[0].ino) {
-            meta_free(s); /* OUT itself: its cells are already the reference's */
+        int seen = 0; /* OUT itself (its cells are the reference's), or a RUN given twice */
+        for (int j = 0; j < m->n_src; j++) seen |= s->dev == m->src[j].dev && s->ino == m->src[j].ino;
+        if (seen) {
+            meta_free(s);
             continue;
         }
         m->n_src++;
