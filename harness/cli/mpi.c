@@ -215,6 +215,15 @@ static int lead(mpi_run *m) {
     return m->errors || m->failed || table ? 1 : 0;
 }
 
+/* Every rank waits here for all the others before MPI_Finalize, napping between MPI_Tests: a rank with
+ * nothing left to do must not spin a core (as MPI_Finalize's own wait may) while rank 0's thread still
+ * runs the last cell, possibly for hours, possibly on the same machine. */
+static void quiet_barrier(void) {
+    MPI_Request req;
+    if (MPI_Ibarrier(MPI_COMM_WORLD, &req) != MPI_SUCCESS) return;
+    for (int done = 0; MPI_Test(&req, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && !done;) nap_ms(50);
+}
+
 /* ---- start-up: every rank loads, validates and opens; all agree --------------------------------- */
 /* Threads when neither --threads nor [run] threads says: the CPUs the launcher bound this rank to (its
  * affinity mask, when narrower than the node: srun's --cpus-per-task, mpirun's --map-by ...:PE=n), else
@@ -312,6 +321,7 @@ int cli_run_mpi(const char *ini, vitq_run_opts *o, int dry, int threads_given) {
     vitq_run_close(r);
     vitq_experiment_free(x);
     fflush(NULL);
+    quiet_barrier();
     MPI_Finalize();
     return code;
 }
