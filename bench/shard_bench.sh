@@ -6,8 +6,10 @@
 #
 #   bench/shard_bench.sh              (make bench-shard; VITQ=path/to/vitq, EVAL_LIMIT=N to change)
 #
-# The ratio is near 2 only when two cores are free: on a machine others are using it measures the share
-# of the machine the two shards got (the script prints the load average before it starts).
+# The wall-clock ratio is near 2 only when two cores are free: on a machine others are using it measures
+# the share of the machine the two shards got (the script prints the load average before and after). The
+# CPU seconds of each process (user + sys) do not depend on the load: 1 shard's CPU time over the larger
+# shard's is the speed-up two free cores would give.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VITQ=${VITQ:-$ROOT/build/vitq}
@@ -53,14 +55,22 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 echo "shard_bench: 8 cells, $EVAL_LIMIT images each, 1 thread per process, $(nproc) CPUs, load average$(cut -d' ' -f1-3 /proc/loadavg | sed 's/^/ /')"
 "$VITQ" run "$T/g.ini" --dry-run -q >/dev/null # validation and page cache warm-up, not timed
 
+# run K N OUT: one shard, its CPU seconds (user + sys) into OUT.cpu
+run() {
+    /usr/bin/time -f '%U %S' -o "$3.cpu" "$VITQ" run "$T/g.ini" --shard "$1/$2" --output "$3" --threads 1 -q \
+        >/dev/null 2>"$3.log"
+}
+cpu() { awk '{ printf "%.2f", $1 + $2 }' "$1.cpu"; }
+[ -x /usr/bin/time ] || { echo "shard_bench: /usr/bin/time not found (apt-get install time)" >&2; exit 1; }
+
 t0=$(now)
-"$VITQ" run "$T/g.ini" --shard 0/1 --output "$T/one" --threads 1 -q >/dev/null 2>"$T/log1"
+run 0 1 "$T/one" || { cat "$T/one.log"; exit 1; }
 t1=$(now)
-"$VITQ" run "$T/g.ini" --shard 0/2 --output "$T/s0" --threads 1 -q >/dev/null 2>"$T/log_s0" &
+run 0 2 "$T/s0" &
 p0=$!
-"$VITQ" run "$T/g.ini" --shard 1/2 --output "$T/s1" --threads 1 -q >/dev/null 2>"$T/log_s1" &
+run 1 2 "$T/s1" &
 p1=$!
-wait $p0 && wait $p1 || { cat "$T"/log_s*; echo "shard_bench: a shard failed" >&2; exit 1; }
+wait $p0 && wait $p1 || { cat "$T"/s*.log; echo "shard_bench: a shard failed" >&2; exit 1; }
 t2=$(now)
 "$VITQ" merge -q "$T/two" "$T/s0" "$T/s1"
 t3=$(now)
@@ -69,6 +79,10 @@ one=$(secs "$t0" "$t1") two=$(secs "$t1" "$t2") merge=$(secs "$t2" "$t3")
 echo "1 shard : $one s"
 echo "2 shards: $two s (both at once), merge $merge s"
 awk -v a="$one" -v b="$two" -v m="$merge" 'BEGIN { printf "speed-up: %.2fx (%.2fx including the merge)\n", a / b, a / (b + m) }'
+c1=$(cpu "$T/one") c2=$(cpu "$T/s0") c3=$(cpu "$T/s1")
+echo "CPU (user + sys): 1 shard $c1 s; 2 shards $c2 s + $c3 s"
+awk -v a="$c1" -v b="$c2" -v c="$c3" 'BEGIN { m = b > c ? b : c; printf "speed-up on 2 free cores (CPU-bound): %.2fx\n", a / m }'
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ -x "$CELLCMP" ]; then
     "$CELLCMP" "$T/one" "$T/two" >/dev/null && echo "results: 2 shards merged == 1 shard, cell by cell, bit for bit" ||
         { echo "shard_bench: merged shards differ from the single run" >&2; exit 1; }
