@@ -37,11 +37,11 @@ static int vit_units(vitq_model *m, vitq_err *e) {
         set_shape(t->out_shape, &t->out_ndim, &t->out_numel, 2, N, C, 0);
         set_shape(t->in_shape, &t->in_ndim, &t->in_numel, 2, N, C, 0);
         if (u == 0) {
-            static const char *const pre[] = {"cls_token", "pos_embed", "patch_embed."};
+            static const char *const pre[] = {"cls_token", "pos_embed", "dist_token", "patch_embed."};
             snprintf(t->name, sizeof t->name, "patch_embed");
             t->kind = VITQ_UNIT_PATCH_EMBED;
             set_shape(t->in_shape, &t->in_ndim, &t->in_numel, 3, a->in_chans, a->img_size, a->img_size);
-            rows_with(m, pre, 3, &t->param_first, &t->param_end);
+            rows_with(m, pre, 4, &t->param_first, &t->param_end);
             t->tap_first = vitq_tap_id(m, VITQ_SITE_PATCH_IN, -1);
             t->tap_end = t->tap_first + 1;
         } else if (u <= depth) {
@@ -55,13 +55,14 @@ static int vit_units(vitq_model *m, vitq_err *e) {
             t->tap_first = vitq_tap_id(m, VITQ_SITE_QKV_IN, u - 1);
             t->tap_end = vitq_tap_id(m, VITQ_SITE_FC2_IN, u - 1) + 1;
         } else {
-            static const char *const pre[] = {"norm.", "head."};
+            /* final norm / fc_norm, pooling, pre_logits, head and head_dist: every tap after the blocks' */
+            static const char *const pre[] = {"norm.", "fc_norm.", "pre_logits.", "head.", "head_dist."};
             snprintf(t->name, sizeof t->name, "head");
             t->kind = VITQ_UNIT_HEAD;
             set_shape(t->out_shape, &t->out_ndim, &t->out_numel, 1, a->num_classes, 0, 0);
-            rows_with(m, pre, 2, &t->param_first, &t->param_end);
-            t->tap_first = vitq_tap_id(m, VITQ_SITE_HEAD_IN, -1);
-            t->tap_end = t->tap_first + 1;
+            rows_with(m, pre, 5, &t->param_first, &t->param_end);
+            t->tap_first = vitq_tap_id(m, VITQ_SITE_FC2_IN, depth - 1) + 1;
+            t->tap_end = vitq_tap_count(m);
         }
     }
     return VITQ_OK;
