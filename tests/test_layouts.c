@@ -120,8 +120,8 @@ TEST(layouts_val_only_has_no_train_split) {
     vitq_data_opts o = vitq_data_opts_for(&m->arch, 0);
     vitq_err e = {{0}};
     CHECK(vitq_dataset_open(LAY "val_only", "train", &o, &d, &e) == VITQ_EINVAL);
-    CHECK_STREQ(e.msg, LAY "val_only: no train split (the splits here: val): calibrating on the evaluation images "
-                           "needs calib_split = val, said on purpose");
+    CHECK_STREQ(e.msg, LAY "val_only: no train split (the splits here: val); calibration would draw from the "
+                           "evaluation images: set calib_split = val to do that on purpose");
     CHECK(d == NULL);
     /* a single image folder: the evaluation images, no train split either */
     CHECK(vitq_dataset_open(LAY "val_only/val", "train", &o, &d, &e) == VITQ_EINVAL);

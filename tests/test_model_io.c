@@ -472,8 +472,9 @@ TEST(model_io_inspect_cli) {
     char *out = run_inspect(args, &st);
     CHECK(st == 0);
     CHECK_STR_CONTAINS(out, "architecture: tiny_test\n");
-    CHECK_STR_CONTAINS(out, "  embed_dim      12                       (metadata)\n");
-    CHECK_STR_CONTAINS(out, "  mlp_act        gelu,gelu,relu           (metadata)\n");
+    CHECK_STR_CONTAINS(out, "  embed_dim           12                       (metadata)\n");
+    CHECK_STR_CONTAINS(out, "  mlp_act             gelu,gelu,relu           (metadata)\n");
+    CHECK_STR_CONTAINS(out, "  global_pool         token                    (default)\n");
     CHECK_STR_CONTAINS(out, "  head.weight                F32   [5, 12]\n");
     CHECK_STR_CONTAINS(out, "\n4,667 parameters (18.2 KiB as float32)\n");
     CHECK_STR_CONTAINS(out, "  note = hello\n");

@@ -61,8 +61,8 @@ int vitq_data_config(const vitq_arch *a, const vitq_data_overrides *ov, int conv
     if (!ov) return VITQ_OK;
     const char *w = what ? what : "";
     if (ov->img_size && ov->img_size != a->img_size)
-        return vitq_fail(e, VITQ_EINVAL, "%simg_size %d: the model %s takes %dx%d images (vitq does not resample "
-                         "pos_embed for another size)", w, ov->img_size, a->name, a->img_size, a->img_size);
+        return vitq_fail(e, VITQ_EINVAL, "%simg_size: %d, but the model %s takes %dx%d images (vitq does not "
+                         "resample pos_embed for another size)", w, ov->img_size, a->name, a->img_size, a->img_size);
     if (ov->crop_pct != 0.0) {
         if (!(ov->crop_pct > 0.0 && ov->crop_pct <= 1.0))
             return vitq_fail(e, VITQ_EINVAL, "%scrop_pct: expected a number in (0, 1], got %g", w, ov->crop_pct);

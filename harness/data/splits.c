@@ -33,8 +33,9 @@ int vitq_split_resolve(const char *root, const char *split, char *dir, size_t n,
     const int eval = strcmp(split, "train") != 0;
     if (!present(root, list, sizeof list)) { /* one image folder */
         if (!eval)
-            return vitq_fail(e, VITQ_EINVAL, "%s: no train split (one image folder, no train/ and val/ inside): these "
-                             "are the evaluation images; to calibrate on them on purpose set calib_split = val", root);
+            return vitq_fail(e, VITQ_EINVAL, "%s: no train split (one image folder, no train/ and val/ inside); "
+                             "calibration would draw from the evaluation images: set calib_split = val to do that on "
+                             "purpose", root);
         char tmp[4096];
         snprintf(tmp, sizeof tmp, "%s", root);
         for (size_t k = strlen(tmp); k > 1 && tmp[k - 1] == '/'; k--) tmp[k - 1] = 0; /* trailing slashes */
@@ -52,8 +53,8 @@ int vitq_split_resolve(const char *root, const char *split, char *dir, size_t n,
         return VITQ_OK;
     }
     if (!eval)
-        return vitq_fail(e, VITQ_EINVAL, "%s: no train split (the splits here: %s): calibrating on the evaluation images "
-                         "needs calib_split = val, said on purpose", root, list);
+        return vitq_fail(e, VITQ_EINVAL, "%s: no train split (the splits here: %s); calibration would draw from the "
+                         "evaluation images: set calib_split = val to do that on purpose", root, list);
     return vitq_fail(e, VITQ_EINVAL, "%s: no evaluation split (no val/, validation/ or test/; the splits here: %s)", root,
                      list);
 }
