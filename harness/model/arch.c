@@ -79,8 +79,10 @@ int vitq_arch_validate(const vitq_arch *a, const char *what, vitq_err *e) {
     NEED(a->global_pool == VITQ_POOL_TOKEN || a->global_pool == VITQ_POOL_AVG, "%s: global_pool must be token or avg", w);
     NEED(!a->no_class_token || a->global_pool == VITQ_POOL_AVG,
          "%s: class_token = false needs global_pool = avg (timm asserts class_token or global_pool != 'token')", w);
-    NEED(!a->distilled || (!a->no_class_token && a->global_pool == VITQ_POOL_TOKEN && !a->representation_size),
-         "%s: a distilled DeiT has a class token, global_pool = token and no representation layer", w);
+    NEED(!a->distilled || (!a->no_class_token && a->global_pool == VITQ_POOL_TOKEN && !a->representation_size &&
+                           !a->fc_norm),
+         "%s: a distilled DeiT has a class token, global_pool = token, its final norm before the heads and no "
+         "representation layer (deit.py VisionTransformerDistilled)", w);
     NEED(a->representation_size >= 0 && a->representation_size <= 65536,
          "%s: representation_size must be in [0, 65536], got %d", w, a->representation_size);
 #undef NEED
