@@ -11,8 +11,9 @@
  *
  * What a plugin sees: the parameter table it declares (vitq_param), the description of the tap it sits
  * on (vitq_tap), borrowed tensors (vitq_view), host services (vitq_host: fail, log, progress, rng,
- * parallel_for), state I/O (vitq_state_io), learnable parameters (vitq_learnable) and its kind's ops
- * (vitq_quantizer_ops, vitq_pass_ops). The error codes below are the library's own.
+ * parallel_for), state I/O (vitq_state_io), a quantizer's named tensors (vitq_qtensor), its kind's ops
+ * (vitq_quantizer_ops; vitq_pass_ops with the session's services, vitq_session_api). The error codes
+ * below are the library's own.
  *
  * Parameters: the plugin declares a table of INI keys (name, type, offsetof into its own params struct,
  * default as INI text, inclusive bounds, enum choices, one-line help). The host allocates params_size
@@ -23,8 +24,9 @@
  *     char[VITQ_PARAM_STR_MAX] (NUL-terminated, inline)
  *
  * Quantizer lifecycle (one instance per tap): create → observe* (calibration, zero or more calls,
- * float views) → finalize (freeze scales) → forward* (fake-quant, y = dequant(quant(x))) / backward*
- * → destroy. save/load may be called after finalize (save) or instead of observe/finalize (load).
+ * float views) → finalize (scales from what was observed) → [search per round] → forward* (fake-quant,
+ * y = dequant(quant(x))) → [train → (forward, backward, regularize, project)* → freeze] → destroy.
+ * save/load may be called after finalize (save) or instead of observe/finalize (load).
  *
  * Rules: every op returns 0 or a negative VITQ_E* after calling host->fail (one line; the host adds the
  * plugin and tap names). No printf, exit, abort or global mutable state in a plugin. forward/backward may
@@ -33,7 +35,9 @@
  *
  * Compatibility: bump VITQ_PLUGIN_ABI on any incompatible change; appending a member at the END of a
  * struct that carries `size` (vitq_plugin, vitq_host, vitq_quantizer_ops, vitq_pass_ops) is compatible.
- * ABI 2 (vitq 0.1): ops tables carry `size`; the header no longer exposes the library (ABI 1 did).
+ * ABI 2 (vitq 0.2): ops tables carry `size`; the header no longer exposes the library (ABI 1 did);
+ * quantizers gain tensors (replacing learnable), train, regularize, project, freeze and search; passes
+ * get the session (vitq_session_api) and declare `when`.
  */
 #ifndef VITQ_PLUGIN_H
 #define VITQ_PLUGIN_H
@@ -152,15 +156,51 @@ typedef struct vitq_state_io {
     int (*get)(struct vitq_state_io *io, const char *name, float *data, int64_t n);
 } vitq_state_io;
 
-/* A learnable parameter of a quantizer: an optimiser updates value from grad (backward accumulates). */
-typedef struct vitq_learnable {
-    const char *name; /* "scale" */
-    float *value, *grad;
+/* A named float array of a quantizer instance: "scale", "zero_point", AdaRound's "alpha", DFQ's "b1",
+ * "b2". `value` is the instance's own storage: a pass may write it between ops (a search trying
+ * candidates, a reparameterisation). `grad` is non-NULL only for tensors that train, and only between
+ * `train` and `freeze`; backward ACCUMULATES into it. */
+typedef struct vitq_qtensor {
+    const char *name;
+    float *value;
+    float *grad;
     int64_t n;
-} vitq_learnable;
+} vitq_qtensor;
+
+/* The regulariser's schedule at one step of a unit's optimisation, set by the pass (AdaRound's rounding
+ * term λ·Σ(1 − |2h(α) − 1|^β): weight = λ, or 0 during the warm-up; beta = β annealed). */
+typedef struct vitq_reg {
+    uint32_t size;   /* sizeof(vitq_reg) */
+    double t;        /* progress of the unit's optimisation, [0, 1] */
+    double weight;   /* λ; 0: off */
+    double beta;     /* the annealed exponent */
+} vitq_reg;
+
+/* Output-error-guided calibration (`calib_mode = search`): the harness owns the objective, the
+ * quantizer its candidates and procedure. For every op of the model in forward order (a linear: weight
+ * tap, then input tap; an attention matmul: left operand, then right), after finalize, the harness calls
+ * search once per round r = 0 .. rounds (inclusive), each op's two quantizers in turn. x is the float
+ * tensor the tap sees over the calibration images (a weight tap: the weights). error() evaluates the
+ * consuming op's output with this tap's input replaced by xq (x's shape, typically this quantizer's
+ * fake-quant of x under one candidate) and the op's other input as currently quantized, against the
+ * float output Y: err[g] = Σ over the op's outputs in group g of (Y − Ŷ)² (per_group = 1; groups: a
+ * linear's output channels, which are the weight's rows; an attention matmul's heads), or err[0] = the
+ * sum over all outputs (per_group = 0; cheaper). A quantizer that keeps its finalize result at a round
+ * returns 0 without calling error. */
+typedef struct vitq_search {
+    uint32_t size;         /* sizeof(vitq_search) */
+    int round, rounds;     /* this call's round, 0 .. rounds */
+    const vitq_view *x;    /* float tensor over the calibration set, shape[0] = images (weights: as stored) */
+    int64_t groups;        /* entries of err with per_group = 1 */
+    vitq_dim group_dim;    /* the dimension of x the groups run along (VITQ_DIM_OUT for a weight's rows,
+                              VITQ_DIM_HEAD for a matmul operand), VITQ_DIM_BATCH when x has none (a linear's
+                              input: every input element reaches every group) */
+    int (*error)(const struct vitq_search *s, const vitq_view *xq, int per_group, double *err);
+    void *ctx;             /* the harness's */
+} vitq_search;
 
 typedef struct vitq_quantizer_ops {
-    uint32_t size; /* sizeof(vitq_quantizer_ops): checked by the loader; later ABIs append ops after destroy */
+    uint32_t size; /* sizeof(vitq_quantizer_ops): checked by the loader; later ABIs append ops at the end */
     /* REQUIRED. Returns the instance, or NULL after calling host->fail (e.g. granularity unsupported on
      * this tap). params is the filled struct (read-only; valid for the instance's lifetime), tap and host
      * too. */
@@ -169,13 +209,28 @@ typedef struct vitq_quantizer_ops {
     int (*observe)(void *q, const vitq_view *x);
     /* Optional (NULL: nothing to do). Freezes scales from what observe saw. */
     int (*finalize)(void *q);
-    /* REQUIRED. Fake-quant y = dequant(quant(x)); y has x's shape; y->data may equal x->data (in place). */
+    /* REQUIRED. Fake-quant y = dequant(quant(x)); y has x's shape; y->data may equal x->data (in place).
+     * Between train and freeze: the training forward (e.g. AdaRound's soft rounding). */
     int (*forward)(void *q, const vitq_view *x, vitq_view *y);
-    /* Optional (NULL: not trainable). Straight-through estimate: dx += dQ/dx * dy; also ACCUMULATES the
-     * gradients of the learnable parameters. x is the forward's input. dx may be NULL. */
+    /* Optional (NULL: not trainable; the harness passes gradients straight through). Only between train
+     * and freeze. Straight-through estimate dx += dQ/dx · dy (dx may be NULL); ACCUMULATES the gradients
+     * of its trainable tensors. x is the forward's input (pre-quantization). */
     int (*backward)(void *q, const vitq_view *x, const vitq_view *dy, vitq_view *dx);
-    /* Optional. Fills up to max entries; returns how many (0: nothing learnable with these params). */
-    int (*learnable)(void *q, vitq_learnable *out, int max);
+    /* Optional. Lists up to max named tensors (see vitq_qtensor); returns how many. Pointers stay valid
+     * until the next train, freeze, load or destroy. */
+    int (*tensors)(void *q, vitq_qtensor *out, int max);
+    /* Optional (NULL: nothing trains). Enters training after finalize or load: allocates and initialises
+     * what trains (AdaRound's alpha from the float weights w, given for weight taps; NULL for activations). */
+    int (*train)(void *q, const vitq_view *w);
+    /* Optional. Adds the regulariser's value to *loss and its gradient to the trainable grads. */
+    int (*regularize)(void *q, const vitq_reg *r, double *loss);
+    /* Optional. Re-imposes constraints after an optimiser step (DFQ: 0 <= b1 < b2 <= 1). */
+    int (*project)(void *q);
+    /* Optional. Leaves training: hard decisions made and folded in (AdaRound: h(alpha) in {0, 1}); forward
+     * is the evaluation forward again and state saved from now on holds them. */
+    int (*freeze)(void *q);
+    /* Optional (NULL: the finalize result stands). See vitq_search. */
+    int (*search)(void *q, const vitq_search *s);
     /* Optional (NULL: stateless). */
     int (*save)(const void *q, vitq_state_io *io);
     int (*load)(void *q, vitq_state_io *io);
@@ -183,13 +238,145 @@ typedef struct vitq_quantizer_ops {
     void (*destroy)(void *q);
 } vitq_quantizer_ops;
 
-/* A pass transforms the model (reparameterisation, reconstruction, ...) as a stage of each cell's
- * pipeline. The session type stays opaque in this ABI: its services (units, cached inputs, backward,
- * learnables, curves) come with the version that runs passes; until then no pass can be run. */
+/* ---------------------------------------------------------------------------------------------
+ * Passes: a pass transforms the model as a stage of each cell's pipeline, before calibration (e.g. MLP
+ * reconstruction on the float model) or after it (e.g. block reconstruction of the quantized model).
+ * It sees the cell through a session: an opaque context and a versioned table of services (ggml-opt's
+ * shape). Nothing private is needed: a pass never touches the model's memory layout.
+ *
+ * The session holds three models: the TEACHER (the checkpoint as loaded, float, never changed), the
+ * float STUDENT (what before-calibration passes change: MLP activations, weights; the reparameterised
+ * LayerNorms after calibration), and the QUANTIZED student (the float student with a quantizer on each
+ * bound tap; its weights are re-derived from the float student's by the weight quantizers).
+ *
+ * Units (patch embedding, each block, Swin's patch merging, the head) are numbered in forward order.
+ * Per unit the session caches, over the pass's images (`images`), the teacher's input FP_IN and output
+ * FP_OUT and the quantized student's input Q_IN (every earlier unit as committed, no QDrop); `io`
+ * gathers samples from them. Reconstruction of unit u: begin(u) puts its quantizers in training;
+ * forward/backward run the unit on the quantized student (weights re-quantized from the float student
+ * and the quantizers' trainable tensors at every forward, activation quantizers with QDrop) and reach
+ * every quantizer's backward; an optimiser steps the trainable tensors; commit(u) freezes them, saves
+ * the state (a killed run resumes at the first uncommitted unit) and advances Q_IN.
+ * ------------------------------------------------------------------------------------------- */
 typedef struct vitq_session vitq_session;
+
+typedef enum { VITQ_PASS_BEFORE_CALIB = 0, VITQ_PASS_AFTER_CALIB = 1 } vitq_pass_when;
+typedef enum { VITQ_UNITK_PATCH_EMBED = 0, VITQ_UNITK_BLOCK, VITQ_UNITK_MERGE, VITQ_UNITK_HEAD } vitq_unit_kind_abi;
+typedef enum { VITQ_IO_FP_IN = 0, VITQ_IO_FP_OUT, VITQ_IO_Q_IN } vitq_io_kind;
+typedef enum { VITQ_MLP_GELU = 0, VITQ_MLP_RELU = 1 } vitq_mlp_act;
+
+typedef struct vitq_unit_info {
+    const char *name;                  /* "patch_embed", "blocks.3", "layers.1.downsample", "head" */
+    int kind;                          /* vitq_unit_kind_abi */
+    int block;                         /* BLOCK units: the block's index in forward order; else -1 */
+    int in_ndim, out_ndim;
+    int64_t in_shape[4], out_shape[4]; /* per sample: a ViT block (N, C); the head's output (K) logits */
+    int64_t in_numel, out_numel;
+} vitq_unit_info;
+
+/* A float tensor of the float student, by timm name (LayerNorm weights, biases, any weight), writable;
+ * call sync after changing any. grad is filled by backward for the unit's tensors (zero_grad clears). */
+typedef struct vitq_tensor {
+    const char *name;
+    float *data;
+    float *grad;
+    int ndim;
+    int64_t shape[4], numel;
+} vitq_tensor;
+
+/* A weight tap of the quantized student. src: the float weights the quantizer reads (the float
+ * student's, writable: a reparameterisation or a low-rank update changes them; call sync). The weights
+ * used are W = Q(src) + post, post being an optional additive float term (NULL until enable_post). After
+ * backward: used_grad = dL/dW and src_grad = the quantizer's straight-through dL/dsrc. */
+typedef struct vitq_weight {
+    const char *name;      /* "blocks.3.attn.qkv.weight" */
+    int unit;
+    int ndim;
+    int64_t shape[4], numel;
+    float *src, *src_grad;
+    float *post;
+    float *used_grad;
+    int quantized;         /* 0: no quantizer on it (W = src + post) */
+} vitq_weight;
+
+/* AdamW over arrays (PyTorch's torch.optim.AdamW arithmetic; weight_decay 0 gives Adam). */
+typedef struct vitq_adam_group {
+    float *value;
+    const float *grad;
+    int64_t n;
+    double beta1, beta2, eps, weight_decay;
+} vitq_adam_group;
+typedef struct vitq_opt vitq_opt;
+
+typedef struct vitq_session_api {
+    uint32_t abi, size;  /* VITQ_PLUGIN_ABI, sizeof(vitq_session_api) */
+    /* --- structure and data ------------------------------------------------------------------ */
+    int (*n_units)(vitq_session *s);
+    int (*unit)(vitq_session *s, int u, vitq_unit_info *out);
+    /* Selects the pass's images: the first n of the cell's seeded order of the calibration split (the
+     * calibration images are the first calib_size of the same order). Resets the caches. */
+    int (*images)(vitq_session *s, int n);
+    /* Gathers B samples idx[] (indices into the images) of a cache into out (B x per-sample numel). */
+    int (*io)(vitq_session *s, int u, vitq_io_kind which, const int64_t *idx, int B, float *out);
+    /* Activation tap `tap` (a name: "blocks.3.mlp.fc1.input") over every image, as the tap sees it in the
+     * TEACHER (student = 0) or the float STUDENT (student = 1, as it stands now), (n_images x per-sample
+     * shape); *numel gets the per-sample size. out NULL: size only. */
+    int (*capture)(vitq_session *s, const char *tap, int student, float *out, int64_t *numel);
+    /* --- the teacher's tail (Fisher, APH, distillation losses) --------------------------------- */
+    /* Runs the teacher's units [u0, n_units) on B inputs x of unit u0 into logits (B x K), keeping what
+     * tail_backward needs; tail_backward turns dlogits (B x K) into dL/dx (B x unit u0's input). */
+    int (*tail_forward)(vitq_session *s, int u0, const float *x, int B, float *logits);
+    int (*tail_backward)(vitq_session *s, int u0, const float *dlogits, int B, float *dx);
+    /* Runs the TEACHER's unit u alone on B inputs (x: unit input) into y (unit output). */
+    int (*teacher_forward)(vitq_session *s, int u, const float *x, int B, float *y);
+    /* --- reconstruction of one unit on the quantized student ------------------------------------ */
+    int (*begin)(vitq_session *s, int u, int batch);          /* quantizers of u -> training */
+    /* y = unit u of the quantized student on B inputs x; drop_prob as QDrop's: each element of each
+     * activation quantizer's output takes its quantized value with probability drop_prob, else its float
+     * input (1: every element quantized; masks from the session's RNG, seeded per unit). */
+    int (*forward)(vitq_session *s, int u, const float *x, int B, double drop_prob, float *y);
+    /* Gradient of the unit's output dy -> trainable tensors' grads (accumulate), weights' used_grad /
+     * src_grad, float tensors' grad; dx (may be NULL) = dL/dx. After forward of the same B. */
+    int (*backward)(vitq_session *s, int u, const float *dy, int B, float *dx);
+    int (*zero_grad)(vitq_session *s, int u);
+    /* Trainable tensors of the unit's quantizers whose "tap:tensor" name matches the glob
+     * ("*.weight:alpha", "*:scale", "blocks.3.attn.probs:b1"); names are owned by the session. */
+    int (*trainables)(vitq_session *s, int u, const char *glob, vitq_qtensor *out, int max);
+    int (*regularize)(vitq_session *s, int u, const vitq_reg *r, double *loss);
+    int (*project)(vitq_session *s, int u);
+    /* Freezes u's quantizers, re-derives its weights, saves the committed state, advances Q_IN. */
+    int (*commit)(vitq_session *s, int u);
+    /* The first unit not yet committed (a resumed cell skips the committed ones). */
+    int (*resume_unit)(vitq_session *s);
+    /* --- the float student ------------------------------------------------------------------- */
+    int (*tensor)(vitq_session *s, const char *name, vitq_tensor *out);
+    int (*weights)(vitq_session *s, int u, vitq_weight *out, int max);   /* u = -1: every unit's */
+    int (*enable_post)(vitq_session *s, const char *weight_name);        /* allocates post = 0 */
+    int (*set_mlp_act)(vitq_session *s, int block, vitq_mlp_act act);    /* before calibration only */
+    int (*sync)(vitq_session *s);  /* after changing float tensors or src: re-derive the quantized model */
+    /* --- optimiser and kernels ---------------------------------------------------------------- */
+    vitq_opt *(*adam_create)(vitq_session *s, const vitq_adam_group *g, int n);
+    int (*adam_step)(vitq_opt *o, const double *lr); /* one step, lr[i] for group i */
+    void (*adam_free)(vitq_opt *o);
+    /* C (M,N) = alpha · op(A) · op(B) + beta · C, row-major; op transposes when trans_* is non-zero
+     * (OpenBLAS sgemm, split over the thread pool). */
+    void (*gemm)(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                 const float *B, float beta, float *C);
+    /* --- output ------------------------------------------------------------------------------- */
+    /* One point of curve `name` (stored as /curves/<name> in the cell file: steps and values). */
+    int (*record)(vitq_session *s, const char *name, int64_t step, double value);
+    /* A named float array for the cell file (/pass/<pass name>/<name>), e.g. the chosen ranks. */
+    int (*store)(vitq_session *s, const char *name, const float *data, int64_t n);
+    /* A seed derived from the cell's seed and key (e.g. "blocks.3/batches"): reproducible streams that do
+     * not depend on what ran before, so a resumed run draws the same numbers. */
+    uint64_t (*seed)(vitq_session *s, const char *key);
+} vitq_session_api;
+
 typedef struct vitq_pass_ops {
-    uint32_t size; /* sizeof(vitq_pass_ops): checked by the loader */
-    int (*run)(const void *params, vitq_session *s, const vitq_host *host); /* REQUIRED */
+    uint32_t size;        /* sizeof(vitq_pass_ops): checked by the loader */
+    vitq_pass_when when;  /* before or after calibration */
+    /* REQUIRED. Runs the pass on the cell's session; host->progress reports (and asks to stop). */
+    int (*run)(const void *params, vitq_session *s, const vitq_session_api *api, const vitq_host *host);
 } vitq_pass_ops;
 
 typedef enum { VITQ_PLUGIN_QUANTIZER = 0, VITQ_PLUGIN_PASS = 1 } vitq_plugin_kind;

@@ -72,7 +72,7 @@ static int round_forward(void *qv, const vitq_view *x, vitq_view *y) {
 
 static void round_destroy(void *q) { free(q); }
 
-/* 5. The ops table: optional ops (backward, learnable, save, load) are left NULL. */
+/* 5. The ops table: optional ops (backward, tensors, train, search, save, load, ...) are left NULL. */
 static const vitq_quantizer_ops round_ops = {
     .size = sizeof(vitq_quantizer_ops),
     .create = round_create,

@@ -565,11 +565,14 @@ static int uq_backward(void *qv, const vitq_view *x, const vitq_view *dy, vitq_v
     return 0;
 }
 
-static int uq_learnable(void *qv, vitq_learnable *out, int max) {
+/* scale [G] (trainable with learnable = true), zero_point [G] (never trains). */
+static int uq_tensors(void *qv, vitq_qtensor *out, int max) {
     uq *q = qv;
-    if (!q->p.learnable || max < 1) return 0;
-    out[0] = (vitq_learnable){.name = "scale", .value = q->scale, .grad = q->gscale, .n = q->G};
-    return 1;
+    int n = 0;
+    if (q->p.granularity == GRAN_TOKEN) return 0; /* dynamic: nothing stored */
+    if (n < max) out[n++] = (vitq_qtensor){.name = "scale", .value = q->scale, .grad = q->p.learnable ? q->gscale : NULL, .n = q->G};
+    if (n < max) out[n++] = (vitq_qtensor){.name = "zero_point", .value = q->zp, .n = q->G};
+    return n;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -612,7 +615,7 @@ static const vitq_quantizer_ops uniform_ops = {
     .finalize = uq_finalize,
     .forward = uq_forward,
     .backward = uq_backward,
-    .learnable = uq_learnable,
+    .tensors = uq_tensors,
     .save = uq_save,
     .load = uq_load,
     .destroy = uq_destroy,

@@ -284,8 +284,8 @@ TEST(uniform_backward_lsq) {
     if (make(&in, "uniform", &act_tap, kv, 3)) return;
     float c[] = {-1.0f, 2.75f}; /* s = 0.25, z = 4 */
     calibrate(&in, c, 2);
-    vitq_learnable l[2];
-    CHECK(in.p->quantizer->learnable(in.q, l, 2) == 1);
+    vitq_qtensor l[2];
+    CHECK(in.p->quantizer->tensors(in.q, l, 2) == 2);
     CHECK_STREQ(l[0].name, "scale");
     CHECK_EQ(l[0].n, 1);
     CHECK_EQ(l[0].value[0], 0.25f);
@@ -308,7 +308,7 @@ TEST(uniform_backward_lsq) {
     if (make(&in, "uniform", &act_tap, kv2, 3)) return;
     float c2[] = {-1.75f, 1.75f}; /* s = 0.25 */
     calibrate(&in, c2, 2);
-    CHECK(in.p->quantizer->learnable(in.q, l, 2) == 1);
+    CHECK(in.p->quantizer->tensors(in.q, l, 2) == 2);
     float x2[] = {2.5f, -2.5f, 0.3f, 0.0f, 0.0f}, dy2[] = {1, 1, 1, 1, 1};
     vx = view1(x2, 5);
     vdy = view1(dy2, 5);

@@ -159,6 +159,17 @@ TEST(variants_units_layout) {
         const vitq_unit *p = vitq_unit_get(m, 0), *h = vitq_unit_get(m, 3);
         CHECK_EQ(p->out_numel, (int64_t)vitq_arch_tokens(&m->arch) * 12);
         CHECK_EQ(h->in_numel, p->out_numel);
+        /* the head's linear layers for output-guided calibration: pre_logits.fc, head, head_dist, each with
+         * its input tap inside the head unit and its weight row */
+        vitq_op_desc ops[8];
+        int n_ops = vitq_unit_ops(m, 3, ops, 8);
+        CHECK_EQ(n_ops, 1 + (m->arch.representation_size > 0) + m->arch.distilled);
+        for (int k = 0; k < n_ops; k++) {
+            CHECK_EQ(ops[k].kind, VITQ_OP_LINEAR);
+            CHECK(ops[k].in_tap >= h->tap_first && ops[k].in_tap < h->tap_end);
+            CHECK(ops[k].w_row >= h->param_first && ops[k].w_row < h->param_end);
+            CHECK(ops[k].b_row >= h->param_first && ops[k].b_row < h->param_end);
+        }
         for (int r = 0; r < m->n_table; r++) {
             const char *n = m->table[r].name;
             int head = !strncmp(n, "norm.", 5) || !strncmp(n, "fc_norm.", 8) || !strncmp(n, "pre_logits.", 11) ||
