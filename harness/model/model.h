@@ -87,7 +87,7 @@ VITQ_API const char *vitq_arch_builtin_name(int i);
  * num_heads, mlp_ratio, qkv_bias, mean, std, crop_pct, interpolation, then the variants (timm
  * VisionTransformer arguments): class_token, no_embed_class, init_values, global_pool, fc_norm,
  * representation_size, distilled. (mlp_act is per model, not per architecture, and handled by
- * vitq_model_load / vitq_model_save.) Parsing and inference: model_meta.c. */
+ * vitq_model_load / vitq_model_save.) Base keys: model_io.c; the variants: model_meta.c. */
 #define VITQ_ARCH_NKEYS 21
 #define VITQ_ARCH_NBASE 14 /* the keys before the variants */
 VITQ_API const char *vitq_arch_key(int i); /* NULL outside [0, VITQ_ARCH_NKEYS) */
@@ -577,7 +577,7 @@ typedef struct vitq_arch_origin {
     char builtin[64];                  /* the built-in entry the "built-in" fields came from, or "" */
 } vitq_arch_origin;
 
-/* The architecture of an open checkpoint (model_meta.c). Fields present in `__metadata__` win; the others
+/* The architecture of an open checkpoint (model_io.c, the variants in model_meta.c). Fields present in `__metadata__` win; the others
  * come from the built-in entry `arch_name` (if non-NULL) or else the one named by the metadata key `arch`
  * (if it is a built-in name); without either, the seven structural keys (img_size, patch_size, in_chans,
  * num_classes, embed_dim, depth, num_heads) are required, the variants are read from the tensor names
@@ -588,6 +588,14 @@ typedef struct vitq_arch_origin {
  * name the file and key. The result is validated (vitq_arch_validate). origin may be NULL. */
 VITQ_API int vitq_arch_from_st(const vitq_st_file *f, const char *arch_name, vitq_arch *out,
                                vitq_arch_origin *origin, vitq_err *e);
+/* The timm variants of a ViT's metadata (model_meta.c; model_io.c calls them): the text of variant v (key
+ * VITQ_ARCH_NBASE + v), its parsing (*given = 0 for fc_norm = None), the refusal of timm arguments vitq does
+ * not implement unless at their default, and the variants' resolution (from the tensor names when
+ * from_names, with timm's fc_norm/global_pool coupling; from[v] set to where each came from). */
+const char *vitq_vit_variant_value(const vitq_arch *a, int v, char *buf, size_t n);
+int vitq_vit_variant_parse(const char *file, int v, const char *s, vitq_arch *a, int *given, vitq_err *e);
+int vitq_arch_check_unsupported(const vitq_st_file *f, vitq_err *e);
+void vitq_vit_variants_resolve(const vitq_st_file *f, vitq_arch *a, int from_names, const int *given, const char **from);
 /* Parses mlp_act: "gelu" | "relu" for every block, or a comma list with one per block. */
 VITQ_API int vitq_mlp_act_parse(const char *s, int depth, vitq_act_kind *out, const char *what, vitq_err *e);
 /* Every tensor of f is a parameter of m, or VITQ_EFORMAT naming the first that is not, with a hint
