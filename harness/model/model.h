@@ -523,6 +523,10 @@ struct vitq_family {
     int (*unit_forward)(vitq_model *m, vitq_acts *a, int u, int B, vitq_err *e);
     int (*unit_backward)(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int u, int B, vitq_err *e);
     int (*unit_ops)(const vitq_model *m, int u, vitq_op_desc *out, int max); /* see vitq_unit_ops */
+    /* 1 if a checkpoint tensor that is not a parameter is still the family's to read (buffers its loader
+     * checks, e.g. an old Swin file's relative_position_index), so vitq_model_check_tensors does not refuse
+     * it; NULL: every tensor must be a parameter (ViT). */
+    int (*uses_tensor)(const vitq_model *m, const char *name);
 };
 
 /* The family of a (NULL for an unknown family id). */

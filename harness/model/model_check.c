@@ -59,7 +59,7 @@ int vitq_model_check_tensors(const vitq_st_file *f, const vitq_model *m, vitq_er
             return vitq_fail(e, VITQ_EFORMAT, "%s: tensor '%s' is not used by the model (%s)", f->path,
                              f->tensors[i].name, vitq_unused_hint(m, f->tensors[i].name, hint, sizeof hint));
     for (int i = 0; i < f->n_tensors; i++)
-        if (!vitq_model_param(m, f->tensors[i].name))
+        if (!vitq_model_param(m, f->tensors[i].name) && !(m->fam->uses_tensor && m->fam->uses_tensor(m, f->tensors[i].name)))
             return vitq_fail(e, VITQ_EFORMAT, "%s: tensor '%s' is not used by the model %s (%s)", f->path,
                              f->tensors[i].name, m->arch.name, vitq_unused_hint(m, f->tensors[i].name, hint, sizeof hint));
     return VITQ_OK;
