@@ -40,8 +40,8 @@ DESTDIR ?=
 
 # Debian packages the build, the tests and the demo need (checked and installed by `make deps`).
 DEB_PACKAGES := build-essential pkg-config libopenblas-dev libinih-dev libhdf5-dev libcjson-dev \
-	zlib1g-dev libjpeg-dev libpng-dev gnuplot-nox dataset-fashion-mnist
-PKGS := openblas inih hdf5 libcjson zlib libpng libjpeg
+	zlib1g-dev libjpeg-dev libpng-dev libssl-dev gnuplot-nox dataset-fashion-mnist
+PKGS := openblas inih hdf5 libcjson zlib libpng libjpeg libcrypto
 # Scale-out (README "Scale-out"): not in the default list, because the default build needs none of it and
 # installing slurm-wlm and munge on a developer's machine enables system daemons (on a systemd host the
 # packages start munged and slurmd services). `make deps MPI=1` adds OpenMPI; `make deps-scaleout` (CI) adds

@@ -2,9 +2,9 @@
 # path (issue 16, with issue 11's checkpoint SHA-256 in every cell): shard 0/2 runs, the checkpoint file
 # is replaced by a different one (one weight's low mantissa byte changed), shard 1/2 runs, and the merge
 # must refuse with one line naming the model path. merge.c compares every cell attribute whose name ends
-# in "sha256" between cells that read the same [model] path. Until cells carry such an attribute (issue 11
-# not merged yet) the refusal cannot happen: the test then SKIPS with that reason, and enables itself as
-# soon as the cells hold the hash (it FAILS if they hold one the merge does not compare).
+# in "sha256" (the cells' checkpoint_sha256) between cells that read the same [model] path. Should cells
+# ever lack such an attribute the refusal cannot happen: the test then SKIPS saying so (and FAILS if they
+# hold a hash under a name the merge does not compare).
 . tests/e2e/scaleout_common.inc
 
 cp "$MODEL" "$T/m.safetensors"
@@ -34,5 +34,5 @@ fi
 if grep -aqi sha256 "$T"/s0/cells/*.h5; then
     fail "cells hold a sha256 field but vitq merge did not compare it (merge.c compares attributes named *sha256)"
 fi
-echo "cells do not store the checkpoint's SHA-256 yet (issue 11): a checkpoint replaced between shards is not detected by vitq merge"
+echo "cells do not store the checkpoint's SHA-256: a checkpoint replaced between shards is not detected by vitq merge"
 exit 77
