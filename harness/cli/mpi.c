@@ -296,8 +296,10 @@ int cli_run_mpi(const char *ini, vitq_run_opts *o, int dry, int threads_given) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     g_rank = rank;
-    o->log = rank_log;
-    o->log_ctx = &g_rank;
+    if (!o->quiet) { /* -q: only the table and errors (a failed cell's line comes without the prefix) */
+        o->log = rank_log;
+        o->log_ctx = &g_rank;
+    }
     vitq_experiment *x = NULL;
     vitq_run *r = NULL;
     vitq_sb msg = {0};
