@@ -80,7 +80,7 @@ stat_cells res.shards/shard-2-of-3 | grep -F -f stat_before | diff - stat_before
 # ---- 3. MPI inside one allocation (srun starts the ranks; only with an MPI build)
 if "$VITQ" --version | grep -q '(MPI)'; then
     export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
-    J=$(sbatch --parsable -n 2 -c 1 --mem=1G -o srun.out --wrap "srun --mpi=pmix '$VITQ' run g.ini --output '$T/srun' -q") ||
+    J=$(sbatch --parsable -n 2 -c 1 --mem=1G -o srun.out --wrap "srun --mpi=pmix '$VITQ' run g.ini --output '$T/srun'") ||
         fail "sbatch of the srun job"
     wait_jobs "$J"
     [ "$(state "$J")" = COMPLETED ] || { cat srun.out; fail "srun --mpi=pmix job: $(state "$J")"; }
