@@ -445,7 +445,7 @@ static int lin_error(const vitq_search *s, const vitq_view *xq, int per_group, d
     c->calls++;
     c->per_group = per_group;
     const float *Xh = c->weight ? c->Xq : xq->data, *Wh = c->weight ? xq->data : c->Wq;
-    for (int o = 0; o < O; o++) err[o] = 0;
+    double e[O] = {0}; /* err has s->groups entries with per_group, else one */
     for (int r = 0; r < B * N; r++)
         for (int o = 0; o < O; o++) {
             double y = 0, yh = 0;
@@ -453,9 +453,12 @@ static int lin_error(const vitq_search *s, const vitq_view *xq, int per_group, d
                 y += (double)c->X[r * C + k] * c->W[o * C + k];
                 yh += (double)Xh[r * C + k] * Wh[o * C + k];
             }
-            err[o] += (y - yh) * (y - yh);
+            e[o] += (y - yh) * (y - yh);
         }
-    if (!per_group) err[0] += err[1] + err[2];
+    if (per_group)
+        memcpy(err, e, sizeof e);
+    else
+        err[0] = e[0] + e[1] + e[2];
     return 0;
 }
 
