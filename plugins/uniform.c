@@ -3,7 +3,7 @@
  *   asymmetric:  Q(x) = (clamp(⌊x/s⌉ + z, 0, 2^b−1) − z)·s,   s = (hi − lo)/(2^b − 1),  z = −⌊lo/s⌉ (not clamped)
  *   symmetric:   Q(x) = clamp(⌊x/s⌉, −2^(b−1), 2^(b−1)−1)·s,  s = max(|lo|, |hi|)/(2^(b−1) − 1)
  * ⌊·⌉ is round half to even (rintf in the default rounding mode, as torch.round); x/s is a true division.
- * z is an integer stored as float. (lo, hi) come from the observed data:
+ * z is stored as float and rounded at use (every init makes it an integer). (lo, hi) come from the data:
  *   minmax      the observed min and max;
  *   percentile  the pct and 1−pct quantiles (linear interpolation, numpy's default) of a bounded sample;
  *   mse         (lo, hi)·r for r in search_steps ratios evenly from search_lo to 1, the r with the least
@@ -40,8 +40,14 @@
  *                      the reference's baked weights. Before train, the forward rounds to nearest.
  * State (version 2): scale [G], zero_point [G]; round_up [⌈numel/16⌉] after AdaRound (16 decisions per float,
  * bit k of entry j = weight 16j+k rounds up). Version 1 (no round_up) still loads.
+ * Departures of init = aphq from the reference (specs/aphq-vit.md): MSEs and the harness's errors are summed
+ * in double (the reference: float32 on a GPU), so a near-tie may go the other way; a candidate scale that is
+ * not positive (a constant row) is 1 (the reference: NaN); the matmul tables are U_lo + (i/128)(U_hi − U_lo)
+ * in float32 (the reference's exact expression is not in the spec); the conv weight's finalize takes pair
+ * 127 as the matmul operands do (the reference searches at once; round 0 overwrites it); percentiles are
+ * never retried on fewer values after a memory error, and more than max_values values is an error.
  * Does NOT: QDrop (the harness mixes float and quantized outputs), RepQ-ViT's per-channel search and folding
- * (a pass, with aphq_grid.h).
+ * (a pass, with aphq_grid.h), `project` (nothing to constrain).
  */
 #include "vitq_plugin.h"
 
@@ -88,7 +94,7 @@ static const vitq_param uniform_param_table[] = {
      .help = "one scale per tensor, per output row (weights) / last-dim channel, per token row (dynamic), per head"},
     {.name = "init", .type = VITQ_P_ENUM, .offset = offsetof(uniform_params, init), .def = "minmax",
      .choices = "minmax|percentile|mse|aphq",
-     .help = "how the range is found: aphq = APHQ-ViT's grids and output-error search, granularity set by the tap"},
+     .help = "how the range is found; aphq = APHQ-ViT's grids and output-error search by tap (departures: uniform.c's header)"},
     {.name = "pct", .type = VITQ_P_FLOAT, .offset = offsetof(uniform_params, pct), .def = "0.9999", .min = 0.5,
      .max = 1, .help = "percentile init: upper quantile (the lower one is 1 - pct)"},
     {.name = "search_steps", .type = VITQ_P_INT, .offset = offsetof(uniform_params, search_steps), .def = "100",
@@ -220,20 +226,38 @@ static double quantile_sorted(const float *a, int64_t n, double qq) {
     return (double)a[i] + ((double)a[i + 1] - (double)a[i]) * f;
 }
 
-/* Mean of (x − fq(x))² over x[n], summed in double in order (the same numbers as aphq_mse, vectorised). */
+/* Mean of (x − fq(x))² over x[n] in double: aphq_mse's numbers up to the order of the sum. With SSE2 the
+ * fake quant is fq_run's (bit-identical to fq) and the differences are taken and squared in double, two
+ * lanes per running sum. */
 static double mse_of(const float *x, int64_t n, float s, float z, float qlo, float qhi) {
     double acc = 0;
-    float buf[256];
-    for (int64_t i = 0; i < n; i += 256) {
-        int64_t m = n - i < 256 ? n - i : 256;
-        if (fast_ok(z))
-            fq_run(buf, x + i, m, s, z, qlo, qhi);
-        else
-            for (int64_t k = 0; k < m; k++) buf[k] = fq(x[i + k], s, z, qlo, qhi);
-        for (int64_t k = 0; k < m; k++) {
-            double d = (double)x[i + k] - (double)buf[k];
-            acc += d * d;
+    int64_t i = 0;
+#ifdef __SSE2__
+    if (fast_ok(z)) {
+        const __m128 M = _mm_set1_ps(12582912.0f), S = _mm_set1_ps(s), Z = _mm_set1_ps(z);
+        const __m128 VLO = _mm_set1_ps(qlo - z - 1), VHI = _mm_set1_ps(qhi - z + 1);
+        const __m128 QLO = _mm_set1_ps(qlo), QHI = _mm_set1_ps(qhi);
+        __m128d a0 = _mm_setzero_pd(), a1 = _mm_setzero_pd();
+        for (; i + 4 <= n; i += 4) {
+            __m128 xv = _mm_loadu_ps(x + i), v = _mm_div_ps(xv, S);
+            v = _mm_min_ps(VHI, _mm_max_ps(VLO, v));
+            v = _mm_add_ps(_mm_sub_ps(_mm_add_ps(v, M), M), Z);
+            v = _mm_min_ps(QHI, _mm_max_ps(QLO, v));
+            __m128 y = _mm_mul_ps(_mm_sub_ps(v, Z), S);
+            __m128d d0 = _mm_sub_pd(_mm_cvtps_pd(xv), _mm_cvtps_pd(y));
+            __m128d d1 = _mm_sub_pd(_mm_cvtps_pd(_mm_movehl_ps(xv, xv)), _mm_cvtps_pd(_mm_movehl_ps(y, y)));
+            a0 = _mm_add_pd(a0, _mm_mul_pd(d0, d0));
+            a1 = _mm_add_pd(a1, _mm_mul_pd(d1, d1));
         }
+        double t[4];
+        _mm_storeu_pd(t, a0);
+        _mm_storeu_pd(t + 2, a1);
+        acc = (t[0] + t[1]) + (t[2] + t[3]);
+    }
+#endif
+    for (; i < n; i++) {
+        double d = (double)x[i] - (double)fq(x[i], s, z, qlo, qhi);
+        acc += d * d;
     }
     return n ? acc / (double)n : 0;
 }
@@ -794,13 +818,19 @@ static inline float ada_h(float a, float *raw) {
 static void ada_range(void *ctx, int64_t begin, int64_t end) {
     const fwd_job *jb = ctx;
     const uq *q = jb->q;
-    for (int64_t i = begin; i < end; i++) {
-        int64_t g = (i / q->inner) % q->G;
+    int64_t run = run_len(q), g = (begin / run) % q->G, j = begin % run;
+    for (int64_t i = begin; i < end;) {
+        int64_t len = run - j < end - i ? run - j : end - i;
         float s = q->scale[g], z = q->zp[g];
-        float h = q->ada == ADA_SOFT ? ada_h(q->alpha[i], NULL) : (float)q->up[i];
-        float v = floorf(jb->x[i] / s) + h + z;
-        v = v < q->qlo ? q->qlo : (v > q->qhi ? q->qhi : v);
-        jb->y[i] = (v - z) * s;
+        for (int64_t k = i; k < i + len; k++) {
+            float h = q->ada == ADA_SOFT ? ada_h(q->alpha[k], NULL) : (float)q->up[k];
+            float v = floorf(jb->x[k] / s) + h + z;
+            v = v < q->qlo ? q->qlo : (v > q->qhi ? q->qhi : v);
+            jb->y[k] = (v - z) * s;
+        }
+        i += len;
+        j = 0;
+        g = g + 1 == q->G ? 0 : g + 1;
     }
 }
 
@@ -928,7 +958,7 @@ static int uq_train(void *qv, const vitq_view *w) {
             return q->host->fail(q->host, VITQ_ENOMEM, "out of memory for AdaRound");
         }
         for (int64_t i = 0; i < q->nw; i++) { /* h(α) = frac(w/s): α = −ln((ζ−γ)/(frac − γ) − 1) */
-            float s = q->scale[(i / q->inner) % q->G], v = w->data[i] / s, frac = v - floorf(v);
+            float s = q->scale[q->G == 1 ? 0 : (i / q->inner) % q->G], v = w->data[i] / s, frac = v - floorf(v);
             q->alpha[i] = -logf(ADA_SPAN / (frac - ADA_GAMMA) - 1.0f);
         }
         q->ada = ADA_SOFT;

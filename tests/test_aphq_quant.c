@@ -536,6 +536,18 @@ TEST(aphq_o13_linear_search_counts_and_argmin) {
     float fin_s[O];
     vitq_qtensor buf[4];
     memcpy(fin_s, tensor(&wi, "scale", buf)->value, sizeof fin_s);
+    /* finalize = the header's self-search (tensor MSE) of each row and of the input */
+    for (int g = 0; g <= O; g++) {
+        float tmp[B * N * C], es, ez;
+        double err[APHQ_EQ_N];
+        int64_t n = g < O ? C : B * N * C;
+        memcpy(tmp, g < O ? W + g * C : X, (size_t)n * sizeof(float));
+        aphq_lgrid grid;
+        aphq_lgrid_at(&grid, aphq_lgrid_search_self(&grid, tmp, n, 3, g == O, err), &es, &ez);
+        inst *in = g < O ? &wi : &ai;
+        CHECK_EQ(tensor(in, "scale", buf)->value[g < O ? g : 0], es);
+        CHECK_EQ(tensor(in, "zero_point", buf)->value[g < O ? g : 0], ez);
+    }
     lin_ctx c = {.X = X, .W = W, .Xq = Xq, .Wq = Wq};
     int changed = 0;
     for (int round = 0; round <= 3; round++) {
