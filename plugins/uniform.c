@@ -44,8 +44,8 @@
  * in double (the reference: float32 on a GPU), so a near-tie may go the other way; a candidate scale that is
  * not positive (a constant row) is 1 (the reference: NaN); the matmul tables are U_lo + (i/128)(U_hi − U_lo)
  * in float32 (the reference's exact expression is not in the spec); the conv weight's finalize takes pair
- * 127 as the matmul operands do (the reference searches at once; round 0 overwrites it); percentiles are
- * never retried on fewer values after a memory error, and more than max_values values is an error.
+ * 127 as the matmul operands do (the spec names no initial pair for it; search round 0 replaces it);
+ * percentiles are never retried on fewer values after a memory error; more than max_values values is an error.
  * Does NOT: QDrop (the harness mixes float and quantized outputs), RepQ-ViT's per-channel search and folding
  * (a pass, with aphq_grid.h), `project` (nothing to constrain).
  */
