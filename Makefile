@@ -33,8 +33,8 @@ DESTDIR ?=
 
 # Debian packages the build, the tests and the demo need (checked and installed by `make deps`).
 DEB_PACKAGES := build-essential pkg-config libopenblas-dev libinih-dev libhdf5-dev libcjson-dev \
-	zlib1g-dev libjpeg-dev libpng-dev gnuplot-nox dataset-fashion-mnist
-PKGS := openblas inih hdf5 libcjson zlib libpng libjpeg
+	zlib1g-dev libjpeg-dev libpng-dev libssl-dev gnuplot-nox dataset-fashion-mnist
+PKGS := openblas inih hdf5 libcjson zlib libpng libjpeg libcrypto
 
 CC ?= cc
 CFLAGS ?= -O2 -g

@@ -128,7 +128,7 @@ TEST(grid_undefined_reference_has_file_and_line) {
 
 TEST(grid_unknown_sections_and_keys) {
     parse_err("[run]\nsed = 1\n" MODEL "[runn]\n[quantizer bad name]\n",
-              "t.ini:2: [run] unknown key 'sed' (known: name, output, seed, threads, baseline, calib_mode)\n"
+              "t.ini:2: [run] unknown key 'sed' (known: name, output, seed, threads, baseline, calib_mode, search_rounds)\n"
               "t.ini:5: unknown section [runn] (known: run, model, data, hist, grid, quantizer NAME, pass NAME, AXIS = "
               "VALUE)\n"
               "t.ini:6: [quantizer bad name]: a quantizer name is one word of [A-Za-z0-9_.-]");
@@ -139,7 +139,7 @@ TEST(grid_bad_bool_and_int_values_all_reported) {
     parse_err("[run]\nbaseline = maybe\nthreads = -1\ncalib_mode = fast\n" MODEL "[data]\nbatch = 12x\n",
               "t.ini:2: [run] baseline: expected true/false, yes/no, on/off or 1/0, got 'maybe'\n"
               "t.ini:3: [run] threads: expected an integer in [0, 1024], got '-1'\n"
-              "t.ini:4: [run] calib_mode: expected one of sequential|float, got 'fast'\n"
+              "t.ini:4: [run] calib_mode: expected one of sequential|float|search, got 'fast'\n"
               "t.ini:8: [data] batch: expected an integer in [1, 4096], got '12x'");
     /* the one boolean vocabulary, any case, as for plugin parameters and training keys */
     vitq_experiment *x = NULL;
