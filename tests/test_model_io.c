@@ -180,7 +180,8 @@ TEST(model_io_builtin_arch) {
     char want[1024];
     snprintf(want, sizeof want, "%s: no architecture in __metadata__; pass --arch NAME (one of deit_tiny_patch16_224, "
              "deit_small_patch16_224, deit_base_patch16_224, vit_tiny_patch16_224, vit_small_patch16_224, "
-             "vit_base_patch16_224)", path);
+             "vit_base_patch16_224, swin_tiny_patch4_window7_224, swin_small_patch4_window7_224, "
+             "swin_base_patch4_window7_224)", path);
     CHECK_MSG(!strcmp(e.msg, want), "got '%s'", e.msg);
 
     CHECK_MSG(vitq_model_load(path, "deit_tiny_patch16_224", &b, &e) == 0, "%s", e.msg);

@@ -39,19 +39,18 @@ static const char *shape_text(int ndim, const int64_t *shape, char *buf, size_t 
 }
 
 static void print_arch(const vitq_arch *a, const vitq_arch_origin *o, const vitq_st_file *f) {
-    char val[128], from[96];
+    char val[128], from[96], derived[512];
     printf("architecture: %s\n", a->name);
-    for (int k = 0; k < VITQ_ARCH_NKEYS; k++) {
+    for (int k = 0; k < vitq_arch_nkeys(a); k++) {
         if (!strcmp(o->from[k], "built-in"))
             snprintf(from, sizeof from, "built-in %s", o->builtin);
         else
             snprintf(from, sizeof from, "%s", o->from[k]);
-        printf("  %-14s %-24s (%s)\n", vitq_arch_key(k), vitq_arch_value(a, k, val, sizeof val), from);
+        printf("  %-14s %-24s (%s)\n", vitq_arch_key_of(a, k), vitq_arch_value_of(a, k, val, sizeof val), from);
     }
     const char *acts = vitq_st_meta(f, "mlp_act");
     printf("  %-14s %-24s (%s)\n", "mlp_act", acts ? acts : "gelu", acts ? "metadata" : "default");
-    printf("  derived: %d tokens (class token included), head width %d, MLP width %d\n", vitq_arch_tokens(a),
-           a->embed_dim / a->num_heads, vitq_arch_hidden(a));
+    printf("  derived: %s\n", vitq_arch_derived(a, derived, sizeof derived));
 }
 
 /* Tensors in the file (marking those `m` does not use), then those `m` needs but the file lacks. */

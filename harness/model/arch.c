@@ -1,6 +1,7 @@
 /* arch.c — the built-in table of timm architectures and the sanity checks every architecture passes.
  * Values are timm's (v0.9 `_cfg` of deit.py and vision_transformer.py): crop_pct 0.9, bicubic;
- * DeiT uses ImageNet's mean/std, ViT (AugReg) uses 0.5/0.5. */
+ * DeiT uses ImageNet's mean/std, ViT (AugReg) uses 0.5/0.5. Swin's built-ins and own checks are in
+ * swin_arch.c; the names listed here are ViT's, then Swin's. */
 #include "model/model.h"
 
 #include <string.h>
@@ -23,7 +24,9 @@ static const vitq_arch builtin[] = {
 };
 #define N_BUILTIN ((int)(sizeof builtin / sizeof builtin[0]))
 
-const char *vitq_arch_builtin_name(int i) { return i >= 0 && i < N_BUILTIN ? builtin[i].name : NULL; }
+const char *vitq_arch_builtin_name(int i) {
+    return i >= 0 && i < N_BUILTIN ? builtin[i].name : vitq_swin_arch_builtin_name(i - N_BUILTIN);
+}
 
 int vitq_arch_builtin(const char *name, vitq_arch *out, vitq_err *e) {
     for (int i = 0; i < N_BUILTIN; i++) {
@@ -32,10 +35,11 @@ int vitq_arch_builtin(const char *name, vitq_arch *out, vitq_err *e) {
             return VITQ_OK;
         }
     }
+    if (vitq_swin_arch_builtin(name, out) == VITQ_OK) return VITQ_OK;
     char list[512] = "";
-    for (int i = 0; i < N_BUILTIN; i++) {
+    for (int i = 0; vitq_arch_builtin_name(i); i++) {
         strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
-        strncat(list, builtin[i].name, sizeof list - strlen(list) - 1);
+        strncat(list, vitq_arch_builtin_name(i), sizeof list - strlen(list) - 1);
     }
     return vitq_fail(e, VITQ_EINVAL, "unknown architecture '%s' (built-in: %s)", name, list);
 }
@@ -44,6 +48,12 @@ int vitq_arch_validate(const vitq_arch *a, const char *what, vitq_err *e) {
     const char *w = what && *what ? what : "architecture";
 #define NEED(cond, ...) \
     if (!(cond)) return vitq_fail(e, VITQ_EFORMAT, __VA_ARGS__)
+    NEED(a->family == VITQ_FAMILY_VIT || a->family == VITQ_FAMILY_SWIN, "%s: unknown architecture family %d", w,
+         a->family);
+    if (a->family == VITQ_FAMILY_SWIN) { /* stages first; depth and num_heads are then checked as derived */
+        int rc = vitq_swin_arch_validate(a, w, e);
+        if (rc) return rc;
+    }
     NEED(a->img_size > 0 && a->img_size <= 4096, "%s: img_size must be in [1, 4096], got %d", w, a->img_size);
     NEED(a->patch_size > 0, "%s: patch_size must be positive, got %d", w, a->patch_size);
     NEED(a->img_size % a->patch_size == 0, "%s: img_size %d is not a multiple of patch_size %d", w, a->img_size,

@@ -152,6 +152,12 @@ static int parse_field(const char *file, int k, const char *s, vitq_arch *a, vit
     return VITQ_OK;
 }
 
+int vitq_arch_meta_parse(const char *file, const char *key, const char *value, vitq_arch *a, vitq_err *e) {
+    for (int k = 0; k < VITQ_ARCH_NKEYS; k++)
+        if (!strcmp(arch_keys[k], key)) return parse_field(file, k, value, a, e);
+    return vitq_fail(e, VITQ_EINVAL, "%s: __metadata__ '%s': not an architecture key", file, key);
+}
+
 static void builtin_list(char *buf, size_t n) {
     size_t k = 0;
     buf[0] = 0;
@@ -161,6 +167,7 @@ static void builtin_list(char *buf, size_t n) {
 
 int vitq_arch_from_st(const vitq_st_file *f, const char *arch_name, vitq_arch *out, vitq_arch_origin *origin,
                       vitq_err *e) {
+    if (vitq_swin_arch_wanted(f, arch_name)) return vitq_swin_arch_from_st(f, arch_name, out, origin, e);
     vitq_arch_origin org_local;
     vitq_arch_origin *org = origin ? origin : &org_local;
     memset(org, 0, sizeof *org);
@@ -236,6 +243,7 @@ int vitq_model_load_st(const vitq_st_file *f, const char *arch_name, vitq_model 
     snprintf(what, sizeof what, "%s: __metadata__", f->path);
     const char *acts = vitq_st_meta(f, "mlp_act");
     if (acts && (rc = vitq_mlp_act_parse(acts, a.depth, m->mlp_act, what, e))) goto fail;
+    if (m->fam->checkpoint && (rc = m->fam->checkpoint(m, f, e))) goto fail;
     for (int i = 0; i < m->n_table; i++) {
         const vitq_tensor_ref *r = &m->table[i];
         rc = vitq_st_read_f32(f, r->name, r->data, r->ndim, r->shape, e);
@@ -277,34 +285,35 @@ int vitq_model_load(const char *path, const char *arch_name, vitq_model **out, v
 int vitq_model_save(const vitq_model *m, const char *path, const char *const *extra_keys,
                     const char *const *extra_vals, int n_extra, vitq_err *e) {
     if (n_extra < 0) n_extra = 0;
-    int n_meta = VITQ_ARCH_NKEYS + 1 + n_extra, depth = m->arch.depth, rc = VITQ_OK;
+    const int nk = vitq_arch_nkeys(&m->arch);
+    int n_meta = nk + 1 + n_extra, depth = m->arch.depth, rc = VITQ_OK;
     const char **keys = calloc((size_t)n_meta, sizeof *keys);
     const char **vals = calloc((size_t)n_meta, sizeof *vals);
-    char(*text)[96] = calloc(VITQ_ARCH_NKEYS, sizeof *text);
+    char(*text)[96] = calloc(VITQ_ARCH_MAXKEYS, sizeof *text);
     char *acts = calloc((size_t)depth * 5 + 8, 1);
     vitq_st_entry *t = calloc((size_t)m->n_table + 1, sizeof *t);
     if (!keys || !vals || !text || !acts || !t) {
         rc = vitq_fail(e, VITQ_ENOMEM, "%s: out of memory", path);
         goto done;
     }
-    for (int k = 0; k < VITQ_ARCH_NKEYS; k++) {
-        keys[k] = arch_keys[k];
-        vals[k] = vitq_arch_value(&m->arch, k, text[k], sizeof text[k]);
+    for (int k = 0; k < nk; k++) {
+        keys[k] = vitq_arch_key_of(&m->arch, k);
+        vals[k] = vitq_arch_value_of(&m->arch, k, text[k], sizeof text[k]);
     }
     int uniform = 1;
     for (int l = 1; l < depth; l++) uniform &= m->mlp_act[l] == m->mlp_act[0];
     for (int l = 0; l < (uniform ? 1 : depth); l++)
         strcat(strcat(acts, l ? "," : ""), m->mlp_act[l] == VITQ_ACT_RELU ? "relu" : "gelu");
-    keys[VITQ_ARCH_NKEYS] = "mlp_act";
-    vals[VITQ_ARCH_NKEYS] = acts;
+    keys[nk] = "mlp_act";
+    vals[nk] = acts;
     for (int i = 0; i < n_extra; i++) {
-        for (int k = 0; k <= VITQ_ARCH_NKEYS; k++)
+        for (int k = 0; k <= nk; k++)
             if (!strcmp(extra_keys[i], keys[k])) {
                 rc = vitq_fail(e, VITQ_EINVAL, "%s: extra metadata key '%s' is an architecture key", path, extra_keys[i]);
                 goto done;
             }
-        keys[VITQ_ARCH_NKEYS + 1 + i] = extra_keys[i];
-        vals[VITQ_ARCH_NKEYS + 1 + i] = extra_vals[i];
+        keys[nk + 1 + i] = extra_keys[i];
+        vals[nk + 1 + i] = extra_vals[i];
     }
     for (int i = 0; i < m->n_table; i++) {
         const vitq_tensor_ref *r = &m->table[i];
