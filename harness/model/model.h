@@ -581,8 +581,8 @@ typedef struct vitq_swin_layout {
 } vitq_swin_layout;
 
 /* Builds (or frees) the geometry of a (validated) Swin architecture. */
-int vitq_swin_layout_build(const vitq_arch *a, vitq_swin_layout **out, vitq_err *e);
-void vitq_swin_layout_free(vitq_swin_layout *l);
+VITQ_API int vitq_swin_layout_build(const vitq_arch *a, vitq_swin_layout **out, vitq_err *e);
+VITQ_API void vitq_swin_layout_free(vitq_swin_layout *l);
 int vitq_swin_mlp_hidden(int C, float mlp_ratio); /* timm's int(dim * mlp_ratio) */
 
 /* Parameter pointers into m->slab (m->fam_p) or m->grad_slab (m->fam_g), in timm's names. */
