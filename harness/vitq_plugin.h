@@ -318,9 +318,10 @@ typedef struct vitq_session_api {
     int (*images)(vitq_session *s, int n);
     /* Gathers B samples idx[] (indices into the images) of a cache into out (B x per-sample numel). */
     int (*io)(vitq_session *s, int u, vitq_io_kind which, const int64_t *idx, int B, float *out);
-    /* Activation tap `tap` (a name: "blocks.3.mlp.fc1.input") of the TEACHER over every image, as the
-     * tap sees it (n_images x per-sample shape); *numel gets the per-sample size. out NULL: size only. */
-    int (*capture)(vitq_session *s, const char *tap, float *out, int64_t *numel);
+    /* Activation tap `tap` (a name: "blocks.3.mlp.fc1.input") over every image, as the tap sees it in the
+     * TEACHER (student = 0) or the float STUDENT (student = 1, as it stands now), (n_images x per-sample
+     * shape); *numel gets the per-sample size. out NULL: size only. */
+    int (*capture)(vitq_session *s, const char *tap, int student, float *out, int64_t *numel);
     /* --- the teacher's tail (Fisher, APH, distillation losses) --------------------------------- */
     /* Runs the teacher's units [u0, n_units) on B inputs x of unit u0 into logits (B x K), keeping what
      * tail_backward needs; tail_backward turns dlogits (B x K) into dL/dx (B x unit u0's input). */

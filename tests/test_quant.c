@@ -315,7 +315,7 @@ TEST(quant_sequential_vs_float_calibration) {
     vitq_qmodel *q = NULL;
     CHECK(vitq_qmodel_create(m, S.s, S.n, 1, &q, &e) == 0);
     CHECK(vitq_qmodel_calibrate(q, img, B, "backwards", &e) == VITQ_EINVAL);
-    CHECK_STR_CONTAINS(e.msg, "calibration mode 'backwards': expected sequential or float");
+    CHECK_STR_CONTAINS(e.msg, "calibration mode 'backwards': expected sequential, float or search");
     /* the hook before calibration refuses */
     float x[4] = {0};
     int64_t sh[3] = {1, 1, 4};

@@ -16,6 +16,13 @@ extern "C" {
 /* ---------------------------------------------------------------------------------------------
  * Forward (ops.c) and backward (ops_backward.c) kernels. Shapes in the comments; R = rows.
  * ------------------------------------------------------------------------------------------- */
+/* C (M,N) = alpha · op(A) · op(B) + beta · C, row-major, op(X) = X^T when trans_x (A is then (K,M), B (N,K))
+ * (gemm.c). vitq_gemm splits the rows of C over the pool; vitq_gemm_serial stays on the calling thread
+ * (for use inside a parallel loop). */
+VITQ_API void vitq_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                        const float *B, float beta, float *C);
+VITQ_API void vitq_gemm_serial(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                               const float *A, const float *B, float beta, float *C);
 /* out (R,OC) = inp (R,IC) · w (OC,IC)^T + bias (OC, may be NULL). sgemm, rows split over threads. */
 VITQ_API void vitq_linear_forward(float *out, const float *inp, const float *w, const float *bias,
                                   int64_t R, int64_t IC, int64_t OC);

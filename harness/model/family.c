@@ -65,6 +65,10 @@ void vitq_grad_acts_free(vitq_grad_acts *g) {
 
 int vitq_unit_count(const vitq_model *m) { return m->n_units; }
 
+int vitq_unit_ops(const vitq_model *m, int u, vitq_op_desc *out, int max) {
+    return u >= 0 && u < m->n_units && m->fam->unit_ops ? m->fam->unit_ops(m, u, out, max) : 0;
+}
+
 const vitq_unit *vitq_unit_get(const vitq_model *m, int u) {
     return u >= 0 && u < m->n_units ? &m->units[u] : NULL;
 }

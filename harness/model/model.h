@@ -424,6 +424,22 @@ struct vitq_unit {
     int param_first, param_end;/* its rows of m->table: [param_first, param_end) */
 };
 
+/* The ops of a unit whose inputs a quantizer can sit on, in forward order (for output-error-guided
+ * calibration): a linear layer y = x·Wᵀ + b (its input tap and weight row; `patch` > 0: x is the
+ * im2col of an image tap with that patch size), or an attention matmul of two activation taps, per head
+ * over the leading dimension: A·Bᵀ (q·kᵀ, both (…,H,N,D)) or A·B (probs·v: (…,H,N,N)·(…,H,N,D)). */
+typedef enum { VITQ_OP_LINEAR = 0, VITQ_OP_MATMUL_NT, VITQ_OP_MATMUL_NN } vitq_op_kind;
+typedef struct vitq_op_desc {
+    vitq_op_kind kind;
+    int in_tap;    /* LINEAR: the input's activation tap; MATMUL: A's */
+    int w_row;     /* LINEAR: the weight's parameter-table row; MATMUL: -1 */
+    int b_row;     /* LINEAR: the bias's row, or -1 */
+    int b_tap;     /* MATMUL: B's activation tap; LINEAR: -1 */
+    int patch;     /* LINEAR on image patches: the patch size; else 0 */
+} vitq_op_desc;
+
+VITQ_API int vitq_unit_ops(const vitq_model *m, int u, vitq_op_desc *out, int max);
+
 VITQ_API int vitq_unit_count(const vitq_model *m);
 VITQ_API const vitq_unit *vitq_unit_get(const vitq_model *m, int u); /* NULL outside [0, count) */
 /* The unit whose parameter rows hold table row r, or -1. */
@@ -476,6 +492,7 @@ struct vitq_family {
     float *(*unit_dout)(const vitq_model *m, vitq_grad_acts *g, int u);
     int (*unit_forward)(vitq_model *m, vitq_acts *a, int u, int B, vitq_err *e);
     int (*unit_backward)(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int u, int B, vitq_err *e);
+    int (*unit_ops)(const vitq_model *m, int u, vitq_op_desc *out, int max); /* see vitq_unit_ops */
     /* Optional: checks an open checkpoint before its parameters are read (vitq_model_load_st): tensors that
      * are not parameters but must agree with the model (Swin's old buffers), layouts to refuse by name. */
     int (*checkpoint)(const vitq_model *m, const vitq_st_file *f, vitq_err *e);

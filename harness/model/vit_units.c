@@ -85,6 +85,38 @@ static float *vit_unit_dout(const vitq_model *m, vitq_grad_acts *g, int u) {
     return u <= m->arch.depth ? vitq_grad_res(g, u) : g->dlogits;
 }
 
+static int row_of(const vitq_model *m, const char *fmt, int l) {
+    char name[64];
+    snprintf(name, sizeof name, fmt, l);
+    const vitq_tensor_ref *r = vitq_model_param(m, name);
+    return r ? (int)(r - m->table) : -1;
+}
+
+static int vit_unit_ops(const vitq_model *m, int u, vitq_op_desc *out, int max) {
+    vitq_op_desc ops[6];
+    int n = 0;
+#define LIN(SITE, BLOCK, W, B, P) \
+    ops[n++] = (vitq_op_desc){VITQ_OP_LINEAR, vitq_tap_id(m, SITE, BLOCK), row_of(m, W, BLOCK), row_of(m, B, BLOCK), -1, P}
+#define MM(KIND, A, BT, L) ops[n++] = (vitq_op_desc){KIND, vitq_tap_id(m, A, L), -1, -1, vitq_tap_id(m, BT, L), 0}
+    if (u == 0) {
+        LIN(VITQ_SITE_PATCH_IN, -1, "patch_embed.proj.weight", "patch_embed.proj.bias", m->arch.patch_size);
+    } else if (u <= m->arch.depth) {
+        const int l = u - 1;
+        LIN(VITQ_SITE_QKV_IN, l, "blocks.%d.attn.qkv.weight", "blocks.%d.attn.qkv.bias", 0);
+        MM(VITQ_OP_MATMUL_NT, VITQ_SITE_Q, VITQ_SITE_K, l);
+        MM(VITQ_OP_MATMUL_NN, VITQ_SITE_PROBS, VITQ_SITE_V, l);
+        LIN(VITQ_SITE_PROJ_IN, l, "blocks.%d.attn.proj.weight", "blocks.%d.attn.proj.bias", 0);
+        LIN(VITQ_SITE_FC1_IN, l, "blocks.%d.mlp.fc1.weight", "blocks.%d.mlp.fc1.bias", 0);
+        LIN(VITQ_SITE_FC2_IN, l, "blocks.%d.mlp.fc2.weight", "blocks.%d.mlp.fc2.bias", 0);
+    } else {
+        LIN(VITQ_SITE_HEAD_IN, -1, "head.weight", "head.bias", 0);
+    }
+#undef LIN
+#undef MM
+    for (int i = 0; i < n && i < max; i++) out[i] = ops[i];
+    return n < max ? n : max;
+}
+
 const vitq_family vitq_family_vit = {
     .name = "vit",
     .params = vitq_vit_params,
@@ -104,4 +136,5 @@ const vitq_family vitq_family_vit = {
     .unit_dout = vit_unit_dout,
     .unit_forward = vitq_vit_unit_forward,
     .unit_backward = vitq_vit_unit_backward,
+    .unit_ops = vit_unit_ops,
 };

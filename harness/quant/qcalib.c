@@ -39,6 +39,7 @@ int vitq_qmodel_hook(void *ctx, int tap, float *x, int ndim, const int64_t *shap
         if ((rc = ops->observe(t->inst, &v))) return vitq_qtap_failed(q, t, rc, "observe");
         return 0; /* observe only: later taps see float values */
     case VITQ_QPHASE_CALIBRATED:
+        if (t->training) return vitq_qtrain_forward(q, t, &v);
         break;
     default:
         snprintf(q->err, sizeof q->err, "tap '%s': the quantized model is used before vitq_qmodel_calibrate", t->name);
@@ -70,8 +71,10 @@ int vitq_qmodel_calibrate(vitq_qmodel *q, const float *images, int B, const char
         seq = 1;
     else if (strcmp(mode, "float") == 0)
         seq = 0;
+    else if (strcmp(mode, "search") == 0)
+        return vitq_qmodel_calibrate_search(q, images, B, 3, e);
     else
-        return vitq_fail(e, VITQ_EINVAL, "calibration mode '%s': expected sequential or float", mode);
+        return vitq_fail(e, VITQ_EINVAL, "calibration mode '%s': expected sequential, float or search", mode);
     if (q->phase != VITQ_QPHASE_CREATED) return vitq_fail(e, VITQ_EINVAL, "the quantized model is already calibrated");
     if (B < 1) return vitq_fail(e, VITQ_EINVAL, "calibration needs at least one image, got %d", B);
     int rc;

@@ -12,8 +12,15 @@
 
 void vitq_qmodel_free(vitq_qmodel *q) {
     if (!q) return;
-    for (int i = 0; i < q->n_taps; i++)
-        if (q->taps[i].plugin && q->taps[i].inst) q->taps[i].plugin->quantizer->destroy(q->taps[i].inst);
+    for (int i = 0; i < q->n_taps; i++) {
+        vitq_qtap *t = &q->taps[i];
+        if (t->plugin && t->inst) t->plugin->quantizer->destroy(t->inst);
+        vitq_free(t->w_post);
+        vitq_free(t->w_src_grad);
+        vitq_free(t->pre);
+        free(t->mask);
+    }
+    vitq_free(q->bscratch);
     for (int i = 0; i < q->n_secs; i++) {
         free(q->secs[i].params);
         vitq_strs_free(q->secs[i].taps, q->secs[i].n_taps);
@@ -78,12 +85,18 @@ static int list_candidates(vitq_qmodel *q, const vitq_model *fp) {
         t->act = -1;
         t->w_fp = &fp->table[i];
         t->w_q = q->m->table[i].data;
+        t->row = i;
+        t->unit = vitq_unit_of_param(fp, i);
         vitq_weight_tap_describe(t->w_fp, &t->info);
     }
     for (int id = 0; id < q->n_act; id++) {
         vitq_qtap *t = &q->taps[n++];
         vitq_tap_name(fp, id, t->name, sizeof t->name);
         t->act = id;
+        t->row = -1;
+        t->unit = -1;
+        for (int u = 0; u < vitq_unit_count(fp); u++)
+            if (id >= vitq_unit_get(fp, u)->tap_first && id < vitq_unit_get(fp, u)->tap_end) t->unit = u;
         vitq_tap_describe(fp, id, &t->info);
     }
     return n;
@@ -192,6 +205,8 @@ int vitq_qmodel_create(const vitq_model *fp, const vitq_section *secs, int n_sec
         return rc;
     }
     q->stats_on = 1;
+    q->src = fp;
+    q->drop_prob = 1;
     q->n_act = vitq_tap_count(fp);
     q->enabled = calloc((size_t)q->n_act + 1, 1);
     q->by_act = malloc(((size_t)q->n_act + 1) * sizeof(int));
@@ -211,7 +226,8 @@ int vitq_qmodel_create(const vitq_model *fp, const vitq_section *secs, int n_sec
         vitq_qmodel_free(q);
         return rc;
     }
-    q->hooks = (vitq_tap_hooks){.act = vitq_qmodel_hook, .ctx = q, .enabled = q->enabled};
+    q->hooks = (vitq_tap_hooks){
+        .act = vitq_qmodel_hook, .act_backward = vitq_qmodel_hook_backward, .ctx = q, .enabled = q->enabled};
     q->m->hooks = &q->hooks;
     *out = q;
     return VITQ_OK;
@@ -232,3 +248,13 @@ int vitq_qmodel_plugins(const vitq_qmodel *q, const char *const **names, int *n)
 }
 
 const char *vitq_qmodel_error(const vitq_qmodel *q) { return q->err; }
+
+int vitq_qmodel_tensors(vitq_qmodel *q, const char *tap, vitq_qtensor *out, int max, vitq_err *e) {
+    for (int i = 0; i < q->n_taps; i++) {
+        const vitq_qtap *t = &q->taps[i];
+        if (strcmp(t->name, tap)) continue;
+        if (!t->plugin) return vitq_fail(e, VITQ_EINVAL, "tap '%s' is left in float", tap);
+        return t->plugin->quantizer->tensors ? t->plugin->quantizer->tensors(t->inst, out, max) : 0;
+    }
+    return vitq_fail(e, VITQ_EINVAL, "no quantizer is bound to '%s'", tap);
+}

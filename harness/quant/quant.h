@@ -118,7 +118,8 @@ typedef struct vitq_qbinding {
 
 /* Clones fp, binds every tap matched by a "quantizer ..." section, loads the plugins, parses their
  * parameters and creates one instance per tap. Nothing is calibrated yet. `seed` seeds every
- * instance's rng. Every error names the INI file:line at fault. */
+ * instance's rng. Every error names the INI file:line at fault. fp is the float student: the weight
+ * quantizers read its tensors (calibration, re-quantization), so it must outlive q. */
 VITQ_API int vitq_qmodel_create(const vitq_model *fp, const vitq_section *secs, int n_secs, uint64_t seed,
                                 vitq_qmodel **out, vitq_err *e);
 
@@ -129,6 +130,12 @@ VITQ_API int vitq_qmodel_create(const vitq_model *fp, const vitq_section *secs, 
  * Calling it twice is an error; after a failure, free q and create a new one. Memory: one eval-mode
  * activation set for B images (the caller chooses B). */
 VITQ_API int vitq_qmodel_calibrate(vitq_qmodel *q, const float *images, int B, const char *mode, vitq_err *e);
+
+/* Output-error-guided calibration (calib_mode = search; qsearch.c): weights finalize on themselves, then
+ * unit by unit the float activations at the unit's taps over the n images are captured, every activation
+ * quantizer finalizes on its tap's tensor, and rounds 0..rounds of each quantizer's `search` run op by op
+ * (vitq_search). Memory: every tap of one unit over n images. */
+VITQ_API int vitq_qmodel_calibrate_search(vitq_qmodel *q, const float *images, int n, int rounds, vitq_err *e);
 
 /* The fake-quant model (hooks set; weights fake-quantized after calibration) for vitq_forward /
  * vitq_evaluate. Owned by q. */
@@ -149,6 +156,20 @@ VITQ_API void vitq_qmodel_stats_enable(vitq_qmodel *q, int on);
 VITQ_API int vitq_qmodel_hist_enable(vitq_qmodel *q, const char *globs, int bins, vitq_err *e);
 VITQ_API int vitq_qmodel_hists(const vitq_qmodel *q, const vitq_hist **h, int *n);
 
+/* The state as one HDF5 file, written atomically (qstate.c): every quantizer's saved arrays and
+ * calibration range, the float student's parameters and MLP activations, the weights' post terms, and
+ * n_kv caller attributes (kv: key, value, key, value, ...). Load restores it into q and its float
+ * student (the model q was created from), re-derives the quantized weights and their statistics: the
+ * same quantized model, bit for bit. vitq_state_attr reads one attribute (malloc'd; NULL if absent). */
+VITQ_API int vitq_qmodel_state_save(const vitq_qmodel *q, const char *path, const char *const *kv, int n_kv,
+                                    vitq_err *e);
+VITQ_API int vitq_qmodel_state_load(vitq_qmodel *q, vitq_model *student, const char *path, vitq_err *e);
+VITQ_API char *vitq_state_attr(const char *path, const char *key);
+
+/* The named tensors (vitq_qtensor) of the quantizer on `tap` (a tap or weight name); returns how many, or
+ * a negative code (e: the tap has no quantizer). */
+VITQ_API int vitq_qmodel_tensors(vitq_qmodel *q, const char *tap, vitq_qtensor *out, int max, vitq_err *e);
+
 /* What is bound where (every tap matched by a section, "float" ones included). */
 VITQ_API int vitq_qmodel_bindings(const vitq_qmodel *q, const vitq_qbinding **b, int *n);
 /* Distinct plugins used, "name version" each, e.g. {"log2 1.0", "uniform 1.0"}; owned by q. */
@@ -161,6 +182,50 @@ VITQ_API void vitq_qmodel_free(vitq_qmodel *q);
 
 /* The hook vitq_forward calls (exposed for tests): ctx is the vitq_qmodel. */
 VITQ_API int vitq_qmodel_hook(void *ctx, int tap, float *x, int ndim, const int64_t *shape);
+/* Its mirror in backward (vitq_tap_hooks.act_backward): for a tap in training, the quantizer's
+ * straight-through backward on the elements QDrop quantized, the identity on the others; restores x. */
+VITQ_API int vitq_qmodel_hook_backward(void *ctx, int tap, float *x, float *dx, int ndim, const int64_t *shape);
+
+/* ---------------------------------------------------------------------------------------------
+ * Training the quantizers of one unit (qtrain.c): what block-wise reconstruction (train/session.c)
+ * drives. The quantized model's weights are W = Q(src) + post, src being the float student's tensor
+ * (the model given to vitq_qmodel_create, which must outlive q). unit = -1 means every unit.
+ * ------------------------------------------------------------------------------------------- */
+/* After the float student changed (a pass rewrote LayerNorms, weights, MLP activations): copies every
+ * parameter that is not a weight tap and the MLP activation kinds into the quantized model and
+ * re-quantizes every weight tap. */
+VITQ_API int vitq_qmodel_sync(vitq_qmodel *q, vitq_err *e);
+/* Re-derives the unit's weights W = Q(src) + post (training: from the quantizers' trainable tensors). */
+VITQ_API int vitq_qmodel_requantize(vitq_qmodel *q, int unit, vitq_err *e);
+/* Puts the unit's quantizers in training (their `train` op; weights get their float src). */
+VITQ_API int vitq_qmodel_train(vitq_qmodel *q, int unit, vitq_err *e);
+/* Leaves training (their `freeze`), then re-quantizes the unit's weights. */
+VITQ_API int vitq_qmodel_freeze(vitq_qmodel *q, int unit, vitq_err *e);
+/* QDrop for the forwards of taps in training: drop_prob = P(an element takes its quantized value)
+ * (1: all), masks from a splitmix64 stream started at seed. */
+VITQ_API void vitq_qmodel_set_qdrop(vitq_qmodel *q, double drop_prob, uint64_t seed);
+/* The same probability, the stream going on. */
+VITQ_API void vitq_qmodel_set_drop_prob(vitq_qmodel *q, double drop_prob);
+/* Trainable tensors (grad non-NULL) of the unit's quantizers in training whose "TAP:TENSOR" name matches
+ * the glob; names[i] receives that name. Returns how many (at most max). */
+VITQ_API int vitq_qmodel_trainables(vitq_qmodel *q, int unit, const char *glob, vitq_qtensor *out,
+                                    char (*names)[160], int max);
+VITQ_API int vitq_qmodel_regularize(vitq_qmodel *q, int unit, const vitq_reg *r, double *loss, vitq_err *e);
+VITQ_API int vitq_qmodel_project(vitq_qmodel *q, int unit, vitq_err *e);
+/* Zeroes the unit's trainable grads, its weights' src grads and its rows of the model's gradient slab. */
+VITQ_API void vitq_qmodel_zero_grad(vitq_qmodel *q, int unit);
+/* After a backward of the unit: each weight tap's used gradient (the model's gradient slab) through its
+ * quantizer's backward into the trainables and the src gradient. */
+VITQ_API int vitq_qmodel_weights_backward(vitq_qmodel *q, int unit, vitq_err *e);
+/* The weight tap named `name` (a parameter name) of the quantized model: its src (float student),
+ * src grad, post term (allocated zero when `make_post`), used grad, unit, and whether it is quantized.
+ * VITQ_EINVAL if it is not a weight tap. */
+typedef struct vitq_qweight {
+    const vitq_tensor_ref *src;
+    float *src_grad, *post, *used_grad;
+    int unit, quantized;
+} vitq_qweight;
+VITQ_API int vitq_qmodel_weight(vitq_qmodel *q, const char *name, int make_post, vitq_qweight *out, vitq_err *e);
 
 
 /* ---------------------------------------------------------------------------------------------
@@ -172,8 +237,16 @@ enum { VITQ_QPHASE_CREATED = 0, VITQ_QPHASE_SEQUENTIAL, VITQ_QPHASE_FLOAT, VITQ_
 typedef struct vitq_qtap {
     char name[96];
     int act;                       /* activation tap id, -1 for a weight */
-    const vitq_tensor_ref *w_fp;   /* weights: the float tensor */
+    const vitq_tensor_ref *w_fp;   /* weights: the float student's tensor (the quantizer's input, src) */
     float *w_q;                    /* weights: where the fake-quant copy goes (in the clone) */
+    int row;                       /* weights: the row of the parameter table */
+    float *w_post;                 /* weights: additive float term after quantization (NULL: none) */
+    float *w_src_grad;             /* weights: dL/dsrc through the quantizer (training) */
+    int unit;                      /* the unit the tap belongs to */
+    int training;                  /* between vitq_qmodel_train and vitq_qmodel_freeze */
+    float *pre;                    /* activations in training: the input the last forward saw */
+    uint64_t *mask;                /* activations in training with QDrop: bit set = element quantized */
+    int64_t pre_n;                 /* capacity of pre (floats) and mask (bits) */
     int sec;                       /* index of the binding section */
     const vitq_plugin *plugin;     /* NULL: left in float */
     void *inst;
@@ -198,6 +271,11 @@ typedef struct vitq_qsection {
 
 struct vitq_qmodel {
     vitq_model *m;
+    const vitq_model *src;         /* the float student the weights are quantized from (owned by the caller) */
+    double drop_prob;              /* QDrop in training forwards: P(an element takes its quantized value) */
+    uint64_t qdrop_rng;            /* splitmix64 state for the masks */
+    float *bscratch;               /* backward hook: [2 * bscratch_n] */
+    int64_t bscratch_n;
     vitq_tap_hooks hooks;
     unsigned char *enabled;        /* [n_act] */
     int n_act;
@@ -222,6 +300,8 @@ struct vitq_qmodel {
     char err[1024];
 };
 
+/* qtrain.c: the forward hook's work for a tap in training (saves the input, QDrop) */
+int vitq_qtrain_forward(vitq_qmodel *q, vitq_qtap *t, vitq_view *v);
 /* qstats.c: accumulates the statistics (and histogram) of x (float) vs y (quantized) into t; with out,
  * also copies y there block by block once measured (out may be x); the calibration range of t. */
 void vitq_qstats_measure(vitq_qmodel *q, vitq_qtap *t, const float *x, const float *y, int64_t n, float *out);

@@ -8,7 +8,8 @@
  *   train_ckpt.c    the checkpoint (model + AdamW state + position) and resume
  *   train.c         the loop
  *   train_record.c  the per-epoch record (HDF5) and its curve (gnuplot)
- * Above quant/ in the layer order but independent of it. */
+ *   session.c session_data.c session_recon.c   the session a pass plugin sees (vitq_session_api):
+ *                   reconstruction is training, of quantizers and a few weights, one unit at a time */
 #ifndef VITQ_TRAIN_H
 #define VITQ_TRAIN_H
 
@@ -128,6 +129,118 @@ VITQ_API int vitq_train_record_read_h5(const char *h5_path, vitq_train_epoch **o
 VITQ_API int vitq_train_record_plot(const char *png_path, const vitq_train_epoch *ep, int n, const char *title,
                                     vitq_err *e);
 
+
+/* ---- The pass session (session*.c) ------------------------------------------------------------------
+ * What a pass plugin works through (vitq_plugin.h, "Passes"): the teacher, the float student, the
+ * quantized student (NULL before calibration), the cell's calibration split in its seeded order, and
+ * caches, training, optimiser and output services over them. One session per cell; passes run in turn. */
+typedef struct vitq_session_cfg {
+    const vitq_model *teacher;   /* the checkpoint as loaded (read only) */
+    vitq_model *student;         /* the float student (the caller's; passes change it) */
+    vitq_dataset *data;          /* the calibration split */
+    const int64_t *order;        /* the cell's seeded order of its images (indices into data) */
+    int64_t n_order;
+    uint64_t seed;               /* the cell's seed */
+    int batch;                   /* batch of the cache computations (images per forward) */
+    const char *state_path;      /* where committed units are saved for resume (NULL: none) */
+    const char *state_key;       /* what must match for a saved state to be resumed (a configuration hash) */
+} vitq_session_cfg;
+
+typedef struct vitq_curve {
+    char name[128];              /* "blocks.3/loss" */
+    int64_t *step;
+    double *value;
+    int64_t n, cap;
+} vitq_curve;
+
+typedef struct vitq_stored {
+    char name[192];              /* "<pass>/<name>" */
+    float *data;
+    int64_t n;
+} vitq_stored;
+
+VITQ_API int vitq_session_create(const vitq_session_cfg *c, vitq_session **out, vitq_err *e);
+VITQ_API void vitq_session_free(vitq_session *s);
+/* The quantized student, once calibration made it (the session does not own it). */
+VITQ_API void vitq_session_set_qmodel(vitq_session *s, vitq_qmodel *q);
+/* Runs pass plugin p with its parsed parameters; label prefixes progress and errors. A resumable state
+ * at cfg->state_path whose key matches is loaded first (the pass then skips committed units). */
+VITQ_API int vitq_session_run(vitq_session *s, const vitq_plugin *p, const void *params, const char *label,
+                              vitq_err *e);
+/* What the passes recorded, for the cell file. */
+VITQ_API void vitq_session_curves(const vitq_session *s, const vitq_curve **out, int *n);
+VITQ_API void vitq_session_stored(const vitq_session *s, const vitq_stored **out, int *n);
+/* The services, as the plugin sees them. */
+VITQ_API const vitq_session_api *vitq_session_services(void);
+
+/* ---- Layer-internal: the session's state, shared by session.c, session_data.c, session_recon.c ------- */
+/* A model run unit by unit over the session's images: in = the input of unit `unit`, out = its output
+ * once out_ok. */
+typedef struct vitq_chain {
+    vitq_model *m;
+    float *in, *out;
+    int unit, ok, out_ok;
+    vitq_acts *acts;                /* eval, batch c.batch */
+} vitq_chain;
+
+struct vitq_session {
+    vitq_session_cfg c;
+    vitq_qmodel *q;                 /* the quantized student (not owned) */
+    vitq_model *tm;                 /* a private copy of the teacher (its acts, its gradients for tails) */
+    char err[1024];                 /* the last service failure, for the pass's caller */
+    /* images and caches (session_data.c) */
+    int64_t n;                      /* images selected (the first n of the order) */
+    float *images;                  /* (n, unit 0 input) */
+    int64_t most;                   /* the largest per-sample unit input/output */
+    vitq_chain tc, sc;              /* the teacher's chain (FP_IN, FP_OUT) and the float student's */
+    float *q_in, *q_out;            /* the quantized student's chain: Q_IN(q_unit), and scratch */
+    int q_unit, q_ok;
+    vitq_acts *qa_eval;             /* eval acts of the quantized chain (batch c.batch) */
+    vitq_acts *tail_a;              /* the teacher's train-mode acts for tails, batch tail_b */
+    vitq_grad_acts *tail_g;
+    int tail_b;
+    vitq_acts *tu_a;                /* teacher_forward's acts, batch tu_b */
+    int tu_b;
+    /* reconstruction (session_recon.c) */
+    int unit, batch, committed;     /* the unit in training (-1: none), its batch; units committed */
+    vitq_acts *ua;
+    vitq_grad_acts *ug;
+    char (*tnames)[160];            /* names of the last trainables() answer */
+    int n_tnames;
+    /* output (session.c) */
+    vitq_curve *curves;
+    int n_curves;
+    vitq_stored *stored;
+    int n_stored;
+    const char *pass_name;          /* the pass running */
+    vitq_progress prog;
+    char prog_label[96];
+    int prog_on;
+};
+/* session_data.c */
+void vitq_session_data_free(vitq_session *s);
+void vitq_session_chains_reset(vitq_session *s);
+/* session_recon.c */
+void vitq_session_recon_free(vitq_session *s);
+VITQ_API int vitq_session_resume(vitq_session *s, vitq_err *e);
+/* The services, by file (the table in session.c gathers them). */
+int vitq_ss_images(vitq_session *s, int n);
+int vitq_ss_io(vitq_session *s, int u, vitq_io_kind which, const int64_t *idx, int B, float *out);
+int vitq_ss_capture(vitq_session *s, const char *tap, int student, float *out, int64_t *numel);
+int vitq_ss_tail_forward(vitq_session *s, int u0, const float *x, int B, float *logits);
+int vitq_ss_tail_backward(vitq_session *s, int u0, const float *dlogits, int B, float *dx);
+int vitq_ss_teacher_forward(vitq_session *s, int u, const float *x, int B, float *y);
+int vitq_ss_begin(vitq_session *s, int u, int batch);
+int vitq_ss_forward(vitq_session *s, int u, const float *x, int B, double drop_prob, float *y);
+int vitq_ss_backward(vitq_session *s, int u, const float *dy, int B, float *dx);
+int vitq_ss_zero_grad(vitq_session *s, int u);
+int vitq_ss_trainables(vitq_session *s, int u, const char *glob, vitq_qtensor *out, int max);
+int vitq_ss_regularize(vitq_session *s, int u, const vitq_reg *r, double *loss);
+int vitq_ss_project(vitq_session *s, int u);
+int vitq_ss_commit(vitq_session *s, int u);
+int vitq_ss_resume_unit(vitq_session *s);
+/* Records a failure of a service as the session's last error; returns code. */
+int vitq_ss_fail(vitq_session *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* ---- Layer-internal: the training position, shared by train.c and train_ckpt.c ---------------------- */
 typedef struct vitq_train_state {

@@ -1,0 +1,457 @@
+/* qsearch.c — output-error-guided calibration (calib_mode = search; specs/aphq-vit.md §2.3–2.6): every
+ * quantizer first takes its finalize result from the float data it observes, then, op by op, the
+ * quantizers that implement `search` pick among their own candidates by the error of the op's output
+ * (vitq_search). The harness owns the objective: the float output of each op over the calibration
+ * images against the output with one input fake-quantized and the other as currently quantized.
+ *
+ * Unit by unit in forward order: the float student's activations at the unit's taps are captured over
+ * all calibration images (inputs are float: every op is calibrated on float data, as the reference does,
+ * so the order of units does not change the result), observed and finalized, then rounds 0..R of search
+ * run over the unit's ops (a linear: weight, then input; a matmul: left, then right operand).
+ *
+ * Cost: a weight's per-row error uses the Gram form ‖X̂δ + e‖² = ‖e‖² + 2δᵀX̂ᵀe + δᵀ(X̂ᵀX̂)δ, O(OC·IC²) per
+ * candidate set instead of O(R·IC·OC); inputs and matmul operands are evaluated directly with sgemm.
+ * Sums are reduced over fixed chunks, so results do not depend on the thread count. */
+#include "quant/quant.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NCH 64 /* fixed reduction chunks */
+
+typedef struct {
+    vitq_search s;           /* what the plugin sees (first member: the plugin's pointer is ours) */
+    vitq_qmodel *q;
+    const vitq_op_desc *op;
+    int side;                /* 0: weight / left operand; 1: input / right operand */
+    /* linear */
+    int64_t R, IC, OC, P, n; /* rows (images x tokens), widths, patch size, images */
+    const float *X, *W;      /* float input (R, IC) and weights (OC, IC) */
+    float *Xh, *Wh;          /* the partner as currently quantized */
+    float *G, *Cm, *T, *Y, *E, *tmp;
+    double *e2, *part;       /* per row of W; NCH x groups partial sums */
+    vitq_view img;           /* patch embedding: the image capture, for an input candidate's im2col */
+    /* matmul: A (n,H,Ma,Ka), B (n,H,Mb,Kb); out (n,H,Ma,No) */
+    int64_t H, Ma, Ka, Mb, Kb, No;
+    const float *A, *B, *Ym;
+    float *Ah, *Bh;          /* the partner operand as quantized (NULL: float) */
+    double *err_bh;          /* per (image, head) */
+} oracle;
+
+/* ---- capture -------------------------------------------------------------------------------------- */
+
+typedef struct {
+    float **buf;   /* [n_act]: where tap t's values go (NULL: not captured) */
+    int64_t *per;  /* [n_act]: per-sample numel */
+    int64_t row0;  /* first image of the batch */
+} capture_ctx;
+
+static int capture_hook(void *ctx, int tap, float *x, int ndim, const int64_t *shape) {
+    capture_ctx *c = ctx;
+    if (!c->buf[tap]) return 0;
+    int64_t n = 1;
+    for (int d = 0; d < ndim; d++) n *= shape[d];
+    memcpy(c->buf[tap] + c->row0 * c->per[tap], x, (size_t)n * sizeof(float));
+    return 0;
+}
+
+/* Runs unit u of the (still float) clone over n inputs `in`, capturing the bound activation taps of the
+ * unit into cap->buf and the unit's outputs into out. */
+static int capture_unit(vitq_qmodel *q, int u, const float *in, int64_t n, int bs, capture_ctx *cap, float *out,
+                        vitq_err *e) {
+    const vitq_unit *un = vitq_unit_get(q->m, u);
+    vitq_acts *a = NULL;
+    int rc = vitq_acts_create(q->m, bs, 0, &a, e);
+    const vitq_tap_hooks *saved = q->m->hooks;
+    vitq_tap_hooks h = {.act = capture_hook, .ctx = cap};
+    q->m->hooks = &h;
+    for (int64_t b0 = 0; !rc && b0 < n; b0 += bs) {
+        int B = (int)(n - b0 < bs ? n - b0 : bs);
+        cap->row0 = b0;
+        memcpy(vitq_unit_in(q->m, a, u), in + b0 * un->in_numel, (size_t)(B * un->in_numel) * sizeof(float));
+        rc = vitq_forward_units(q->m, a, u, u + 1, B, e);
+        if (!rc) memcpy(out + b0 * un->out_numel, vitq_unit_out(q->m, a, u), (size_t)(B * un->out_numel) * sizeof(float));
+    }
+    q->m->hooks = saved;
+    vitq_acts_free(a);
+    return rc;
+}
+
+/* ---- the objective -------------------------------------------------------------------------------- */
+
+static vitq_view tap_view(const vitq_qtap *t, float *data, int64_t n) {
+    vitq_view v = {.data = data, .ndim = t->info.ndim};
+    for (int d = 0; d < v.ndim; d++) v.shape[d] = t->info.shape[d];
+    if (t->act >= 0) v.shape[0] = n;
+    return v;
+}
+
+/* Sum of squared differences of (rows, cols) matrices, per column (groups = cols) or in total. */
+typedef struct {
+    const float *a, *b;
+    int64_t rows, cols;
+    int per_col;
+    double *part;
+} sq_ctx;
+
+static void sq_chunks(void *vc, int64_t c0, int64_t c1) {
+    const sq_ctx *c = vc;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        double *p = c->part + ch * (c->per_col ? c->cols : 1);
+        memset(p, 0, sizeof(double) * (size_t)(c->per_col ? c->cols : 1));
+        for (int64_t r = c->rows * ch / NCH; r < c->rows * (ch + 1) / NCH; r++)
+            for (int64_t k = 0; k < c->cols; k++) {
+                double d = (double)c->a[r * c->cols + k] - (c->b ? c->b[r * c->cols + k] : 0.0f);
+                p[c->per_col ? k : 0] += d * d;
+            }
+    }
+}
+
+static void sq_error(oracle *o, const float *a, const float *b, int64_t rows, int64_t cols, int per_col, double *err) {
+    sq_ctx c = {a, b, rows, cols, per_col, o->part};
+    vitq_parallel_for_work(NCH, (rows / NCH + 1) * cols * 3, sq_chunks, &c);
+    const int64_t G = per_col ? cols : 1;
+    for (int64_t g = 0; g < G; g++) err[g] = 0;
+    for (int ch = 0; ch < NCH; ch++)
+        for (int64_t g = 0; g < G; g++) err[g] += o->part[ch * G + g];
+}
+
+/* Weight candidates, per output row: err_o = e2_o + Σ_k δ_ok (2 C_ok + (δG)_ok), δ = Wq − W. */
+typedef struct {
+    const oracle *o;
+    const float *wq;
+    double *err;
+} wrow_ctx;
+
+static void wrow_range(void *vc, int64_t r0, int64_t r1) {
+    const wrow_ctx *c = vc;
+    const oracle *o = c->o;
+    for (int64_t r = r0; r < r1; r++) {
+        double acc = o->e2[r];
+        for (int64_t k = 0; k < o->IC; k++) {
+            double d = (double)c->wq[r * o->IC + k] - o->W[r * o->IC + k];
+            acc += d * (2.0 * o->Cm[r * o->IC + k] + o->T[r * o->IC + k]);
+        }
+        c->err[r] = acc;
+    }
+}
+
+static int linear_error(oracle *o, const vitq_view *xq, int per_group, double *err) {
+    if (o->side == 0) {
+        /* T = δ·G with δ = Wq − W, then the per-row quadratic form */
+        for (int64_t i = 0; i < o->OC * o->IC; i++) o->tmp[i] = xq->data[i] - o->W[i];
+        vitq_gemm(0, 0, o->OC, o->IC, o->IC, 1.0f, o->tmp, o->G, 0.0f, o->T);
+        wrow_ctx c = {o, xq->data, per_group ? err : o->e2 + o->OC};
+        vitq_parallel_for_work(o->OC, o->IC * 4, wrow_range, &c);
+        if (!per_group) {
+            double s = 0;
+            for (int64_t r = 0; r < o->OC; r++) s += o->e2[o->OC + r];
+            err[0] = s;
+        }
+        return 0;
+    }
+    const float *x = xq->data;
+    if (o->P) { /* the candidate is an image: its patches */
+        vitq_patchify_forward(o->Xh, x, o->n, xq->shape[1], xq->shape[2], o->P);
+        x = o->Xh;
+    }
+    vitq_gemm(0, 1, o->R, o->OC, o->IC, 1.0f, x, o->Wh, 0.0f, o->tmp);
+    sq_error(o, o->tmp, o->Y, o->R, o->OC, per_group, err);
+    return 0;
+}
+
+/* Matmul candidates: per (image, head), out = L·op(R) with one side the candidate; error per head. */
+typedef struct {
+    const oracle *o;
+    const float *a, *b; /* the operands for this evaluation */
+} mm_ctx;
+
+static void mm_range(void *vc, int64_t i0, int64_t i1) {
+    const mm_ctx *c = vc;
+    const oracle *o = c->o;
+    const int nt = o->op->kind == VITQ_OP_MATMUL_NT;
+    float *out = malloc(sizeof(float) * (size_t)(o->Ma * o->No));
+    for (int64_t i = i0; i < i1; i++) {
+        double acc = 0;
+        if (out) {
+            vitq_gemm_serial(0, nt, o->Ma, o->No, o->Ka, 1.0f, c->a + i * o->Ma * o->Ka, c->b + i * o->Mb * o->Kb, 0.0f,
+                             out);
+            const float *y = o->Ym + i * o->Ma * o->No;
+            for (int64_t k = 0; k < o->Ma * o->No; k++) {
+                double d = (double)out[k] - y[k];
+                acc += d * d;
+            }
+        } else {
+            acc = NAN;
+        }
+        o->err_bh[i] = acc;
+    }
+    free(out);
+}
+
+static int matmul_error(oracle *o, const vitq_view *xq, int per_group, double *err) {
+    mm_ctx c = {o, o->side == 0 ? xq->data : o->Ah ? o->Ah : o->A, o->side == 1 ? xq->data : o->Bh ? o->Bh : o->B};
+    vitq_parallel_for_work(o->n * o->H, o->Ma * o->No * o->Ka * 2, mm_range, &c);
+    for (int64_t h = 0; h < o->H; h++) err[h] = 0;
+    for (int64_t i = 0; i < o->n * o->H; i++) {
+        if (isnan(o->err_bh[i])) return VITQ_ENOMEM;
+        err[i % o->H] += o->err_bh[i];
+    }
+    if (!per_group)
+        for (int64_t h = 1; h < o->H; h++) err[0] += err[h];
+    return 0;
+}
+
+static int oracle_error(const vitq_search *s, const vitq_view *xq, int per_group, double *err) {
+    oracle *o = (oracle *)s; /* s is the first member */
+    if (!xq || !xq->data || vitq_view_numel(xq) != vitq_view_numel(s->x)) return VITQ_EINVAL;
+    return o->op->kind == VITQ_OP_LINEAR ? linear_error(o, xq, per_group, err) : matmul_error(o, xq, per_group, err);
+}
+
+/* ---- one op's oracle ------------------------------------------------------------------------------ */
+
+static vitq_qtap *bound(vitq_qmodel *q, int act, int row) {
+    for (int i = 0; i < q->n_taps; i++)
+        if ((act >= 0 && q->taps[i].act == act) || (row >= 0 && q->taps[i].row == row))
+            return q->taps[i].plugin ? &q->taps[i] : NULL;
+    return NULL;
+}
+
+static void oracle_free(oracle *o) {
+    float *f[] = {o->Xh, o->Wh, o->G, o->Cm, o->T, o->Y, o->E, o->tmp, (float *)(o->P ? o->X : NULL), (float *)o->Ym};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) vitq_free(f[i]);
+    free(o->e2);
+    free(o->part);
+    free(o->err_bh);
+}
+
+/* Buffers and the float output of a linear op; X from the input tap's capture (im2col for patches). */
+static int linear_setup(oracle *o, float *const *cap, const vitq_model *src, vitq_err *e) {
+    const vitq_op_desc *op = o->op;
+    const vitq_tensor_ref *w = &src->table[op->w_row];
+    const vitq_tap_desc *in = vitq_tap_get(src, op->in_tap);
+    o->OC = w->shape[0];
+    o->IC = w->numel / o->OC;
+    o->W = w->data;
+    o->P = op->patch;
+    if (o->P) {
+        const int64_t Cin = in->shape[1], S = in->shape[2], Np = (S / o->P) * (S / o->P);
+        o->R = o->n * Np;
+        o->img = (vitq_view){.data = cap[op->in_tap], .ndim = 4, .shape = {o->n, Cin, S, S}};
+        float *X = vitq_alloc((size_t)(o->R * o->IC) * sizeof(float));
+        if (X) vitq_patchify_forward(X, cap[op->in_tap], o->n, Cin, S, o->P);
+        o->X = X;
+    } else {
+        o->R = o->n * (vitq_tap_get(src, op->in_tap)->ndim == 3 ? in->shape[1] : 1);
+        o->X = cap[op->in_tap];
+    }
+    int64_t big = o->R * (o->OC > o->IC ? o->OC : o->IC);
+    if (big < o->OC * o->IC) big = o->OC * o->IC;
+    o->Xh = vitq_alloc((size_t)(o->R * o->IC) * sizeof(float));
+    o->Wh = vitq_alloc((size_t)(o->OC * o->IC) * sizeof(float));
+    o->G = vitq_alloc((size_t)(o->IC * o->IC) * sizeof(float));
+    o->Cm = vitq_alloc((size_t)(o->OC * o->IC) * sizeof(float));
+    o->T = vitq_alloc((size_t)(o->OC * o->IC) * sizeof(float));
+    o->Y = vitq_alloc((size_t)(o->R * o->OC) * sizeof(float));
+    o->E = vitq_alloc((size_t)(o->R * o->OC) * sizeof(float));
+    o->tmp = vitq_alloc((size_t)big * sizeof(float));
+    o->e2 = calloc(2 * (size_t)o->OC, sizeof *o->e2);
+    o->part = calloc((size_t)NCH * (size_t)o->OC, sizeof *o->part);
+    if (!o->X || !o->Xh || !o->Wh || !o->G || !o->Cm || !o->T || !o->Y || !o->E || !o->tmp || !o->e2 || !o->part)
+        return vitq_fail(e, VITQ_ENOMEM, "calibration search: out of memory for a %lld x %lld linear over %lld rows",
+                         (long long)o->OC, (long long)o->IC, (long long)o->R);
+    vitq_gemm(0, 1, o->R, o->OC, o->IC, 1.0f, o->X, o->W, 0.0f, o->Y);
+    return VITQ_OK;
+}
+
+static int matmul_setup(oracle *o, float *const *cap, const vitq_model *src, vitq_err *e) {
+    const vitq_op_desc *op = o->op;
+    const vitq_tap_desc *a = vitq_tap_get(src, op->in_tap), *b = vitq_tap_get(src, op->b_tap);
+    o->H = a->shape[1], o->Ma = a->shape[2], o->Ka = a->shape[3], o->Mb = b->shape[2], o->Kb = b->shape[3];
+    o->No = op->kind == VITQ_OP_MATMUL_NT ? o->Mb : o->Kb;
+    o->A = cap[op->in_tap];
+    o->B = cap[op->b_tap];
+    const int64_t nh = o->n * o->H;
+    float *Y = vitq_alloc((size_t)(nh * o->Ma * o->No) * sizeof(float));
+    o->Xh = vitq_alloc((size_t)(nh * (o->Ma * o->Ka > o->Mb * o->Kb ? o->Ma * o->Ka : o->Mb * o->Kb)) * sizeof(float));
+    o->err_bh = calloc((size_t)nh, sizeof *o->err_bh);
+    if (!Y || !o->Xh || !o->err_bh) {
+        vitq_free(Y);
+        return vitq_fail(e, VITQ_ENOMEM, "calibration search: out of memory for a matmul over %lld images", (long long)o->n);
+    }
+    const int nt = op->kind == VITQ_OP_MATMUL_NT;
+    for (int64_t i = 0; i < nh; i++)
+        vitq_gemm(0, nt, o->Ma, o->No, o->Ka, 1.0f, o->A + i * o->Ma * o->Ka, o->B + i * o->Mb * o->Kb, 0.0f,
+                  Y + i * o->Ma * o->No);
+    o->Ym = Y;
+    return VITQ_OK;
+}
+
+/* x as t's quantizer now has it, into y (same shape as tap_view(t, x)). */
+static int quantize_into(vitq_qmodel *q, vitq_qtap *t, vitq_view v, float *y, vitq_err *e) {
+    vitq_view out = v;
+    out.data = y;
+    int rc = t->plugin->quantizer->forward(t->inst, &v, &out);
+    if (rc) {
+        vitq_qtap_failed(q, t, rc, "forward");
+        return vitq_fail(e, rc < 0 ? rc : VITQ_EPLUGIN, "%s", q->err);
+    }
+    return VITQ_OK;
+}
+
+/* The other side of the op as its quantizer now has it (or float), and what the Gram form needs. */
+static int prepare(oracle *o, int side, vitq_err *e) {
+    vitq_qmodel *q = o->q;
+    const vitq_op_desc *op = o->op;
+    o->side = side;
+    if (op->kind != VITQ_OP_LINEAR) {
+        vitq_qtap *t = bound(q, side == 0 ? op->b_tap : op->in_tap, -1);
+        o->Ah = o->Bh = NULL;
+        if (!t) return VITQ_OK;
+        if (side == 0) o->Bh = o->Xh;
+        else o->Ah = o->Xh;
+        return quantize_into(q, t, tap_view(t, (float *)(side == 0 ? o->B : o->A), o->n), o->Xh, e);
+    }
+    int rc = VITQ_OK;
+    if (side == 1) { /* the input's candidates meet the weights as quantized */
+        vitq_qtap *t = bound(q, -1, op->w_row);
+        if (t) return quantize_into(q, t, tap_view(t, (float *)o->W, 0), o->Wh, e);
+        memcpy(o->Wh, o->W, (size_t)(o->OC * o->IC) * sizeof(float));
+        return VITQ_OK;
+    }
+    /* the weights' candidates meet the input as quantized: G = X̂ᵀX̂, E = (X̂ − X)Wᵀ, C = EᵀX̂, e2_o = ‖E_o‖² */
+    vitq_qtap *t = bound(q, op->in_tap, -1);
+    if (t && o->P) {
+        rc = quantize_into(q, t, o->img, o->tmp, e);
+        if (!rc) vitq_patchify_forward(o->Xh, o->tmp, o->n, o->img.shape[1], o->img.shape[2], o->P);
+    } else if (t) {
+        rc = quantize_into(q, t, tap_view(t, (float *)o->X, o->n), o->Xh, e);
+    } else {
+        memcpy(o->Xh, o->X, (size_t)(o->R * o->IC) * sizeof(float));
+    }
+    if (rc) return rc;
+    vitq_gemm(1, 0, o->IC, o->IC, o->R, 1.0f, o->Xh, o->Xh, 0.0f, o->G);
+    for (int64_t i = 0; i < o->R * o->IC; i++) o->tmp[i] = o->Xh[i] - o->X[i];
+    vitq_gemm(0, 1, o->R, o->OC, o->IC, 1.0f, o->tmp, o->W, 0.0f, o->E);
+    vitq_gemm(1, 0, o->OC, o->IC, o->R, 1.0f, o->E, o->Xh, 0.0f, o->Cm);
+    sq_error(o, o->E, NULL, o->R, o->OC, 1, o->e2);
+    return VITQ_OK;
+}
+
+/* ---- the driver ----------------------------------------------------------------------------------- */
+
+static int search_tap(oracle *o, int side, int round, int rounds, vitq_err *e) {
+    const vitq_op_desc *op = o->op;
+    vitq_qtap *t = op->kind == VITQ_OP_LINEAR ? bound(o->q, side == 1 ? op->in_tap : -1, side == 0 ? op->w_row : -1)
+                                              : bound(o->q, side == 0 ? op->in_tap : op->b_tap, -1);
+    if (!t || !t->plugin->quantizer->search) return VITQ_OK;
+    int rc = prepare(o, side, e);
+    if (rc) return rc;
+    vitq_view x;
+    if (op->kind == VITQ_OP_LINEAR)
+        x = side == 0 ? tap_view(t, (float *)o->W, 0) : o->P ? o->img : tap_view(t, (float *)o->X, o->n);
+    else
+        x = tap_view(t, (float *)(side == 0 ? o->A : o->B), o->n);
+    o->s = (vitq_search){.size = sizeof(vitq_search), .round = round, .rounds = rounds, .x = &x,
+                         .error = oracle_error, .ctx = o};
+    o->s.groups = op->kind == VITQ_OP_LINEAR ? o->OC : o->H;
+    o->s.group_dim = op->kind != VITQ_OP_LINEAR ? VITQ_DIM_HEAD : side == 0 ? VITQ_DIM_OUT : VITQ_DIM_BATCH;
+    rc = t->plugin->quantizer->search(t->inst, &o->s);
+    if (rc) {
+        vitq_qtap_failed(o->q, t, rc, "search");
+        return vitq_fail(e, rc < 0 ? rc : VITQ_EPLUGIN, "calibration search: %s", o->q->err);
+    }
+    return VITQ_OK;
+}
+
+/* Observes and finalizes one tap on a whole tensor (its calibration range recorded for histograms). */
+static int finalize_tap(vitq_qmodel *q, vitq_qtap *t, vitq_view v, vitq_err *e) {
+    const vitq_quantizer_ops *ops = t->plugin->quantizer;
+    vitq_qstats_minmax(t, v.data, vitq_view_numel(&v));
+    int rc = ops->observe(t->inst, &v);
+    if (!rc && ops->finalize) rc = ops->finalize(t->inst);
+    if (rc) {
+        vitq_qtap_failed(q, t, rc, "calibration");
+        return vitq_fail(e, rc < 0 ? rc : VITQ_EPLUGIN, "%s", q->err);
+    }
+    t->finalized = 1;
+    return VITQ_OK;
+}
+
+/* One unit: capture its taps over the n inputs `in` (writing its outputs to out), finalize its
+ * activation quantizers, then the rounds of search over its ops. */
+static int search_unit(vitq_qmodel *q, int u, const float *in, int64_t n, int rounds, float *out, vitq_err *e) {
+    const vitq_unit *un = vitq_unit_get(q->m, u);
+    capture_ctx cap = {.buf = calloc((size_t)q->n_act, sizeof(float *)), .per = calloc((size_t)q->n_act, sizeof(int64_t))};
+    vitq_op_desc ops[16];
+    oracle or[16];
+    memset(or, 0, sizeof or);
+    int nops = vitq_unit_ops(q->m, u, ops, 16), rc = cap.buf && cap.per ? VITQ_OK : VITQ_ENOMEM;
+    for (int id = un->tap_first; !rc && id < un->tap_end; id++) {
+        const vitq_tap_desc *d = vitq_tap_get(q->m, id);
+        cap.per[id] = 1;
+        for (int k = 1; k < d->ndim; k++) cap.per[id] *= d->shape[k];
+        if (!(cap.buf[id] = vitq_alloc((size_t)(n * cap.per[id]) * sizeof(float)))) rc = VITQ_ENOMEM;
+    }
+    if (rc) vitq_fail(e, rc, "calibration search: out of memory capturing %s over %lld images", un->name, (long long)n);
+    if (!rc) rc = capture_unit(q, u, in, n, 32, &cap, out, e);
+    for (int i = 0; !rc && i < q->n_taps; i++) {
+        vitq_qtap *t = &q->taps[i];
+        if (t->act >= un->tap_first && t->act < un->tap_end && t->plugin)
+            rc = finalize_tap(q, t, tap_view(t, cap.buf[t->act], n), e);
+    }
+    for (int k = 0; !rc && k < nops; k++) {
+        or[k] = (oracle){.q = q, .op = &ops[k], .n = n};
+        rc = ops[k].kind == VITQ_OP_LINEAR ? linear_setup(&or[k], cap.buf, q->src, e) : matmul_setup(&or[k], cap.buf, q->src, e);
+    }
+    for (int r = 0; !rc && r <= rounds; r++)
+        for (int k = 0; !rc && k < nops; k++) {
+            if (vitq_interrupted) rc = vitq_fail(e, VITQ_ECANCELLED, "calibration search interrupted");
+            if (!rc) rc = search_tap(&or[k], 0, r, rounds, e);
+            if (!rc) rc = search_tap(&or[k], 1, r, rounds, e);
+        }
+    for (int k = 0; k < nops; k++) oracle_free(&or[k]);
+    for (int id = 0; cap.buf && id < q->n_act; id++) vitq_free(cap.buf[id]);
+    free(cap.buf);
+    free(cap.per);
+    return rc;
+}
+
+int vitq_qmodel_calibrate_search(vitq_qmodel *q, const float *images, int n, int rounds, vitq_err *e) {
+    if (q->phase != VITQ_QPHASE_CREATED) return vitq_fail(e, VITQ_EINVAL, "the quantized model is already calibrated");
+    if (n < 1) return vitq_fail(e, VITQ_EINVAL, "calibration needs at least one image, got %d", n);
+    int rc = VITQ_OK;
+    for (int i = 0; !rc && i < q->n_taps; i++) { /* weights: their own finalize first */
+        vitq_qtap *t = &q->taps[i];
+        if (t->act < 0 && t->plugin) rc = finalize_tap(q, t, tap_view(t, t->w_fp->data, 0), e);
+    }
+    int64_t most = 0;
+    for (int u = 0; u < vitq_unit_count(q->m); u++) {
+        const vitq_unit *un = vitq_unit_get(q->m, u);
+        most = un->in_numel > most ? un->in_numel : most;
+        most = un->out_numel > most ? un->out_numel : most;
+    }
+    float *cur = vitq_alloc((size_t)(n * most) * sizeof(float)), *next = vitq_alloc((size_t)(n * most) * sizeof(float));
+    if (!rc && (!cur || !next)) rc = vitq_fail(e, VITQ_ENOMEM, "calibration search: out of memory");
+    if (!rc) memcpy(cur, images, (size_t)(n * vitq_unit_get(q->m, 0)->in_numel) * sizeof(float));
+    for (int u = 0; !rc && u < vitq_unit_count(q->m); u++) {
+        rc = search_unit(q, u, cur, n, rounds, next, e);
+        float *t = cur;
+        cur = next, next = t;
+    }
+    vitq_free(cur);
+    vitq_free(next);
+    if (rc) return rc;
+    if ((rc = vitq_qmodel_requantize(q, -1, e))) return rc;
+    for (int i = 0; i < q->n_taps; i++) { /* the weights as searched, measured once */
+        vitq_qtap *t = &q->taps[i];
+        if (t->act >= 0 || !t->plugin) continue;
+        int save_hist = t->hist;
+        t->hist = -1;
+        vitq_qstats_measure(q, t, t->w_fp->data, t->w_q, t->w_fp->numel, NULL);
+        t->hist = save_hist;
+    }
+    q->phase = VITQ_QPHASE_CALIBRATED;
+    return VITQ_OK;
+}

@@ -1,0 +1,164 @@
+/* session_recon.c — reconstruction of one unit on the quantized student: its quantizers in training,
+ * forward (weights re-derived from the float student and the trainable tensors, QDrop inside the
+ * activation quantizers) and backward (every quantizer's straight-through backward through the unit's
+ * backward, then the weights' gradients through the weight quantizers), the trainable tensors, the
+ * regularisers and constraints, and commit: freeze, save the state for resume, advance Q_IN.
+ * A resumed cell loads the saved state and starts at the first uncommitted unit: QDrop masks come from a
+ * stream seeded per unit, so the rest of the run draws what an uninterrupted one would. */
+#include "train/train.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+void vitq_session_recon_free(vitq_session *s) {
+    vitq_acts_free(s->ua);
+    vitq_grad_acts_free(s->ug);
+    free(s->tnames);
+    s->ua = NULL, s->ug = NULL, s->tnames = NULL;
+}
+
+static int need_unit(vitq_session *s, int u, const char *what) {
+    if (!s->q) return vitq_ss_fail(s, VITQ_EINVAL, "%s: there is no quantized model before calibration", what);
+    if (u != s->unit) return vitq_ss_fail(s, VITQ_EINVAL, "%s: unit %d is not in training (begin(%d) first)", what, u, u);
+    return VITQ_OK;
+}
+
+static int q_fail(vitq_session *s, int rc, const vitq_err *e) { return vitq_ss_fail(s, rc, "%s", e->msg); }
+
+int vitq_ss_begin(vitq_session *s, int u, int batch) {
+    if (!s->q) return vitq_ss_fail(s, VITQ_EINVAL, "begin: there is no quantized model before calibration");
+    vitq_model *m = vitq_qmodel_model(s->q);
+    const vitq_unit *un = vitq_unit_get(m, u);
+    if (!un || batch < 1) return vitq_ss_fail(s, VITQ_EINVAL, "begin: unit %d / batch %d out of range", u, batch);
+    if (s->unit >= 0 && s->unit != u) return vitq_ss_fail(s, VITQ_EINVAL, "begin(%d): unit %d is still in training", u, s->unit);
+    if (u < s->committed) return vitq_ss_fail(s, VITQ_EINVAL, "begin(%d): the unit is already committed", u);
+    vitq_err e;
+    int rc = vitq_model_alloc_grads(m, &e);
+    if (!rc && (!s->ua || batch > s->batch)) {
+        vitq_acts_free(s->ua);
+        vitq_grad_acts_free(s->ug);
+        s->ua = NULL, s->ug = NULL;
+        rc = vitq_acts_create(m, batch, 0, &s->ua, &e);
+        if (!rc) rc = vitq_grad_acts_create(m, batch, &s->ug, &e);
+        s->batch = rc ? 0 : batch;
+    }
+    if (!rc) rc = vitq_qmodel_train(s->q, u, &e);
+    if (rc) return q_fail(s, rc, &e);
+    char key[96];
+    snprintf(key, sizeof key, "qdrop/%s", un->name);
+    vitq_qmodel_stats_enable(s->q, 0);
+    vitq_qmodel_set_qdrop(s->q, 1, vitq_session_services()->seed(s, key));
+    vitq_qmodel_zero_grad(s->q, u);
+    s->unit = u;
+    return VITQ_OK;
+}
+
+int vitq_ss_forward(vitq_session *s, int u, const float *x, int B, double drop_prob, float *y) {
+    int rc = need_unit(s, u, "forward");
+    if (rc) return rc;
+    if (B < 1 || B > s->batch) return vitq_ss_fail(s, VITQ_EINVAL, "forward: batch %d, begin() made room for %d", B, s->batch);
+    vitq_model *m = vitq_qmodel_model(s->q);
+    const vitq_unit *un = vitq_unit_get(m, u);
+    vitq_err e;
+    vitq_qmodel_set_drop_prob(s->q, drop_prob);
+    rc = vitq_qmodel_requantize(s->q, u, &e);
+    if (!rc) {
+        memcpy(vitq_unit_in(m, s->ua, u), x, (size_t)(B * un->in_numel) * sizeof(float));
+        rc = vitq_forward_units(m, s->ua, u, u + 1, B, &e);
+    }
+    if (rc) return vitq_ss_fail(s, rc, "%s forward: %s", un->name, vitq_qmodel_error(s->q)[0] ? vitq_qmodel_error(s->q) : e.msg);
+    memcpy(y, vitq_unit_out(m, s->ua, u), (size_t)(B * un->out_numel) * sizeof(float));
+    return VITQ_OK;
+}
+
+int vitq_ss_backward(vitq_session *s, int u, const float *dy, int B, float *dx) {
+    int rc = need_unit(s, u, "backward");
+    if (rc) return rc;
+    vitq_model *m = vitq_qmodel_model(s->q);
+    const vitq_unit *un = vitq_unit_get(m, u);
+    vitq_err e;
+    memcpy(vitq_unit_dout(m, s->ug, u), dy, (size_t)(B * un->out_numel) * sizeof(float));
+    rc = vitq_backward_units(m, s->ua, s->ug, u, u + 1, B, &e);
+    if (!rc) rc = vitq_qmodel_weights_backward(s->q, u, &e);
+    if (rc) return vitq_ss_fail(s, rc, "%s backward: %s", un->name, vitq_qmodel_error(s->q)[0] ? vitq_qmodel_error(s->q) : e.msg);
+    const float *d = vitq_unit_din(m, s->ug, u);
+    if (dx && d) memcpy(dx, d, (size_t)(B * un->in_numel) * sizeof(float));
+    else if (dx) memset(dx, 0, (size_t)(B * un->in_numel) * sizeof(float)); /* the image: no gradient */
+    return VITQ_OK;
+}
+
+int vitq_ss_zero_grad(vitq_session *s, int u) {
+    int rc = need_unit(s, u, "zero_grad");
+    if (!rc) vitq_qmodel_zero_grad(s->q, u);
+    return rc;
+}
+
+int vitq_ss_trainables(vitq_session *s, int u, const char *glob, vitq_qtensor *out, int max) {
+    int rc = need_unit(s, u, "trainables");
+    if (rc) return rc;
+    char (*names)[160] = realloc(s->tnames, sizeof *names * (size_t)(max > 0 ? max : 1));
+    if (!names) return vitq_ss_fail(s, VITQ_ENOMEM, "trainables: out of memory");
+    s->tnames = names;
+    int n = vitq_qmodel_trainables(s->q, u, glob, out, names, max);
+    for (int i = 0; i < n; i++) out[i].name = names[i]; /* "TAP:TENSOR", owned by the session */
+    s->n_tnames = n;
+    return n;
+}
+
+int vitq_ss_regularize(vitq_session *s, int u, const vitq_reg *r, double *loss) {
+    int rc = need_unit(s, u, "regularize");
+    vitq_err e;
+    if (!rc && (rc = vitq_qmodel_regularize(s->q, u, r, loss, &e))) return q_fail(s, rc, &e);
+    return rc;
+}
+
+int vitq_ss_project(vitq_session *s, int u) {
+    int rc = need_unit(s, u, "project");
+    vitq_err e;
+    if (!rc && (rc = vitq_qmodel_project(s->q, u, &e))) return q_fail(s, rc, &e);
+    return rc;
+}
+
+/* The committed state, for resume: written atomically after every commit. */
+static int save_state(vitq_session *s, vitq_err *e) {
+    if (!s->c.state_path) return VITQ_OK;
+    char committed[32];
+    snprintf(committed, sizeof committed, "%d", s->committed);
+    const char *kv[] = {"state_key", s->c.state_key ? s->c.state_key : "", "committed", committed, "pass",
+                        s->pass_name ? s->pass_name : ""};
+    return vitq_qmodel_state_save(s->q, s->c.state_path, kv, 3, e);
+}
+
+int vitq_ss_commit(vitq_session *s, int u) {
+    int rc = need_unit(s, u, "commit");
+    if (rc) return rc;
+    vitq_err e;
+    if ((rc = vitq_qmodel_freeze(s->q, u, &e))) return q_fail(s, rc, &e);
+    s->unit = -1;
+    s->committed = u + 1;
+    if ((rc = save_state(s, &e))) return q_fail(s, rc, &e);
+    if (s->q_ok && s->q_unit > u) s->q_ok = 0; /* the chain saw this unit before it was committed */
+    return VITQ_OK;
+}
+
+int vitq_ss_resume_unit(vitq_session *s) { return s->committed; }
+
+/* Before a pass runs: a state saved for this cell (same key, same pass) restores the committed units. */
+int vitq_session_resume(vitq_session *s, vitq_err *e) {
+    struct stat st;
+    if (!s->q || !s->c.state_path || stat(s->c.state_path, &st) != 0) return VITQ_OK;
+    char *key = vitq_state_attr(s->c.state_path, "state_key"), *pass = vitq_state_attr(s->c.state_path, "pass");
+    char *done = vitq_state_attr(s->c.state_path, "committed");
+    int ok = key && pass && done && !strcmp(key, s->c.state_key ? s->c.state_key : "") &&
+             !strcmp(pass, s->pass_name ? s->pass_name : "");
+    int rc = VITQ_OK;
+    if (ok) {
+        rc = vitq_qmodel_state_load(s->q, s->c.student, s->c.state_path, e);
+        if (!rc) s->committed = atoi(done);
+    }
+    free(key), free(pass), free(done);
+    vitq_session_chains_reset(s);
+    return rc;
+}

@@ -1,0 +1,190 @@
+/* test_session.c — the pass session (train/session*.c) driven directly through its services: caches,
+ * a short reconstruction of one block with learnable activation scales lowering its loss, gradients
+ * cleared by zero_grad, commit saving a state that a second session resumes from (same quantized
+ * model, bit for bit), and refusals naming what is wrong. */
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct {
+    vitq_model *teacher, *student;
+    vitq_dataset *data;
+    int64_t *order;
+    vitq_qmodel *q;
+    vitq_session *s;
+    const vitq_session_api *api;
+} fixture;
+
+static vitq_kv KV[3][6] = {
+    {{"taps", "blocks.*.weight", "t.ini", 2}, {"plugin", "uniform", "t.ini", 3}, {"bits", "4", "t.ini", 4},
+     {"granularity", "per_channel", "t.ini", 5}},
+    {{"taps", "blocks.*.input", "t.ini", 7}, {"plugin", "uniform", "t.ini", 8}, {"bits", "4", "t.ini", 9},
+     {"learnable", "true", "t.ini", 10}, {"grad_scale", "false", "t.ini", 11}},
+};
+static vitq_section SECS[2] = {{"quantizer w", KV[0], 4, "t.ini", 1}, {"quantizer a", KV[1], 5, "t.ini", 6}};
+
+/* A 28x28 ViT (patch 7, dim 16, depth 2) with random weights, quantized at W4A4 and calibrated on 32
+ * Fashion-MNIST training images; a session over the first 64 images of a seeded order. */
+static int setup(fixture *f, const char *state_path) {
+    memset(f, 0, sizeof *f);
+    vitq_arch a = {.name = "t28", .img_size = 28, .patch_size = 7, .in_chans = 1, .num_classes = 10,
+                   .embed_dim = 16, .depth = 2, .num_heads = 2, .mlp_ratio = 2, .qkv_bias = 1,
+                   .mean = {0.2860f}, .std = {0.3530f}, .crop_pct = 1, .interpolation = "bicubic"};
+    vitq_err e;
+    vitq_data_opts o = {.img_size = 28, .in_chans = 1, .mean = {0.2860f}, .std = {0.3530f}, .crop_pct = 1};
+    if (vitq_model_create(&a, &f->teacher, &e) || vitq_dataset_open("fashion-mnist", "train", &o, &f->data, &e)) {
+        test_failf(__FILE__, __LINE__, "%s", e.msg);
+        return -1;
+    }
+    vitq_model_init_train(f->teacher, 3, 0.2f);
+    for (int64_t i = 0; i < f->teacher->n_params; i++) f->teacher->slab[i] += 0.02f * (float)((i * 7919) % 13 - 6);
+    vitq_model_clone(f->teacher, &f->student, &e);
+    f->order = vitq_calib_subset(11, vitq_dataset_size(f->data), 64);
+    float *img = malloc(sizeof(float) * 32 * 784);
+    int rc = vitq_dataset_load(f->data, f->order, 32, img, NULL, &e);
+    if (!rc) rc = vitq_qmodel_create(f->student, SECS, 2, 5, &f->q, &e);
+    if (!rc) rc = vitq_qmodel_calibrate(f->q, img, 32, "float", &e);
+    free(img);
+    vitq_session_cfg c = {.teacher = f->teacher, .student = f->student, .data = f->data, .order = f->order,
+                          .n_order = 64, .seed = 5, .batch = 16, .state_path = state_path, .state_key = "k1"};
+    if (!rc) rc = vitq_session_create(&c, &f->s, &e);
+    if (rc) {
+        test_failf(__FILE__, __LINE__, "%s", e.msg);
+        return -1;
+    }
+    vitq_session_set_qmodel(f->s, f->q);
+    f->api = vitq_session_services();
+    return 0;
+}
+
+static void teardown(fixture *f) {
+    vitq_session_free(f->s);
+    vitq_qmodel_free(f->q);
+    vitq_model_free(f->student);
+    vitq_model_free(f->teacher);
+    vitq_dataset_free(f->data);
+    free(f->order);
+}
+
+/* mean squared error of y against t (n values) and its gradient. */
+static double mse(const float *y, const float *t, float *dy, int64_t n) {
+    double l = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)y[i] - t[i];
+        l += d * d;
+        dy[i] = (float)(2 * d / (double)n);
+    }
+    return l / (double)n;
+}
+
+/* 60 Adam steps on block 0's activation scales (batch 16, cycling over the 64 images). */
+static void reconstruct(fixture *f, int u, double *first, double *last) {
+    vitq_session *s = f->s;
+    const vitq_session_api *A = f->api;
+    vitq_unit_info ui;
+    CHECK(A->unit(s, u, &ui) == 0);
+    const int B = 16;
+    const int64_t n = B * ui.out_numel;
+    float *x = malloc(sizeof(float) * (size_t)(B * ui.in_numel)), *t = malloc(sizeof(float) * (size_t)n);
+    float *y = malloc(sizeof(float) * (size_t)n), *dy = malloc(sizeof(float) * (size_t)n);
+    CHECK(A->begin(s, u, B) == 0);
+    vitq_qtensor tr[32];
+    int nt = A->trainables(s, u, "*:scale", tr, 32);
+    CHECK_EQ(nt, 4); /* qkv, proj, fc1, fc2 inputs */
+    vitq_adam_group g[32];
+    double lr[32];
+    for (int i = 0; i < nt; i++) g[i] = (vitq_adam_group){tr[i].value, tr[i].grad, tr[i].n, 0.9, 0.999, 1e-8, 0}, lr[i] = 2e-3;
+    vitq_opt *o = A->adam_create(s, g, nt);
+    for (int it = 0; it < 60; it++) {
+        int64_t idx[16];
+        for (int b = 0; b < B; b++) idx[b] = (it * B + b) % 64;
+        CHECK(A->io(s, u, VITQ_IO_Q_IN, idx, B, x) == 0 && A->io(s, u, VITQ_IO_FP_OUT, idx, B, t) == 0);
+        CHECK(A->forward(s, u, x, B, 1.0, y) == 0);
+        double l = mse(y, t, dy, n);
+        if (it == 0) *first = l;
+        *last = l;
+        A->zero_grad(s, u);
+        CHECK(A->backward(s, u, dy, B, NULL) == 0);
+        A->adam_step(o, lr);
+        A->record(s, "blocks.0/loss", it, l);
+    }
+    A->adam_free(o);
+    free(x), free(t), free(y), free(dy);
+}
+
+TEST(session_reconstruction_lowers_loss_and_resumes) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/state.h5", test_tmpdir());
+    fixture f;
+    if (setup(&f, path)) {
+        teardown(&f);
+        return;
+    }
+    vitq_session *s = f.s;
+    const vitq_session_api *A = f.api;
+    CHECK_EQ(A->n_units(s), 4);
+    CHECK_EQ(A->io(s, 1, VITQ_IO_FP_IN, (int64_t[]){0}, 1, NULL), VITQ_EINVAL); /* images() first */
+    CHECK(A->images(s, 64) == 0);
+    CHECK_EQ(A->images(s, 65), VITQ_EINVAL);
+    CHECK(A->images(s, 64) == 0);
+    CHECK_EQ(A->forward(s, 1, NULL, 1, 1.0, NULL), VITQ_EINVAL); /* not begun */
+    int64_t per = 0;
+    CHECK(A->capture(s, "blocks.1.mlp.fc1.input", 0, NULL, &per) == 0);
+    CHECK_EQ(per, 17 * 16);
+    float *ct = malloc(sizeof(float) * 64 * 17 * 16), *cs = malloc(sizeof(float) * 64 * 17 * 16);
+    CHECK(A->capture(s, "blocks.1.mlp.fc1.input", 0, ct, NULL) == 0);
+    CHECK(A->capture(s, "blocks.1.mlp.fc1.input", 1, cs, NULL) == 0); /* the student is still the teacher */
+    CHECK_EQ(memcmp(ct, cs, sizeof(float) * 64 * 17 * 16), 0);
+    f.student->mlp_act[0] = VITQ_ACT_RELU; /* a changed student: its block 1 sees other inputs */
+    A->sync(s);
+    CHECK(A->capture(s, "blocks.1.mlp.fc1.input", 1, cs, NULL) == 0);
+    CHECK(memcmp(ct, cs, sizeof(float) * 64 * 17 * 16) != 0);
+    f.student->mlp_act[0] = VITQ_ACT_GELU;
+    A->sync(s);
+    free(ct), free(cs);
+    CHECK_EQ(A->capture(s, "blocks.9.attn.probs", 0, NULL, &per), VITQ_EINVAL);
+    double first = 0, last = 0;
+    reconstruct(&f, 1, &first, &last);
+    printf("  block 0 reconstruction: mse %.6g -> %.6g\n", first, last);
+    CHECK(last < 0.9 * first);
+    vitq_qtensor tr[8];
+    CHECK(A->trainables(s, 1, "blocks.0.mlp.fc2.input:scale", tr, 8) == 1);
+    CHECK(tr[0].grad[0] != 0);
+    A->zero_grad(s, 1);
+    CHECK_EQ(tr[0].grad[0], 0.0f);
+    CHECK_EQ(A->commit(s, 1), 0);
+    CHECK_EQ(A->resume_unit(s), 2);
+    CHECK_EQ(access(path, F_OK), 0);
+    const vitq_curve *cv;
+    int nc;
+    vitq_session_curves(s, &cv, &nc);
+    CHECK_EQ(nc, 1);
+    CHECK_EQ(cv[0].n, 60);
+    /* logits of the committed model, then a fresh cell resuming from the state: the same numbers */
+    float img[4 * 784], l1[40], l2[40];
+    vitq_err e;
+    vitq_dataset_load(f.data, f.order, 4, img, NULL, &e);
+    vitq_acts *a = NULL;
+    CHECK(vitq_acts_create(vitq_qmodel_model(f.q), 4, 0, &a, &e) == 0);
+    CHECK(vitq_forward(vitq_qmodel_model(f.q), a, img, 4, &e) == 0);
+    memcpy(l1, a->logits, sizeof l1);
+    vitq_acts_free(a);
+    fixture g;
+    if (!setup(&g, path)) {
+        g.s->pass_name = "other";
+        CHECK_EQ(vitq_session_resume(g.s, &e), 0); /* what vitq_session_run does first */
+        CHECK_EQ(g.api->resume_unit(g.s), 0);      /* another pass name: not resumed */
+        g.s->pass_name = NULL;
+        CHECK_EQ(vitq_session_resume(g.s, &e), 0);
+        CHECK_EQ(g.api->resume_unit(g.s), 2);
+        CHECK(vitq_acts_create(vitq_qmodel_model(g.q), 4, 0, &a, &e) == 0);
+        CHECK(vitq_forward(vitq_qmodel_model(g.q), a, img, 4, &e) == 0);
+        memcpy(l2, a->logits, sizeof l2);
+        vitq_acts_free(a);
+        CHECK_EQ(memcmp(l1, l2, sizeof l1), 0);
+    }
+    teardown(&g);
+    teardown(&f);
+}
