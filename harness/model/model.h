@@ -259,6 +259,8 @@ typedef enum {
     VITQ_SZ_WIN_TOKENS,/* Swin: tokens of one window (window side squared) at the block */
     VITQ_SZ_MERGED,    /* Swin: width of the patch-merging input at the block (4x the previous stage's) */
     VITQ_SZ_FEATURES,  /* Swin: width of the last stage (the pooled features, head input) */
+    VITQ_SZ_WIN_BATCH, /* Swin: dim 0 of a window-layout tap, B * windows per image: 0 in a description */
+    VITQ_SZ_WINDOWS,   /* Swin: windows per image at the block */
 } vitq_size_sym;
 
 typedef enum {
@@ -286,6 +288,7 @@ struct vitq_tap_desc {
     int ndim;
     int64_t shape[4];      /* shape[0] (batch) is 0 */
     vitq_dim dims[4];
+    int64_t per_image;     /* rows of dim 0 per image: 1, or (Swin's window-layout taps) windows per image */
 };
 
 typedef struct vitq_tap_hooks {
@@ -311,6 +314,10 @@ VITQ_API int vitq_taps_build(vitq_model *m, vitq_err *e);
 VITQ_API int vitq_tap_count(const vitq_model *m);
 VITQ_API const vitq_tap_desc *vitq_tap_get(const vitq_model *m, int id);
 VITQ_API int vitq_tap_id(const vitq_model *m, vitq_tap_site site, int block);
+/* Per image: the rows of tap id's dim 0 (vitq_tap_desc.per_image; a call on B images has B * that many) and
+ * its values (per_image * shape[1] * ...). Code that keeps a tap's values per image uses these. */
+VITQ_API int64_t vitq_tap_rows_per_image(const vitq_model *m, int id);
+VITQ_API int64_t vitq_tap_numel_per_image(const vitq_model *m, int id);
 /* Writes the tap's name (e.g. "blocks.3.attn.probs", or "tap<id>" out of range) into buf. */
 VITQ_API const char *vitq_tap_name(const vitq_model *m, int tap, char *buf, size_t n);
 /* The plugin-facing description of activation tap id, or of weight row r (its name pointer borrowed). */

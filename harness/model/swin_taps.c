@@ -5,18 +5,20 @@
  * MLP taps at every block. Names are timm's module paths: layers.S.downsample.reduction.input,
  * layers.S.blocks.I.attn.qkv.input, ... (model.h "Swin" lists every tap with its shape and layout). The
  * window-layout taps (qkv input, q, k, v, probs, proj input) have B * windows rows in their batch
- * dimension; the token-layout ones (fc1, fc2 inputs, the reduction input) B. */
+ * dimension (vitq_tap_desc.per_image = windows per image); the token-layout ones (fc1, fc2 inputs, the
+ * reduction input) B. */
 #include "model/model.h"
 
 #define B VITQ_SZ_BATCH
+#define BW VITQ_SZ_WIN_BATCH /* B * windows per image */
 #define W VITQ_SZ_WIN_TOKENS
 #define C VITQ_SZ_EMBED
 #define H VITQ_SZ_HEADS
 #define D VITQ_SZ_HEAD_DIM
-#define ROW3(PAT, SITE, MID, LAST) \
-    {PAT, SITE, VITQ_TAPK_ACT, VITQ_TAP_PER_BLOCK, 3, {B, MID, LAST}, {VITQ_DIM_BATCH, VITQ_DIM_TOKEN, VITQ_DIM_CHANNEL}}
+#define ROW3(PAT, SITE, B0, MID, LAST) \
+    {PAT, SITE, VITQ_TAPK_ACT, VITQ_TAP_PER_BLOCK, 3, {B0, MID, LAST}, {VITQ_DIM_BATCH, VITQ_DIM_TOKEN, VITQ_DIM_CHANNEL}}
 #define HEADS(PAT, SITE) \
-    {PAT, SITE, VITQ_TAPK_ACT, VITQ_TAP_PER_BLOCK, 4, {B, H, W, D}, \
+    {PAT, SITE, VITQ_TAPK_ACT, VITQ_TAP_PER_BLOCK, 4, {BW, H, W, D}, \
      {VITQ_DIM_BATCH, VITQ_DIM_HEAD, VITQ_DIM_TOKEN, VITQ_DIM_HEAD_CH}}
 
 /* timm's SwinTransformer, in forward order. Names and order are part of the results. */
@@ -24,20 +26,21 @@ static const vitq_tap_row swin_taps[] = {
     {"patch_embed.proj.input", VITQ_SITE_PATCH_IN, VITQ_TAPK_ACT, VITQ_TAP_ONCE, 4,
      {B, VITQ_SZ_IN_CHANS, VITQ_SZ_IMG, VITQ_SZ_IMG},
      {VITQ_DIM_BATCH, VITQ_DIM_CHANNEL, VITQ_DIM_SPATIAL, VITQ_DIM_SPATIAL}},
-    ROW3("layers.%d.downsample.reduction.input", VITQ_SITE_REDUCTION_IN, VITQ_SZ_TOKENS, VITQ_SZ_MERGED),
-    ROW3("layers.%d.blocks.%d.attn.qkv.input", VITQ_SITE_QKV_IN, W, C),
+    ROW3("layers.%d.downsample.reduction.input", VITQ_SITE_REDUCTION_IN, B, VITQ_SZ_TOKENS, VITQ_SZ_MERGED),
+    ROW3("layers.%d.blocks.%d.attn.qkv.input", VITQ_SITE_QKV_IN, BW, W, C),
     HEADS("layers.%d.blocks.%d.attn.q", VITQ_SITE_Q),
     HEADS("layers.%d.blocks.%d.attn.k", VITQ_SITE_K),
     HEADS("layers.%d.blocks.%d.attn.v", VITQ_SITE_V),
-    {"layers.%d.blocks.%d.attn.probs", VITQ_SITE_PROBS, VITQ_TAPK_PROBS, VITQ_TAP_PER_BLOCK, 4, {B, H, W, W},
+    {"layers.%d.blocks.%d.attn.probs", VITQ_SITE_PROBS, VITQ_TAPK_PROBS, VITQ_TAP_PER_BLOCK, 4, {BW, H, W, W},
      {VITQ_DIM_BATCH, VITQ_DIM_HEAD, VITQ_DIM_TOKEN, VITQ_DIM_KEY}},
-    ROW3("layers.%d.blocks.%d.attn.proj.input", VITQ_SITE_PROJ_IN, W, C),
-    ROW3("layers.%d.blocks.%d.mlp.fc1.input", VITQ_SITE_FC1_IN, VITQ_SZ_TOKENS, C),
-    ROW3("layers.%d.blocks.%d.mlp.fc2.input", VITQ_SITE_FC2_IN, VITQ_SZ_TOKENS, VITQ_SZ_HIDDEN),
+    ROW3("layers.%d.blocks.%d.attn.proj.input", VITQ_SITE_PROJ_IN, BW, W, C),
+    ROW3("layers.%d.blocks.%d.mlp.fc1.input", VITQ_SITE_FC1_IN, B, VITQ_SZ_TOKENS, C),
+    ROW3("layers.%d.blocks.%d.mlp.fc2.input", VITQ_SITE_FC2_IN, B, VITQ_SZ_TOKENS, VITQ_SZ_HIDDEN),
     {"head.input", VITQ_SITE_HEAD_IN, VITQ_TAPK_ACT, VITQ_TAP_ONCE, 2, {B, VITQ_SZ_FEATURES},
      {VITQ_DIM_BATCH, VITQ_DIM_CHANNEL}},
 };
 #undef B
+#undef BW
 #undef W
 #undef C
 #undef H
@@ -72,6 +75,7 @@ int64_t vitq_swin_tap_size(const vitq_arch *a, vitq_size_sym sym, int block) {
     case VITQ_SZ_IN_CHANS: return a->in_chans;
     case VITQ_SZ_IMG: return a->img_size;
     case VITQ_SZ_WIN_TOKENS: return win * win;
+    case VITQ_SZ_WINDOWS: return ((res + win - 1) / win) * ((res + win - 1) / win);
     case VITQ_SZ_MERGED: return 2 * C;
     case VITQ_SZ_FEATURES: return (int64_t)a->embed_dim << (a->n_stages - 1);
     default: return 0; /* the batch: per call */

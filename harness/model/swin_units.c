@@ -104,6 +104,44 @@ static float *swin_unit_dout(const vitq_model *m, vitq_grad_acts *g, int u) {
     return u == m->n_units - 1 ? g->dlogits : ((vitq_swin_grads *)g->ext)->dstream[u];
 }
 
+static int row_of(const vitq_model *m, const char *fmt, int s, int i) {
+    char name[96];
+    snprintf(name, sizeof name, fmt, s, i);
+    const vitq_tensor_ref *r = vitq_model_param(m, name);
+    return r ? (int)(r - m->table) : -1;
+}
+
+/* vitq_family.unit_ops: the linear layers and attention matmuls of unit u, in forward order. */
+static int swin_unit_ops(const vitq_model *m, int u, vitq_op_desc *out, int max) {
+    const vitq_unit *t = &m->units[u];
+    const vitq_swin_layout *l = vitq_swin_p(m)->lay;
+    vitq_op_desc ops[6];
+    int n = 0;
+#define LIN(SITE, BLOCK, W, B, S, I, P) \
+    ops[n++] = (vitq_op_desc){VITQ_OP_LINEAR, vitq_tap_id(m, SITE, BLOCK), row_of(m, W, S, I), row_of(m, B, S, I), -1, P}
+#define MM(KIND, A, BT, L) ops[n++] = (vitq_op_desc){KIND, vitq_tap_id(m, A, L), -1, -1, vitq_tap_id(m, BT, L), 0}
+    if (t->kind == VITQ_UNIT_PATCH_EMBED) {
+        LIN(VITQ_SITE_PATCH_IN, -1, "patch_embed.proj.weight", "patch_embed.proj.bias", 0, 0, m->arch.patch_size);
+    } else if (t->kind == VITQ_UNIT_MERGE) {
+        const int b = m->units[u + 1].block, s = l->blk[b].stage;
+        LIN(VITQ_SITE_REDUCTION_IN, b, "layers.%d.downsample.reduction.weight", "(no bias)", s, 0, 0);
+    } else if (t->kind == VITQ_UNIT_BLOCK) {
+        const int b = t->block, s = l->blk[b].stage, i = l->blk[b].index;
+        LIN(VITQ_SITE_QKV_IN, b, "layers.%d.blocks.%d.attn.qkv.weight", "layers.%d.blocks.%d.attn.qkv.bias", s, i, 0);
+        MM(VITQ_OP_MATMUL_NT, VITQ_SITE_Q, VITQ_SITE_K, b);
+        MM(VITQ_OP_MATMUL_NN, VITQ_SITE_PROBS, VITQ_SITE_V, b);
+        LIN(VITQ_SITE_PROJ_IN, b, "layers.%d.blocks.%d.attn.proj.weight", "layers.%d.blocks.%d.attn.proj.bias", s, i, 0);
+        LIN(VITQ_SITE_FC1_IN, b, "layers.%d.blocks.%d.mlp.fc1.weight", "layers.%d.blocks.%d.mlp.fc1.bias", s, i, 0);
+        LIN(VITQ_SITE_FC2_IN, b, "layers.%d.blocks.%d.mlp.fc2.weight", "layers.%d.blocks.%d.mlp.fc2.bias", s, i, 0);
+    } else {
+        LIN(VITQ_SITE_HEAD_IN, -1, "head.fc.weight", "head.fc.bias", 0, 0, 0);
+    }
+#undef LIN
+#undef MM
+    for (int k = 0; k < n && k < max; k++) out[k] = ops[k];
+    return n < max ? n : max;
+}
+
 const vitq_family vitq_family_swin = {
     .name = "swin",
     .params = vitq_swin_params_fn,
@@ -124,5 +162,6 @@ const vitq_family vitq_family_swin = {
     .unit_dout = swin_unit_dout,
     .unit_forward = vitq_swin_unit_forward,
     .unit_backward = vitq_swin_unit_backward,
+    .unit_ops = swin_unit_ops,
     .checkpoint = vitq_swin_checkpoint,
 };

@@ -97,6 +97,7 @@ static int fill(const vitq_arch *a, const vitq_tap_row *r, int block, vitq_tap_d
         t->shape[d] = f->tap_size(a, r->size[d], block);
         t->dims[d] = r->dims[d];
     }
+    t->per_image = r->size[0] == VITQ_SZ_WIN_BATCH ? f->tap_size(a, VITQ_SZ_WINDOWS, block) : 1;
     return 1;
 }
 
@@ -144,6 +145,18 @@ const vitq_tap_desc *vitq_tap_get(const vitq_model *m, int id) {
 int vitq_tap_id(const vitq_model *m, vitq_tap_site site, int block) {
     if ((int)site < 0 || site >= VITQ_SITE_COUNT || block < -1 || block >= m->n_blocks) return -1;
     return m->tap_at[(block + 1) * VITQ_SITE_COUNT + site];
+}
+
+int64_t vitq_tap_rows_per_image(const vitq_model *m, int id) {
+    const vitq_tap_desc *t = vitq_tap_get(m, id);
+    return t ? t->per_image : 0;
+}
+
+int64_t vitq_tap_numel_per_image(const vitq_model *m, int id) {
+    const vitq_tap_desc *t = vitq_tap_get(m, id);
+    int64_t n = t ? t->per_image : 0;
+    for (int d = 1; t && d < t->ndim; d++) n *= t->shape[d];
+    return n;
 }
 
 const char *vitq_tap_name(const vitq_model *m, int tap, char *buf, size_t n) {
