@@ -214,3 +214,41 @@ done:
     vitq_st_close(f);
     vitq_model_free(m);
 }
+
+/* The q tap sees q * D^-0.5, what timm's Swin feeds the quantized matmul: q = (xw Wq^T + bq) * scale. */
+static int grab_q(void *ctx, int tap, float *x, int ndim, const int64_t *shape) {
+    float **out = ctx;
+    (void)ndim, (void)shape;
+    if (tap == 2 && !*out) { /* layers.0.blocks.0.attn.q: patch input 0, qkv input 1, q 2 */
+        *out = malloc(sizeof(float) * 49 * 16);
+        memcpy(*out, x, sizeof(float) * 49 * 16); /* window 0, head 0: (N, D) */
+    }
+    return 0;
+}
+
+TEST(swin_q_tap_sees_scaled_q) {
+    vitq_model *m = load("swin_tiny56");
+    if (!m) return;
+    CHECK_STREQ(vitq_tap_get(m, 2)->name, "layers.0.blocks.0.attn.q");
+    float *q = NULL, img[3 * 56 * 56];
+    for (int i = 0; i < 3 * 56 * 56; i++) img[i] = sinf(0.05f * (float)i);
+    vitq_tap_hooks h = {.act = grab_q, .ctx = &q};
+    m->hooks = &h;
+    vitq_err e;
+    vitq_acts *a = NULL;
+    CHECK(vitq_acts_create(m, 1, 1, &a, &e) == 0 && vitq_forward(m, a, img, 1, &e) == 0); /* train: blocks' own */
+    const vitq_swin_block_params *p = &vitq_swin_p(m)->blocks[0];
+    const float *xw = ((vitq_swin_acts *)a->ext)->blk[0].xw; /* window 0 first: (49, 32) */
+    float want[49 * 16];
+    for (int t = 0; t < 49; t++)
+        for (int d = 0; d < 16; d++) {
+            double s = p->qkv_b[d];
+            for (int c = 0; c < 32; c++) s += (double)xw[t * 32 + c] * p->qkv_w[d * 32 + c];
+            want[t * 16 + d] = (float)(s * 0.25); /* head width 16: 16^-0.5 */
+        }
+    if (q) CHECK_ALLCLOSE(q, want, 49 * 16, 1e-5, 1e-6);
+    free(q);
+    vitq_acts_free(a);
+    m->hooks = NULL;
+    vitq_model_free(m);
+}

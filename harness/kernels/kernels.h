@@ -105,6 +105,8 @@ VITQ_API void vitq_window_attn_forward(float *att, const float *q, const float *
 VITQ_API void vitq_window_attn_backward_to(float *dq, float *dk, float *dtable, float *datt, const float *att,
                                            const float *q, const float *k, const int32_t *rpi, int64_t T,
                                            int64_t Bw, int64_t H, int64_t N, int64_t D, float scale);
+/* out (n) = s * inp (n); out may be inp. Its backward is the same op on the gradient (dinp = s * dout). */
+VITQ_API void vitq_scale_forward(float *out, const float *inp, float s, int64_t n);
 /* out (B,C) = mean over L of inp (B,L,C) (timm's avg pool over H, W); backward: dinp (B,L,C) += dout / L. */
 VITQ_API void vitq_token_mean_forward(float *out, const float *inp, int64_t B, int64_t L, int64_t C);
 VITQ_API void vitq_token_mean_backward(float *dinp, const float *dout, int64_t B, int64_t L, int64_t C);

@@ -6,8 +6,9 @@
  *                    (with zero rows for padding): one gather by an index map (model/swin_geom.c builds
  *                    the maps). The backward of a gather is a gather by the inverse map.
  *   window attention WindowAttention.forward: attn = (q*scale) @ k^T; attn += bias[rpi]; attn += mask;
- *                    softmax. The scale is applied as sgemm's alpha (the same numbers as ViT's attention);
- *                    the bias is read from the table through the index, never expanded per window.
+ *                    softmax. The caller scales q first (vitq_scale_forward, so a quantizer on q sees
+ *                    q*scale as timm's Swin feeds the matmul) and passes scale 1, or passes the scale as
+ *                    sgemm's alpha; the bias is read from the table through the index, never expanded.
  *   mean over tokens ClassifierHead's avg pool of an NHWC map: x.mean((1, 2)).
  *
  * Threading: as ops.c — each output element is written by exactly one thread in a fixed order, so results
@@ -163,6 +164,27 @@ void vitq_window_attn_backward_to(float *dq, float *dk, float *dtable, float *da
     for (int64_t w = 0; w < Bw; w++)
         for (int64_t h = 0; h < H; h++)
             for (int64_t i = 0; i < NN; i++) dtable[(int64_t)rpi[i] * H + h] += datt[(w * H + h) * NN + i];
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Scale: out = s * inp (timm's Swin: q = q * self.scale before the matmul). Chunks of 4096 elements.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct {
+    float *out;
+    const float *inp;
+    float s;
+    int64_t n;
+} scale_ctx;
+
+static void scale_chunks(void *vc, int64_t c0, int64_t c1) {
+    const scale_ctx *c = vc;
+    const int64_t e = c1 * 4096 < c->n ? c1 * 4096 : c->n;
+    for (int64_t i = c0 * 4096; i < e; i++) c->out[i] = c->inp[i] * c->s;
+}
+
+void vitq_scale_forward(float *out, const float *inp, float s, int64_t n) {
+    scale_ctx c = {out, inp, s, n};
+    vitq_parallel_for_work((n + 4095) / 4096, 4096, scale_chunks, &c);
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -571,7 +571,9 @@ VITQ_API int vitq_model_load_st(const vitq_st_file *f, const char *arch_name, vi
  *   layers.S.downsample.reduction.input      (B, L, 4C')       post-LayerNorm 2x2 merge, S >= 1
  *   layers.S.blocks.I.attn.qkv.input         (B', N, C)        norm1 output in window layout (shifted
  *                                                              frame, padding tokens zero)
- *   layers.S.blocks.I.attn.q / .k / .v       (B', heads, N, D) q before its scale, as ViT's
+ *   layers.S.blocks.I.attn.q / .k / .v       (B', heads, N, D) q AFTER its scale D^-0.5 (timm's Swin
+ *                                                              feeds q*scale to the matmul; ViT's q tap is
+ *                                                              before it: (q·k^T)·scale there)
  *   layers.S.blocks.I.attn.probs             (B', heads, N, N) softmax output (rows queries)
  *   layers.S.blocks.I.attn.proj.input        (B', N, C)
  *   layers.S.blocks.I.mlp.fc1.input          (B, L, C)         norm2 output, tokens row-major

@@ -3,7 +3,7 @@
  *
  *   patch_embed  x = LayerNorm(Conv2d(Cin, C0, P, stride P)(img) as NHWC)        im2col + linear, eps 1e-5
  *   block        t = norm1(x); roll(-s, -s); pad; window_partition               one row gather (swin_geom.c)
- *                qkv = Linear(t); q, k, v per head; attn = softmax(q·k^T·D^-0.5 + bias[rpi] (+ mask))
+ *                qkv = Linear(t); q, k, v per head; q *= D^-0.5; attn = softmax(q·k^T + bias[rpi] (+ mask))
  *                o = proj(attn·v); window_reverse; crop; roll(+s, +s)             one row gather back
  *                x = x + o; x = x + fc2(gelu(fc1(norm2(x))))
  *   downsample   merged[y, x, (2dx+dy)C + c] = x[2y+dy, 2x+dx, c]; LayerNorm(4C); Linear(4C -> 2C, no bias)
@@ -55,10 +55,11 @@ static int block_forward(vitq_model *m, vitq_acts *a, int u, int l, int B, vitq_
     if ((rc = vitq_tap_call(m, VITQ_SITE_QKV_IN, l, ba->xw, 3, win3, e))) return rc;
     vitq_linear_forward(x->scratch, ba->xw, p->qkv_w, m->arch.qkv_bias ? p->qkv_b : NULL, Rw, C, 3 * C);
     vitq_qkv_split_forward(ba->qkvh, x->scratch, Bw, N, C, H);
+    vitq_scale_forward(q, q, 1.0f / sqrtf((float)D), Rw * C); /* q = q * scale before the matmul (and its tap) */
     if ((rc = vitq_tap_call(m, VITQ_SITE_Q, l, q, 4, hd4, e))) return rc;
     if ((rc = vitq_tap_call(m, VITQ_SITE_K, l, k, 4, hd4, e))) return rc;
     if ((rc = vitq_tap_call(m, VITQ_SITE_V, l, v, 4, hd4, e))) return rc;
-    vitq_window_attn_forward(ba->att, q, k, p->rpb, g->rpi, g->mask, Bw, g->nw, H, N, D, 1.0f / sqrtf((float)D));
+    vitq_window_attn_forward(ba->att, q, k, p->rpb, g->rpi, g->mask, Bw, g->nw, H, N, D, 1.0f);
     if ((rc = vitq_tap_call(m, VITQ_SITE_PROBS, l, ba->att, 4, pr4, e))) return rc;
     vitq_attn_value_forward(ba->atty, ba->att, v, Bw, H, N, D);
     if ((rc = vitq_tap_call(m, VITQ_SITE_PROJ_IN, l, ba->atty, 3, win3, e))) return rc;

@@ -59,12 +59,12 @@ static int block_backward(vitq_model *m, vitq_acts *a, vitq_swin_grads *gx, int 
     vitq_attn_value_backward_to(gx->datt, dv, gx->datty, ba->att, v, Bw, H, N, D);
     /* the probabilities' tap first: the softmax backward reads the probabilities the softmax produced */
     if ((rc = vitq_tap_call_backward(m, VITQ_SITE_PROBS, l, ba->att, gx->datt, 4, pr4, e))) return rc;
-    vitq_window_attn_backward_to(dq, dk, gp->rpb, gx->datt, ba->att, q, k, g->rpi, g->T, Bw, H, N, D,
-                                 1.0f / sqrtf((float)D));
+    vitq_window_attn_backward_to(dq, dk, gp->rpb, gx->datt, ba->att, q, k, g->rpi, g->T, Bw, H, N, D, 1.0f);
     if ((rc = vitq_tap_call_backward(m, VITQ_SITE_V, l, v, dv, 4, hd4, e)) ||
         (rc = vitq_tap_call_backward(m, VITQ_SITE_K, l, k, dk, 4, hd4, e)) ||
         (rc = vitq_tap_call_backward(m, VITQ_SITE_Q, l, q, dq, 4, hd4, e)))
         return rc;
+    vitq_scale_forward(dq, dq, 1.0f / sqrtf((float)D), Rw * C); /* through q = q * scale */
     vitq_qkv_split_backward_to(gx->dqkv, gx->dqkvh, Bw, N, C, H);
     vitq_linear_backward_to(gx->dxw, gp->qkv_w, m->arch.qkv_bias ? gp->qkv_b : NULL, gx->dqkv, ba->xw, p->qkv_w,
                             Rw, C, 3 * C);
