@@ -69,4 +69,16 @@ tail -n 1 "$T/dry" | grep -q '^5 cells (4 grid, 1 baseline)' || { cat "$T/dry"; 
 "$VITQ" plot "$T/out" >"$T/plots" 2>"$T/log" || { cat "$T/log"; fail "plot failed"; }
 grep -q 'hist_bits=4_softmax=log2__layers.1.downsample.reduction.input' "$T/plots" || { cat "$T/plots"; fail "no reduction histogram"; }
 grep -q 'hist_bits=4_softmax=log2__layers.0.blocks.1.attn.probs' "$T/plots" || fail "no probs histogram"
+
+# experiments/aphq-swin-imagenet.ini validates: its ImageNet checkpoints and data replaced by the fixture (under
+# the three Swin names) and Fashion-MNIST, every key, plugin parameter and tap glob is checked against a Swin
+mkdir "$T/models"
+for n in swin_tiny_patch4_window7_224 swin_small_patch4_window7_224 swin_base_patch4_window7_224; do
+    ln -s "$SWIN" "$T/models/$n.safetensors"
+done
+sed -e "s|^path = .*|path = $T/models/\${model}.safetensors|" \
+    -e 's|^dataset = .*|dataset = fashion-mnist\nconvert_channels = true|' \
+    "$ROOT/experiments/aphq-swin-imagenet.ini" >"$T/aphq.ini"
+"$VITQ" run "$T/aphq.ini" --dry-run >"$T/aphq.dry" 2>"$T/log" || { cat "$T/log"; fail "aphq-swin-imagenet.ini does not validate"; }
+tail -n 1 "$T/aphq.dry" | grep -q '^9 cells (6 grid, 3 baseline)' || { cat "$T/aphq.dry"; fail "aphq-swin-imagenet.ini: wrong cells"; }
 echo "ok"
