@@ -1,6 +1,7 @@
-/* test_grid.c — experiment INI validation and grid expansion (harness/run/grid.c, grid_keys.c): cartesian order, zips,
- * ${axis} interpolation, every error with file:line, typed harness keys, cell ids, the config hash;
- * and every tests/bad/NAME.ini against their expected one-line .err messages. */
+/* test_grid.c — experiment INI validation and grid expansion (harness/run/grid.c, grid_keys.c, grid_bundle.c):
+ * cartesian order, zips, ${axis} interpolation, bundles ([AXIS = VALUE] sections) and each of their errors,
+ * every error with file:line, typed harness keys, cell ids, the config hash; and every tests/bad/NAME.ini
+ * against their expected one-line .err messages. */
 #include "test.h"
 
 #include <dirent.h>
@@ -127,8 +128,9 @@ TEST(grid_undefined_reference_has_file_and_line) {
 
 TEST(grid_unknown_sections_and_keys) {
     parse_err("[run]\nsed = 1\n" MODEL "[runn]\n[quantizer bad name]\n",
-              "t.ini:2: [run] unknown key 'sed' (known: name, output, seed, threads, baseline, calib_mode)\n"
-              "t.ini:5: unknown section [runn] (known: run, model, data, hist, grid, quantizer NAME)\n"
+              "t.ini:2: [run] unknown key 'sed' (known: name, output, seed, threads, baseline, calib_mode, search_rounds)\n"
+              "t.ini:5: unknown section [runn] (known: run, model, data, hist, grid, quantizer NAME, pass NAME, AXIS = "
+              "VALUE)\n"
               "t.ini:6: [quantizer bad name]: a quantizer name is one word of [A-Za-z0-9_.-]");
     parse_err("[run]\nseed = 1\n", "t.ini: missing section [model] (path = the checkpoint to quantize)");
 }
@@ -137,7 +139,7 @@ TEST(grid_bad_bool_and_int_values_all_reported) {
     parse_err("[run]\nbaseline = maybe\nthreads = -1\ncalib_mode = fast\n" MODEL "[data]\nbatch = 12x\n",
               "t.ini:2: [run] baseline: expected true/false, yes/no, on/off or 1/0, got 'maybe'\n"
               "t.ini:3: [run] threads: expected an integer in [0, 1024], got '-1'\n"
-              "t.ini:4: [run] calib_mode: expected one of sequential|float, got 'fast'\n"
+              "t.ini:4: [run] calib_mode: expected one of sequential|float|search, got 'fast'\n"
               "t.ini:8: [data] batch: expected an integer in [1, 4096], got '12x'");
     /* the one boolean vocabulary, any case, as for plugin parameters and training keys */
     vitq_experiment *x = NULL;
@@ -248,4 +250,144 @@ TEST(grid_bad_ini_files) {
     }
     closedir(d);
     CHECK(n >= 5);
+}
+
+/* ---- bundles ------------------------------------------------------------------------------------ */
+/* The example: recon = none | qdrop | brecq, each a bundle of three settings of one pass. */
+#define BUNDLES                                                                                          \
+    "[grid]\nbits = 4, 3\nrecon = none, qdrop, brecq\n"                                              \
+    "[recon = none]\nrecon_enabled = false\nimportance = none\ndrop_prob = 1.0\n"                  \
+    "[recon=qdrop]\nrecon_enabled = true\nimportance = none\ndrop_prob = 0.5\n"                    \
+    "[ recon = brecq ]\nrecon_enabled = true\nimportance = fisher\ndrop_prob = 1.0\n"
+#define RECON_PASS "[pass noop_pass]\nenabled = ${recon_enabled}\nimportance = ${importance}\ndrop_prob = ${drop_prob}\n"
+
+TEST(grid_bundles_expand_per_cell) {
+    vitq_experiment *x = parse_ok(MODEL "[quantizer w]\nbits = ${bits}\n" RECON_PASS BUNDLES);
+    if (!x) return;
+    CHECK_EQ(x->n_axes, 2);
+    CHECK_EQ(x->n_cells, 6);
+    CHECK_EQ(x->n_vars, 3);
+    const char *ids[6] = {"bits=4,recon=none", "bits=4,recon=qdrop", "bits=4,recon=brecq",
+                          "bits=3,recon=none", "bits=3,recon=qdrop", "bits=3,recon=brecq"};
+    for (int i = 0; i < 6 && i < x->n_cells; i++) CHECK_STREQ(x->cells[i].id, ids[i]);
+    const char *imp[3] = {"none", "none", "fisher"}, *drop[3] = {"1.0", "0.5", "1.0"}, *on[3] = {"false", "true", "true"};
+    for (int i = 0; i < x->n_cells && i < 6; i++) {
+        const vitq_grid_cell *c = &x->cells[i];
+        CHECK_STREQ(c->values[1], ids[i] + 13); /* the axis keeps the bundle's name: "none", ... */
+        const vitq_section *ps = vitq_section_find(c->secs, c->n_secs, "pass noop_pass");
+        CHECK(ps);
+        if (!ps) continue;
+        CHECK_STREQ(vitq_section_get(ps, "enabled")->value, on[i % 3]);
+        CHECK_STREQ(vitq_section_get(ps, "importance")->value, imp[i % 3]);
+        CHECK_STREQ(vitq_section_get(ps, "drop_prob")->value, drop[i % 3]);
+        CHECK_EQ(vitq_section_get(ps, "drop_prob")->line, 8); /* the line of the ${...} it came from */
+        /* bundles and [grid] are not part of the resolved configuration */
+        for (int k = 0; k < c->n_secs; k++) CHECK_MSG(!strchr(c->secs[k].name, '='), "cell keeps [%s]", c->secs[k].name);
+    }
+    /* every cell its own hash; the bundle's settings are in the configuration text */
+    for (int i = 0; i < x->n_cells; i++)
+        for (int j = 0; j < i; j++) CHECK_MSG(strcmp(x->cells[i].hash, x->cells[j].hash) != 0, "cells %d and %d", i, j);
+    CHECK_STR_CONTAINS(x->cells[1].config_text, "[pass noop_pass]\nenabled = true\ndrop_prob = 0.5\nimportance = none\n");
+    CHECK_STR_CONTAINS(x->cells[2].config_text, "[pass noop_pass]\nenabled = true\ndrop_prob = 1.0\nimportance = fisher\n");
+    CHECK_STR_CONTAINS(x->cells[0].config_text, "[pass noop_pass]\nenabled = false\n"); /* a skipped pass: no parameters */
+    CHECK(!strstr(x->cells[0].config_text, "drop_prob"));
+    vitq_experiment_free(x);
+}
+
+TEST(grid_bundle_axis_also_usable_directly_and_in_harness_keys) {
+    /* a bundled axis may also be read as ${recon}; a bundle value typed as a harness key names the cell */
+    vitq_experiment *x = parse_ok(MODEL "[data]\ncalib_size = ${n}\n[quantizer w]\nmode = ${recon}\n"
+                                        "[grid]\nrecon = a, b\n[recon = a]\nn = 32\n[recon = b]\nn = 64\n");
+    if (x) {
+        CHECK_EQ(x->cells[1].cfg.calib_size, 64);
+        CHECK_STREQ(vitq_section_get(vitq_section_find(x->cells[1].secs, x->cells[1].n_secs, "quantizer w"), "mode")->value, "b");
+    }
+    vitq_experiment_free(x);
+    parse_err(MODEL "[data]\ncalib_size = ${n}\n[grid]\nrecon = a, b\n[recon = a]\nn = 32\n[recon = b]\nn = many\n",
+              "t.ini:4: [data] calib_size: expected an integer in [1, 1000000], got 'many' (in cell recon=b)");
+}
+
+TEST(grid_bundle_errors_each_with_file_and_line) {
+    const char *use = MODEL "[quantizer w]\nx = ${v}\n"; /* lines 1-4 */
+    char ini[1024];
+    /* 1. the axis exists */
+    snprintf(ini, sizeof ini, "%s[grid]\nrecon = a, b\n[recn = a]\nv = 1\n", use);
+    parse_err(ini, "t.ini:4: [quantizer w] x: undefined ${v} ([grid] axes: recon)\n"
+                   "t.ini:6: [grid] axis 'recon' is never used as ${recon} in any other section\n"
+                   "t.ini:7: [recn = a]: 'recn' is not an axis of [grid] (axes: recon)");
+    parse_err(MODEL "[recon = a]\nv = 1\n", "t.ini:3: [recon = a]: 'recon' is not an axis of [grid] (no [grid] axes)");
+    /* 2. the value is one of the axis's */
+    snprintf(ini, sizeof ini, "%s[grid]\nrecon = a, b\n[recon = a]\nv = 1\n[recon = c]\nv = 2\n", use);
+    parse_err(ini, "t.ini:6: [grid] recon: value 'b' has no bundle [recon = b] (every value of an axis with bundles needs one)\n"
+                   "t.ini:9: [recon = c]: 'c' is not a value of axis 'recon' (values: a, b)");
+    /* 3. every value has a bundle (all missing ones in one line) */
+    snprintf(ini, sizeof ini, "%s[grid]\nrecon = a, b, c\n[recon = b]\nv = 1\n", use);
+    parse_err(ini, "t.ini:6: [grid] recon: values 'a', 'c' have no bundle [recon = VALUE] (every value of an axis with "
+                   "bundles needs one)");
+    /* 4. the same variables in every bundle: the one lacking names what it lacks and where it is defined */
+    snprintf(ini, sizeof ini, "%s[quantizer y]\nz = ${w}${u}\n[grid]\nrecon = a, b\n[recon = a]\nv = 1\nw = 2\nu = 3\n"
+                              "[recon = b]\nv = 1\n", use);
+    parse_err(ini, "t.ini:13: [recon = b]: does not define w, u (defined in [recon = a], line 11); every bundle of axis "
+                   "'recon' defines the same variables");
+    /* 5. a variable is an identifier, not an axis's name, not another axis's variable; values are literal */
+    snprintf(ini, sizeof ini, "%s[grid]\nrecon = a\nbits = 4\n[recon = a]\nv = ${bits}\nbits = 3\nx-y = 1\n"
+                              "[bits = 4]\nv = 2\n", use);
+    parse_err(ini, "t.ini:7: [grid] axis 'bits' is never used as ${bits} in any other section\n" /* v was refused */
+                   "t.ini:9: [recon = a] v: a bundle value cannot use ${...}\n"
+                   "t.ini:10: [recon = a] bits: a bundle variable cannot have the name of the axis 'bits'\n"
+                   "t.ini:11: [recon = a] x-y: a bundle variable is an identifier ([A-Za-z_][A-Za-z0-9_]*)\n"
+                   "t.ini:13: [bits = 4] v: also a variable of the bundles of axis 'recon' ([recon = a], line 9)");
+    /* 6. every variable is used (the bundled axis is used through them) */
+    snprintf(ini, sizeof ini, "%s[grid]\nrecon = a\n[recon = a]\nv = 1\nunused = 2\n", use);
+    parse_err(ini, "t.ini:9: [recon = a] unused: bundle variable 'unused' is never used as ${unused} in any other section");
+    /* 7. one bundle per (axis, value), however it is spelt; malformed names */
+    snprintf(ini, sizeof ini, "%s[grid]\nrecon = a\n[recon = a]\nv = 1\n[recon=a]\nv = 1\n[ = a]\n", use);
+    parse_err(ini, "t.ini:9: [recon=a]: a second bundle for recon = a (first: [recon = a], line 7)\n"
+                   "t.ini:11: [ = a]: a bundle section is [AXIS = VALUE], e.g. [recon = qdrop]");
+    /* 8. an undefined ${...} lists the bundle variables too */
+    snprintf(ini, sizeof ini, "%s[quantizer y]\nz = ${vv}\n[grid]\nrecon = a\n[recon = a]\nv = 1\n", use);
+    parse_err(ini, "t.ini:6: [quantizer y] z: undefined ${vv} ([grid] axes: recon; bundle variables: v)");
+}
+
+/* ---- [pass NAME] sections at parse time (binding to plugins: test_passes.c) ----------------------------- */
+TEST(grid_pass_sections_names_and_enabled) {
+    parse_err(MODEL "[pass]\n[pass a b]\n[pass noop_pass]\n[pass  noop_pass]\n",
+              "t.ini:3: [pass]: name the pass plugin: [pass NAME] (`vitq plugins` lists them)\n"
+              "t.ini:4: [pass a b]: a pass name is one word of [A-Za-z0-9_.-] (the plugin's name)\n"
+              "t.ini:6: [pass  noop_pass]: pass 'noop_pass' given twice (first on line 5); a pass runs once per cell");
+    parse_err(MODEL "[pass noop_pass]\nenabled = ${on}\n[grid]\non = yes, maybe\n",
+              "t.ini:4: [pass noop_pass] enabled: expected true/false, yes/no, on/off or 1/0, got 'maybe' (in cell on=maybe)");
+    vitq_experiment *x = parse_ok(MODEL "[pass noop_pass]\nenabled = ${on}\n[grid]\non = yes, OFF\n");
+    if (x) {
+        CHECK_STR_CONTAINS(x->cells[0].config_text, "[pass noop_pass]\nenabled = true\n");
+        CHECK_STR_CONTAINS(x->cells[1].config_text, "[pass noop_pass]\nenabled = false\n");
+    }
+    vitq_experiment_free(x);
+}
+
+TEST(grid_pass_sections_in_the_hash) {
+    const char *base = MODEL "[quantizer w]\nplugin = uniform\n";
+    char a[512], b[512], c[512], d[512], f[512];
+    snprintf(a, sizeof a, "%s[pass p1]\nk = 1\nj = 2\n[pass p2]\n", base);
+    snprintf(b, sizeof b, "%s[pass p1]\nj = 2\nenabled = yes\nk = 1\n[pass p2]\n", base); /* same, written otherwise */
+    snprintf(c, sizeof c, "%s[pass p2]\n[pass p1]\nk = 1\nj = 2\n", base);                 /* order is the pipeline's */
+    snprintf(d, sizeof d, "%s[pass p1]\nk = 1\nj = 3\n[pass p2]\n", base);                 /* a parameter */
+    snprintf(f, sizeof f, "%s[pass p1]\nenabled = false\nk = 9\n[pass p2]\n", base);       /* skipped: k is moot */
+    vitq_experiment *xa = parse_ok(a), *xb = parse_ok(b), *xc = parse_ok(c), *xd = parse_ok(d), *xf = parse_ok(f);
+    vitq_experiment *x0 = parse_ok(base);
+    if (xa && xb && xc && xd && xf && x0) {
+        CHECK_STR_CONTAINS(xa->cells[0].config_text, "[pass p1]\nenabled = true\nj = 2\nk = 1\n[pass p2]\nenabled = true\n");
+        CHECK_STREQ(xa->cells[0].hash, xb->cells[0].hash);
+        CHECK(strcmp(xa->cells[0].hash, xc->cells[0].hash) != 0);
+        CHECK(strcmp(xa->cells[0].hash, xd->cells[0].hash) != 0);
+        CHECK(strcmp(xa->cells[0].hash, xf->cells[0].hash) != 0);
+        CHECK_STR_CONTAINS(xf->cells[0].config_text, "[pass p1]\nenabled = false\n[pass p2]\n");
+        CHECK(!strstr(x0->cells[0].config_text, "[pass")); /* no pass: the text (and hash) of before */
+    }
+    vitq_experiment_free(xa);
+    vitq_experiment_free(xb);
+    vitq_experiment_free(xc);
+    vitq_experiment_free(xd);
+    vitq_experiment_free(xf);
+    vitq_experiment_free(x0);
 }

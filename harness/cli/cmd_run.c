@@ -21,6 +21,17 @@ static void usage(FILE *to) {
             "  --keys         print the INI reference of the harness keys (Markdown) and exit\n");
 }
 
+/* "  passes: a, b (off)": the cell's [pass NAME] sections in file order (nothing without any). */
+static void print_passes(const vitq_run_cell *c) {
+    vitq_pass_binding *b = NULL;
+    int n = 0;
+    vitq_err e;
+    if (vitq_passes_bind(c->grid->secs, c->grid->n_secs, &b, &n, &e) || n == 0) return; /* validated before */
+    printf("  passes:");
+    for (int i = 0; i < n; i++) printf("%s %s%s", i ? "," : "", b[i].name, b[i].enabled ? "" : " (off)");
+    vitq_passes_free(b, n);
+}
+
 static void print_dry_run(const vitq_run *r, const vitq_experiment *x) {
     for (int i = 0; i < vitq_run_count(r); i++) {
         const vitq_run_cell *c = vitq_run_cell_at(r, i);
@@ -28,6 +39,7 @@ static void print_dry_run(const vitq_run *r, const vitq_experiment *x) {
         printf("%-40s", c->id);
         if (c->baseline) printf("  float baseline (no quantizers)");
         for (int a = 0; !c->baseline && a < x->n_axes; a++) printf("  %s=%s", x->axis_names[a], c->axis_values[a]);
+        if (!c->baseline) print_passes(c);
         printf("\n");
     }
     int n = vitq_run_selected(r);

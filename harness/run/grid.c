@@ -1,11 +1,13 @@
 /* grid.c — experiment INI -> validated cells: [grid] axes and zips, ${axis} interpolation, cell ids;
  * the harness keys, typed per cell with the configuration hash (the resume key), are grid_keys.c's.
  *
- * Order of work: read (ini.c) -> structural checks (known sections and keys, [grid] syntax, zip groups,
- * every ${...} defined, every axis used) -> expansion -> per cell: interpolate, type the harness keys,
- * canonical text + FNV-1a 64 hash. All errors of all phases are collected (one per INI line, up to 20)
- * and returned together, sorted by line, before anything runs.
- * Does NOT check [quantizer NAME] keys (the quant module and plugin loader do), load models or data. */
+ * Order of work: read (ini.c) -> structural checks (known sections and keys, pass names, [grid] syntax,
+ * zip groups, bundles (grid_bundle.c), every ${...} defined, every axis and bundle variable used) ->
+ * expansion -> per cell: interpolate (axes, then the bundle variables of the cell's values), type the
+ * harness keys, canonical text + FNV-1a 64 hash. All errors of all phases are collected (one per INI
+ * line, up to 20) and returned together, sorted by line, before anything runs.
+ * Does NOT check [quantizer NAME] keys or [pass NAME] parameters (the plugins' tables do, in
+ * vitq_run_validate), load models, data or plugins. */
 #include "run/run.h"
 
 #include <ctype.h>
@@ -72,23 +74,53 @@ void vitq_grid_cell_id(const char *const *names, const char *const *values, int 
 /* ---------------------------------------------------------------------------------------------
  * Structural checks
  * ------------------------------------------------------------------------------------------- */
+static int one_word(const char *w) {
+    int ok = *w != 0;
+    for (const char *c = w; *c; c++)
+        if (!(isalnum((unsigned char)*c) || *c == '_' || *c == '-' || *c == '.')) ok = 0;
+    return ok;
+}
+
+/* A [pass NAME] section: NAME one word (a plugin's name), each pass once. */
+static void check_pass_section(const vitq_experiment *x, int i, const char *pn, vitq_errs *E) {
+    const vitq_section *s = &x->secs[i];
+    if (!*pn) {
+        vitq_errs_add(E, s->line, "[%s]: name the pass plugin: [pass NAME] (`vitq plugins` lists them)", s->name);
+        return;
+    }
+    if (!one_word(pn)) {
+        vitq_errs_add(E, s->line, "[%s]: a pass name is one word of [A-Za-z0-9_.-] (the plugin's name)", s->name);
+        return;
+    }
+    for (int j = 0; j < i; j++) {
+        const char *other = NULL;
+        if (vitq_grid_is_pass_section(x->secs[j].name, &other) && !strcmp(other, pn)) {
+            vitq_errs_add(E, s->line, "[%s]: pass '%s' given twice (first on line %d); a pass runs once per cell",
+                          s->name, pn, x->secs[j].line);
+            return;
+        }
+    }
+}
+
 static void check_sections(const vitq_experiment *x, vitq_errs *E) {
     for (int i = 0; i < x->n_secs; i++) {
         const vitq_section *s = &x->secs[i];
         const char *qn = NULL;
-        if (strcmp(s->name, "grid") == 0) continue;
+        if (strcmp(s->name, "grid") == 0 || vitq_grid_is_bundle_section(s->name)) continue; /* grid_bundle.c */
         if (vitq_grid_is_quantizer_section(s->name, &qn)) {
-            int ok = *qn != 0;
-            for (const char *c = qn; *c; c++)
-                if (!(isalnum((unsigned char)*c) || *c == '_' || *c == '-' || *c == '.')) ok = 0;
-            if (!ok) vitq_errs_add(E, s->line, "[%s]: a quantizer name is one word of [A-Za-z0-9_.-]", s->name);
+            if (!one_word(qn)) vitq_errs_add(E, s->line, "[%s]: a quantizer name is one word of [A-Za-z0-9_.-]", s->name);
+            continue;
+        }
+        if (vitq_grid_is_pass_section(s->name, &qn)) {
+            check_pass_section(x, i, qn, E);
             continue;
         }
         int nk = 0;
         const vitq_key *keys = vitq_grid_keys(&nk);
         char kk[300];
         if (!vitq_keys_known(keys, nk, s->name, kk, sizeof kk)[0]) {
-            vitq_errs_add(E, s->line, "unknown section [%s] (known: run, model, data, hist, grid, quantizer NAME)", s->name);
+            vitq_errs_add(E, s->line, "unknown section [%s] (known: run, model, data, hist, grid, quantizer NAME, pass NAME, "
+                          "AXIS = VALUE)", s->name);
             continue;
         }
         for (int j = 0; j < s->n_kv; j++) {
@@ -202,11 +234,22 @@ static void parse_grid(vitq_experiment *x, vitq_errs *E) {
     vitq_strs_free(groups, ng);
 }
 
-/* Checks every ${...} outside [grid] against the axes; marks used axes. */
-static void check_refs(const vitq_experiment *x, vitq_errs *E, int *used) {
+/* "[grid] axes: a, b; bundle variables: c, d" (or "no [grid] axes") into buf. */
+static const char *names_defined(const vitq_experiment *x, char *buf, size_t cap) {
+    size_t u = (size_t)snprintf(buf, cap, "%s", x->n_axes ? "[grid] axes: " : "no [grid] axes");
+    for (int a = 0; a < x->n_axes && u + 64 < cap; a++)
+        u += (size_t)snprintf(buf + u, cap - u, "%s%s", a ? ", " : "", x->axes[a].name);
+    for (int v = 0; v < x->n_vars && u + 64 < cap; v++)
+        u += (size_t)snprintf(buf + u, cap - u, "%s%s", v ? ", " : "; bundle variables: ", x->vars[v].name);
+    return buf;
+}
+
+/* Checks every ${...} outside [grid] and the bundles against the axes and bundle variables; marks the used
+ * ones. */
+static void check_refs(const vitq_experiment *x, vitq_errs *E, int *used, int *var_used) {
     for (int i = 0; i < x->n_secs; i++) {
         const vitq_section *s = &x->secs[i];
-        if (strcmp(s->name, "grid") == 0) continue;
+        if (strcmp(s->name, "grid") == 0 || vitq_grid_is_bundle_section(s->name)) continue;
         for (int j = 0; j < s->n_kv; j++) {
             const char *v = s->kv[j].value;
             for (const char *p = strstr(v, "${"); p; p = strstr(p, "${")) {
@@ -216,15 +259,16 @@ static void check_refs(const vitq_experiment *x, vitq_errs *E, int *used) {
                     break;
                 }
                 int ai = axis_index(x, p + 2, (size_t)(c - p - 2));
-                if (ai < 0) {
-                    char names[300] = "";
-                    size_t u = 0;
-                    for (int a = 0; a < x->n_axes && u < sizeof names - 64; a++)
-                        u += (size_t)snprintf(names + u, sizeof names - u, "%s%s", a ? ", " : "", x->axes[a].name);
-                    vitq_errs_add(E, s->kv[j].line, "[%s] %s: undefined ${%.*s} (%s%s)", s->name, s->kv[j].key,
-                            (int)(c - p - 2), p + 2, x->n_axes ? "[grid] axes: " : "no [grid] axes", names);
-                } else {
+                int vi = ai < 0 ? vitq_grid_var_index(x, p + 2, (size_t)(c - p - 2)) : -1;
+                if (ai < 0 && vi < 0) {
+                    char names[300];
+                    vitq_errs_add(E, s->kv[j].line, "[%s] %s: undefined ${%.*s} (%s)", s->name, s->kv[j].key,
+                            (int)(c - p - 2), p + 2, names_defined(x, names, sizeof names));
+                } else if (ai >= 0) {
                     used[ai] = 1;
+                } else {
+                    var_used[vi] = 1;
+                    used[x->vars[vi].axis] = 1;
                 }
                 p = c + 1;
             }
@@ -235,51 +279,62 @@ static void check_refs(const vitq_experiment *x, vitq_errs *E, int *used) {
 /* ---------------------------------------------------------------------------------------------
  * Per cell
  * ------------------------------------------------------------------------------------------- */
-static char *interpolate(const vitq_experiment *x, const char *v, const char **values) {
+/* v with every ${axis} replaced by the cell's value and every ${variable} by its bundle's text. */
+static char *interpolate(const vitq_experiment *x, const char *v, const char **values, const char **var_values) {
     vitq_sb b = {0};
     vitq_sb_add(&b, "", 0);
     for (const char *p = v;;) {
         const char *d = strstr(p, "${");
         const char *c = d ? strchr(d + 2, '}') : NULL;
         int ai = c ? axis_index(x, d + 2, (size_t)(c - d - 2)) : -1;
-        if (!d || !c || ai < 0) { /* references were checked already; copy the rest */
+        int vi = c && ai < 0 ? vitq_grid_var_index(x, d + 2, (size_t)(c - d - 2)) : -1;
+        if (!d || !c || (ai < 0 && vi < 0)) { /* references were checked already; copy the rest */
             vitq_sb_str(&b, p);
             break;
         }
         vitq_sb_add(&b, p, (size_t)(d - p));
-        vitq_sb_str(&b, values[ai]);
+        vitq_sb_str(&b, ai >= 0 ? values[ai] : var_values[vi]);
         p = c + 1;
     }
     return vitq_sb_take(&b);
 }
+
+/* Sections a cell keeps: all but [grid] and the bundles (their content reaches the cell through ${...}). */
+static int resolved(const vitq_section *s) { return strcmp(s->name, "grid") != 0 && !vitq_grid_is_bundle_section(s->name); }
 
 static int make_cell(vitq_experiment *x, vitq_grid_cell *c, const int *vidx, vitq_errs *E) {
     c->values = calloc((size_t)(x->n_axes > 0 ? x->n_axes : 1), sizeof *c->values);
     if (!c->values) return E->oom = 1, -1;
     for (int a = 0; a < x->n_axes; a++) c->values[a] = x->axes[a].values[vidx[a]];
     vitq_grid_cell_id(x->axis_names, c->values, x->n_axes, c->id, sizeof c->id);
-    /* resolved sections: everything but [grid] */
     int n = 0;
-    for (int i = 0; i < x->n_secs; i++) n += strcmp(x->secs[i].name, "grid") != 0;
+    for (int i = 0; i < x->n_secs; i++) n += resolved(&x->secs[i]);
     vitq_section *tmp = malloc((size_t)(n > 0 ? n : 1) * sizeof *tmp);
-    if (!tmp) return E->oom = 1, -1;
+    const char **var_values = malloc((size_t)(x->n_vars > 0 ? x->n_vars : 1) * sizeof *var_values);
+    if (!tmp || !var_values) {
+        free(tmp);
+        free(var_values);
+        return E->oom = 1, -1;
+    }
+    for (int v = 0; v < x->n_vars; v++) var_values[v] = x->vars[v].values[vidx[x->vars[v].axis]];
     n = 0;
     for (int i = 0; i < x->n_secs; i++)
-        if (strcmp(x->secs[i].name, "grid") != 0) tmp[n++] = x->secs[i];
+        if (resolved(&x->secs[i])) tmp[n++] = x->secs[i];
     c->secs = vitq_sections_copy(tmp, n);
     free(tmp);
-    if (!c->secs) return E->oom = 1, -1;
-    c->n_secs = n;
-    for (int i = 0; i < n; i++) {
-        for (int j = 0; j < c->secs[i].n_kv; j++) {
+    c->n_secs = c->secs ? n : 0;
+    int oom = !c->secs;
+    for (int i = 0; i < c->n_secs && !oom; i++) {
+        for (int j = 0; j < c->secs[i].n_kv && !oom; j++) {
             vitq_kv *kv = &c->secs[i].kv[j];
             if (!strstr(kv->value, "${")) continue;
-            char *nv = interpolate(x, kv->value, c->values);
-            if (!nv) return E->oom = 1, -1;
-            free(kv->value);
-            kv->value = nv;
+            char *nv = interpolate(x, kv->value, c->values, var_values);
+            oom = !nv;
+            if (nv) free(kv->value), kv->value = nv;
         }
     }
+    free(var_values);
+    if (oom) return E->oom = 1, -1;
     vitq_grid_type_cell(x, c, E);
     return 0;
 }
@@ -368,10 +423,31 @@ void vitq_experiment_free(vitq_experiment *x) {
     }
     free(x->axes);
     free(x->axis_names);
+    for (int v = 0; v < x->n_vars; v++) {
+        free(x->vars[v].name);
+        free(x->vars[v].values);
+    }
+    free(x->vars);
     vitq_sections_free(x->secs, x->n_secs);
     free(x->path);
     free(x->text);
     free(x);
+}
+
+/* Every axis used by some ${axis} (or, with bundles, by its variables: each of them must be used). */
+static void check_unused(const vitq_experiment *x, vitq_errs *E, int *used, int *var_used) {
+    check_refs(x, E, used, var_used);
+    for (int v = 0; v < x->n_vars; v++)
+        if (!var_used[v])
+            vitq_errs_add(E, x->vars[v].line, "[%s] %s: bundle variable '%s' is never used as ${%s} in any other section",
+                          x->vars[v].section, x->vars[v].name, x->vars[v].name, x->vars[v].name);
+    for (int a = 0; a < x->n_axes; a++) {
+        int has_vars = 0;
+        for (int v = 0; v < x->n_vars; v++) has_vars |= x->vars[v].axis == a;
+        if (!used[a] && !has_vars) /* an axis with variables is used through them (reported above if not) */
+            vitq_errs_add(E, x->axes[a].line, "[grid] axis '%s' is never used as ${%s} in any other section",
+                          x->axes[a].name, x->axes[a].name);
+    }
 }
 
 static int build(vitq_experiment *x, vitq_experiment **out, vitq_err *e) {
@@ -379,17 +455,14 @@ static int build(vitq_experiment *x, vitq_experiment **out, vitq_err *e) {
     check_sections(x, &E);
     int n0 = E.n;
     parse_grid(x, &E);
-    int grid_ok = E.n == n0;
+    if (!E.oom) vitq_grid_parse_bundles(x, &E);
+    int grid_ok = E.n == n0 && E.dropped == 0;
     int *used = calloc((size_t)(x->n_axes + 1), sizeof *used);
-    if (!used) E.oom = 1;
-    if (used && !E.oom) {
-        check_refs(x, &E, used);
-        for (int a = 0; a < x->n_axes; a++)
-            if (!used[a])
-                vitq_errs_add(&E, x->axes[a].line, "[grid] axis '%s' is never used as ${%s} in any other section",
-                        x->axes[a].name, x->axes[a].name);
-    }
+    int *var_used = calloc((size_t)(x->n_vars + 1), sizeof *var_used);
+    if (!used || !var_used) E.oom = 1;
+    if (!E.oom) check_unused(x, &E, used, var_used);
     free(used);
+    free(var_used);
     if (grid_ok && !E.oom) expand(x, &E);
     int rc = vitq_errs_finish(&E, e);
     if (rc != 0) {

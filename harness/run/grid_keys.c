@@ -2,7 +2,10 @@
  * vitq_run_cfg, typed per cell after ${axis} interpolation through core's one typed-value parser, and
  * the cell's canonical configuration text and hash (the resume key). The canonical text is: the hashed
  * harness keys in table order ("[section]" then "key = canonical value" lines), then the quantizer
- * sections sorted by name with their keys sorted. Changing it changes every cell's hash. */
+ * sections sorted by name with their keys sorted, then the pass sections in file order (their order is
+ * the pipeline's) as "[pass NAME]", "enabled = true" and the other keys sorted, or, for a pass the cell
+ * skips, "enabled = false" alone (its parameters change nothing). An INI without pass sections has the
+ * text (and hashes) it had before passes existed. Changing it changes every cell's hash. */
 #include "run/run.h"
 
 #include <stdlib.h>
@@ -26,8 +29,11 @@ static const vitq_key g_keys[] = {
       "worker threads (0 = all CPUs; --threads overrides)"),
     K("run", "baseline", VITQ_P_BOOL, VITQ_C_NATURAL, baseline, "true", 0, 0, NULL, NOHASH,
       "also evaluate the float model, stored as cell \"fp32\""),
-    K("run", "calib_mode", VITQ_P_ENUM, VITQ_C_TEXT, calib_mode, "sequential", 0, 0, "sequential|float", 0,
-      "calibration inputs: quantized layers before each tap (sequential) or the float model (float)"),
+    K("run", "calib_mode", VITQ_P_ENUM, VITQ_C_TEXT, calib_mode, "sequential", 0, 0, "sequential|float|search", 0,
+      "calibration inputs: quantized layers before each tap (sequential) or the float model (float); search: float "
+      "inputs, then each quantizer's candidates chosen by the error of its layer's output (APHQ-ViT)"),
+    K("run", "search_rounds", VITQ_P_INT, VITQ_C_NATURAL, search_rounds, "3", 0, 100, NULL, 0,
+      "calib_mode = search: rounds of alternating search after the first (the reference's search_round)"),
     K("model", "path", VITQ_P_STRING, VITQ_C_TEXT, model_path, NULL, 0, 0, NULL, VITQ_KEY_NONEMPTY,
       "checkpoint (.safetensors) to quantize"),
     K("model", "arch", VITQ_P_STRING, VITQ_C_TEXT, arch, "", 0, 0, NULL, 0,
@@ -80,7 +86,11 @@ void vitq_grid_keys_markdown(FILE *out) {
                 range, p->help);
     }
     fprintf(out, "| [quantizer NAME] | taps, exclude, plugin, + the plugin's parameters | | | | see `vitq plugins NAME` |\n"
-                 "| [grid] | any axis name | list | | comma-separated values | one axis; `zip = a,b \\| c,d` pairs axes |\n");
+                 "| [pass NAME] | enabled | bool | true | true/false, yes/no, on/off, 1/0 | false: the cell skips this pass |\n"
+                 "| [pass NAME] | the plugin's parameters | | | | see `vitq plugins NAME`; passes run in file order |\n"
+                 "| [grid] | any axis name | list | | comma-separated values | one axis; `zip = a,b \\| c,d` pairs axes |\n"
+                 "| [AXIS = VALUE] | any variable name | text | | literal | a bundle: `${name}` elsewhere is this value in the "
+                 "cells where AXIS = VALUE |\n");
 }
 
 int vitq_grid_is_quantizer_section(const char *name, const char **qname) {
@@ -107,6 +117,18 @@ static const char *base_name(const char *path, char *buf, size_t n) {
     return buf;
 }
 
+/* A bad value of key kv (section sec) of cell c: the one error format, naming the cell when the INI's text
+ * was a template. */
+static void bad_value(const vitq_experiment *x, const vitq_grid_cell *c, const char *sec, const vitq_kv *kv,
+                      const char *key, const char *v, const char *why, vitq_errs *E) {
+    const vitq_kv *raw = vitq_section_get(vitq_section_find(x->secs, x->n_secs, sec), key);
+    int templ = raw && strstr(raw->value, "${");
+    char got[1200], msg[1400];
+    snprintf(got, sizeof got, "%s, got '%s'%s%s%s", why, v, templ ? " (in cell " : "", templ ? c->id : "",
+             templ ? ")" : "");
+    vitq_errs_add(E, kv ? kv->line : 0, "%s", vitq_key_msg(msg, sizeof msg, sec, key, got));
+}
+
 /* One harness key of cell c into c->cfg (and, unless NOHASH, its canonical line into text). */
 static void type_key(const vitq_experiment *x, vitq_grid_cell *c, const vitq_key *k, vitq_sb *text,
                      const char **last_section, vitq_errs *E) {
@@ -118,14 +140,9 @@ static void type_key(const vitq_experiment *x, vitq_grid_cell *c, const vitq_key
         return;
     }
     vitq_value val;
-    char why[200], canon[1100], msg[1400];
+    char why[200], canon[1100];
     if (vitq_key_store(k, v, &c->cfg, &val, why, sizeof why) != 0) {
-        const vitq_kv *raw = vitq_section_get(vitq_section_find(x->secs, x->n_secs, k->section), k->p.name);
-        int templ = raw && strstr(raw->value, "${");
-        char got[1200];
-        snprintf(got, sizeof got, "%s, got '%s'%s%s%s", why, v, templ ? " (in cell " : "", templ ? c->id : "",
-                 templ ? ")" : "");
-        vitq_errs_add(E, kv ? kv->line : 0, "%s", vitq_key_msg(msg, sizeof msg, k->section, k->p.name, got));
+        bad_value(x, c, k->section, kv, k->p.name, v, why, E);
         return;
     }
     if (k->flags & VITQ_KEY_NOHASH) return;
@@ -160,6 +177,34 @@ static void quantizer_text(const vitq_grid_cell *c, vitq_sb *text) {
     free(qs);
 }
 
+/* The pass sections of c in file order, appended to text; types their `enabled`. */
+static void pass_text(const vitq_experiment *x, const vitq_grid_cell *c, vitq_sb *text, vitq_errs *E) {
+    for (int i = 0; i < c->n_secs && !text->oom; i++) {
+        const vitq_section *s = &c->secs[i];
+        const char *name = NULL;
+        if (!vitq_grid_is_pass_section(s->name, &name)) continue;
+        const vitq_kv *ekv = NULL;
+        char why[200];
+        int on = 1;
+        if (vitq_grid_pass_enabled(s, &on, &ekv, why, sizeof why)) {
+            bad_value(x, c, s->name, ekv, ekv->key, ekv->value, why, E);
+            continue;
+        }
+        vitq_sb_fmt(text, "[pass %s]\nenabled = %s\n", name, on ? "true" : "false");
+        if (!on) continue;
+        vitq_kv *kv = malloc((size_t)(s->n_kv > 0 ? s->n_kv : 1) * sizeof *kv);
+        if (!kv) {
+            text->oom = 1;
+            break;
+        }
+        memcpy(kv, s->kv, (size_t)s->n_kv * sizeof *kv);
+        qsort(kv, (size_t)s->n_kv, sizeof *kv, cmp_kv_key);
+        for (int j = 0; j < s->n_kv; j++)
+            if (strcmp(kv[j].key, "enabled") != 0) vitq_sb_fmt(text, "%s = %s\n", kv[j].key, kv[j].value);
+        free(kv);
+    }
+}
+
 void vitq_grid_type_cell(vitq_experiment *x, vitq_grid_cell *c, vitq_errs *E) {
     vitq_sb text = {0};
     const char *last_section = "";
@@ -168,6 +213,7 @@ void vitq_grid_type_cell(vitq_experiment *x, vitq_grid_cell *c, vitq_errs *E) {
     if (!cfg->name[0]) base_name(x->path, cfg->name, sizeof cfg->name);
     if (!cfg->output[0]) snprintf(cfg->output, sizeof cfg->output, "results/%s", cfg->name);
     quantizer_text(c, &text);
+    pass_text(x, c, &text, E);
     size_t n = text.n;
     c->config_text = vitq_sb_take(&text);
     if (!c->config_text) {

@@ -1,13 +1,17 @@
 /* pipeline.c — one cell of a run as a list of stages:
  *
  *   baseline:  load -> evaluate -> write
- *   grid cell: load -> quantizers -> calibrate -> histograms -> evaluate -> collect -> write
+ *   grid cell: load -> [passes before calibration] -> quantizers -> calibrate -> [passes after it]
+ *              -> histograms -> evaluate -> collect -> write
  *
- * Each stage is a function over the cell's context; inserting a stage (a pass plugin before or after
- * "calibrate") is adding an entry to the list vitq_pipeline_build returns. Stages with a timer add their
- * seconds to the cell file's /metrics seconds_<timer> ("calibrate" and "eval" are always there). After a
- * failed stage only "write" runs (the cell is recorded as failed with the message); after Ctrl-C nothing
- * does (a cell is written whole or not at all).
+ * Each stage is a function over the cell's context; a [pass NAME] section of the INI becomes a stage
+ * before or after "calibrate" as its plugin declares, in file order. Passes work on the cell's float
+ * student (a copy of the loaded model) through one session (train/session.c) made when the first pass
+ * runs; an after-calibration pass saves its committed units in the run's partial/ folder, so a killed
+ * cell resumes there (the file goes once the cell is written). Stages with a timer add their seconds to
+ * the cell file's /metrics seconds_<timer> ("calibrate" and "eval" are always there; a pass's timer is
+ * its name). After a failed stage only "write" runs (the cell is recorded as failed with the message);
+ * after Ctrl-C nothing does (a cell is written whole or not at all).
  * Does not: decide which cells run or skip finished ones (run.c), or load a model twice (cells.c caches). */
 #include "run/run.h"
 
@@ -21,7 +25,11 @@ struct vitq_cell_ctx {
     const vitq_run_cell *cell;
     const vitq_run_cfg *cfg;
     const char *label;
-    vitq_model *fp;                    /* the float model (the run's cache owns it) */
+    vitq_model *fp;                    /* the float model as loaded (the run's cache owns it): the teacher */
+    vitq_model *student;               /* the cell's float student: fp, then what passes make of it */
+    vitq_session *session;             /* made by the first pass */
+    int64_t *order;                    /* the seeded order of the calibration split (passes' images) */
+    char partial[1100];                /* the resume state of the cell's passes */
     vitq_dataset *eval_data, *calib_data;
     vitq_qmodel *q;                    /* the fake-quant model; NULL for a baseline */
     vitq_model *em;                    /* the model evaluated: fp or q's */
@@ -43,14 +51,38 @@ static int stage_load(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
     if (!rc) rc = vitq_run_dataset(c->run, c->cfg, c->fp, c->cfg->eval_split, &c->eval_data, e);
     if (!rc && !c->cell->baseline) rc = vitq_run_dataset(c->run, c->cfg, c->fp, c->cfg->calib_split, &c->calib_data, e);
     c->em = c->fp;
+    if (!rc && !c->cell->baseline) rc = vitq_model_clone(c->fp, &c->student, e);
     return rc;
+}
+
+/* A pass: the session first (the calibration split in the cell's seeded order), then the plugin. */
+static int stage_pass(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
+    const vitq_pass_binding *b = s->arg;
+    int rc = VITQ_OK;
+    if (!c->session) {
+        const int64_t n = vitq_dataset_size(c->calib_data);
+        c->order = vitq_calib_subset(c->cfg->seed, n, (int)n); /* its first calib_size are the calibration images */
+        snprintf(c->partial, sizeof c->partial, "%s/partial/%s.h5", vitq_run_output(c->run), c->cell->id);
+        vitq_session_cfg sc = {.teacher = c->fp, .student = c->student, .data = c->calib_data, .order = c->order,
+                               .n_order = n, .seed = c->cfg->seed, .batch = 32, .state_path = c->partial,
+                               .state_key = c->cell->hash};
+        if (!c->order) return vitq_fail(e, VITQ_ENOMEM, "out of memory");
+        char dir[1100];
+        snprintf(dir, sizeof dir, "%s/partial", vitq_run_output(c->run));
+        if ((rc = vitq_mkdir_p(dir, e)) || (rc = vitq_session_create(&sc, &c->session, e))) return rc;
+    }
+    vitq_session_set_qmodel(c->session, c->q);
+    vitq_run_log(c->run, "%s pass %s (%s)", c->label, b->name, b->params_text);
+    char label[96];
+    snprintf(label, sizeof label, "%.60s %s", c->label, b->name);
+    return vitq_session_run(c->session, b->plugin, b->params, label, e);
 }
 
 static int stage_quantizers(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
     (void)s;
     vitq_run_log(c->run, "%s create quantizers", c->label);
     const vitq_grid_cell *g = c->cell->grid;
-    int rc = vitq_qmodel_create(c->fp, g->secs, g->n_secs, c->cfg->seed, &c->q, e);
+    int rc = vitq_qmodel_create(c->student, g->secs, g->n_secs, c->cfg->seed, &c->q, e);
     if (rc) return rc;
     const int k = c->cfg->calib_size;
     const vitq_arch *a = &c->fp->arch;
@@ -68,7 +100,10 @@ static int stage_calibrate(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
                  cfg->calib_mode);
     int rc = vitq_dataset_load(c->calib_data, c->calib_idx, cfg->calib_size, c->calib_images, NULL, e);
     if (!rc && vitq_interrupted) rc = vitq_fail(e, VITQ_ECANCELLED, "interrupted");
-    if (!rc) rc = vitq_qmodel_calibrate(c->q, c->calib_images, cfg->calib_size, cfg->calib_mode, e);
+    if (!rc && !strcmp(cfg->calib_mode, "search"))
+        rc = vitq_qmodel_calibrate_search(c->q, c->calib_images, cfg->calib_size, cfg->search_rounds, e);
+    else if (!rc)
+        rc = vitq_qmodel_calibrate(c->q, c->calib_images, cfg->calib_size, cfg->calib_mode, e);
     c->res.calib_indices = c->calib_idx; /* recorded even when calibration failed: which images it saw */
     c->res.n_calib = cfg->calib_size;
     return rc;
@@ -98,6 +133,10 @@ static int stage_collect(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
     int rc = vitq_qmodel_stats(c->q, &res->taps, &res->n_taps);
     if (!rc && c->cfg->hist_taps[0]) rc = vitq_qmodel_hists(c->q, &res->hists, &res->n_hists);
     if (!rc) rc = vitq_qmodel_plugins(c->q, &res->plugins, &res->n_plugins);
+    if (!rc && c->session) {
+        vitq_session_curves(c->session, &res->curves, &res->n_curves);
+        vitq_session_stored(c->session, &res->stored, &res->n_stored);
+    }
     return rc ? vitq_fail(e, rc, "cannot collect statistics") : VITQ_OK;
 }
 
@@ -114,6 +153,7 @@ static int stage_write(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
     res->n_times = c->n_times;
     res->seconds_total = vitq_now() - c->t0;
     if (c->rc == 0) {
+        if (c->partial[0]) remove(c->partial); /* resumable no more: the cell is whole */
         res->status = "done";
         res->top1 = c->er.top1, res->top5 = c->er.top5, res->loss = c->er.loss, res->n_eval = c->er.n;
     } else {
@@ -128,7 +168,7 @@ static int stage_write(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
 }
 
 /* ---- the list --------------------------------------------------------------------------------- */
-int vitq_pipeline_build(const vitq_run_cell *c, vitq_stage *out, int max) {
+int vitq_pipeline_build(const vitq_run_cell *c, const vitq_pass_binding *b, int nb, vitq_stage *out, int max) {
     static const vitq_stage baseline[] = {
         {"load", stage_load, NULL, 0, NULL},
         {"evaluate", stage_evaluate, "eval", 0, NULL},
@@ -143,10 +183,20 @@ int vitq_pipeline_build(const vitq_run_cell *c, vitq_stage *out, int max) {
         {"collect", stage_collect, NULL, 0, NULL},
         {"write", stage_write, NULL, VITQ_STAGE_ALWAYS, NULL},
     };
-    const vitq_stage *list = c->baseline ? baseline : ptq;
-    int n = c->baseline ? (int)(sizeof baseline / sizeof baseline[0]) : (int)(sizeof ptq / sizeof ptq[0]);
-    for (int i = 0; i < n && i < max; i++) out[i] = list[i];
-    return n < max ? n : max;
+    int n = 0;
+    if (c->baseline) {
+        for (size_t i = 0; i < sizeof baseline / sizeof baseline[0] && n < max; i++) out[n++] = baseline[i];
+        return n;
+    }
+    for (size_t i = 0; i < sizeof ptq / sizeof ptq[0]; i++) {
+        /* before-calibration passes go before "quantizers", after-calibration ones after "calibrate" */
+        int before = !strcmp(ptq[i].name, "quantizers"), after = !strcmp(ptq[i].name, "histograms");
+        for (int k = 0; (before || after) && k < nb; k++)
+            if (b[k].enabled && (b[k].when == VITQ_PASS_BEFORE_CALIB) == before && n < max)
+                out[n++] = (vitq_stage){b[k].name, stage_pass, b[k].name, 0, &b[k]};
+        if (n < max) out[n++] = ptq[i];
+    }
+    return n;
 }
 
 /* ---- running one cell --------------------------------------------------------------------------- */
@@ -162,7 +212,10 @@ static void add_time(vitq_cell_ctx *c, const char *name, double dt) {
 
 int vitq_cell_run(vitq_run *r, const vitq_run_cell *cell, const char *label, vitq_cell_outcome *out, vitq_err *e) {
     vitq_stage st[VITQ_MAX_STAGES];
-    int n = vitq_pipeline_build(cell, st, VITQ_MAX_STAGES), rc = VITQ_OK;
+    vitq_pass_binding *pb = NULL;
+    int npb = 0, rc = cell->baseline ? VITQ_OK : vitq_passes_bind(cell->grid->secs, cell->grid->n_secs, &pb, &npb, e);
+    if (rc) return rc; /* validated before any cell ran: this is the run's error */
+    int n = vitq_pipeline_build(cell, pb, npb, st, VITQ_MAX_STAGES);
     vitq_cell_ctx c = {.run = r, .cell = cell, .cfg = cell->cfg, .label = label, .t0 = vitq_now()};
     add_time(&c, "calibrate", 0); /* every cell file has these two, baselines included */
     add_time(&c, "eval", 0);
@@ -186,7 +239,11 @@ int vitq_cell_run(vitq_run *r, const vitq_run_cell *cell, const char *label, vit
     out->n_times = c.n_times;
     out->seconds = vitq_now() - c.t0;
     if (c.rc) snprintf(out->error, sizeof out->error, "%s", c.err.msg);
+    vitq_session_free(c.session);
     vitq_qmodel_free(c.q);
+    vitq_model_free(c.student);
+    vitq_passes_free(pb, npb);
+    free(c.order);
     free(c.calib_idx);
     vitq_free(c.calib_images);
     return rc;

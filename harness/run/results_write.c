@@ -257,6 +257,34 @@ static int check_cell(const vitq_results *r, const vitq_cell_result *c, vitq_err
     return VITQ_OK;
 }
 
+/* /curves/<name>/{step, value} for each curve a pass recorded and /pass/<pass>/<name> for each stored
+ * array; names may hold '/' (groups are made as needed). */
+static int write_curves(hid_t f, const vitq_cell_result *c) {
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    int rc = lcpl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0 ? -1 : 0;
+    hid_t g = rc ? -1 : H5Gcreate2(f, "curves", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0) rc = -1;
+    for (int i = 0; !rc && i < c->n_curves; i++) {
+        const vitq_curve *cv = &c->curves[i];
+        hid_t cg = H5Gcreate2(g, cv->name, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+        rc = cg < 0 || vitq_h5_dset(cg, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, (hsize_t)cv->n, cv->step) < 0 ||
+             vitq_h5_dset(cg, "value", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, (hsize_t)cv->n, cv->value) < 0;
+        if (cg >= 0) H5Gclose(cg);
+    }
+    if (g >= 0) H5Gclose(g);
+    for (int i = 0; !rc && i < c->n_stored; i++) {
+        char name[256];
+        snprintf(name, sizeof name, "pass/%s", c->stored[i].name);
+        hid_t sp = H5Screate_simple(1, (hsize_t[]){(hsize_t)c->stored[i].n}, NULL);
+        hid_t d = sp < 0 ? -1 : H5Dcreate2(f, name, H5T_IEEE_F32LE, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+        rc = d < 0 || (c->stored[i].n && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, c->stored[i].data) < 0);
+        if (d >= 0) H5Dclose(d);
+        if (sp >= 0) H5Sclose(sp);
+    }
+    if (lcpl >= 0) H5Pclose(lcpl);
+    return rc ? -1 : 0;
+}
+
 /* Seconds of the timed stage `name` (0 when the cell has none). */
 static double stage_seconds(const vitq_cell_result *c, const char *name) {
     for (int i = 0; i < c->n_times; i++)
@@ -327,6 +355,9 @@ static int write_cell_body(const vitq_results *r, const vitq_cell_result *c, hid
     TRY(g = H5Gcreate2(f, "calibration", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
     TRY(vitq_h5_dset(g, "indices", H5T_STD_I64LE, H5T_NATIVE_INT64, (hsize_t)c->n_calib, c->calib_indices));
     TRY(H5Gclose(g));
+    g = -1;
+    obj = "/curves";
+    TRY(write_curves(f, c));
     return VITQ_OK;
 #undef TRY
 fail:

@@ -2,7 +2,8 @@
  * HDF5, figures, and the run itself — every cell through a pipeline of stages into a results folder.
  * What `vitq run | results | plot` call; usable without the command line (shards, MPI ranks).
  *
- *   grid.c grid_keys.c                        experiment INI -> cells; the harness key table
+ *   grid.c grid_keys.c grid_bundle.c          experiment INI -> cells; the harness key table; bundles
+ *   grid_pass.c                               [pass NAME] sections bound to their plugins
  *   eval.c                                    a model (float or fake-quant) over a dataset
  *   results_write.c results_index.c results_read.c   cell files, the index, reading them back
  *   plot.c plot_curve.c plot_hist.c           gnuplot figures from a run
@@ -33,18 +34,32 @@ VITQ_API int vitq_evaluate(vitq_model *m, vitq_dataset *d, int64_t limit, int ba
                            vitq_eval_result *r, const char *label, vitq_err *e);
 
 
-/* ---- Experiments (grid.c, grid_keys.c): an experiment INI (sections [run] [model] [data] [quantizer NAME]... [hist] [grid]) validated
- * and expanded into cells (grid.c).
+/* ---- Experiments (grid.c, grid_keys.c, grid_bundle.c): an experiment INI (sections [run] [model] [data]
+ * [quantizer NAME]... [pass NAME]... [hist] [grid] [AXIS = VALUE]...) validated and expanded into cells.
  *
  * [grid]: every key is an axis with comma-separated values; the special key `zip` holds groups separated
  * by '|', each a comma-separated list of axis names paired value by value (all of one length). Cells are
  * the cartesian product over factors (each zip group, each free axis), ordered by each factor's first
  * axis in the INI, the first factor varying slowest. `${axis}` in any other value is replaced by the
- * cell's value. Every axis must be used by some ${axis}.
+ * cell's value. Every axis must be used by some ${axis} (a bundled axis: or through its variables).
  *
- * Harness keys ([run], [model], [data], [hist]) are typed by the table vitq_grid_keys() (the same
- * vitq_param rows plugins use), checked per cell after interpolation. [quantizer NAME] sections are
- * interpolated only: the quant module checks their keys and plugin parameters.
+ * Bundles (grid_bundle.c): a section [AXIS = VALUE] (spaces around '=' optional) is the bundle of
+ * settings of that value of that axis: each key is a variable, and `${key}` in any other section takes
+ * the value the bundle of the cell's AXIS value gives it. So a grid axis can read as a paper's table
+ * (`recon = none, qdrop, brecq`, each name a bundle) while cell ids and the summary keep the names. An
+ * axis with one bundle needs one for every value, all defining the same variables; a variable is an
+ * identifier, named like no axis and no other axis's variable; bundle values are literal (no ${...});
+ * every variable must be used. Bundle sections and [grid] are left out of the resolved sections.
+ *
+ * [pass NAME] (grid_pass.c binds them): NAME is a pass plugin; `enabled` (bool, default true: false
+ * skips the pass in that cell) is the harness's key, every other key a parameter of the plugin. Passes
+ * run in file order (a before-calibration pass cannot follow an after-calibration one); one section per
+ * pass.
+ *
+ * Harness keys ([run], [model], [data], [hist], and [pass NAME] enabled) are typed by the table
+ * vitq_grid_keys() (the same vitq_param rows plugins use), checked per cell after interpolation.
+ * [quantizer NAME] sections and the plugin parameters of [pass NAME] sections are interpolated only:
+ * vitq_run_validate checks them against the plugins (vitq_qmodel_create, vitq_passes_bind).
  * All errors (up to 20, one per INI line) come back at once, sorted by line, joined with '\n'.
  *
  * Relative paths (model path, dataset folder, output) are relative to the current working directory.
@@ -64,7 +79,8 @@ typedef struct vitq_run_cfg {
     uint64_t seed;             /* [run] seed */
     int threads;               /* [run] threads, 0 = all CPUs */
     int baseline;              /* [run] baseline: also evaluate the float model as cell "fp32" */
-    const char *calib_mode;    /* [run] calib_mode: "sequential" | "float" */
+    const char *calib_mode;    /* [run] calib_mode: "sequential" | "float" | "search" */
+    int search_rounds;         /* [run] search_rounds */
     const char *model_path;    /* [model] path */
     const char *arch;          /* [model] arch ("" = from the file's metadata) */
     const char *dataset;       /* [data] dataset */
@@ -96,6 +112,15 @@ typedef struct vitq_grid_cell {
     char hash[17];             /* FNV-1a 64 of config_text, 16 hex digits: the resume key */
 } vitq_grid_cell;
 
+/* A bundle variable: `name` defined by every [AXIS = VALUE] section of one axis. */
+typedef struct vitq_grid_var {
+    char *name;
+    int axis;                  /* index into the axes */
+    const char **values;       /* [that axis's n_values]: its text in each value's bundle (into secs) */
+    const char *section;       /* the bundle section of its first definition in the file, and the line */
+    int line;
+} vitq_grid_var;
+
 typedef struct vitq_experiment {
     char *path;                /* the INI file (or the name given to vitq_experiment_parse) */
     char *text;                /* its text */
@@ -106,6 +131,8 @@ typedef struct vitq_experiment {
     const char **axis_names;   /* [n_axes] */
     vitq_grid_cell *cells;     /* expansion order */
     int n_cells;
+    vitq_grid_var *vars;       /* bundle variables, axis by axis in [grid] order */
+    int n_vars;
 } vitq_experiment;
 
 /* Reads, validates and expands. On failure *out = NULL and e holds every error ("FILE:LINE: ..." lines). */
@@ -123,6 +150,41 @@ VITQ_API void vitq_grid_cell_id(const char *const *names, const char *const *val
 void vitq_grid_type_cell(vitq_experiment *x, vitq_grid_cell *c, vitq_errs *E);
 /* "quantizer NAME" sections; *qname (if non-NULL) points at NAME. */
 int vitq_grid_is_quantizer_section(const char *name, const char **qname);
+/* "pass NAME" sections (and "pass" alone, with *pname = ""); *pname (if non-NULL) points at NAME. */
+int vitq_grid_is_pass_section(const char *name, const char **pname);
+/* grid_bundle.c: 1 for a bundle section "AXIS = VALUE" (any name holding '='). */
+int vitq_grid_is_bundle_section(const char *name);
+/* grid_bundle.c: reads the bundle sections against the parsed axes into x->vars; every rule above. */
+void vitq_grid_parse_bundles(vitq_experiment *x, vitq_errs *E);
+/* grid_bundle.c: index of the variable named name[0..n) in x->vars, or -1. */
+int vitq_grid_var_index(const vitq_experiment *x, const char *name, size_t n);
+/* grid_pass.c: the `enabled` key of a [pass NAME] section: 0 with *on set (default 1), or -1 with
+ * "expected ..." in why and *kv (if non-NULL) the key. */
+int vitq_grid_pass_enabled(const vitq_section *s, int *on, const vitq_kv **kv, char *why, size_t n);
+
+/* ---- Passes of a cell (grid_pass.c) -------------------------------------------------------------
+ * The [pass NAME] sections of a cell's resolved sections, bound to their plugins: what the pipeline runs
+ * as stages (before or after "calibrate" as each plugin's `when` says, in file order within each) and
+ * what vitq_run_validate checks for every selected cell. Lives in the run layer (the sections are an
+ * experiment's); the quant layer's loader does the loading and the parameter parsing. */
+typedef struct vitq_pass_binding {
+    const vitq_section *section;  /* the cell's [pass NAME] section (file, line, keys as resolved) */
+    const char *name;             /* NAME, into section->name; == plugin->name */
+    const vitq_plugin *plugin;    /* kind VITQ_PLUGIN_PASS: plugin->pass->run is the stage's work */
+    void *params;                 /* plugin->params_size bytes: defaults, then the section's values (checked) */
+    vitq_pass_when when;          /* plugin->pass->when */
+    int enabled;                  /* the section's `enabled` (default 1); 0: the cell skips this pass */
+    char params_text[512];        /* "drop_prob=0.5 importance=none" (vitq_plugin_params_format) */
+} vitq_pass_binding;
+
+/* Binds every [pass NAME] section of secs (a grid cell's secs: interpolated), in file order, disabled ones
+ * included (their plugin and parameters are checked all the same). *out = NULL and *n = 0 when there is
+ * none. On failure returns VITQ_EINVAL (VITQ_ENOMEM) with *out = NULL and EVERY error in e, one per line,
+ * each "FILE:LINE: ...": plugin not found or not loadable, a quantizer named as a pass, a parameter the
+ * plugin does not have or a bad value, a before-calibration pass after an after-calibration one, a
+ * plugin declaring a parameter `enabled` or an unknown `when`. Free with vitq_passes_free. */
+VITQ_API int vitq_passes_bind(const vitq_section *secs, int n_secs, vitq_pass_binding **out, int *n, vitq_err *e);
+VITQ_API void vitq_passes_free(vitq_pass_binding *b, int n);
 
 
 /* ---- Results (results_write.c, results_index.c, results_read.c): a run's results in HDF5: one folder per run, one file per finished cell, an index
@@ -207,6 +269,10 @@ typedef struct vitq_cell_result {
     int n_plugins;
     const int64_t *calib_indices;   /* the training-split images used for calibration (auditability) */
     int n_calib;
+    const vitq_curve *curves;       /* what passes recorded: /curves/<name>/{step, value} */
+    int n_curves;
+    const vitq_stored *stored;      /* arrays passes stored: /pass/<pass>/<name> */
+    int n_stored;
 } vitq_cell_result;
 
 /* Writes DIR/cells/<id>.h5 whole to a temp name in the same folder, closes, fsyncs, renames; on any
@@ -378,7 +444,8 @@ VITQ_API const vitq_run_cell *vitq_run_cell_at(const vitq_run *r, int i);
 VITQ_API int vitq_run_selected(const vitq_run *r);
 VITQ_API const char *vitq_run_output(const vitq_run *r);
 /* Loads every model and dataset the selected cells use (once each), checks the calibration split's size,
- * binds every selected cell's quantizer sections (plugins found, ABI, parameters) and its [hist] taps.
+ * binds every selected cell's quantizer sections (plugins found, ABI, parameters), its pass sections
+ * (vitq_passes_bind) and its [hist] taps.
  * VITQ_EINVAL when anything is wrong: every distinct error line is kept (vitq_run_errors), each naming
  * the INI file:line at fault; VITQ_ECANCELLED on Ctrl-C. */
 VITQ_API int vitq_run_validate(vitq_run *r, vitq_err *e);
@@ -413,8 +480,10 @@ struct vitq_stage {
     unsigned flags;        /* VITQ_STAGE_ALWAYS */
     const void *arg;       /* stage data (a pass stage: its plugin and parameters) */
 };
-/* The stages of cell c into out[0..max); returns their number. */
-VITQ_API int vitq_pipeline_build(const vitq_run_cell *c, vitq_stage *out, int max);
+/* The stages of cell c into out[0..max), its enabled passes (b, nb: vitq_passes_bind's) placed before or
+ * after "calibrate" as each declares; returns their number. */
+VITQ_API int vitq_pipeline_build(const vitq_run_cell *c, const vitq_pass_binding *b, int nb, vitq_stage *out,
+                                 int max);
 
 /* Layer-internal (cells.c, validate.c, pipeline.c, run.c): the run's state. */
 typedef struct vitq_model_slot {

@@ -1,7 +1,8 @@
 /* validate.c — everything a run needs, checked before any cell runs, with every error at once: each
  * model file loads, each dataset opens, the calibration split holds calib_size images, each selected
- * cell's quantizer sections bind to the model (plugins found, ABI, parameters) and its [hist] taps
- * match quantized activation taps. Every message names the INI file:line at fault; identical messages
+ * cell's quantizer sections bind to the model (plugins found, ABI, parameters), its [pass NAME] sections
+ * bind to pass plugins (vitq_passes_bind: every bad section and parameter) and its [hist] taps match
+ * quantized activation taps. Every message names the INI file:line at fault; identical messages
  * of several cells are kept once. */
 #include "run/run.h"
 
@@ -26,6 +27,18 @@ static void add_at(vitq_run *r, const vitq_grid_cell *c, const char *section, co
     else
         snprintf(buf, sizeof buf, "%s: [%s] %s (default): %s", r->x->path, section, key, msg);
     add(r, buf);
+}
+
+/* Each line of a multi-line message (vitq_passes_bind's) as its own error. */
+static void add_lines(vitq_run *r, const char *msg) {
+    char line[1024];
+    for (const char *p = msg; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t l = nl ? (size_t)(nl - p) : strlen(p);
+        snprintf(line, sizeof line, "%.*s", (int)l, p);
+        add(r, line);
+        p += l + (nl ? 1 : 0);
+    }
 }
 
 /* Every [hist] glob must match a quantized activation tap (histograms are enabled after calibration, so
@@ -81,7 +94,11 @@ int vitq_run_validate(vitq_run *r, vitq_err *e) {
             continue;
         }
         check_data(r, c, m);
-        if (c->baseline) continue; /* no quantizers */
+        if (c->baseline) continue; /* no quantizers, no passes */
+        vitq_pass_binding *passes = NULL;
+        int np = 0;
+        if (vitq_passes_bind(c->grid->secs, c->grid->n_secs, &passes, &np, &me)) add_lines(r, me.msg);
+        vitq_passes_free(passes, np);
         vitq_qmodel *q = NULL;
         if (vitq_qmodel_create(m, c->grid->secs, c->grid->n_secs, c->cfg->seed, &q, &me)) {
             add(r, me.msg); /* names the INI file:line */
