@@ -2,7 +2,8 @@
 # shifted block and 7x7) through the command line: `vitq inspect` (architecture keys and derived stages), `vitq
 # eval` on Fashion-MNIST (grey images to the RGB model with --convert-channels), and `vitq run` of a grid cell
 # per (bits, softmax quantizer): weights and every linear input uniform (the patch-merging reduction input
-# included), window-attention probabilities uniform or log2: calibration, histograms, evaluation, results, plots.
+# included), window-attention probabilities uniform or log2: calibration (sequential, and search), histograms,
+# evaluation, results, plots; and experiments/aphq-swin-imagenet.ini validated with stand-ins.
 . tests/e2e/run_common.inc
 
 SWIN="$ROOT/tests/fixtures/swin_tiny56.safetensors"
@@ -69,6 +70,12 @@ tail -n 1 "$T/dry" | grep -q '^5 cells (4 grid, 1 baseline)' || { cat "$T/dry"; 
 "$VITQ" plot "$T/out" >"$T/plots" 2>"$T/log" || { cat "$T/log"; fail "plot failed"; }
 grep -q 'hist_bits=4_softmax=log2__layers.1.downsample.reduction.input' "$T/plots" || { cat "$T/plots"; fail "no reduction histogram"; }
 grep -q 'hist_bits=4_softmax=log2__layers.0.blocks.1.attn.probs' "$T/plots" || fail "no probs histogram"
+
+# calib_mode = search (output-error-guided calibration, unit by unit over the Swin units, window taps captured
+# per image)
+sed -e "s|^output = .*|output = $T/out2|" -e 's|^seed = 3$|seed = 3\ncalib_mode = search|' "$T/swin.ini" >"$T/search.ini"
+"$VITQ" run "$T/search.ini" --only 'bits=4,*' >/dev/null 2>"$T/log" || { cat "$T/log"; fail "search calibration run failed"; }
+[ "$(ls "$T/out2/cells" | grep -c '^bits=4')" = 2 ] || { ls "$T/out2/cells"; fail "search run: not 2 cells"; }
 
 # experiments/aphq-swin-imagenet.ini validates: its ImageNet checkpoints and data replaced by the fixture (under
 # the three Swin names) and Fashion-MNIST, every key, plugin parameter and tap glob is checked against a Swin
