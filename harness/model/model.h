@@ -1,4 +1,4 @@
-/* model/model.h — the model layer: architectures (ViT/DeiT; Swin comes as a second family), checkpoint
+/* model/model.h — the model layer: architectures (ViT/DeiT, and Swin as a second family), checkpoint
  * I/O (safetensors), the parameters as one slab with a table of timm names, the per-architecture tap
  * tables, activations, and the forward and backward passes of whole models and single blocks.
  *
@@ -32,7 +32,7 @@ typedef enum { VITQ_FAMILY_VIT = 0, VITQ_FAMILY_SWIN = 1 } vitq_family_id;
 #define VITQ_SWIN_MAX_STAGES 8 /* Swin stages */
 
 typedef struct vitq_arch {
-    int family;         /* vitq_family_id; 0 (ViT) for every existing table and checkpoint */
+    int family;         /* vitq_family_id: 0 ViT/DeiT, 1 Swin (arch = swin or a swin_* built-in) */
     char name[64];      /* timm name or "custom" */
     int img_size, patch_size, in_chans, num_classes;
     int embed_dim, depth, num_heads;
@@ -470,7 +470,7 @@ VITQ_API int vitq_backward_units(vitq_model *m, vitq_acts *a, vitq_grad_acts *g,
                                  vitq_err *e);
 
 /* ---------------------------------------------------------------------------------------------
- * Families (family.c dispatches; vit*.c is ViT's, swin*.c will be Swin's). Not for use outside the
+ * Families (family.c dispatches; vit*.c is ViT's, swin*.c is Swin's). Not for use outside the
  * model layer: the public functions above and below call through m->fam.
  * ------------------------------------------------------------------------------------------- */
 struct vitq_family {
