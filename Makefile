@@ -138,7 +138,8 @@ $(BUILD)/tests/tools/%: tests/tools/%.c
 	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< $(DEP_LIBS)
 
 # Every plugins/NAME.c becomes NAME.so. A plugin sees vitq_plugin.h only (no library symbol), so it links
-# against nothing but libm; -z defs makes an unresolved symbol a link error, not a dlopen one.
+# against nothing but libm; -z defs makes an unresolved symbol a link error, not a dlopen one. A plugin may
+# include a header of its own under plugins/ (plugins/aphq_grid.h); -MMD's $(BUILD)/plugins/NAME.d tracks it.
 $(BUILD)/plugins/%.so: plugins/%.c harness/vitq_plugin.h
 	@mkdir -p $(@D)
 	$(call say,PLUGIN,$@)
@@ -203,4 +204,4 @@ uninstall:
 clean:
 	rm -rf $(BUILD)
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d) $(TOOLS:=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d) $(PLUGINS:.so=.d) $(TOOLS:=.d)

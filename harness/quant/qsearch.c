@@ -389,9 +389,7 @@ static int search_unit(vitq_qmodel *q, int u, const float *in, int64_t n, int ro
     memset(or, 0, sizeof or);
     int nops = vitq_unit_ops(q->m, u, ops, 16), rc = cap.buf && cap.per ? VITQ_OK : VITQ_ENOMEM;
     for (int id = un->tap_first; !rc && id < un->tap_end; id++) {
-        const vitq_tap_desc *d = vitq_tap_get(q->m, id);
-        cap.per[id] = 1;
-        for (int k = 1; k < d->ndim; k++) cap.per[id] *= d->shape[k];
+        cap.per[id] = vitq_tap_numel_per_image(q->m, id); /* Swin's window taps: windows x (N, C) per image */
         if (!(cap.buf[id] = vitq_alloc((size_t)(n * cap.per[id]) * sizeof(float)))) rc = VITQ_ENOMEM;
     }
     if (rc) vitq_fail(e, rc, "calibration search: out of memory capturing %s over %lld images", un->name, (long long)n);
@@ -399,10 +397,10 @@ static int search_unit(vitq_qmodel *q, int u, const float *in, int64_t n, int ro
     for (int i = 0; !rc && i < q->n_taps; i++) {
         vitq_qtap *t = &q->taps[i];
         if (t->act >= un->tap_first && t->act < un->tap_end && t->plugin)
-            rc = finalize_tap(q, t, tap_view(t, cap.buf[t->act], n), e);
+            rc = finalize_tap(q, t, tap_view(t, cap.buf[t->act], n * vitq_tap_rows_per_image(q->m, t->act)), e);
     }
     for (int k = 0; !rc && k < nops; k++) {
-        or[k] = (oracle){.q = q, .op = &ops[k], .n = n};
+        or[k] = (oracle){.q = q, .op = &ops[k], .n = n * vitq_tap_rows_per_image(q->m, ops[k].in_tap)}; /* dim-0 rows */
         rc = ops[k].kind == VITQ_OP_LINEAR ? linear_setup(&or[k], cap.buf, q->src, e) : matmul_setup(&or[k], cap.buf, q->src, e);
     }
     for (int r = 0; !rc && r <= rounds; r++)
