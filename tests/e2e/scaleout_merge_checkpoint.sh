@@ -23,7 +23,7 @@ rc=$?
 set -e
 cat "$T/err"
 if [ $rc = 1 ]; then
-    [ "$(wc -l <"$T/err")" = 1 ] || fail "refusal is not one line"
+    [ "$(nlines "$T/err")" = 1 ] || fail "refusal is not one line"
     grep -q "^vitq: error: merge: .* were computed on different checkpoints of $MODEL (.*sha256 [0-9a-f]* vs [0-9a-f]*)$" "$T/err" ||
         fail "refusal does not name the checkpoint and its hashes"
     [ ! -e "$T/m/run.h5" ] || fail "a refused merge wrote an index"

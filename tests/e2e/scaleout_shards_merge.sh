@@ -61,7 +61,7 @@ for bad in 3/3 -1/2 a/2 1/0 1 1/2/3; do
     rc=$?
     set -e
     [ $rc = 2 ] || fail "--shard $bad: exit $rc, expected 2"
-    [ "$(wc -l <"$T/err")" = 1 ] && grep -q '^vitq: error: --shard: ' "$T/err" || { cat "$T/err"; fail "--shard $bad: message"; }
+    [ "$(nlines "$T/err")" = 1 ] && grep -q '^vitq: error: --shard: ' "$T/err" || { cat "$T/err"; fail "--shard $bad: message"; }
 done
 set +e
 "$VITQ" merge "$T/m" 2>"$T/err"
@@ -79,7 +79,7 @@ rc=$?
 set -e
 [ $rc = 1 ] || fail "merge of a different INI: exit $rc, expected 1"
 cat "$T/err"
-[ "$(wc -l <"$T/err")" = 1 ] || fail "refusal is not one line"
+[ "$(nlines "$T/err")" = 1 ] || fail "refusal is not one line"
 grep -q "^vitq: error: merge: .*/h0 and .*/m come from different INI texts (.*h.ini: line 11: 'eval_limit = 50' vs 'eval_limit = 100')$" "$T/err" ||
     fail "refusal does not name the differing line"
 stat_cells "$T/m" | diff - "$T/stat2" || fail "a refused merge touched OUT"
