@@ -318,6 +318,10 @@ VITQ_API void vitq_summary_free(vitq_summary *s);
  * histograms whose count arrays are owned by it; free with vitq_hists_free. */
 VITQ_API int vitq_cell_read_hists(const char *cell_path, vitq_hist **out, int *n, vitq_err *e);
 VITQ_API void vitq_hists_free(vitq_hist *h, int n);
+/* Reads one cell file's curves (/curves/<name>/{step, value}, what its passes recorded) back, in name
+ * order; none for a cell without passes. Free with vitq_curves_free. */
+VITQ_API int vitq_cell_read_curves(const char *cell_path, vitq_curve **out, int *n, vitq_err *e);
+VITQ_API void vitq_curves_free(vitq_curve *c, int n);
 
 
 /* ---- Plots (plot.c, plot_curve.c, plot_hist.c): figures from a run's results: accuracy-versus-bits curves and activation histograms, each as
