@@ -53,7 +53,7 @@ static inline void aph_softmax_t(const float *z, int64_t K, double T, double *p)
 
 /* probs (n x K) = softmax(teacher logits / T) over the pass's n images (the head unit's FP_OUT: the
  * reference's raw_pred_softmaxs, §2.9). */
-static int aph_teacher_probs(vitq_session *s, const vitq_session_api *api, int n, int batch, double T, float *probs) {
+static inline int aph_teacher_probs(vitq_session *s, const vitq_session_api *api, int n, int batch, double T, float *probs) {
     const int U = api->n_units(s);
     vitq_unit_info hi;
     int rc = api->unit(s, U - 1, &hi);
@@ -85,7 +85,7 @@ typedef struct {
 /* g (B x P) = ∂/∂O of KL(p ‖ softmax(f(O)/T)) / B (torch's kl_div "batchmean"), O = the teacher's unit u on
  * the B unit inputs x, f = the teacher's units after u (u is not the head). p: the B samples' teacher
  * probabilities (B x K). dKL/dlogits = (softmax(logits/T) − p) / (T·B); the tail carries it back to O. */
-static int aph_kl_grad(vitq_session *s, const vitq_session_api *api, int u, const float *x, int B, double T,
+static inline int aph_kl_grad(vitq_session *s, const vitq_session_api *api, int u, const float *x, int B, double T,
                        const float *p, aph_kl_scratch *w, float *g) {
     int rc = api->teacher_forward(s, u, x, B, w->O);
     if (!rc) rc = api->tail_forward(s, u + 1, w->O, B, w->z);
@@ -100,7 +100,7 @@ static int aph_kl_grad(vitq_session *s, const vitq_session_api *api, int u, cons
 
 /* Mean 1 over every entry (§3.2 step 5). A map that is all zeros (the partly quantized input equals the
  * float one and the student the teacher: nothing to weigh) is dropped: H ≡ 1, with a warning. */
-static void aph_imp_normalise(aph_imp *m, const vitq_host *host, const char *unit) {
+static inline void aph_imp_normalise(aph_imp *m, const vitq_host *host, const char *unit) {
     const int64_t n = m->rows * m->P;
     double sum = 0;
     for (int64_t i = 0; i < n; i++) sum += m->map[i];
@@ -116,7 +116,7 @@ static void aph_imp_normalise(aph_imp *m, const vitq_host *host, const char *uni
 /* BRECQ's Fisher map of unit u over the n images (§3.4), in batches of `batch` (the KL's batchmean):
  * per sample g² (rows = n), or averaged over the images (rows = 1); normalised to mean 1. probs: the
  * teacher's probabilities (aph_teacher_probs). Progress as "<unit> fisher"; VITQ_ECANCELLED on Ctrl-C. */
-static int aph_fisher(vitq_session *s, const vitq_session_api *api, const vitq_host *host, int u, int n, int batch,
+static inline int aph_fisher(vitq_session *s, const vitq_session_api *api, const vitq_host *host, int u, int n, int batch,
                       double T, const float *probs, int per_sample, aph_imp *out) {
     vitq_unit_info ui, hi;
     int rc = api->unit(s, u, &ui);
@@ -154,7 +154,7 @@ static int aph_fisher(vitq_session *s, const vitq_session_api *api, const vitq_h
 }
 
 /* The map of unit u for importance `imp` (none: H ≡ 1; the head never has one: it is reconstructed with KL). */
-static int aph_imp_compute(vitq_session *s, const vitq_session_api *api, const vitq_host *host, int imp, int u,
+static inline int aph_imp_compute(vitq_session *s, const vitq_session_api *api, const vitq_host *host, int imp, int u,
                            int n, int batch, double T, const float *probs, int per_sample, aph_imp *out) {
     vitq_unit_info ui;
     int rc = api->unit(s, u, &ui);
