@@ -254,11 +254,14 @@ static int reconstruct_unit(const aph_params *p, vitq_session *s, const vitq_ses
     if (rc) return rc;
     j.head = j.ui.kind == VITQ_UNITK_HEAD;
     const int ps = p->per_sample == PS_AUTO ? aph_imp_auto_per_sample(p->importance) : p->per_sample == PS_TRUE;
-    rc = aph_imp_compute(s, api, host, p->importance, u, p->images, p->batch, p->temperature, probs, ps, &j.imp);
-    if (!rc) rc = alloc_buffers(&j);
-    if (!rc) rc = api->begin(s, u, p->batch);
+    rc = api->begin(s, u, p->batch);
     if (!rc) rc = make_optimisers(&j);
-    if (!rc) rc = optimise(&j);
+    const int trains = j.n_alpha + j.n_scale > 0; /* else nothing to optimise: commit as it stands */
+    if (!rc && !trains) host->log(host, VITQ_LOG_INFO, "%s: nothing trains (no AdaRound, no learnable scale)", j.ui.name);
+    if (!rc && trains)
+        rc = aph_imp_compute(s, api, host, p->importance, u, p->images, p->batch, p->temperature, probs, ps, &j.imp);
+    if (!rc && trains) rc = alloc_buffers(&j);
+    if (!rc && trains) rc = optimise(&j);
     if (!rc) rc = api->commit(s, u);
     free_job(&j);
     return rc;

@@ -153,8 +153,8 @@ static int uniform_has_adaround(void) {
 }
 
 /* A 28x28 ViT (patch 7, dim 16, depth 2) with random weights at W4A4: every weight per channel (AdaRound
- * when uniform has it; learnable scales when w_learnable), every block activation and the head input
- * per tensor with learnable scales; calibrated on 32 Fashion-MNIST training images; a session over the
+ * when uniform has it; learnable scales when w_learnable), the image, every block activation and the head
+ * input per tensor with learnable scales; calibrated on 32 Fashion-MNIST training images; a session over the
  * first 64 images of a seeded order. */
 static int setup(fixture *f, const char *state_path, int w_learnable) {
     static vitq_kv kw[8], ka[8];
@@ -166,8 +166,8 @@ static int setup(fixture *f, const char *state_path, int w_learnable) {
     kw[nw++] = (vitq_kv){"granularity", "per_channel", "t.ini", 5};
     if (uniform_has_adaround()) kw[nw++] = (vitq_kv){"rounding", "adaround", "t.ini", 6};
     if (w_learnable) kw[nw++] = (vitq_kv){"learnable", "true", "t.ini", 7};
-    ka[na++] = (vitq_kv){"taps", "blocks.*.input, blocks.*.attn.q, blocks.*.attn.k, blocks.*.attn.v, "
-                                 "blocks.*.attn.probs, head.input", "t.ini", 9};
+    ka[na++] = (vitq_kv){"taps", "patch_embed.proj.input, blocks.*.input, blocks.*.attn.q, blocks.*.attn.k, "
+                                 "blocks.*.attn.v, blocks.*.attn.probs, head.input", "t.ini", 9};
     ka[na++] = (vitq_kv){"plugin", "uniform", "t.ini", 10};
     ka[na++] = (vitq_kv){"bits", "4", "t.ini", 11};
     ka[na++] = (vitq_kv){"learnable", "true", "t.ini", 12};

@@ -4,7 +4,8 @@
 # the results equal an uninterrupted run's at the same thread count: the metrics (`vitq results --csv`
 # without timings) and every recorded loss of every unit and iteration (`vitq results --curves`, 17
 # digits), which the quantized weights of every committed unit feed. The curves are also read back per
-# unit: one point per iteration, <unit>/loss and <unit>/round for the four units.
+# unit: one point per iteration, <unit>/loss and <unit>/round for the four units (the image is quantized
+# with a learnable scale, so that patch_embed trains whether or not uniform has AdaRound).
 . tests/e2e/run_common.inc
 
 # AdaRound when this build's uniform has it (`rounding`), else nearest rounding with learnable scales only.
@@ -35,7 +36,7 @@ granularity = per_channel
 $ROUNDING
 
 [quantizer acts]
-taps = blocks.*.input, blocks.*.attn.q, blocks.*.attn.k, blocks.*.attn.v, blocks.*.attn.probs, head.input
+taps = patch_embed.proj.input, blocks.*.input, blocks.*.attn.q, blocks.*.attn.k, blocks.*.attn.v, blocks.*.attn.probs, head.input
 plugin = uniform
 bits = 4
 learnable = true
