@@ -53,7 +53,8 @@ static inline void aph_softmax_t(const float *z, int64_t K, double T, double *p)
 
 /* probs (n x K) = softmax(teacher logits / T) over the pass's n images (the head unit's FP_OUT: the
  * reference's raw_pred_softmaxs, §2.9). */
-static inline int aph_teacher_probs(vitq_session *s, const vitq_session_api *api, int n, int batch, double T, float *probs) {
+static inline int aph_teacher_probs(vitq_session *s, const vitq_session_api *api, int n, int batch, double T,
+                                    float *probs) {
     const int U = api->n_units(s);
     vitq_unit_info hi;
     int rc = api->unit(s, U - 1, &hi);
@@ -116,8 +117,8 @@ static inline void aph_imp_normalise(aph_imp *m, const vitq_host *host, const ch
 /* BRECQ's Fisher map of unit u over the n images (§3.4), in batches of `batch` (the KL's batchmean):
  * per sample g² (rows = n), or averaged over the images (rows = 1); normalised to mean 1. probs: the
  * teacher's probabilities (aph_teacher_probs). Progress as "<unit> fisher"; VITQ_ECANCELLED on Ctrl-C. */
-static inline int aph_fisher(vitq_session *s, const vitq_session_api *api, const vitq_host *host, int u, int n, int batch,
-                      double T, const float *probs, int per_sample, aph_imp *out) {
+static inline int aph_fisher(vitq_session *s, const vitq_session_api *api, const vitq_host *host, int u, int n,
+                             int batch, double T, const float *probs, int per_sample, aph_imp *out) {
     vitq_unit_info ui, hi;
     int rc = api->unit(s, u, &ui);
     if (!rc) rc = api->unit(s, api->n_units(s) - 1, &hi);
@@ -131,7 +132,8 @@ static inline int aph_fisher(vitq_session *s, const vitq_session_api *api, const
     aph_kl_scratch w = {malloc(sizeof(float) * (size_t)(batch * P)), malloc(sizeof(float) * (size_t)(batch * K)),
                         malloc(sizeof(double) * (size_t)K), K};
     if (!out->map || (!per_sample && !acc) || !x || !g || !idx || !w.O || !w.z || !w.q)
-        rc = host->fail(host, VITQ_ENOMEM, "%s: out of memory for the Fisher map (%d x %lld)", ui.name, n, (long long)P);
+        rc = host->fail(host, VITQ_ENOMEM, "%s: out of memory for the Fisher map (%d x %lld)", ui.name, n,
+                        (long long)P);
     char label[96];
     snprintf(label, sizeof label, "%s fisher", ui.name);
     for (int b0 = 0; !rc && b0 < n; b0 += batch) {

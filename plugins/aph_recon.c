@@ -55,7 +55,7 @@ typedef struct {
 #define P_(f) offsetof(aph_params, f)
 static const vitq_param aph_param_table[] = {
     {.name = "images", .type = VITQ_P_INT, .offset = P_(images), .def = "1024", .min = 1, .max = 1e8,
-     .help = "reconstruction images: the first N of the cell's seeded order of calib_split, no augmentation (§1.2, §1.4)"},
+     .help = "reconstruction images: the first N of the cell's seeded calib_split order, no augmentation (§1.2, §1.4)"},
     {.name = "iters", .type = VITQ_P_INT, .offset = P_(iters), .def = "20000", .min = 1, .max = 1e9,
      .help = "optimisation steps per unit (§1.4: 20000)"},
     {.name = "batch", .type = VITQ_P_INT, .offset = P_(batch), .def = "32", .min = 1, .max = 65536,
@@ -81,9 +81,9 @@ static const vitq_param aph_param_table[] = {
     {.name = "temperature", .type = VITQ_P_FLOAT, .offset = P_(temperature), .def = "20", .min = 1e-3, .max = 1e6,
      .help = "softmax temperature T of the importance map's KL (§1.4, §3.4)"},
     {.name = "loss_form", .type = VITQ_P_ENUM, .offset = P_(loss_form), .def = "current", .choices = "current|original",
-     .help = "current: 2*mean(H*err^2)/first value (HEAD); original: mean over batch, channels of token sums /10 (§3.3, §6.1)"},
+     .help = "current: 2*mean(H*err^2)/its first value (HEAD); original: mean_{b,c} of token sums /10 (§3.3, §6.1)"},
     {.name = "per_sample", .type = VITQ_P_ENUM, .offset = P_(per_sample), .def = "auto", .choices = "auto|true|false",
-     .help = "importance map per sample or averaged over the images; auto: the reference's (fisher: per sample) (§3.2, §3.4)"},
+     .help = "importance map per sample or averaged over the images; auto: the reference's (fisher: per sample, §3.4)"},
     {.name = "learn_scales", .type = VITQ_P_ENUM, .offset = P_(learn_scales), .def = "activations",
      .choices = "activations|all|none",
      .help = "which learnable scales train: activation quantizers' (the reference, §2.8), weights' too, or none"},
@@ -100,7 +100,6 @@ typedef struct {
     vitq_session *s;
     const vitq_session_api *api;
     const vitq_host *host;
-    const float *probs;      /* the teacher's probabilities at T (importance maps), or NULL */
     vitq_unit_info ui;
     int u, head;
     aph_imp imp;
@@ -111,6 +110,10 @@ typedef struct {
     double rec1;
 } unit_job;
 
+static int too_many(const unit_job *j) {
+    return j->host->fail(j->host, VITQ_EINVAL, "%s: more than %d trainable tensors", j->ui.name, APH_MAX_T - 1);
+}
+
 /* The unit's trainables: every "*:alpha", and the "*:scale" that learn_scales selects (activations: not
  * on a tap the session lists as a weight). Adam with PyTorch's defaults, no weight decay. */
 static int make_optimisers(unit_job *j) {
@@ -119,7 +122,7 @@ static int make_optimisers(unit_job *j) {
     vitq_adam_group g[APH_MAX_T];
     int n = api->trainables(j->s, j->u, "*:alpha", t, APH_MAX_T);
     if (n < 0) return n;
-    if (n == APH_MAX_T) return j->host->fail(j->host, VITQ_EINVAL, "%s: more than %d trainable tensors", j->ui.name, APH_MAX_T - 1);
+    if (n == APH_MAX_T) return too_many(j);
     for (int i = 0; i < n; i++) g[i] = (vitq_adam_group){t[i].value, t[i].grad, t[i].n, 0.9, 0.999, 1e-8, 0};
     if (n > 0 && !(j->opt_a = api->adam_create(j->s, g, n))) return VITQ_ENOMEM;
     j->n_alpha = n;
@@ -128,13 +131,14 @@ static int make_optimisers(unit_job *j) {
     int nw = api->weights(j->s, j->u, w, 64);
     if (nw < 0) return nw;
     if ((n = api->trainables(j->s, j->u, "*:scale", t, APH_MAX_T)) < 0) return n;
-    if (n == APH_MAX_T) return j->host->fail(j->host, VITQ_EINVAL, "%s: more than %d trainable tensors", j->ui.name, APH_MAX_T - 1);
+    if (n == APH_MAX_T) return too_many(j);
     int k = 0;
     for (int i = 0; i < n; i++) {
         const char *colon = strrchr(t[i].name, ':');
         size_t len = colon ? (size_t)(colon - t[i].name) : strlen(t[i].name);
         int is_weight = 0;
-        for (int q = 0; q < nw && !is_weight; q++) is_weight = strlen(w[q].name) == len && !strncmp(w[q].name, t[i].name, len);
+        for (int q = 0; q < nw && !is_weight; q++)
+            is_weight = strlen(w[q].name) == len && !strncmp(w[q].name, t[i].name, len);
         if (is_weight && j->p->learn_scales == SCALES_ACT) continue;
         g[k++] = (vitq_adam_group){t[i].value, t[i].grad, t[i].n, 0.9, 0.999, 1e-8, 0};
     }
@@ -201,7 +205,8 @@ static int step(unit_job *j, aph_rng *batches, aph_rng *mix, int64_t t, double *
     if ((rc = api->zero_grad(j->s, u)) || (rc = api->forward(j->s, u, j->x, B, p->drop_prob, j->yh))) return rc;
     *rec = rec_loss(j, B);
     if ((rc = api->backward(j->s, u, j->dy, B, NULL))) return rc;
-    vitq_reg r = {.size = sizeof r, .t = (double)t / (double)T, .weight = aph_round_weight(t, T, p->warmup, p->round_weight),
+    vitq_reg r = {.size = sizeof r, .t = (double)t / (double)T,
+                  .weight = aph_round_weight(t, T, p->warmup, p->round_weight),
                   .beta = aph_beta(t, T, p->warmup, p->b_start, p->b_end)};
     *round = 0;
     if (r.weight != 0 && (rc = api->regularize(j->s, u, &r, round))) return rc;
@@ -238,8 +243,10 @@ static int optimise(unit_job *j) {
         int rc = step(j, &batches, &mix, t, &rec, &round);
         if (rc) return rc;
         rec_sum += rec, round_sum += round, in_window++;
-        if ((t % j->p->record_every == 0 || t == T) && (rc = record(j, t, rec_sum, round_sum, in_window))) return rc;
-        if (t % j->p->record_every == 0 || t == T) rec_sum = round_sum = 0, in_window = 0;
+        if (t % j->p->record_every == 0 || t == T) {
+            if ((rc = record(j, t, rec_sum, round_sum, in_window))) return rc;
+            rec_sum = round_sum = 0, in_window = 0;
+        }
         snprintf(label, sizeof label, "%s recon|loss %.4g round %.4g", j->ui.name, rec, round);
         if (j->host->progress(j->host, t, T, label)) return VITQ_ECANCELLED;
     }
@@ -249,7 +256,7 @@ static int optimise(unit_job *j) {
 /* Unit u from start to commit. */
 static int reconstruct_unit(const aph_params *p, vitq_session *s, const vitq_session_api *api, const vitq_host *host,
                             const float *probs, int u) {
-    unit_job j = {.p = p, .s = s, .api = api, .host = host, .probs = probs, .u = u};
+    unit_job j = {.p = p, .s = s, .api = api, .host = host, .u = u};
     int rc = api->unit(s, u, &j.ui);
     if (rc) return rc;
     j.head = j.ui.kind == VITQ_UNITK_HEAD;
@@ -257,7 +264,8 @@ static int reconstruct_unit(const aph_params *p, vitq_session *s, const vitq_ses
     rc = api->begin(s, u, p->batch);
     if (!rc) rc = make_optimisers(&j);
     const int trains = j.n_alpha + j.n_scale > 0; /* else nothing to optimise: commit as it stands */
-    if (!rc && !trains) host->log(host, VITQ_LOG_INFO, "%s: nothing trains (no AdaRound, no learnable scale)", j.ui.name);
+    if (!rc && !trains) host->log(host, VITQ_LOG_INFO, "%s: nothing trains (no AdaRound, no learnable scale)",
+                                  j.ui.name);
     if (!rc && trains)
         rc = aph_imp_compute(s, api, host, p->importance, u, p->images, p->batch, p->temperature, probs, ps, &j.imp);
     if (!rc && trains) rc = alloc_buffers(&j);
