@@ -83,18 +83,19 @@ typedef struct {
     int64_t K;
 } aph_kl_scratch;
 
-/* g (B x P) = ∂/∂O of KL(p ‖ softmax(f(O)/T)) / B (torch's kl_div "batchmean"), O = the teacher's unit u on
- * the B unit inputs x, f = the teacher's units after u (u is not the head). p: the B samples' teacher
- * probabilities (B x K). dKL/dlogits = (softmax(logits/T) − p) / (T·B); the tail carries it back to O. */
-static inline int aph_kl_grad(vitq_session *s, const vitq_session_api *api, int u, const float *x, int B, double T,
-                       const float *p, aph_kl_scratch *w, float *g) {
+/* g (B x P) = ∂/∂O of KL(p ‖ softmax(f(O)/T)) / M (torch's kl_div "batchmean" over a batch of M), O = the
+ * teacher's unit u on the B unit inputs x, f = the teacher's units after u (u is not the head). p: the B
+ * samples' teacher probabilities (B x K). dKL/dlogits = (softmax(logits/T) − p) / (T·M); the tail carries
+ * it back to O. Samples do not interact, so each row is that sample's gradient whatever B is. */
+static inline int aph_kl_grad(vitq_session *s, const vitq_session_api *api, int u, const float *x, int B, int M,
+                              double T, const float *p, aph_kl_scratch *w, float *g) {
     int rc = api->teacher_forward(s, u, x, B, w->O);
     if (!rc) rc = api->tail_forward(s, u + 1, w->O, B, w->z);
     if (rc) return rc;
     const int64_t K = w->K;
     for (int b = 0; b < B; b++) {
         aph_softmax_t(w->z + b * K, K, T, w->q);
-        for (int64_t k = 0; k < K; k++) w->z[b * K + k] = (float)((w->q[k] - (double)p[b * K + k]) / (T * B));
+        for (int64_t k = 0; k < K; k++) w->z[b * K + k] = (float)((w->q[k] - (double)p[b * K + k]) / (T * M));
     }
     return api->tail_backward(s, u + 1, w->z, B, g);
 }
@@ -114,7 +115,8 @@ static inline void aph_imp_normalise(aph_imp *m, const vitq_host *host, const ch
     for (int64_t i = 0; i < n; i++) m->map[i] = (float)(m->map[i] * f);
 }
 
-/* BRECQ's Fisher map of unit u over the n images (§3.4), in batches of `batch` (the KL's batchmean):
+/* BRECQ's Fisher map of unit u over the n images (§3.4), in batches of `batch` (the KL's batchmean divides
+ * by `batch`, the last partial batch's too, so every sample is weighed alike):
  * per sample g² (rows = n), or averaged over the images (rows = 1); normalised to mean 1. probs: the
  * teacher's probabilities (aph_teacher_probs). Progress as "<unit> fisher"; VITQ_ECANCELLED on Ctrl-C. */
 static inline int aph_fisher(vitq_session *s, const vitq_session_api *api, const vitq_host *host, int u, int n,
@@ -140,7 +142,7 @@ static inline int aph_fisher(vitq_session *s, const vitq_session_api *api, const
         int B = n - b0 < batch ? n - b0 : batch;
         for (int b = 0; b < B; b++) idx[b] = b0 + b;
         rc = api->io(s, u, VITQ_IO_Q_IN, idx, B, x);
-        if (!rc) rc = aph_kl_grad(s, api, u, x, B, T, probs + (int64_t)b0 * K, &w, g);
+        if (!rc) rc = aph_kl_grad(s, api, u, x, B, batch, T, probs + (int64_t)b0 * K, &w, g);
         for (int64_t i = 0; !rc && i < B * P; i++) {
             double v = (double)g[i] * (double)g[i];
             if (per_sample) out->map[b0 * P + i] = (float)v;

@@ -297,7 +297,7 @@ TEST(aph_recon_fisher_map_is_the_squared_kl_gradient) {
     float z[16];
     aph_kl_scratch w = {malloc(sizeof(float) * P), malloc(sizeof(float) * K), malloc(sizeof(double) * K), K};
     CHECK(A->io(s, u, VITQ_IO_Q_IN, (int64_t[]){j}, 1, x) == 0);
-    CHECK(aph_kl_grad(s, A, u, x, 1, T, probs + j * K, &w, g) == 0);
+    CHECK(aph_kl_grad(s, A, u, x, 1, 1, T, probs + j * K, &w, g) == 0);
     CHECK(A->teacher_forward(s, u, x, 1, O) == 0);
     /* finite differences of the tail's KL at the 8 largest |g| and 8 spread elements */
     double gmax = 0;
@@ -335,6 +335,10 @@ TEST(aph_recon_fisher_map_is_the_squared_kl_gradient) {
         CHECK_NEAR(avg.map[i], mean / n, 1e-4 * (1 + mean / n));
     }
     aph_imp_free(&avg);
+    aph_imp ragged; /* batches of 24 (the last one 16): every sample weighed as with batches of 16 */
+    CHECK(aph_fisher(s, A, &host, u, n, 24, T, probs, 1, &ragged) == 0);
+    CHECK_ALLCLOSE(ragged.map, m.map, n * P, 1e-3, 1e-6); /* the GEMMs round differently per batch size */
+    aph_imp_free(&ragged);
     aph_imp_free(&m);
     free(w.O), free(w.z), free(w.q), free(x), free(g), free(O), free(probs);
     teardown(&f);
