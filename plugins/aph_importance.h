@@ -2,7 +2,7 @@
  * §3), header-only so that tests check it against an independent computation:
  *   none     H ≡ 1 (plain MSE: QDrop's, the BRECQ baselines');
  *   fisher   BRECQ's (§3.4, `optim_metric = hessian_brecq`): the squared gradient of
- *            KL(p_teacher ‖ softmax(f(O)/T)) ("batchmean" over the computation's batch) with respect to the
+ *            KL(p_teacher ‖ softmax(f(O)/T)) ("batchmean" over `batch` samples) with respect to the
  *            unit output O, at O = the unit's FLOAT output on the partly quantized input (the teacher's
  *            unit on Q_IN), f = the teacher's units after it; per sample, or averaged over the images.
  * The APHQ-ViT issue adds `aph` (§3.2, the reference's perturbation) and `aph_diag` (§3.5 b) here: a new
@@ -115,12 +115,14 @@ static inline void aph_imp_normalise(aph_imp *m, const vitq_host *host, const ch
     for (int64_t i = 0; i < n; i++) m->map[i] = (float)(m->map[i] * f);
 }
 
-/* BRECQ's Fisher map of unit u over the n images (§3.4), in batches of `batch` (the KL's batchmean divides
- * by `batch`, the last partial batch's too, so every sample is weighed alike):
- * per sample g² (rows = n), or averaged over the images (rows = 1); normalised to mean 1. probs: the
- * teacher's probabilities (aph_teacher_probs). Progress as "<unit> fisher"; VITQ_ECANCELLED on Ctrl-C. */
+/* BRECQ's Fisher map of unit u over the n images (§3.4): the KL's "batchmean" divides by `batch` (the
+ * reference's loader batch), computed `chunk` samples at a time (the teacher tail keeps every unit's
+ * activations for its backward: chunks smaller than the batch bound that memory without changing a
+ * sample's gradient); per sample g² (rows = n), or averaged over the images (rows = 1); normalised to
+ * mean 1. probs: the teacher's probabilities (aph_teacher_probs). Progress as "<unit> fisher";
+ * VITQ_ECANCELLED on Ctrl-C. */
 static inline int aph_fisher(vitq_session *s, const vitq_session_api *api, const vitq_host *host, int u, int n,
-                             int batch, double T, const float *probs, int per_sample, aph_imp *out) {
+                             int batch, int chunk, double T, const float *probs, int per_sample, aph_imp *out) {
     vitq_unit_info ui, hi;
     int rc = api->unit(s, u, &ui);
     if (!rc) rc = api->unit(s, api->n_units(s) - 1, &hi);
@@ -129,17 +131,17 @@ static inline int aph_fisher(vitq_session *s, const vitq_session_api *api, const
     *out = (aph_imp){.rows = per_sample ? n : 1, .P = P};
     out->map = calloc((size_t)(out->rows * P), sizeof *out->map);
     double *acc = per_sample ? NULL : calloc((size_t)P, sizeof *acc);
-    float *x = malloc(sizeof *x * (size_t)(batch * ui.in_numel)), *g = malloc(sizeof *g * (size_t)(batch * P));
-    int64_t *idx = malloc(sizeof *idx * (size_t)batch);
-    aph_kl_scratch w = {malloc(sizeof(float) * (size_t)(batch * P)), malloc(sizeof(float) * (size_t)(batch * K)),
+    float *x = malloc(sizeof *x * (size_t)(chunk * ui.in_numel)), *g = malloc(sizeof *g * (size_t)(chunk * P));
+    int64_t *idx = malloc(sizeof *idx * (size_t)chunk);
+    aph_kl_scratch w = {malloc(sizeof(float) * (size_t)(chunk * P)), malloc(sizeof(float) * (size_t)(chunk * K)),
                         malloc(sizeof(double) * (size_t)K), K};
     if (!out->map || (!per_sample && !acc) || !x || !g || !idx || !w.O || !w.z || !w.q)
         rc = host->fail(host, VITQ_ENOMEM, "%s: out of memory for the Fisher map (%d x %lld)", ui.name, n,
                         (long long)P);
     char label[96];
     snprintf(label, sizeof label, "%s fisher", ui.name);
-    for (int b0 = 0; !rc && b0 < n; b0 += batch) {
-        int B = n - b0 < batch ? n - b0 : batch;
+    for (int b0 = 0; !rc && b0 < n; b0 += chunk) {
+        int B = n - b0 < chunk ? n - b0 : chunk;
         for (int b = 0; b < B; b++) idx[b] = b0 + b;
         rc = api->io(s, u, VITQ_IO_Q_IN, idx, B, x);
         if (!rc) rc = aph_kl_grad(s, api, u, x, B, batch, T, probs + (int64_t)b0 * K, &w, g);
@@ -157,14 +159,17 @@ static inline int aph_fisher(vitq_session *s, const vitq_session_api *api, const
     return rc;
 }
 
-/* The map of unit u for importance `imp` (none: H ≡ 1; the head never has one: it is reconstructed with KL). */
+/* The map of unit u for importance `imp` (none: H ≡ 1; the head never has one: it is reconstructed with KL),
+ * its gradients computed APH_IMP_CHUNK samples at a time. */
+#define APH_IMP_CHUNK 8
 static inline int aph_imp_compute(vitq_session *s, const vitq_session_api *api, const vitq_host *host, int imp, int u,
-                           int n, int batch, double T, const float *probs, int per_sample, aph_imp *out) {
+                                  int n, int batch, double T, const float *probs, int per_sample, aph_imp *out) {
     vitq_unit_info ui;
     int rc = api->unit(s, u, &ui);
     *out = (aph_imp){0};
     if (rc || ui.kind == VITQ_UNITK_HEAD || imp == APH_IMP_NONE) return rc;
-    if (imp == APH_IMP_FISHER) return aph_fisher(s, api, host, u, n, batch, T, probs, per_sample, out);
+    const int chunk = batch < APH_IMP_CHUNK ? batch : APH_IMP_CHUNK;
+    if (imp == APH_IMP_FISHER) return aph_fisher(s, api, host, u, n, batch, chunk, T, probs, per_sample, out);
     return host->fail(host, VITQ_EINVAL, "importance %d is not implemented", imp);
 }
 

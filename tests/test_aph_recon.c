@@ -290,7 +290,7 @@ TEST(aph_recon_fisher_map_is_the_squared_kl_gradient) {
     vitq_host_ctx hc;
     vitq_host_init(&host, &hc, "test", "test", 1);
     aph_imp m;
-    CHECK(aph_fisher(s, A, &host, u, n, 16, T, probs, 1, &m) == 0);
+    CHECK(aph_fisher(s, A, &host, u, n, 16, 16, T, probs, 1, &m) == 0);
     CHECK_EQ(m.rows, n);
     /* g of sample j alone (batchmean over 1), by the tail's backward */
     float *x = malloc(sizeof(float) * ui.in_numel), *g = malloc(sizeof(float) * P), *O = malloc(sizeof(float) * P);
@@ -327,7 +327,7 @@ TEST(aph_recon_fisher_map_is_the_squared_kl_gradient) {
     }
     CHECK_NEAR(sum / (double)(n * P), 1.0, 1e-5); /* mean 1 */
     aph_imp avg;
-    CHECK(aph_fisher(s, A, &host, u, n, 16, T, probs, 0, &avg) == 0); /* averaged: the mean of the rows */
+    CHECK(aph_fisher(s, A, &host, u, n, 16, 16, T, probs, 0, &avg) == 0); /* averaged: the mean of the rows */
     CHECK_EQ(avg.rows, 1);
     for (int64_t i = 0; i < P; i += 7) {
         double mean = 0;
@@ -335,8 +335,8 @@ TEST(aph_recon_fisher_map_is_the_squared_kl_gradient) {
         CHECK_NEAR(avg.map[i], mean / n, 1e-4 * (1 + mean / n));
     }
     aph_imp_free(&avg);
-    aph_imp ragged; /* batches of 24 (the last one 16): every sample weighed as with batches of 16 */
-    CHECK(aph_fisher(s, A, &host, u, n, 24, T, probs, 1, &ragged) == 0);
+    aph_imp ragged; /* chunks of 24 (the last one 16): every sample weighed as in chunks of 16 */
+    CHECK(aph_fisher(s, A, &host, u, n, 16, 24, T, probs, 1, &ragged) == 0);
     CHECK_ALLCLOSE(ragged.map, m.map, n * P, 1e-3, 1e-6); /* the GEMMs round differently per batch size */
     aph_imp_free(&ragged);
     aph_imp_free(&m);
