@@ -6,7 +6,9 @@
  * ⌊·⌉ rounds half to even (rintf); p ≤ 0 (and NaN) gives 0. S = 1 (scale = one), or (scale = search)
  * the one of the 0.999 / 0.9999 / 0.99999 quantiles of the calibration values (a reservoir of up to
  * max_samples, host rng) whose fake-quant has the least tensor MSE on those values (first minimum).
- * Per tensor only. Does NOT: FQ-ViT's integer LIS rounding, AdaLog's adaptive base, gradients.
+ * Per tensor only. ABI 2: `tensors` lists "scale" [1] (no gradient); a pass may rewrite it between ops,
+ * the level table follows at the next forward. Does NOT: FQ-ViT's integer LIS rounding, AdaLog's adaptive
+ * base, gradients (no backward: the harness passes them straight through).
  */
 #include "vitq_plugin.h"
 
@@ -45,6 +47,7 @@ typedef struct {
     log2_params p;
     const vitq_host *host;
     float S;
+    float S_level;           /* the S level[] was filled for (a pass may rewrite S through tensors) */
     float level[LEVELS_MAX]; /* level[q] = the output for code q (forward's table, from log_fq) */
     float *samples;
     int64_t cap, seen, next;
@@ -123,6 +126,7 @@ static void fill_levels(lq *q) {
         float odd = sqrt2 && (k % 2) ? (float)(M_SQRT2 - 1.0) + 1.0f : 1.0f;
         q->level[k] = k < ldexpf(1.0f, q->p.bits) ? exp2f(-h) * odd * q->S : 0;
     }
+    q->S_level = q->S;
 }
 
 static int cmp_float(const void *a, const void *b) {
@@ -250,6 +254,7 @@ static void fwd_range(void *ctx, int64_t begin, int64_t end) {
 static int lq_forward(void *qv, const vitq_view *x, vitq_view *y) {
     lq *q = qv;
     if (!q->finalized) return q->host->fail(q->host, VITQ_EINVAL, "forward before finalize (no calibration)");
+    if (q->S != q->S_level) fill_levels(q);
     int64_t n = vitq_view_numel(x);
     fwd_job job = {q, x->data, y->data};
     if (n >= 16384)
@@ -280,12 +285,21 @@ static int lq_load(void *qv, vitq_state_io *io) {
     return 0;
 }
 
+/* scale [1]: S (1 with scale = one), no gradient. */
+static int lq_tensors(void *qv, vitq_qtensor *out, int max) {
+    lq *q = qv;
+    if (max < 1) return 0;
+    out[0] = (vitq_qtensor){.name = "scale", .value = &q->S, .grad = NULL, .n = 1};
+    return 1;
+}
+
 static const vitq_quantizer_ops log2_ops = {
     .size = sizeof(vitq_quantizer_ops),
     .create = lq_create,
     .observe = lq_observe,
     .finalize = lq_finalize,
     .forward = lq_forward,
+    .tensors = lq_tensors,
     .save = lq_save,
     .load = lq_load,
     .destroy = lq_destroy,
