@@ -8,8 +8,8 @@
 
 "$VITQ" run experiments/aphq-fmnist.ini --dry-run >"$T/fm" 2>"$T/fm.err" || { cat "$T/fm.err"; fail "aphq-fmnist.ini does not validate"; }
 tail -1 "$T/fm" | grep -qF '7 cells (6 grid, 1 baseline)' || { cat "$T/fm"; fail "aphq-fmnist.ini: not 7 cells"; }
-[ "$(grep -c 'passes: aph_recon$' "$T/fm")" = 4 ] || { cat "$T/fm"; fail "aphq-fmnist.ini: aph_recon not on in 4 cells"; }
-[ "$(grep -c 'passes: aph_recon (off)$' "$T/fm")" = 2 ] || { cat "$T/fm"; fail "aphq-fmnist.ini: aph_recon not off in 2 cells"; }
+[ "$(grep -c 'passes: repq, aph_recon$' "$T/fm")" = 4 ] || { cat "$T/fm"; fail "aphq-fmnist.ini: aph_recon not on in 4 cells"; }
+[ "$(grep -c 'passes: repq, aph_recon (off)$' "$T/fm")" = 2 ] || { cat "$T/fm"; fail "aphq-fmnist.ini: aph_recon not off in 2 cells"; }
 
 sed -e "s|^model_path = .*|model_path = $MODEL|" -e 's|^model_arch = .*|model_arch =|' -e 's|^dataset = .*|dataset = fashion-mnist|' \
     experiments/aphq-imagenet.ini >"$T/in.ini"
