@@ -9,7 +9,8 @@
  *   below = zero  (§3.2 variant):   code 0 is the value 0, codes 1..n are b1 + s′·(k − 1), s′ = (b2 − b1)/(n − 1);
  *                                   the nearest representable value: p < b1/2 → 0, b1/2 ≤ p < b1 → b1,
  *                                   else b1 + s′·⌊clamp((p − b1)/s′, 0, n − 1)⌉
- * ⌊·⌉ rounds half to even (rintf); arithmetic in float32, in the order written.
+ * ⌊·⌉ rounds half to even (rintf); arithmetic in float32, in the order written; the top level is b2
+ * exactly (b1 + s·n can round an ulp above it in float).
  *
  * Initialisation (§3.4):
  *   init = grid (default): under calib_mode = search, at round 0 (grid_rounds = every: at every round), the
@@ -141,18 +142,21 @@ static int fix_interval(float *b1, float *b2) {
     return 0;
 }
 
-static inline float fq_clamp(float p, float b1, float s, float n) {
+/* The levels are b1 + s·k, the top one b2 exactly (b1 + s·n may round one ulp above it). NaN stays NaN. */
+static inline float fq_clamp(float p, float b1, float b2, float s, float n) {
     float u = (p - b1) / s;
     u = u < 0 ? 0 : (u > n ? n : u);
-    return b1 + s * rintf(u);
+    float y = b1 + s * rintf(u);
+    return y > b2 ? b2 : y;
 }
 
-static inline float fq_zero(float p, float b1, float s1, float n1) {
+static inline float fq_zero(float p, float b1, float b2, float s1, float n1) {
     if (p < 0.5f * b1) return 0;
     if (p < b1) return b1;
     float u = (p - b1) / s1;
     u = u > n1 ? n1 : u;
-    return b1 + s1 * rintf(u);
+    float y = b1 + s1 * rintf(u);
+    return y > b2 ? b2 : y;
 }
 
 /* Values per group run in x: the whole tensor (one group), or the (N, N) block of one (image, head). */
@@ -184,13 +188,13 @@ static void fwd_range(void *ctx, int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end;) {
         int64_t g = (i / j->run) % q->G, stop = (i / j->run + 1) * j->run;
         if (stop > end) stop = end;
-        const float b1 = j->b1[g], w = j->b2[g] - b1;
+        const float b1 = j->b1[g], b2 = j->b2[g], w = b2 - b1;
         if (q->p.below == BELOW_CLAMP) {
             const float s = w / n;
-            for (; i < stop; i++) j->y[i] = fq_clamp(j->x[i], b1, s, n);
+            for (; i < stop; i++) j->y[i] = fq_clamp(j->x[i], b1, b2, s, n);
         } else {
             const float s1 = w / (n - 1);
-            for (; i < stop; i++) j->y[i] = fq_zero(j->x[i], b1, s1, n - 1);
+            for (; i < stop; i++) j->y[i] = fq_zero(j->x[i], b1, b2, s1, n - 1);
         }
     }
 }
