@@ -33,8 +33,8 @@ DESTDIR ?=
 
 # Debian packages the build, the tests and the demo need (checked and installed by `make deps`).
 DEB_PACKAGES := build-essential pkg-config libopenblas-dev libinih-dev libhdf5-dev libcjson-dev \
-	zlib1g-dev libjpeg-dev libpng-dev gnuplot-nox dataset-fashion-mnist
-PKGS := openblas inih hdf5 libcjson zlib libpng libjpeg
+	zlib1g-dev libjpeg-dev libpng-dev libssl-dev gnuplot-nox dataset-fashion-mnist
+PKGS := openblas inih hdf5 libcjson zlib libpng libjpeg libcrypto
 
 CC ?= cc
 CFLAGS ?= -O2 -g
@@ -104,7 +104,8 @@ $(VITQ): $(CLI_OBJ) $(LIB)
 	$(Q)$(CC) $(SAN_FLAGS) -o $@ $(CLI_OBJ) -L$(BUILD) -lvitq -Wl,-rpath,'$$ORIGIN' $(DEP_LIBS)
 
 # Every plugins/NAME.c becomes NAME.so. A plugin sees vitq_plugin.h only (no library symbol), so it links
-# against nothing but libm; -z defs makes an unresolved symbol a link error, not a dlopen one.
+# against nothing but libm; -z defs makes an unresolved symbol a link error, not a dlopen one. A plugin may
+# include a header of its own under plugins/ (plugins/aphq_grid.h); -MMD's $(BUILD)/plugins/NAME.d tracks it.
 $(BUILD)/plugins/%.so: plugins/%.c harness/vitq_plugin.h
 	@mkdir -p $(@D)
 	$(call say,PLUGIN,$@)
@@ -164,4 +165,4 @@ uninstall:
 clean:
 	rm -rf $(BUILD)
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d) $(PLUGINS:.so=.d)

@@ -24,7 +24,9 @@
  * 4 bits and q_b ≥ 105 maps p = 0 to about 3e-15 instead). S = 1 (scale = one), or (scale = search) the one
  * of the 0.999 / 0.9999 / 0.99999 quantiles of the calibration values (a reservoir of up to max_samples,
  * host rng) whose fake-quant has the least tensor MSE on those values (first minimum).
- * Per tensor only. Does NOT: gradients, per-head scales or bases.
+ * Per tensor only. `tensors` lists "scale" [1] (no gradient); a pass may rewrite it between ops, the level
+ * table follows at the next forward. Does NOT: gradients (no backward: the harness passes them straight
+ * through), per-head scales or bases.
  * State: state_version [1] = 2, scale [1], base_q [1] (version 1, without base_q, loads for bases 2, √2).
  */
 #include "vitq_plugin.h"
@@ -90,6 +92,7 @@ typedef struct {
     log2_params p;
     const vitq_host *host;
     float S;
+    float S_level;           /* the S level[] was filled for (a pass may rewrite S through tensors) */
     float level[LEVELS_MAX]; /* level[q] = the output for code q (forward's table, from log_fq) */
     float lut[ADALOG_R_MAX]; /* adaptive: T[j] = round(2^(-j/r) L) / L */
     int qb;                  /* adaptive: the base's q_b */
@@ -179,6 +182,7 @@ static void fill_levels(lq *q) {
         float odd = sqrt2 && (k % 2) ? (float)(M_SQRT2 - 1.0) + 1.0f : 1.0f;
         q->level[k] = k < ldexpf(1.0f, q->p.bits) ? exp2f(-h) * odd * q->S : 0;
     }
+    q->S_level = q->S;
 }
 
 static int cmp_float(const void *a, const void *b) {
@@ -357,6 +361,7 @@ static void quantize(const lq *q, const float *x, float *y, int64_t n, int qb) {
 static int lq_forward(void *qv, const vitq_view *x, vitq_view *y) {
     lq *q = qv;
     if (!q->finalized) return q->host->fail(q->host, VITQ_EINVAL, "forward before finalize (no calibration)");
+    if (q->S != q->S_level) fill_levels(q);
     if (q->p.base == BASE_ADAPTIVE && q->p.adalog_search && !q->searched && !q->warned) {
         q->warned = 1;
         q->host->log(q->host, VITQ_LOG_WARN, "base = adaptive: q_b is chosen under calib_mode = search; using q_b = %d", q->qb);
@@ -427,12 +432,21 @@ static int lq_load(void *qv, vitq_state_io *io) {
     return 0;
 }
 
+/* scale [1]: S (1 with scale = one), no gradient. */
+static int lq_tensors(void *qv, vitq_qtensor *out, int max) {
+    lq *q = qv;
+    if (max < 1) return 0;
+    out[0] = (vitq_qtensor){.name = "scale", .value = &q->S, .grad = NULL, .n = 1};
+    return 1;
+}
+
 static const vitq_quantizer_ops log2_ops = {
     .size = sizeof(vitq_quantizer_ops),
     .create = lq_create,
     .observe = lq_observe,
     .finalize = lq_finalize,
     .forward = lq_forward,
+    .tensors = lq_tensors,
     .search = lq_search,
     .save = lq_save,
     .load = lq_load,

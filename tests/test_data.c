@@ -147,8 +147,8 @@ TEST(data_idx_missing_dataset) {
     snprintf(spec, sizeof spec, "mnist-idx:%s", tmp);
     CHECK(vitq_dataset_open(spec, "test", &o, &d, &e) == VITQ_EIO);
     CHECK_STR_CONTAINS(e.msg, "t10k-images-idx3-ubyte");
-    CHECK(vitq_dataset_open("fashion-mnist", "val", &o, &d, &e) == VITQ_EINVAL);
-    CHECK_STR_CONTAINS(e.msg, "split");
+    CHECK(vitq_dataset_open("fashion-mnist", "dev", &o, &d, &e) == VITQ_EINVAL);
+    CHECK_STR_CONTAINS(e.msg, "split must be 'train', 'test' or 'val', got 'dev'");
 }
 
 TEST(data_idx_small_files_and_errors) {

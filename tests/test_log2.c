@@ -150,3 +150,24 @@ TEST(log2_forward_matches_formula) {
     free(y);
     free(w);
 }
+
+TEST(log2_scale_tensor) {
+    /* ABI 2: "scale" [1] is S, without a gradient; a pass may rewrite it and the levels follow */
+    inst in;
+    if (make(&in, "3", "2", "one")) return;
+    CHECK(in.p->quantizer->finalize(in.q) == 0);
+    vitq_qtensor t[2];
+    CHECK_EQ(in.p->quantizer->tensors(in.q, t, 2), 1);
+    CHECK_STREQ(t[0].name, "scale");
+    CHECK_EQ(t[0].n, 1);
+    CHECK(t[0].grad == NULL);
+    CHECK_EQ(t[0].value[0], 1.0f);
+    CHECK_EQ(in.p->quantizer->tensors(in.q, t, 0), 0);
+    float x[3] = {0.9f, 0.3f, 0.1f}, y[3];
+    vitq_view vx = {.data = x, .ndim = 1, .shape = {3}}, vy = {.data = y, .ndim = 1, .shape = {3}};
+    t[0].value[0] = 0.5f; /* S = 0.5: levels 0.5·2^-q, q = round(-log2(p/0.5)) clamped at 0 */
+    CHECK(in.p->quantizer->forward(in.q, &vx, &vy) == 0);
+    const float want[3] = {0.5f, 0.25f, 0.125f}; /* 0.3/0.5 = 0.6 -> q 1; 0.1/0.5 = 0.2 -> q 2 */
+    CHECK_ALLCLOSE(y, want, 3, 0, 0);
+    drop(&in);
+}

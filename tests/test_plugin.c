@@ -182,7 +182,7 @@ typedef struct {
     double pct;
     int search_steps;
     double search_lo;
-    int learnable, grad_scale, max_samples;
+    int learnable, grad_scale, max_samples, rounding, max_values;
 } uniform_params_mirror; /* plugins/uniform.c's struct, for reading parsed values back */
 
 static const vitq_plugin *uniform(void) {
@@ -206,7 +206,9 @@ TEST(plugin_params_defaults_and_values) {
     CHECK_EQ(u.pct, 0.9999);
     CHECK_EQ(u.search_steps, 100);
     CHECK_EQ(u.max_samples, 1000000);
-    CHECK_EQ(u.grad_scale, 1);
+    CHECK_EQ(u.grad_scale, 0); /* auto */
+    CHECK_EQ(u.rounding, 0);   /* nearest */
+    CHECK_EQ(u.max_values, 268435456);
     vitq_kv kv[] = {
         {"bits", "4", "a.ini", 3},        {"symmetric", "true", "a.ini", 4}, {"granularity", "per_channel", "a.ini", 5},
         {"init", "mse", "a.ini", 6},      {"pct", "0.99", "a.ini", 7},       {"learnable", "yes", "a.ini", 8},
@@ -221,6 +223,11 @@ TEST(plugin_params_defaults_and_values) {
     char buf[512];
     vitq_plugin_params_format(p, &u, buf, sizeof buf);
     CHECK_STR_CONTAINS(buf, "bits=4 symmetric=true granularity=per_channel init=mse pct=0.99");
+    vitq_kv kv2[] = {{"init", "aphq", "a.ini", 9}, {"rounding", "adaround", "a.ini", 10}, {"grad_scale", "false", "a.ini", 11}};
+    CHECK_MSG(vitq_plugin_params_parse(p, "quantizer w", kv2, 3, &u, &e) == 0, "%s", e.msg);
+    CHECK_EQ(u.init, 3);
+    CHECK_EQ(u.rounding, 1);
+    CHECK_EQ(u.grad_scale, 2);
 }
 
 TEST(plugin_params_errors) {

@@ -287,9 +287,16 @@ TEST(uniform_backward_lsq) {
     vitq_qtensor l[2];
     CHECK(in.p->quantizer->tensors(in.q, l, 2) == 2);
     CHECK_STREQ(l[0].name, "scale");
+    CHECK(l[0].grad == NULL); /* grads only between train and freeze */
+    CHECK_STREQ(l[1].name, "zero_point");
+    CHECK(l[1].grad == NULL);
+    CHECK_EQ(in.p->quantizer->train(in.q, NULL), 0);
+    CHECK(in.p->quantizer->tensors(in.q, l, 2) == 2);
     CHECK_EQ(l[0].n, 1);
     CHECK_EQ(l[0].value[0], 0.25f);
+    if (!l[0].grad) return (void)test_failf(__FILE__, __LINE__, "no scale gradient after train");
     CHECK_EQ(l[0].grad[0], 0);
+    CHECK(l[1].grad == NULL); /* the zero point never trains */
     /* x/s: 1.2 (inside: dx 1, ds = 1 - 1.2), 12 -> u 16 (above: ds = 15 - 4 = 11), -8 -> u -4 (below: ds = -4),
      * 4 (inside, exact: ds = 0), 2.75 -> u = 15 exactly (bound inclusive: dx 1, ds = 0) */
     float x[] = {0.3f, 3.0f, -2.0f, 1.0f, 2.75f}, dy[] = {1, 2, 3, 4, 5}, dx[] = {10, 10, 10, 10, 10};
@@ -308,6 +315,7 @@ TEST(uniform_backward_lsq) {
     if (make(&in, "uniform", &act_tap, kv2, 3)) return;
     float c2[] = {-1.75f, 1.75f}; /* s = 0.25 */
     calibrate(&in, c2, 2);
+    CHECK_EQ(in.p->quantizer->train(in.q, NULL), 0);
     CHECK(in.p->quantizer->tensors(in.q, l, 2) == 2);
     float x2[] = {2.5f, -2.5f, 0.3f, 0.0f, 0.0f}, dy2[] = {1, 1, 1, 1, 1};
     vx = view1(x2, 5);

@@ -1,6 +1,7 @@
 /* cmd_inspect.c — `vitq inspect FILE.safetensors [--arch NAME]`: what a checkpoint holds and whether
- * vitq can load it. Prints the architecture (every field, and whether it came from `__metadata__`, the
- * built-in table or timm's defaults), every tensor in the file (name, dtype, shape; tensors the model
+ * vitq can load it. Prints the file's SHA-256 (as `sha256sum`; the key results are stored under), the
+ * architecture (every field, the timm variants included, and whether it came from `__metadata__`, the
+ * built-in table, the tensor names or timm's defaults), every tensor in the file (name, dtype, shape; tensors the model
  * does not use are marked, tensors it needs but the file lacks are listed), the parameter count and the
  * `__metadata__` keys. Exit 0 when the file loads as a model, 1 when it does not (after printing what
  * it could), 2 on a usage error. Does not evaluate or modify anything. */
@@ -46,12 +47,16 @@ static void print_arch(const vitq_arch *a, const vitq_arch_origin *o, const vitq
             snprintf(from, sizeof from, "built-in %s", o->builtin);
         else
             snprintf(from, sizeof from, "%s", o->from[k]);
-        printf("  %-14s %-24s (%s)\n", vitq_arch_key(k), vitq_arch_value(a, k, val, sizeof val), from);
+        printf("  %-19s %-24s (%s)\n", vitq_arch_key(k), vitq_arch_value(a, k, val, sizeof val), from);
     }
     const char *acts = vitq_st_meta(f, "mlp_act");
-    printf("  %-14s %-24s (%s)\n", "mlp_act", acts ? acts : "gelu", acts ? "metadata" : "default");
-    printf("  derived: %d tokens (class token included), head width %d, MLP width %d\n", vitq_arch_tokens(a),
-           a->embed_dim / a->num_heads, vitq_arch_hidden(a));
+    printf("  %-19s %-24s (%s)\n", "mlp_act", acts ? acts : "gelu", acts ? "metadata" : "default");
+    printf("  derived: %d tokens (%d prefix: %s), head width %d, MLP width %d, pooling %s%s, final norm %s\n",
+           vitq_arch_tokens(a), vitq_arch_prefix(a),
+           a->distilled ? "class + distillation token" : a->no_class_token ? "none" : "class token",
+           a->embed_dim / a->num_heads, vitq_arch_hidden(a),
+           a->global_pool == VITQ_POOL_AVG ? "mean of the patch tokens" : "class token",
+           a->distilled ? " (+ dist token, heads averaged)" : "", a->fc_norm ? "after pooling (fc_norm)" : "before pooling (norm)");
 }
 
 /* Tensors in the file (marking those `m` does not use), then those `m` needs but the file lacks. */
@@ -72,9 +77,10 @@ static void print_tensors(const vitq_st_file *f, const vitq_model *m) {
     for (int i = 0; i < f->n_tensors; i++) {
         const vitq_st_tensor *t = &f->tensors[i];
         const vitq_tensor_ref *r = m ? vitq_model_param(m, t->name) : NULL;
-        char mark[200] = "";
+        char mark[600] = "";
         if (m && !r) {
-            snprintf(mark, sizeof mark, "  (unused by the model)");
+            char hint[400];
+            snprintf(mark, sizeof mark, "  (NOT USED by the model: %s)", vitq_unused_hint(m, t->name, hint, sizeof hint));
         } else if (r) {
             int same = r->ndim == t->ndim;
             for (int d = 0; same && d < t->ndim; d++) same = r->shape[d] == t->shape[d];
@@ -115,6 +121,7 @@ int cmd_inspect(int argc, char **argv) {
         return cli_exit_code(rc);
     }
     printf("file: %s (%d tensors, %d metadata keys)\n", path, f->n_tensors, f->n_meta);
+    printf("sha256: %s\n", f->sha256);
 
     vitq_arch a;
     vitq_arch_origin o;

@@ -6,6 +6,7 @@
  *   threads                                 pool.c       the one process-wide pool (vitq_parallel_for)
  *   progress, time, Ctrl-C                  progress.c
  *   random numbers and hashing              rng.c hash.c splitmix64 / xoshiro256**, FNV-1a 64
+ *   checkpoint content keys                 sha256.c     SHA-256 through OpenSSL's libcrypto
  *   strings                                 strbuf.c list.c   growable strings; comma lists and globs
  *   INI files                               ini.c        sections of (key, value, file, line) over inih
  *   typed values                            value.c      the one parser of INI values, key tables, one error format
@@ -154,6 +155,14 @@ VITQ_API uint64_t vitq_rng_derive(uint64_t seed, uint64_t k);
 #define VITQ_FNV1A64_INIT 0xcbf29ce484222325ULL
 /* FNV-1a 64-bit over n bytes, continuing from h (start with VITQ_FNV1A64_INIT). */
 VITQ_API uint64_t vitq_fnv1a64(const void *data, size_t n, uint64_t h);
+/* SHA-256 (sha256.c, OpenSSL libcrypto), the content key of checkpoint files: incremental (new, update any
+ * number of times, final writes 64 lower-case hex digits + NUL as `sha256sum` prints them and frees the
+ * state; new returns NULL when out of memory, final VITQ_ENOMEM / VITQ_EIO on failure), or a whole file. */
+typedef struct vitq_sha256 vitq_sha256;
+VITQ_API vitq_sha256 *vitq_sha256_new(void);
+VITQ_API void vitq_sha256_update(vitq_sha256 *h, const void *data, size_t n);
+VITQ_API int vitq_sha256_final(vitq_sha256 *h, char hex[65]);
+VITQ_API int vitq_sha256_file(const char *path, char hex[65], vitq_err *e);
 
 /* ---------------------------------------------------------------------------------------------
  * Strings (strbuf.c, list.c)

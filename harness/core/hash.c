@@ -1,5 +1,5 @@
 /* hash.c — FNV-1a 64, the one non-cryptographic hash: configuration hashes (the resume key), long cell
- * ids, per-instance seeds from tap names. (Checkpoint hashing, when it comes, uses SHA-256 elsewhere.) */
+ * ids, per-instance seeds from tap names. (Checkpoint files are keyed by SHA-256: sha256.c.) */
 #include "core/core.h"
 
 uint64_t vitq_fnv1a64(const void *data, size_t n, uint64_t h) {

@@ -1,8 +1,9 @@
 /* dataset.c — the dataset object of vitq.h: resolves a spec ("fashion-mnist", "mnist-idx:DIR", a folder
- * of IDX files, or an image folder), checks that its channels fit the model, and loads preprocessed
- * batches. IDX images are kept as uint8 in memory and go through the same timm eval transform as image
- * folders (a no-op resize/crop when img_size is 28 and crop_pct is 1), so behaviour is uniform.
- * Image folders live in imgfolder.c; the transform in resize.c. */
+ * of IDX files, or an image folder / a root of split folders: splits.c), checks that its channels fit the
+ * model, and loads preprocessed batches. IDX images are kept as uint8 in memory; at the model's size they
+ * are fed as they are (ToTensor + Normalize, how MNIST-style data is trained) unless a crop is asked for
+ * (vitq_data_opts.crop), otherwise they go through timm's eval transform like image files.
+ * Image folders live in imgfolder.c; the transform in resize.c; the data config in config.c. */
 
 #include "data/data.h"
 
@@ -31,8 +32,10 @@ static int check_opts(const vitq_data_opts *o, const char *spec, vitq_err *e) {
                          o->in_chans);
     if (o->img_size < 1 || o->img_size > 4096)
         return vitq_fail(e, VITQ_EINVAL, "%s: img_size %d is out of range [1, 4096]", spec, o->img_size);
-    if (!(o->crop_pct > 0.0f && o->crop_pct <= 4.0f))
-        return vitq_fail(e, VITQ_EINVAL, "%s: crop_pct %g is out of range (0, 4]", spec, (double)o->crop_pct);
+    if (!(o->crop_pct > 0.0 && o->crop_pct <= 4.0))
+        return vitq_fail(e, VITQ_EINVAL, "%s: crop_pct %g is out of range (0, 4]", spec, o->crop_pct);
+    if (o->interpolation != VITQ_INTERP_BICUBIC && o->interpolation != VITQ_INTERP_BILINEAR)
+        return vitq_fail(e, VITQ_EINVAL, "%s: unknown interpolation %d", spec, o->interpolation);
     for (int c = 0; c < o->in_chans; c++)
         if (!(o->std[c] > 0.0f) || o->mean[c] != o->mean[c])
             return vitq_fail(e, VITQ_EINVAL, "%s: bad normalisation for channel %d (mean %g, std %g)", spec, c,
@@ -60,6 +63,9 @@ static int open_idx(vitq_dataset *d, const char *dir, const char *split, vitq_er
     d->n = d->images.n;
     d->n_classes = maxl + 1 > 10 ? maxl + 1 : 10; /* MNIST and Fashion-MNIST: 10 classes */
     d->kind = VITQ_DATA_IDX;
+    snprintf(d->split, sizeof d->split, "%s", strcmp(split, "train") == 0 ? "train" : "test");
+    d->as_is = d->o.img_size == d->images.rows && d->o.img_size == d->images.cols && !d->o.crop;
+    if (d->as_is) d->o.crop_pct = 1.0; /* resize to img_size, crop img_size: the identity */
     if (d->o.in_chans == 3 && !d->o.convert_channels)
         return vitq_fail(e, VITQ_EINVAL,
                          "%s: grayscale (1-channel) IDX images but the model takes 3 channels (RGB); "
@@ -72,8 +78,8 @@ int vitq_dataset_open(const char *spec, const char *split, const vitq_data_opts 
     *out = NULL;
     if (!spec || !*spec) return vitq_fail(e, VITQ_EINVAL, "no dataset given");
     if (!split) split = "test";
-    if (strcmp(split, "train") != 0 && strcmp(split, "test") != 0)
-        return vitq_fail(e, VITQ_EINVAL, "%s: split must be 'train' or 'test', got '%s'", spec, split);
+    if (strcmp(split, "train") != 0 && strcmp(split, "test") != 0 && strcmp(split, "val") != 0)
+        return vitq_fail(e, VITQ_EINVAL, "%s: split must be 'train', 'test' or 'val', got '%s'", spec, split);
     int rc = check_opts(o, spec, e);
     if (rc) return rc;
     vitq_dataset *d = calloc(1, sizeof *d);
@@ -108,7 +114,10 @@ int vitq_dataset_open(const char *spec, const char *split, const vitq_data_opts 
         if (!force_idx) snprintf(d->name, sizeof d->name, "%s:%s", dir, split);
         rc = open_idx(d, dir, split, e);
     } else {
-        rc = vitq_imgfolder_open(d, dir, e);
+        char sdir[4096];
+        rc = vitq_split_resolve(dir, split, sdir, sizeof sdir, d->split, sizeof d->split, e);
+        if (!rc) snprintf(d->name, sizeof d->name, "%.500s", sdir);
+        if (!rc) rc = vitq_imgfolder_open(d, sdir, e);
     }
     if (rc) goto fail;
     *out = d;
@@ -129,6 +138,11 @@ void vitq_dataset_free(vitq_dataset *d) {
 int64_t vitq_dataset_size(const vitq_dataset *d) { return d ? d->n : 0; }
 int vitq_dataset_classes(const vitq_dataset *d) { return d ? d->n_classes : 0; }
 const char *vitq_dataset_name(const vitq_dataset *d) { return d ? d->name : ""; }
+const char *vitq_dataset_split(const vitq_dataset *d) { return d ? d->split : ""; }
+
+const char *vitq_dataset_transform(const vitq_dataset *d, char *buf, size_t n) {
+    return vitq_transform_text(&d->o, d->as_is, d->images.cols, d->images.rows, buf, n);
+}
 
 /* Per-image work only (the pool runs ranges in parallel): the eval transform into the image's own
  * output slot. */
@@ -167,9 +181,8 @@ int vitq_load_batch(const vitq_dataset *d, const int64_t *idx, int B, float *ima
 }
 
 static int load_idx(vitq_dataset *d, const int64_t *idx, int B, float *images, int *labels, vitq_err *e) {
-    /* At the model's native size the transform is a copy + normalise: not worth the threads. */
-    int cheap = d->o.img_size == d->images.rows && d->o.img_size == d->images.cols && d->o.crop_pct == 1.0f;
-    int rc = vitq_load_batch(d, idx, B, images, idx_range, !cheap, e);
+    /* Fed as they are, the transform is a copy + normalise: not worth the threads. */
+    int rc = vitq_load_batch(d, idx, B, images, idx_range, !d->as_is, e);
     if (labels && rc == VITQ_OK)
         for (int b = 0; b < B; b++) labels[b] = d->labels.data[idx[b]];
     return rc;
@@ -183,16 +196,4 @@ int vitq_dataset_load(vitq_dataset *d, const int64_t *idx, int B, float *images,
                              (long long)idx[b], (long long)d->n);
     if (d->kind == VITQ_DATA_IDX) return load_idx(d, idx, B, images, labels, e);
     return vitq_imgfolder_load(d, idx, B, images, labels, e);
-}
-
-vitq_data_opts vitq_data_opts_for(const vitq_arch *a, int convert_channels) {
-    vitq_data_opts o;
-    memset(&o, 0, sizeof o);
-    o.img_size = a->img_size;
-    o.in_chans = a->in_chans;
-    memcpy(o.mean, a->mean, sizeof o.mean);
-    memcpy(o.std, a->std, sizeof o.std);
-    o.crop_pct = a->crop_pct;
-    o.convert_channels = convert_channels;
-    return o;
 }

@@ -1,10 +1,13 @@
 /* image.c — decodes JPEG (libjpeg-turbo) and PNG (libpng) into 8-bit 'L' or 'RGB' pixels exactly as
  * PIL 9.4 opens them and then converts with convert('RGB') / convert('L') (torchvision's loader).
  *
- * Mirrors PIL: JPEG with libjpeg's defaults (islow DCT, fancy upsampling), gray JPEGs as 'L', Adobe
- * CMYK JPEGs inverted then converted like PIL's cmyk2rgb; PNG gray 1/2/4-bit scaled to 0..255, palette
- * looked up, alpha dropped, 16-bit samples reduced to their high byte, except 16-bit gray without
- * alpha, which PIL opens as mode 'I' and CLIPS to 255 when converting (a PIL quirk, kept on purpose).
+ * Mirrors PIL: JPEG with libjpeg's defaults (islow DCT, fancy upsampling), gray JPEGs as 'L', every
+ * 4-channel JPEG inverted (Pillow 9.4 decodes them all with rawmode "CMYK;I", Adobe marker or not) then
+ * converted like PIL's cmyk2rgb; PNG gray 1/2/4-bit scaled to 0..255, palette looked up, alpha and tRNS
+ * dropped (convert('RGB') does not composite), 16-bit samples reduced to their high byte (16-bit grey+alpha
+ * too: PIL opens it as RGBA, rawmode "LA;16B"), except 16-bit gray without alpha, which PIL opens as mode
+ * 'I' and CLIPS to 255 when converting (a PIL quirk, kept on purpose). EXIF orientation is not applied
+ * (torchvision never calls exif_transpose).
  * RGB -> L is PIL's integer ITU-R 601 luma. Colour profiles and gamma are ignored, as PIL does.
  * Errors (unreadable, corrupt or truncated files) come back as one line naming the file; libjpeg and
  * libpng errors are caught with setjmp and never exit or print. Does NOT read other formats. */
@@ -126,8 +129,9 @@ static int read_jpeg(const char *path, const unsigned char *buf, size_t n, int h
         snprintf(jm.msg, sizeof jm.msg, "out of memory for %dx%d pixels", w, h);
         longjmp(jm.jb, 1);
     }
-    /* PIL reads Adobe CMYK JPEGs as "CMYK;I" (inverted); libjpeg gives the stored (inverted) values. */
-    const int adobe_inverted = cmyk && ci.saw_Adobe_marker;
+    /* Pillow 9.4 reads every CMYK/YCCK JPEG as "CMYK;I" (inverted), Adobe marker or not (JpegImagePlugin);
+     * libjpeg gives the stored values. */
+    const int inverted = cmyk;
     while (ci.output_scanline < ci.output_height) {
         int y = (int)ci.output_scanline;
         JSAMPROW r = row;
@@ -139,7 +143,7 @@ static int read_jpeg(const char *path, const unsigned char *buf, size_t n, int h
         }
         for (int x = 0; x < w; x++) {
             int v[4];
-            for (int k = 0; k < 4; k++) v[k] = adobe_inverted ? 255 - row[4 * x + k] : row[4 * x + k];
+            for (int k = 0; k < 4; k++) v[k] = inverted ? 255 - row[4 * x + k] : row[4 * x + k];
             int nk = 255 - v[3];
             for (int k = 0; k < 3; k++) {
                 int t = nk - muldiv255(v[k], nk);
@@ -239,7 +243,7 @@ static int read_png(const char *path, const unsigned char *buf, size_t n, int he
     png_read_image(p, rows);
     png_read_end(p, NULL);
     /* Colour channels come first in every libpng layout (G, GA, RGB, RGBA); alpha is dropped. */
-    const int clip16 = gray && depth == 16; /* PIL mode 'I': convert clips to 255 */
+    const int clip16 = gray && depth == 16 && !(ct & PNG_COLOR_MASK_ALPHA); /* PIL mode 'I': convert clips to 255 */
     for (int y = 0; y < h; y++) {
         const uint8_t *r = rows[y];
         uint8_t *d = px + (size_t)y * w * oc;

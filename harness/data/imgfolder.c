@@ -7,8 +7,9 @@
  * rather than a silent change of the dataset; other files are skipped. A class without images is an
  * error, as in torchvision.
  * Only paths are held in memory; images are decoded per batch, in parallel (vitq_parallel_for), each
- * task touching only its own image and output slot. Whether the folder is grayscale or colour is
- * decided by the first image, and checked against the model's channels at open. */
+ * task touching only its own image and output slot. Every image is converted to the model's channels on
+ * its own, as torchvision's loader does with PIL's convert('RGB') (timm: convert('L') for a 1-channel
+ * model): grey, palette, CMYK and alpha images may sit among RGB ones. */
 
 #include "data/data.h"
 
@@ -169,20 +170,6 @@ int vitq_imgfolder_open(vitq_dataset *d, const char *dir, vitq_err *e) {
     memset(&classes, 0, sizeof classes);
     memset(&paths, 0, sizeof paths);
     labels = NULL;
-
-    /* Channels: decided by the first image, checked against the model once. */
-    char first[8192];
-    snprintf(first, sizeof first, "%s/%s", dir, d->paths[0]);
-    rc = vitq_image_probe_gray(first, &d->src_gray, e);
-    if (rc) goto done;
-    if (!d->o.convert_channels && d->src_gray && d->o.in_chans == 3)
-        rc = vitq_fail(e, VITQ_EINVAL,
-                       "%s: grayscale images (first image %s) but the model takes 3 channels (RGB); "
-                       "pass --convert-channels to replicate gray into RGB", dir, d->paths[0]);
-    else if (!d->o.convert_channels && !d->src_gray && d->o.in_chans == 1)
-        rc = vitq_fail(e, VITQ_EINVAL,
-                       "%s: colour (RGB) images (first image %s) but the model takes 1 channel (grayscale); "
-                       "pass --convert-channels to convert with ITU-R 601 luma", dir, d->paths[0]);
 done:
     sv_free(&classes);
     sv_free(&paths);
@@ -214,7 +201,8 @@ static void load_range(void *vctx, int64_t begin, int64_t end) {
         snprintf(path, sizeof path, "%s/%s", d->root, d->paths[c->idx[b]]);
         vitq_image im;
         /* Native decode: gray stays 1 channel (the transform replicates it for an RGB model, the same
-         * as PIL's convert('RGB') first); colour for a gray model becomes 'L' before resizing, as PIL. */
+         * as PIL's convert('RGB') first: identical per-channel resizes); colour for a gray model becomes 'L'
+         * before resizing, as PIL's convert('L'). */
         int rc = vitq_image_read(path, 0, &im, &c->err[b]);
         if (!rc && im.c != 1 && im.c != ch) rc = vitq_image_convert(&im, ch, &c->err[b]);
         if (!rc) {

@@ -1,14 +1,16 @@
-/* resize.c — Pillow-exact bicubic resize and timm's eval transform (Resize, CenterCrop, ToTensor,
- * Normalize) on 8-bit images.
+/* resize.c — Pillow-exact bicubic and bilinear resize and timm's eval transform (Resize, CenterCrop,
+ * ToTensor, Normalize) on 8-bit images.
  *
- * Mirrors Pillow 9.4's Image.resize(size, Image.BICUBIC) (libImaging/Resample.c): an antialiased
- * separable convolution with the cubic kernel a = -0.5 whose support grows with the downscale factor;
- * per output pixel the weights are normalised to sum 1, then turned into fixed point with 22 fraction
- * bits; the horizontal pass runs first (only over the source rows the vertical pass will read), each
- * pass rounds and clamps to uint8, a pass whose dimension does not change is skipped, and an unchanged
- * size is a copy. The transform follows torchvision 0.14 as timm's transforms_imagenet_eval uses it.
+ * Mirrors Pillow 9.4's Image.resize(size, Image.BICUBIC / Image.BILINEAR) (libImaging/Resample.c): an
+ * antialiased separable convolution with the cubic kernel a = -0.5 (support 2) or the triangle (support 1),
+ * whose support grows with the downscale factor; per output pixel the weights are normalised to sum 1,
+ * then turned into fixed point with 22 fraction bits; the horizontal pass runs first (only over the source
+ * rows the vertical pass will read), each pass rounds and clamps to uint8, a pass whose dimension does not
+ * change is skipped, and an unchanged size is a copy. The transform follows torchvision 0.14 as timm's
+ * transforms_imagenet_eval uses it, with timm's arithmetic: floor(img_size / crop_pct) in double (crop_pct
+ * is a Python float), the longer side int(size * long / short), the crop offsets int(round((h - S) / 2))
+ * with Python's round (half to even), ToTensor's v / 255 in float32.
  * Does NOT handle 16-bit or float images, boxes (crop-while-resizing) or other filters. */
-
 #include "data/data.h"
 
 #include <math.h>
@@ -16,6 +18,11 @@
 #include <string.h>
 
 #define RS_PRECISION_BITS (32 - 8 - 2)
+
+static double bilinear(double x) {
+    if (x < 0.0) x = -x;
+    return x < 1.0 ? 1.0 - x : 0.0;
+}
 
 static double cubic(double x) {
     const double a = -0.5;
@@ -38,10 +45,12 @@ static void coeffs_free(rs_coeffs *c) {
     free(c->w);
 }
 
-static int coeffs_make(rs_coeffs *c, int in_size, int out_size) {
+/* Pillow's precompute_coeffs for filter (support fsupport 2 bicubic, 1 bilinear). */
+static int coeffs_make(rs_coeffs *c, int in_size, int out_size, int interp) {
+    double (*filter)(double) = interp == VITQ_INTERP_BILINEAR ? bilinear : cubic;
     double scale = (double)in_size / out_size;
     double fscale = scale < 1.0 ? 1.0 : scale;
-    double support = 2.0 * fscale;
+    double support = (interp == VITQ_INTERP_BILINEAR ? 1.0 : 2.0) * fscale;
     c->ksize = (int)ceil(support) * 2 + 1;
     c->first = malloc(sizeof(int) * (size_t)out_size);
     c->count = malloc(sizeof(int) * (size_t)out_size);
@@ -61,7 +70,7 @@ static int coeffs_make(rs_coeffs *c, int in_size, int out_size) {
         int n = hi - lo;
         double sum = 0.0, inv = 1.0 / fscale;
         for (int i = 0; i < n; i++) {
-            k[i] = cubic((i + lo - center + 0.5) * inv);
+            k[i] = filter((i + lo - center + 0.5) * inv);
             sum += k[i];
         }
         int32_t *w = c->w + (size_t)o * c->ksize;
@@ -82,13 +91,17 @@ static inline uint8_t clip8(int32_t s) {
 }
 
 int vitq_resize_bicubic(uint8_t *out, int ow, int oh, const uint8_t *in, int w, int h, int c) {
+    return vitq_resize(out, ow, oh, in, w, h, c, VITQ_INTERP_BICUBIC);
+}
+
+int vitq_resize(uint8_t *out, int ow, int oh, const uint8_t *in, int w, int h, int c, int interp) {
     if (ow == w && oh == h) {
         memcpy(out, in, (size_t)w * h * c);
         return VITQ_OK;
     }
     rs_coeffs cv = {0}, ch = {0};
     /* Pillow computes the vertical coefficients even when only the width changes (for the row range). */
-    int rc = coeffs_make(&cv, h, oh);
+    int rc = coeffs_make(&cv, h, oh, interp);
     if (rc) return rc;
     int row0 = 0, rows = h;
     uint8_t *tmp = NULL;
@@ -98,7 +111,7 @@ int vitq_resize_bicubic(uint8_t *out, int ow, int oh, const uint8_t *in, int w, 
             row0 = cv.first[0];
             rows = cv.first[oh - 1] + cv.count[oh - 1] - row0;
         }
-        rc = coeffs_make(&ch, w, ow);
+        rc = coeffs_make(&ch, w, ow, interp);
         uint8_t *dst = oh != h ? (tmp = malloc((size_t)ow * rows * c)) : out;
         if (rc || !dst) {
             coeffs_free(&cv);
@@ -168,16 +181,20 @@ static int half_round_even(int d) {
     return (q % 2 == 0) ? q : q + 1;
 }
 
+int vitq_resize_size(int img_size, double crop_pct) {
+    int scale = (int)floor((double)img_size / crop_pct); /* timm: math.floor(img_size / crop_pct), Python floats */
+    return scale < 1 ? 1 : scale;
+}
+
 int vitq_eval_transform(float *out, const uint8_t *px, int w, int h, int src_c, const vitq_data_opts *o,
                         const char *name, vitq_err *e) {
     const int c = src_c, S = o->img_size;
     if (src_c != 1 && src_c != o->in_chans)
         return vitq_fail(e, VITQ_EINVAL, "%s: %d-channel pixels for a %d-channel model", name, src_c, o->in_chans);
     if (w <= 0 || h <= 0) return vitq_fail(e, VITQ_EFORMAT, "%s: empty image", name);
-    if (!(o->crop_pct > 0.0f) || S <= 0) return vitq_fail(e, VITQ_EINVAL, "%s: bad img_size %d / crop_pct %g", name, S, o->crop_pct);
-    /* timm: scale_size = math.floor(img_size / crop_pct); torchvision Resize(int): shorter side. */
-    int scale = (int)floor((double)S / (double)o->crop_pct);
-    if (scale < 1) scale = 1;
+    if (!(o->crop_pct > 0.0) || S <= 0) return vitq_fail(e, VITQ_EINVAL, "%s: bad img_size %d / crop_pct %g", name, S, o->crop_pct);
+    /* torchvision Resize(int): the shorter side to floor(img_size / crop_pct). */
+    const int scale = vitq_resize_size(S, o->crop_pct);
     int rw = w, rh = h;
     int sh = w < h ? w : h, lg = w < h ? h : w;
     if (sh != scale) {
@@ -196,7 +213,7 @@ int vitq_eval_transform(float *out, const uint8_t *px, int w, int h, int src_c, 
     const uint8_t *img = px;
     if (rw != w || rh != h) {
         r = malloc((size_t)rw * rh * c);
-        if (!r || vitq_resize_bicubic(r, rw, rh, px, w, h, c)) {
+        if (!r || vitq_resize(r, rw, rh, px, w, h, c, o->interpolation)) {
             free(r);
             return vitq_fail(e, VITQ_ENOMEM, "%s: out of memory resizing to %dx%d", name, rw, rh);
         }

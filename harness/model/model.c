@@ -67,6 +67,7 @@ int vitq_model_clone(const vitq_model *src, vitq_model **out, vitq_err *e) {
     memcpy((*out)->slab, src->slab, (size_t)src->n_params * sizeof(float));
     memcpy((*out)->mlp_act, src->mlp_act, (size_t)src->n_blocks * sizeof *src->mlp_act);
     snprintf((*out)->source, sizeof (*out)->source, "%s", src->source);
+    snprintf((*out)->sha256, sizeof (*out)->sha256, "%s", src->sha256);
     return VITQ_OK;
 }
 

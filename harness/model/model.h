@@ -34,14 +34,33 @@ typedef struct vitq_arch {
     float mlp_ratio;
     int qkv_bias;       /* 0/1 */
     float mean[3], std[3];
-    float crop_pct;
+    double crop_pct;        /* a double, as timm's Python float: floor(17 / 0.85) is 20, with a float 19 */
     char interpolation[16]; /* "bicubic" | "bilinear" */
+    /* ViT/DeiT variants: timm VisionTransformer arguments (and DeiT's distilled model), zero = timm's default.
+     * Read from __metadata__ keys of the same names or inferred from the tensor names (model_meta.c). */
+    int no_class_token;      /* class_token = False: no cls_token (then global_pool must be avg) */
+    int no_embed_class;      /* no_embed_class = True: pos_embed covers the patches only (DeiT-III) */
+    int layerscale;          /* init_values set: blocks.N.ls1.gamma, ls2.gamma scale both branches */
+    int global_pool;         /* VITQ_POOL_TOKEN | VITQ_POOL_AVG (mean over the patch tokens) */
+    int fc_norm;             /* timm's use_fc_norm: the final LayerNorm is fc_norm.*, after pooling */
+    int representation_size; /* > 0: pre_logits.fc (Linear + Tanh) of that width before the head (timm <= 0.5) */
+    int distilled;           /* DeiT distilled: dist_token, head_dist; logits (head + head_dist) / 2 */
 } vitq_arch;
 
-/* Derived sizes. */
+enum { VITQ_POOL_TOKEN = 0, VITQ_POOL_AVG = 1 };
+
+/* Prefix tokens before the patch tokens: the class token (unless no_class_token), then the distillation
+ * token. */
+static inline int vitq_arch_prefix(const vitq_arch *a) { return (a->no_class_token ? 0 : 1) + (a->distilled ? 1 : 0); }
+
+/* Derived sizes: tokens = patches + prefix tokens. */
 static inline int vitq_arch_tokens(const vitq_arch *a) {
     int g = a->img_size / a->patch_size;
-    return g * g + 1;
+    return g * g + vitq_arch_prefix(a);
+}
+/* Width of what the head reads: representation_size, or embed_dim. */
+static inline int vitq_arch_features(const vitq_arch *a) {
+    return a->representation_size > 0 ? a->representation_size : a->embed_dim;
 }
 static inline int vitq_arch_hidden(const vitq_arch *a) { return (int)(a->embed_dim * a->mlp_ratio + 0.5f); }
 
@@ -52,7 +71,7 @@ typedef struct vitq_dims {
 static inline vitq_dims vitq_arch_dims(const vitq_arch *a) {
     const int64_t N = vitq_arch_tokens(a);
     return (vitq_dims){.N = N, .C = a->embed_dim, .H = a->num_heads, .D = a->embed_dim / a->num_heads,
-                       .F = vitq_arch_hidden(a), .K = a->num_classes, .Np = N - 1};
+                       .F = vitq_arch_hidden(a), .K = a->num_classes, .Np = N - vitq_arch_prefix(a)};
 }
 
 /* Fills `out` from the built-in table of timm names (deit_tiny_patch16_224, ...); VITQ_EINVAL if unknown. */
@@ -65,10 +84,19 @@ VITQ_API const char *vitq_arch_builtin_name(int i);
 
 /* The `__metadata__` keys that describe an architecture, in the order `vitq inspect` prints them and
  * vitq_model_save writes them: arch, img_size, patch_size, in_chans, num_classes, embed_dim, depth,
- * num_heads, mlp_ratio, qkv_bias, mean, std, crop_pct, interpolation. (mlp_act is per model, not per
- * architecture, and handled by vitq_model_load / vitq_model_save.) */
-#define VITQ_ARCH_NKEYS 14
+ * num_heads, mlp_ratio, qkv_bias, mean, std, crop_pct, interpolation, then the variants (timm
+ * VisionTransformer arguments): class_token, no_embed_class, init_values, global_pool, fc_norm,
+ * representation_size, distilled. (mlp_act is per model, not per architecture, and handled by
+ * vitq_model_load / vitq_model_save.) Base keys: model_io.c; the variants: model_meta.c. */
+#define VITQ_ARCH_NKEYS 21
+#define VITQ_ARCH_NBASE 14 /* the keys before the variants */
 VITQ_API const char *vitq_arch_key(int i); /* NULL outside [0, VITQ_ARCH_NKEYS) */
+/* 1 if vitq_model_save writes key i for a: every base key; a variant key when it is not timm's default
+ * (init_values never: the ls*.gamma tensors say LayerScale on reload). */
+VITQ_API int vitq_arch_key_saved(const vitq_arch *a, int i);
+/* 1 if key names a timm VisionTransformer argument (honoured or refused by vitq_arch_from_st); other
+ * metadata keys are kept and ignored. */
+VITQ_API int vitq_arch_is_timm_key(const char *key);
 /* Formats field i of a as its metadata string (the exact text vitq_model_save writes). */
 VITQ_API const char *vitq_arch_value(const vitq_arch *a, int i, char *buf, size_t n);
 
@@ -93,6 +121,7 @@ typedef struct vitq_st_file {
     char **meta_keys, **meta_vals; /* __metadata__ (string values) */
     unsigned char *data;           /* data section (owned) */
     uint64_t data_size;
+    char sha256[65];               /* SHA-256 of the whole file as read, lower-case hex (`sha256sum`) */
 } vitq_st_file;
 
 VITQ_API int vitq_st_open(const char *path, vitq_st_file **out, vitq_err *e);
@@ -133,15 +162,19 @@ typedef struct vitq_block_params {
     float *norm2_w, *norm2_b; /* (C) */
     float *fc1_w, *fc1_b;     /* (F, C), (F) */
     float *fc2_w, *fc2_b;     /* (C, F), (C) */
+    float *ls1, *ls2;         /* (C) LayerScale gammas (arch.layerscale), else NULL */
 } vitq_block_params;
 
 typedef struct vitq_params {
     float *patch_w, *patch_b; /* (C, in_chans, P, P), (C) */
-    float *cls_token;         /* (1, 1, C) */
-    float *pos_embed;         /* (1, N, C) */
+    float *cls_token;         /* (1, 1, C); NULL with no_class_token */
+    float *pos_embed;         /* (1, N, C); (1, Np, C) with no_embed_class */
+    float *dist_token;        /* (1, 1, C) distilled, else NULL */
     vitq_block_params *blocks;/* [depth] */
-    float *norm_w, *norm_b;   /* (C) */
-    float *head_w, *head_b;   /* (K, C), (K) */
+    float *norm_w, *norm_b;   /* (C) the final LayerNorm: norm.* before pooling, or fc_norm.* after (arch.fc_norm) */
+    float *pre_w, *pre_b;     /* (R, C), (R) pre_logits.fc (representation_size R), else NULL */
+    float *head_w, *head_b;   /* (K, R or C), (K) */
+    float *head_dist_w, *head_dist_b; /* (K, C), (K) distilled, else NULL */
 } vitq_params;
 
 /* One row of the parameter table: the timm name, where it lives, its shape, and whether it is a weight
@@ -182,6 +215,7 @@ typedef struct vitq_model {
     const vitq_family *fam; /* the operations of the architecture's family */
     void *fam_p, *fam_g;  /* family-owned parameter pointers (families other than ViT), into slab / grad_slab */
     char source[512];     /* file it was loaded from, for messages */
+    char sha256[65];      /* SHA-256 of that file as `sha256sum` prints it ("" for a model not loaded) */
 } vitq_model;
 
 /* Allocates a model with zeroed parameters for `arch` (validated first). */
@@ -220,7 +254,10 @@ typedef enum {
     VITQ_SITE_PROJ_IN,      /* blocks.l.attn.proj.input (B,N,C) */
     VITQ_SITE_FC1_IN,       /* blocks.l.mlp.fc1.input   (B,N,C)   norm2 output */
     VITQ_SITE_FC2_IN,       /* blocks.l.mlp.fc2.input   (B,N,F)   post-GELU */
-    VITQ_SITE_HEAD_IN,      /* head.input               (B,C)     final-norm class token */
+    VITQ_SITE_HEAD_IN,      /* head.input               (B,C)     the pooled, normalised features (or the
+                               pre_logits output, (B,R)) */
+    VITQ_SITE_PRE_LOGITS_IN,/* pre_logits.fc.input      (B,C)     with representation_size only */
+    VITQ_SITE_HEAD_DIST_IN, /* head_dist.input          (B,C)     distilled only: the normalised dist token */
     VITQ_SITE_COUNT
 } vitq_tap_site;
 
@@ -234,6 +271,7 @@ typedef enum {
     VITQ_SZ_HIDDEN,    /* F = MLP width */
     VITQ_SZ_IN_CHANS,  /* image channels */
     VITQ_SZ_IMG,       /* image side */
+    VITQ_SZ_FEATURES,  /* the head's input width: representation_size, or C */
 } vitq_size_sym;
 
 typedef enum {
@@ -308,7 +346,20 @@ typedef struct vitq_block_acts {
     float *ln2_mean, *ln2_rstd; /* (B,N) */
     float *fc1;               /* (B,N,F)   fc1 output, pre-activation */
     float *act;               /* (B,N,F)   GELU/ReLU output (fc2 input, after its tap) */
+    float *proj_out, *fc2_out;/* (B,N,C)   the branches before LayerScale (arch.layerscale), else NULL */
 } vitq_block_acts;
+
+/* The head's buffers beyond lnf, per variant (vit_head.c); NULL where the variant has no such step. */
+typedef struct vitq_head_acts {
+    float *pool;              /* (B,C)   avg pool + fc_norm: the mean of the patch tokens (fc_norm's input) */
+    float *lnall;             /* (B,N,C) avg pool + norm: the final norm of every token */
+    float *lnall_mean, *lnall_rstd; /* (B,N) */
+    float *pre;               /* (B,R)   pre_logits.fc output, before tanh */
+    float *feat;              /* (B,R)   tanh output: the head's input (after its tap) */
+    float *lnd;               /* (B,C)   distilled: the normalised dist token (head_dist input, after its tap) */
+    float *lnd_mean, *lnd_rstd; /* (B) */
+    float *logits_dist;       /* (B,K)   head_dist's logits, before the average */
+} vitq_head_acts;
 
 typedef struct vitq_acts {
     int family;               /* vitq_family_id of the model they were made for */
@@ -321,8 +372,10 @@ typedef struct vitq_acts {
     float *res;               /* train: (depth+1,B,N,C) residual stream, res[l] = input of block l;
                                  eval: (2,B,N,C) ping-pong */
     vitq_block_acts *blk;     /* [train ? depth : 1] */
-    float *lnf;               /* (B,C)  final norm of the class token (head input, after its tap) */
+    float *lnf;               /* (B,C)  the pooled, normalised features: the class token's final norm, or
+                                 the (normalised) mean of the patch tokens (head input, after its tap) */
     float *lnf_mean, *lnf_rstd; /* (B) */
+    vitq_head_acts head;      /* the variants' other head buffers */
     float *logits;            /* (B,K) */
     float *slab;              /* everything above lives here */
     size_t bytes;
@@ -357,6 +410,11 @@ typedef struct vitq_grad_acts {
     float *dlogits;           /* (B,K)  caller fills it (vitq_crossentropy_backward) before vitq_backward */
     float *probs;             /* (B,K)  scratch for vitq_crossentropy_forward */
     float *dlnf, *xcls, *dxcls; /* (B,C) final-norm gradient; class tokens gathered and their gradient */
+    float *dpool, *dlnd, *xdist, *dxdist; /* (B,C) the variants' head: pool, dist token (vit_head.c) */
+    float *dlnall;            /* (B,N,C) avg pool + norm: gradient of every token's final norm */
+    float *dfeat, *dpre;      /* (B,R) pre_logits: gradient of the tanh output and of its input */
+    float *dhalf;             /* (B,K) distilled: dlogits / 2, each head's share */
+    float *dls;               /* (B,N,C) LayerScale: gradient of a branch before its gamma */
     float *dpatch;            /* (B,Np,C) gradient of the patch-embedding output */
     float *dln1, *dqkv, *dqkvh, *datt, *datty, *dres1, *dln2, *dfc1, *dact; /* one block's scratch */
     float *slab;
@@ -465,6 +523,10 @@ struct vitq_family {
     int (*unit_forward)(vitq_model *m, vitq_acts *a, int u, int B, vitq_err *e);
     int (*unit_backward)(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int u, int B, vitq_err *e);
     int (*unit_ops)(const vitq_model *m, int u, vitq_op_desc *out, int max); /* see vitq_unit_ops */
+    /* 1 if a checkpoint tensor that is not a parameter is still the family's to read (buffers its loader
+     * checks, e.g. an old Swin file's relative_position_index), so vitq_model_check_tensors does not refuse
+     * it; NULL: every tensor must be a parameter (ViT). */
+    int (*uses_tensor)(const vitq_model *m, const char *name);
 };
 
 /* The family of a (NULL for an unknown family id). */
@@ -483,6 +545,20 @@ void vitq_vit_grad_acts_free(vitq_grad_acts *g);
 int vitq_vit_check(const vitq_model *m, const vitq_acts *a, int B, vitq_err *e);
 int vitq_vit_unit_forward(vitq_model *m, vitq_acts *a, int u, int B, vitq_err *e);
 int vitq_vit_unit_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int u, int B, vitq_err *e);
+/* ViT's embedding with its prefix-token variants (vit_embed.c): patch_out (B,Np,C) -> x (B,N,C), and back
+ * (dpatch_out written, dcls / ddist / dpos accumulated into g). */
+void vitq_vit_embed_forward(const vitq_arch *a, const vitq_params *p, float *x, const float *patch_out, int64_t B,
+                            int64_t N, int64_t C);
+void vitq_vit_embed_backward(const vitq_arch *a, vitq_params *g, float *dpatch_out, const float *dx, int64_t B,
+                             int64_t N, int64_t C);
+/* ViT's head with its variants (vit_head.c): the floats its extra buffers take, pointing them into a slab
+ * (returns the cursor after them), whether acts' head buffers fit arch a, and the head unit's forward
+ * (res[depth] -> logits) and backward (dlogits -> dres[depth]). */
+size_t vitq_vit_head_floats(const vitq_arch *a, int64_t B);
+float *vitq_vit_head_point(const vitq_arch *a, vitq_head_acts *h, float *cur, int64_t B);
+int vitq_vit_head_fits(const vitq_arch *a, const vitq_acts *acts);
+int vitq_vit_head_forward(vitq_model *m, vitq_acts *a, int B, vitq_err *e);
+int vitq_vit_head_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int B, vitq_err *e);
 /* The tap hook at (site, block), forward and backward (family code calls these). */
 int vitq_tap_call(const vitq_model *m, vitq_tap_site site, int block, float *x, int ndim, const int64_t *shape,
                   vitq_err *e);
@@ -500,21 +576,36 @@ VITQ_API int vitq_model_save(const vitq_model *m, const char *path, const char *
                              const char *const *extra_vals, int n_extra, vitq_err *e);
 
 typedef struct vitq_arch_origin {
-    const char *from[VITQ_ARCH_NKEYS]; /* per vitq_arch_key(i): "metadata", "built-in" or "default" */
+    const char *from[VITQ_ARCH_NKEYS]; /* per vitq_arch_key(i): "metadata", "built-in", "tensor names",
+                                          "global_pool" (fc_norm following it, as timm) or "default" */
     char builtin[64];                  /* the built-in entry the "built-in" fields came from, or "" */
 } vitq_arch_origin;
 
-/* The architecture of an open checkpoint. Fields present in `__metadata__` win; the others come from the
- * built-in entry `arch_name` (if non-NULL) or else the one named by the metadata key `arch` (if it is a
- * built-in name); without either, the seven structural keys (img_size, patch_size, in_chans,
- * num_classes, embed_dim, depth, num_heads) are required and the rest take timm's VisionTransformer
- * defaults (mlp_ratio 4, qkv_bias true, ImageNet mean/std, crop_pct 0.9, bicubic). Values are parsed
- * strictly; errors name the file and key. The result is validated (vitq_arch_validate). origin may be
- * NULL. */
+/* The architecture of an open checkpoint (model_io.c, the variants in model_meta.c). Fields present in `__metadata__` win; the others
+ * come from the built-in entry `arch_name` (if non-NULL) or else the one named by the metadata key `arch`
+ * (if it is a built-in name); without either, the seven structural keys (img_size, patch_size, in_chans,
+ * num_classes, embed_dim, depth, num_heads) are required, the variants are read from the tensor names
+ * (ls1.gamma, fc_norm.*, cls_token, dist_token, pos_embed rows, pre_logits.fc) and the rest take timm's
+ * VisionTransformer defaults (mlp_ratio 4, qkv_bias true) and resolve_data_config's fallbacks (ImageNet
+ * mean/std, crop_pct 0.875, bicubic). A metadata key naming a timm argument vitq does not implement is
+ * refused unless it has timm's default value; other keys are ignored. Values are parsed strictly; errors
+ * name the file and key. The result is validated (vitq_arch_validate). origin may be NULL. */
 VITQ_API int vitq_arch_from_st(const vitq_st_file *f, const char *arch_name, vitq_arch *out,
                                vitq_arch_origin *origin, vitq_err *e);
+/* The timm variants of a ViT's metadata (model_meta.c; model_io.c calls them): the text of variant v (key
+ * VITQ_ARCH_NBASE + v), its parsing (*given = 0 for fc_norm = None), the refusal of timm arguments vitq does
+ * not implement unless at their default, and the variants' resolution (from the tensor names when
+ * from_names, with timm's fc_norm/global_pool coupling; from[v] set to where each came from). */
+const char *vitq_vit_variant_value(const vitq_arch *a, int v, char *buf, size_t n);
+int vitq_vit_variant_parse(const char *file, int v, const char *s, vitq_arch *a, int *given, vitq_err *e);
+int vitq_arch_check_unsupported(const vitq_st_file *f, vitq_err *e);
+void vitq_vit_variants_resolve(const vitq_st_file *f, vitq_arch *a, int from_names, const int *given, const char **from);
 /* Parses mlp_act: "gelu" | "relu" for every block, or a comma list with one per block. */
 VITQ_API int vitq_mlp_act_parse(const char *s, int depth, vitq_act_kind *out, const char *what, vitq_err *e);
+/* Every tensor of f is a parameter of m, or VITQ_EFORMAT naming the first that is not, with a hint
+ * (model_check.c); vitq_unused_hint is that hint for one name. */
+VITQ_API int vitq_model_check_tensors(const vitq_st_file *f, const vitq_model *m, vitq_err *e);
+VITQ_API const char *vitq_unused_hint(const vitq_model *m, const char *name, char *buf, size_t n);
 /* vitq_model_load on an already-open file (inspect uses it to list the file's tensors as well). */
 VITQ_API int vitq_model_load_st(const vitq_st_file *f, const char *arch_name, vitq_model **out, vitq_err *e);
 

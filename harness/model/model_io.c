@@ -1,11 +1,13 @@
-/* model_io.c — a ViT/DeiT checkpoint <-> vitq_model: the architecture from `__metadata__` (keys named as
- * timm's VisionTransformer arguments, values strings, parsed strictly) or from the built-in table, then
- * every row of the model's parameter table read by its timm name, converted to float32 and checked for
- * NaN/Inf. Saving writes every row as F32 with the architecture (and mlp_act) in `__metadata__`, so
+/* model_io.c — a ViT/DeiT checkpoint <-> vitq_model: the architecture (model_meta.c: `__metadata__`, the
+ * built-in table, the tensor names), every tensor of the file used by the model or the load refused naming
+ * it (model_check.c), then every row of the model's parameter table read by its timm name, converted to
+ * float32 and checked for NaN/Inf. The model keeps the file's SHA-256 (the key results are stored under).
+ * The base keys are parsed here, the timm variants and the timm arguments vitq refuses in model_meta.c.
+ * Saving writes every row as F32 with the architecture (and mlp_act) in `__metadata__`, so
  * load(save(m)) gives back the same model bit for bit.
  *
- * Does not: rename foreign parameter names (a timm state_dict loads as it is), resize pos_embed for
- * another img_size, or complain about tensors the model does not use (`vitq inspect` lists them). */
+ * Does not: rename foreign parameter names (a timm state_dict loads as it is), or resize pos_embed for
+ * another img_size. */
 #include "model/model.h"
 
 #include <ctype.h>
@@ -18,6 +20,7 @@
 enum {
     K_ARCH, K_IMG, K_PATCH, K_CHANS, K_CLASSES, K_DIM, K_DEPTH, K_HEADS, /* structural: K_IMG..K_HEADS */
     K_MLP, K_QKV, K_MEAN, K_STD, K_CROP, K_INTERP,
+    K_VARIANT, /* the variants (model_meta.c) from here: VITQ_ARCH_NBASE */
 };
 
 static const char *const arch_keys[VITQ_ARCH_NKEYS] = {
@@ -25,12 +28,16 @@ static const char *const arch_keys[VITQ_ARCH_NKEYS] = {
     [K_CLASSES] = "num_classes", [K_DIM] = "embed_dim",    [K_DEPTH] = "depth",      [K_HEADS] = "num_heads",
     [K_MLP] = "mlp_ratio",       [K_QKV] = "qkv_bias",     [K_MEAN] = "mean",        [K_STD] = "std",
     [K_CROP] = "crop_pct",       [K_INTERP] = "interpolation",
+    [K_VARIANT] = "class_token", "no_embed_class", "init_values", "global_pool", "fc_norm", "representation_size",
+    "distilled",
 };
 
-/* timm's VisionTransformer defaults and `_cfg` defaults, for fields neither metadata nor --arch give. */
+/* timm's VisionTransformer defaults, and resolve_data_config's fallbacks for the data config (timm
+ * data/config.py: IMAGENET_DEFAULT_MEAN/STD, DEFAULT_CROP_PCT 0.875, bicubic), for fields neither metadata
+ * nor --arch give. */
 static const vitq_arch timm_defaults = {
     .name = "custom", .mlp_ratio = 4.0f, .qkv_bias = 1, .mean = {0.485f, 0.456f, 0.406f},
-    .std = {0.229f, 0.224f, 0.225f}, .crop_pct = 0.9f, .interpolation = "bicubic",
+    .std = {0.229f, 0.224f, 0.225f}, .crop_pct = 0.875, .interpolation = "bicubic",
 };
 
 const char *vitq_arch_key(int i) { return i >= 0 && i < VITQ_ARCH_NKEYS ? arch_keys[i] : NULL; }
@@ -45,6 +52,16 @@ static int fmt_float(char *buf, size_t n, float v) {
     return k;
 }
 
+/* The same for a double (crop_pct, timm's Python float). */
+static int fmt_double(char *buf, size_t n, double v) {
+    int k = 0;
+    for (int prec = 1; prec <= 17; prec++) {
+        k = snprintf(buf, n, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) break;
+    }
+    return k;
+}
+
 const char *vitq_arch_value(const vitq_arch *a, int i, char *buf, size_t n) {
     const int *ints[VITQ_ARCH_NKEYS] = {
         [K_IMG] = &a->img_size,   [K_PATCH] = &a->patch_size, [K_CHANS] = &a->in_chans, [K_CLASSES] = &a->num_classes,
@@ -52,12 +69,15 @@ const char *vitq_arch_value(const vitq_arch *a, int i, char *buf, size_t n) {
     };
     if (n) buf[0] = 0;
     if (i < 0 || i >= VITQ_ARCH_NKEYS) return buf;
+    if (i >= K_VARIANT) return vitq_vit_variant_value(a, i - K_VARIANT, buf, n);
     if (ints[i]) {
         snprintf(buf, n, "%d", *ints[i]);
     } else if (i == K_ARCH) {
         snprintf(buf, n, "%s", a->name);
-    } else if (i == K_MLP || i == K_CROP) {
-        fmt_float(buf, n, i == K_MLP ? a->mlp_ratio : a->crop_pct);
+    } else if (i == K_MLP) {
+        fmt_float(buf, n, a->mlp_ratio);
+    } else if (i == K_CROP) {
+        fmt_double(buf, n, a->crop_pct);
     } else if (i == K_QKV) {
         snprintf(buf, n, "%s", a->qkv_bias ? "true" : "false");
     } else if (i == K_MEAN || i == K_STD) {
@@ -91,13 +111,20 @@ static int parse_int(const char *file, const char *key, const char *s, int *out,
     return VITQ_OK;
 }
 
-/* One number (a list item, already trimmed). */
-static int parse_float(const char *s, float *out) {
+/* One number (a list item, already trimmed), as a double (crop_pct) or a float. */
+static int parse_double(const char *s, double *out) {
     static const vitq_param p = {.type = VITQ_P_FLOAT, .min = -FLT_MAX, .max = FLT_MAX};
     vitq_value v;
     char why[128];
     if (!*s || isspace((unsigned char)*s) || vitq_value_parse(&p, s, &v, why, sizeof why)) return -1;
-    *out = (float)v.f;
+    *out = v.f;
+    return 0;
+}
+
+static int parse_float(const char *s, float *out) {
+    double d;
+    if (parse_double(s, &d)) return -1;
+    *out = (float)d;
     return 0;
 }
 
@@ -134,9 +161,10 @@ static int parse_field(const char *file, int k, const char *s, vitq_arch *a, vit
         snprintf(a->name, sizeof a->name, "%s", s);
         return VITQ_OK;
     case K_MLP:
-    case K_CROP:
-        if (parse_float(s, k == K_MLP ? &a->mlp_ratio : &a->crop_pct))
-            return bad_value(file, key, "a number", s, e);
+        if (parse_float(s, &a->mlp_ratio)) return bad_value(file, key, "a number", s, e);
+        return VITQ_OK;
+    case K_CROP: /* a double, as timm's Python float */
+        if (parse_double(s, &a->crop_pct)) return bad_value(file, key, "a number", s, e);
         return VITQ_OK;
     case K_QKV:
         if (vitq_bool_parse(s, &a->qkv_bias)) return bad_value(file, key, "true/false, yes/no, on/off or 1/0", s, e);
@@ -179,25 +207,31 @@ int vitq_arch_from_st(const vitq_st_file *f, const char *arch_name, vitq_arch *o
     int has_struct = 0;
     for (int k = K_IMG; k <= K_HEADS; k++) has_struct |= vitq_st_meta(f, arch_keys[k]) != NULL;
     if (!base && !has_struct) {
-        char list[512];
+        char list[1024];
         builtin_list(list, sizeof list);
         return vitq_fail(e, VITQ_EINVAL, "%s: no architecture in __metadata__; pass --arch NAME (one of %s)",
                          f->path, list);
     }
+    int given[VITQ_ARCH_NKEYS] = {0};
     for (int k = 0; k < VITQ_ARCH_NKEYS; k++) {
         const char *s = vitq_st_meta(f, arch_keys[k]);
+        given[k] = s != NULL;
         org->from[k] = s ? "metadata" : base ? "built-in" : "default";
         if (s) {
-            int rc = parse_field(f->path, k, s, &a, e);
+            int rc = k >= K_VARIANT ? vitq_vit_variant_parse(f->path, k - K_VARIANT, s, &a, &given[k], e)
+                                    : parse_field(f->path, k, s, &a, e);
             if (rc) return rc;
         } else if (!base && k >= K_IMG && k <= K_HEADS) {
             return vitq_fail(e, VITQ_EINVAL, "%s: __metadata__ has no '%s' (needed unless the architecture is a "
                              "built-in one; or pass --arch NAME)", f->path, arch_keys[k]);
         }
     }
+    int rc = vitq_arch_check_unsupported(f, e); /* timm arguments vitq implements at their default only */
+    if (rc) return rc;
+    vitq_vit_variants_resolve(f, &a, !base, given + K_VARIANT, org->from + K_VARIANT);
     if (a.in_chans == 1) /* canonical: the unused channels repeat channel 0 */
         for (int c = 1; c < 3; c++) a.mean[c] = a.mean[0], a.std[c] = a.std[0];
-    int rc = vitq_arch_validate(&a, f->path, e);
+    rc = vitq_arch_validate(&a, f->path, e);
     if (rc) return rc;
     *out = a;
     return VITQ_OK;
@@ -234,8 +268,10 @@ int vitq_model_load_st(const vitq_st_file *f, const char *arch_name, vitq_model 
     snprintf(m->source, sizeof m->source, "%s", f->path);
     char what[600];
     snprintf(what, sizeof what, "%s: __metadata__", f->path);
+    snprintf(m->sha256, sizeof m->sha256, "%s", f->sha256);
     const char *acts = vitq_st_meta(f, "mlp_act");
     if (acts && (rc = vitq_mlp_act_parse(acts, a.depth, m->mlp_act, what, e))) goto fail;
+    if ((rc = vitq_model_check_tensors(f, m, e))) goto fail;
     for (int i = 0; i < m->n_table; i++) {
         const vitq_tensor_ref *r = &m->table[i];
         rc = vitq_st_read_f32(f, r->name, r->data, r->ndim, r->shape, e);
@@ -287,25 +323,27 @@ int vitq_model_save(const vitq_model *m, const char *path, const char *const *ex
         rc = vitq_fail(e, VITQ_ENOMEM, "%s: out of memory", path);
         goto done;
     }
+    int nk = 0;
     for (int k = 0; k < VITQ_ARCH_NKEYS; k++) {
-        keys[k] = arch_keys[k];
-        vals[k] = vitq_arch_value(&m->arch, k, text[k], sizeof text[k]);
+        if (!vitq_arch_key_saved(&m->arch, k)) continue;
+        keys[nk] = vitq_arch_key(k);
+        vals[nk++] = vitq_arch_value(&m->arch, k, text[k], sizeof text[k]);
     }
     int uniform = 1;
     for (int l = 1; l < depth; l++) uniform &= m->mlp_act[l] == m->mlp_act[0];
     for (int l = 0; l < (uniform ? 1 : depth); l++)
         strcat(strcat(acts, l ? "," : ""), m->mlp_act[l] == VITQ_ACT_RELU ? "relu" : "gelu");
-    keys[VITQ_ARCH_NKEYS] = "mlp_act";
-    vals[VITQ_ARCH_NKEYS] = acts;
+    keys[nk] = "mlp_act";
+    vals[nk++] = acts;
     for (int i = 0; i < n_extra; i++) {
-        for (int k = 0; k <= VITQ_ARCH_NKEYS; k++)
-            if (!strcmp(extra_keys[i], keys[k])) {
-                rc = vitq_fail(e, VITQ_EINVAL, "%s: extra metadata key '%s' is an architecture key", path, extra_keys[i]);
-                goto done;
-            }
-        keys[VITQ_ARCH_NKEYS + 1 + i] = extra_keys[i];
-        vals[VITQ_ARCH_NKEYS + 1 + i] = extra_vals[i];
+        if (!strcmp(extra_keys[i], "mlp_act") || vitq_arch_is_timm_key(extra_keys[i])) {
+            rc = vitq_fail(e, VITQ_EINVAL, "%s: extra metadata key '%s' is an architecture key", path, extra_keys[i]);
+            goto done;
+        }
+        keys[nk] = extra_keys[i];
+        vals[nk++] = extra_vals[i];
     }
+    n_meta = nk;
     for (int i = 0; i < m->n_table; i++) {
         const vitq_tensor_ref *r = &m->table[i];
         t[i] = (vitq_st_entry){.name = r->name, .data = r->data, .ndim = r->ndim};

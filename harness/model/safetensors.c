@@ -3,8 +3,9 @@
  * mapping tensor names to {dtype, shape, data_offsets} plus an optional string->string "__metadata__",
  * then the data section the offsets point into.
  *
- * The reader checks every length and offset against the file before anything is used, and reports each
- * problem as one line naming the file (and tensor). It reads F32, F16 and BF16 and converts to float32;
+ * The reader checks every length and offset against the file before anything is used — the data section
+ * tiled exactly by the tensors, nothing after it, as the reference parser — and reports each problem as
+ * one line naming the file (and tensor). It computes the file's SHA-256 on the way (libcrypto). It reads F32, F16 and BF16 and converts to float32;
  * other dtypes (I64, F64, ...) are refused by name. The writer writes F32 only, atomically.
  * Does not: memory-map (the data section is read into one buffer), handle big-endian hosts. */
 #include "model/model.h"
@@ -200,20 +201,36 @@ static int cmp_begin(const void *a, const void *b) {
     return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : (x->end > y->end) - (x->end < y->end);
 }
 
-/* No two non-empty tensors share a byte. */
-static int check_overlap(const vitq_st_file *f, vitq_err *e) {
+/* The data section is tiled exactly, as the reference parser (huggingface/safetensors, Rust) requires:
+ * tensors sorted by offset start where the one before ends (no overlap: shared bytes; no gap: InvalidOffset),
+ * the first at 0, and the last ends at the end of the file (bytes after it: MetadataIncompleteBuffer — a
+ * "polyglot" file carrying something else after its data). */
+static int check_tiling(const vitq_st_file *f, vitq_err *e) {
     vitq_st_tensor **s = malloc(sizeof *s * (size_t)(f->n_tensors + 1));
     if (!s) return vitq_fail(e, VITQ_ENOMEM, "%s: out of memory", f->path);
-    int n = 0;
-    for (int i = 0; i < f->n_tensors; i++)
-        if (f->tensors[i].end > f->tensors[i].begin) s[n++] = &f->tensors[i];
-    qsort(s, (size_t)n, sizeof *s, cmp_begin);
+    for (int i = 0; i < f->n_tensors; i++) s[i] = &f->tensors[i];
+    qsort(s, (size_t)f->n_tensors, sizeof *s, cmp_begin);
     int rc = VITQ_OK;
-    for (int i = 1; i < n && !rc; i++)
-        if (s[i]->begin < s[i - 1]->end)
+    uint64_t at = 0;
+    for (int i = 0; i < f->n_tensors && !rc; i++) {
+        const vitq_st_tensor *t = s[i], *prev = i ? s[i - 1] : NULL;
+        if (t->begin < at)
             rc = vitq_fail(e, VITQ_EFORMAT, "%s: tensors '%s' [%llu, %llu) and '%s' [%llu, %llu) overlap", f->path,
-                           s[i - 1]->name, (unsigned long long)s[i - 1]->begin, (unsigned long long)s[i - 1]->end,
-                           s[i]->name, (unsigned long long)s[i]->begin, (unsigned long long)s[i]->end);
+                           prev->name, (unsigned long long)prev->begin, (unsigned long long)prev->end, t->name,
+                           (unsigned long long)t->begin, (unsigned long long)t->end);
+        else if (t->begin > at)
+            rc = vitq_fail(e, VITQ_EFORMAT, "%s: tensor '%s' starts at byte %llu of the data section, but %s%s%s ends at "
+                           "%llu: the data offsets leave a hole (the safetensors reference parser refuses it: "
+                           "InvalidOffset)", f->path, t->name, (unsigned long long)t->begin,
+                           prev ? "the tensor before it, '" : "the section starts at 0", prev ? prev->name : "",
+                           prev ? "'," : " and", (unsigned long long)at);
+        at = t->end;
+    }
+    if (!rc && at != f->data_size)
+        rc = vitq_fail(e, VITQ_EFORMAT, "%s: the file has %llu bytes after its data section (the tensors end at byte %llu "
+                       "of %llu; the safetensors reference parser refuses such files: MetadataIncompleteBuffer)",
+                       f->path, (unsigned long long)(f->data_size - at), (unsigned long long)at,
+                       (unsigned long long)f->data_size);
     free(s);
     return rc;
 }
@@ -258,7 +275,7 @@ static int parse_header(vitq_st_file *f, const char *hdr, uint64_t n, vitq_err *
         rc = parse_tensor(f, j, &f->tensors[f->n_tensors], 8 + n + f->data_size, e);
         if (!rc) f->n_tensors++;
     }
-    if (!rc) rc = check_overlap(f, e);
+    if (!rc) rc = check_tiling(f, e);
 done:
     cJSON_Delete(root);
     return rc;
@@ -325,6 +342,14 @@ int vitq_st_open(const char *path, vitq_st_file **out, vitq_err *e) {
     }
     if (read_exact(fp, hdr, n) || read_exact(fp, f->data, f->data_size)) {
         rc = vitq_fail(e, VITQ_EIO, "%s: read error", path);
+        goto fail;
+    }
+    vitq_sha256 *h = vitq_sha256_new(); /* of the bytes read: the key of exactly what is loaded */
+    vitq_sha256_update(h, len8, 8);
+    vitq_sha256_update(h, hdr, n);
+    vitq_sha256_update(h, f->data, f->data_size);
+    if ((rc = vitq_sha256_final(h, f->sha256))) {
+        rc = vitq_fail(e, rc, "%s: SHA-256 of the file failed (libcrypto)", path);
         goto fail;
     }
     hdr[n] = 0;

@@ -23,22 +23,34 @@
     {PAT, SITE, VITQ_TAPK_ACT, VITQ_TAP_PER_BLOCK, 4, {B, H, N, D}, \
      {VITQ_DIM_BATCH, VITQ_DIM_HEAD, VITQ_DIM_TOKEN, VITQ_DIM_HEAD_CH}}
 
-/* ViT / DeiT (timm's VisionTransformer), in forward order. Names and order are part of the results. */
-static const vitq_tap_row vit_taps[] = {
-    {"patch_embed.proj.input", VITQ_SITE_PATCH_IN, VITQ_TAPK_ACT, VITQ_TAP_ONCE, 4,
-     {B, VITQ_SZ_IN_CHANS, VITQ_SZ_IMG, VITQ_SZ_IMG},
-     {VITQ_DIM_BATCH, VITQ_DIM_CHANNEL, VITQ_DIM_SPATIAL, VITQ_DIM_SPATIAL}},
-    ROW3("blocks.%d.attn.qkv.input", VITQ_SITE_QKV_IN, C),
-    HEADS("blocks.%d.attn.q", VITQ_SITE_Q),
-    HEADS("blocks.%d.attn.k", VITQ_SITE_K),
-    HEADS("blocks.%d.attn.v", VITQ_SITE_V),
-    {"blocks.%d.attn.probs", VITQ_SITE_PROBS, VITQ_TAPK_PROBS, VITQ_TAP_PER_BLOCK, 4, {B, H, N, N},
-     {VITQ_DIM_BATCH, VITQ_DIM_HEAD, VITQ_DIM_TOKEN, VITQ_DIM_KEY}},
-    ROW3("blocks.%d.attn.proj.input", VITQ_SITE_PROJ_IN, C),
-    ROW3("blocks.%d.mlp.fc1.input", VITQ_SITE_FC1_IN, C),
-    ROW3("blocks.%d.mlp.fc2.input", VITQ_SITE_FC2_IN, F),
-    {"head.input", VITQ_SITE_HEAD_IN, VITQ_TAPK_ACT, VITQ_TAP_ONCE, 2, {B, C}, {VITQ_DIM_BATCH, VITQ_DIM_CHANNEL}},
+/* ViT / DeiT (timm's VisionTransformer), in forward order. Names and order are part of the results. The
+ * head's rows depend on the variant: plain (head.input), representation layer (pre_logits.fc.input, then
+ * head.input of width R), distilled (head.input, head_dist.input). */
+#define VIT_BODY                                                                                          \
+    {"patch_embed.proj.input", VITQ_SITE_PATCH_IN, VITQ_TAPK_ACT, VITQ_TAP_ONCE, 4,                        \
+     {B, VITQ_SZ_IN_CHANS, VITQ_SZ_IMG, VITQ_SZ_IMG},                                                      \
+     {VITQ_DIM_BATCH, VITQ_DIM_CHANNEL, VITQ_DIM_SPATIAL, VITQ_DIM_SPATIAL}},                               \
+        ROW3("blocks.%d.attn.qkv.input", VITQ_SITE_QKV_IN, C), HEADS("blocks.%d.attn.q", VITQ_SITE_Q),      \
+        HEADS("blocks.%d.attn.k", VITQ_SITE_K), HEADS("blocks.%d.attn.v", VITQ_SITE_V),                     \
+        {"blocks.%d.attn.probs", VITQ_SITE_PROBS, VITQ_TAPK_PROBS, VITQ_TAP_PER_BLOCK, 4, {B, H, N, N},      \
+         {VITQ_DIM_BATCH, VITQ_DIM_HEAD, VITQ_DIM_TOKEN, VITQ_DIM_KEY}},                                     \
+        ROW3("blocks.%d.attn.proj.input", VITQ_SITE_PROJ_IN, C), ROW3("blocks.%d.mlp.fc1.input", VITQ_SITE_FC1_IN, C), \
+        ROW3("blocks.%d.mlp.fc2.input", VITQ_SITE_FC2_IN, F)
+#define ONCE2(NAME, SITE, WIDTH) \
+    {NAME, SITE, VITQ_TAPK_ACT, VITQ_TAP_ONCE, 2, {B, WIDTH}, {VITQ_DIM_BATCH, VITQ_DIM_CHANNEL}}
+static const vitq_tap_row vit_taps[] = {VIT_BODY, ONCE2("head.input", VITQ_SITE_HEAD_IN, C)};
+static const vitq_tap_row vit_taps_pre_logits[] = {
+    VIT_BODY,
+    ONCE2("pre_logits.fc.input", VITQ_SITE_PRE_LOGITS_IN, C),
+    ONCE2("head.input", VITQ_SITE_HEAD_IN, VITQ_SZ_FEATURES),
 };
+static const vitq_tap_row vit_taps_distilled[] = {
+    VIT_BODY,
+    ONCE2("head.input", VITQ_SITE_HEAD_IN, C),
+    ONCE2("head_dist.input", VITQ_SITE_HEAD_DIST_IN, C),
+};
+#undef VIT_BODY
+#undef ONCE2
 #undef B
 #undef N
 #undef C
@@ -50,9 +62,11 @@ static const vitq_tap_row vit_taps[] = {
 
 /* ViT's tap table (vitq_family_vit.tap_rows). */
 const vitq_tap_row *vitq_vit_tap_rows(const vitq_arch *a, int *n) {
-    (void)a;
-    *n = (int)(sizeof vit_taps / sizeof vit_taps[0]);
-    return vit_taps;
+#define ROWS(T) (*n = (int)(sizeof T / sizeof T[0]), T)
+    if (a->representation_size > 0) return ROWS(vit_taps_pre_logits);
+    if (a->distilled) return ROWS(vit_taps_distilled);
+    return ROWS(vit_taps);
+#undef ROWS
 }
 
 const vitq_tap_row *vitq_arch_tap_rows(const vitq_arch *a, int *n) {
@@ -75,6 +89,7 @@ int64_t vitq_vit_tap_size(const vitq_arch *a, vitq_size_sym s, int block) {
     case VITQ_SZ_HIDDEN: return vitq_arch_hidden(a);
     case VITQ_SZ_IN_CHANS: return a->in_chans;
     case VITQ_SZ_IMG: return a->img_size;
+    case VITQ_SZ_FEATURES: return vitq_arch_features(a);
     default: return 0; /* the batch: per call */
     }
 }

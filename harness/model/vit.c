@@ -3,11 +3,13 @@
  *
  * Mirrors timm's VisionTransformer.forward in eval mode (no dropout, no drop-path):
  *   x = PatchEmbed(img)                  Conv2d(Cin, C, P, stride P) = im2col + linear
- *   x = cat(cls_token, x) + pos_embed
+ *   x = cat(cls_token, x) + pos_embed      (the prefix-token variants: vit_embed.c)
  *   for each Block: x = x + attn(norm1(x)); x = x + mlp(norm2(x))     (pre-norm, LayerNorm eps 1e-6)
+ *     with LayerScale (DeiT-III): x = x + ls1.gamma * attn(norm1(x)); x = x + ls2.gamma * mlp(norm2(x))
  *     attn: qkv(x).reshape(B,N,3,H,D).permute(2,0,3,1,4); softmax(q·k^T · D^-0.5); (att·v) merged; proj
  *     mlp:  fc2(act(fc1(x))), act = exact GELU (or ReLU after MLP reconstruction: m->mlp_act[l])
- *   logits = head(norm(x)[:, 0])          the final norm of the class token alone (same numbers)
+ *   logits = head(norm(x)[:, 0])          the final norm of the class token alone (same numbers); the
+ *                                         pooling / fc_norm / pre_logits / distilled variants: vit_head.c
  *
  * Taps: when m->hooks is set, hooks->act is called on each tap buffer right before the next op reads
  * it, in forward order (patch_embed input; per block qkv input, q, k, v, probs, proj input, fc1 input,
@@ -19,7 +21,7 @@
  * backward (vit_backward.c); train = 0 shares one block's buffers and ping-pongs two residual slots.
  * All slot strides use the allocated batch; a smaller B uses the first B images of every buffer, and
  * qkvh is (3,B,H,N,D) for the B of the call.
- * Does not: run dropout / drop-path / fc_norm (Identity for these models), or keep patch embeddings
+ * Does not: run dropout / drop-path (eval mode), or keep patch embeddings
  * (their buffer is scratch, block 0's ln1). */
 #include "model/model.h"
 
@@ -27,7 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static size_t block_floats(int64_t B, int64_t N, int64_t C, int64_t H, int64_t F) {
+static size_t block_floats(int64_t B, int64_t N, int64_t C, int64_t H, int64_t F, int ls) {
     int64_t R = B * N;
     return (size_t)(R * C      /* ln1 */
                     + 2 * R    /* ln1 mean, rstd */
@@ -39,7 +41,8 @@ static size_t block_floats(int64_t B, int64_t N, int64_t C, int64_t H, int64_t F
                     + R * C    /* ln2 */
                     + 2 * R    /* ln2 mean, rstd */
                     + R * F    /* fc1 */
-                    + R * F);  /* act */
+                    + R * F    /* act */
+                    + (ls ? 2 * R * C : 0)); /* proj_out, fc2_out */
 }
 
 /* Hands out 64-byte-aligned pieces of the slab. */
@@ -49,7 +52,8 @@ static float *take(float **cur, int64_t n) {
     return p;
 }
 
-static void point_block(vitq_block_acts *b, float **cur, int64_t B, int64_t N, int64_t C, int64_t H, int64_t F) {
+static void point_block(vitq_block_acts *b, float **cur, int64_t B, int64_t N, int64_t C, int64_t H, int64_t F,
+                        int ls) {
     int64_t R = B * N;
     b->ln1 = take(cur, R * C);
     b->ln1_mean = take(cur, R);
@@ -64,6 +68,8 @@ static void point_block(vitq_block_acts *b, float **cur, int64_t B, int64_t N, i
     b->ln2_rstd = take(cur, R);
     b->fc1 = take(cur, R * F);
     b->act = take(cur, R * F);
+    b->proj_out = ls ? take(cur, R * C) : NULL;
+    b->fc2_out = ls ? take(cur, R * C) : NULL;
 }
 
 int vitq_vit_acts_create(const vitq_model *m, int B, int train, vitq_acts **out, vitq_err *e) {
@@ -79,9 +85,10 @@ int vitq_vit_acts_create(const vitq_model *m, int B, int train, vitq_acts **out,
     const int64_t N = a->N, C = a->C, H = a->H, F = a->F, K = a->K;
     const int64_t S = ar->img_size, nblk = a->train ? ar->depth : 1, nres = a->train ? ar->depth + 1 : 2;
     /* every piece rounded up to 16 floats (64 bytes) */
+    const int ls = ar->layerscale;
     size_t total = (size_t)(B * ar->in_chans * S * S) + (size_t)(B * a->Np * a->patch_dim) +
-                   (size_t)(nres * B * N * C) + (size_t)nblk * block_floats(B, N, C, H, F) + (size_t)(B * C) +
-                   (size_t)(2 * B) + (size_t)(B * K) + 32 * 16;
+                   (size_t)(nres * B * N * C) + (size_t)nblk * block_floats(B, N, C, H, F, ls) + (size_t)(B * C) +
+                   (size_t)(2 * B) + (size_t)(B * K) + vitq_vit_head_floats(ar, B) + 48 * 16;
     a->blk = calloc((size_t)nblk, sizeof *a->blk);
     a->slab = vitq_alloc(total * sizeof(float));
     if (!a->blk || !a->slab) {
@@ -94,11 +101,12 @@ int vitq_vit_acts_create(const vitq_model *m, int B, int train, vitq_acts **out,
     a->images = take(&cur, B * ar->in_chans * S * S);
     a->patches = take(&cur, B * a->Np * a->patch_dim);
     a->res = take(&cur, nres * B * N * C);
-    for (int64_t l = 0; l < nblk; l++) point_block(&a->blk[l], &cur, B, N, C, H, F);
+    for (int64_t l = 0; l < nblk; l++) point_block(&a->blk[l], &cur, B, N, C, H, F, ls);
     a->lnf = take(&cur, B * C);
     a->lnf_mean = take(&cur, B);
     a->lnf_rstd = take(&cur, B);
     a->logits = take(&cur, B * K);
+    cur = vitq_vit_head_point(ar, &a->head, cur, B);
     *out = a;
     return VITQ_OK;
 }
@@ -122,12 +130,19 @@ int vitq_vit_check(const vitq_model *m, const vitq_acts *a, int B, vitq_err *e) 
     const vitq_arch *ar = &m->arch;
     if (a->N != vitq_arch_tokens(ar) || a->C != ar->embed_dim || a->H != ar->num_heads ||
         a->F != vitq_arch_hidden(ar) || a->K != ar->num_classes ||
-        a->patch_dim != (int64_t)ar->in_chans * ar->patch_size * ar->patch_size)
+        a->patch_dim != (int64_t)ar->in_chans * ar->patch_size * ar->patch_size ||
+        !a->blk[0].proj_out != !ar->layerscale || !vitq_vit_head_fits(ar, a))
         return vitq_fail(e, VITQ_EINVAL, "%s: activations were made for another architecture",
                          m->source[0] ? m->source : ar->name);
     if (B <= 0 || B > a->B)
         return vitq_fail(e, VITQ_EINVAL, "forward: batch of %d does not fit activations made for %d", B, a->B);
     return VITQ_OK;
+}
+
+/* out = x + gamma * branch, gamma per channel (timm's LayerScale: x * gamma, then the residual add). */
+static void layerscale_add(float *out, const float *x, const float *branch, const float *gamma, int64_t R, int64_t C) {
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t c = 0; c < C; c++) out[r * C + c] = x[r * C + c] + branch[r * C + c] * gamma[c];
 }
 
 static int block_forward(vitq_model *m, vitq_acts *a, int l, int B, vitq_err *e) {
@@ -154,8 +169,13 @@ static int block_forward(vitq_model *m, vitq_acts *a, int l, int B, vitq_err *e)
     if ((rc = vitq_tap_call(m, VITQ_SITE_PROBS, l, ba->att, 4, pr_shape, e))) return rc;
     vitq_attn_value_forward(ba->atty, ba->att, v, B, H, N, D);
     if ((rc = vitq_tap_call(m, VITQ_SITE_PROJ_IN, l, ba->atty, 3, rc_shape, e))) return rc;
-    vitq_linear_forward(ba->res1, ba->atty, p->proj_w, p->proj_b, R, C, C);
-    vitq_add_forward(ba->res1, ba->res1, x, R * C);
+    if (p->ls1) { /* LayerScale: res1 = x + gamma1 * proj(atty), the branch kept for backward */
+        vitq_linear_forward(ba->proj_out, ba->atty, p->proj_w, p->proj_b, R, C, C);
+        layerscale_add(ba->res1, x, ba->proj_out, p->ls1, R, C);
+    } else {
+        vitq_linear_forward(ba->res1, ba->atty, p->proj_w, p->proj_b, R, C, C);
+        vitq_add_forward(ba->res1, ba->res1, x, R * C);
+    }
 
     /* MLP branch: y = res1 + fc2(act(fc1(norm2(res1)))) */
     vitq_layernorm_forward(ba->ln2, ba->ln2_mean, ba->ln2_rstd, ba->res1, p->norm2_w, p->norm2_b, R, C, 1e-6f);
@@ -166,8 +186,13 @@ static int block_forward(vitq_model *m, vitq_acts *a, int l, int B, vitq_err *e)
     else
         vitq_gelu_forward(ba->act, ba->fc1, R * F);
     if ((rc = vitq_tap_call(m, VITQ_SITE_FC2_IN, l, ba->act, 3, f_shape, e))) return rc;
-    vitq_linear_forward(y, ba->act, p->fc2_w, p->fc2_b, R, F, C);
-    vitq_add_forward(y, y, ba->res1, R * C);
+    if (p->ls2) {
+        vitq_linear_forward(ba->fc2_out, ba->act, p->fc2_w, p->fc2_b, R, F, C);
+        layerscale_add(y, ba->res1, ba->fc2_out, p->ls2, R, C);
+    } else {
+        vitq_linear_forward(y, ba->act, p->fc2_w, p->fc2_b, R, F, C);
+        vitq_add_forward(y, y, ba->res1, R * C);
+    }
     return VITQ_OK;
 }
 
@@ -182,20 +207,7 @@ static int patch_forward(vitq_model *m, vitq_acts *a, int B, vitq_err *e) {
     vitq_patchify_forward(a->patches, a->images, B, Cin, S, ar->patch_size);
     float *patch_out = vitq_acts_block(a, 0)->ln1; /* (B,Np,C) scratch, overwritten by block 0 */
     vitq_linear_forward(patch_out, a->patches, m->p.patch_w, m->p.patch_b, (int64_t)B * Np, a->patch_dim, C);
-    vitq_embed_forward(vitq_acts_res(a, 0), patch_out, m->p.cls_token, m->p.pos_embed, B, N, C);
-    return VITQ_OK;
-}
-
-/* Final norm of the class tokens (gathered into lnf, normalised in place), then the head:
- * res[depth] (B,N,C) -> logits (B,K). */
-static int head_forward(vitq_model *m, vitq_acts *a, int B, vitq_err *e) {
-    const int64_t N = a->N, C = a->C, K = a->K, head_shape[2] = {B, C};
-    const float *xl = vitq_acts_res(a, m->arch.depth);
-    for (int b = 0; b < B; b++) memcpy(a->lnf + b * C, xl + (int64_t)b * N * C, sizeof(float) * (size_t)C);
-    vitq_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->lnf, m->p.norm_w, m->p.norm_b, B, C, 1e-6f);
-    int rc = vitq_tap_call(m, VITQ_SITE_HEAD_IN, -1, a->lnf, 2, head_shape, e);
-    if (rc) return rc;
-    vitq_linear_forward(a->logits, a->lnf, m->p.head_w, m->p.head_b, B, C, K);
+    vitq_vit_embed_forward(ar, &m->p, vitq_acts_res(a, 0), patch_out, B, N, C);
     return VITQ_OK;
 }
 
@@ -203,5 +215,5 @@ static int head_forward(vitq_model *m, vitq_acts *a, int B, vitq_err *e) {
 int vitq_vit_unit_forward(vitq_model *m, vitq_acts *a, int u, int B, vitq_err *e) {
     if (u == 0) return patch_forward(m, a, B, e);
     if (u <= m->arch.depth) return block_forward(m, a, u - 1, B, e);
-    return head_forward(m, a, B, e);
+    return vitq_vit_head_forward(m, a, B, e);
 }

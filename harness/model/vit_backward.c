@@ -1,6 +1,7 @@
 /* vit_backward.c — backward through the ViT/DeiT forward of vit.c, in exactly the reverse order of
  * vitq_forward (llm.c's gpt2_backward): head, final norm on the class token, blocks depth-1..0
- * (MLP branch, norm2, attention branch, norm1), embedding, patch-embedding linear on the im2col patches.
+ * (MLP branch, norm2, attention branch, norm1; LayerScale gammas), embedding (vit_embed.c), patch-embedding
+ * linear on the im2col patches. The head's variants are in vit_head.c.
  * It owns the gradient-activation buffers (vitq_grad_acts, one slab per batch shape).
  *
  * Quantizer taps are reached through the hooks' act_backward (the identity without one); the input
@@ -23,6 +24,8 @@ int vitq_vit_grad_acts_create(const vitq_model *m, int B, vitq_grad_acts **out, 
     g->N = d.N, g->C = d.C, g->H = d.H, g->D = d.D, g->F = d.F, g->K = d.K, g->Np = d.Np;
     g->depth = ar->depth;
     const int64_t BN = (int64_t)B * g->N, C = g->C, F = g->F, H = g->H, N = g->N;
+    const int64_t R = ar->representation_size, dist = ar->distilled ? 1 : 0;
+    const int avg_norm = ar->global_pool == VITQ_POOL_AVG && !ar->fc_norm;
     struct {
         float **p;
         int64_t n;
@@ -43,6 +46,15 @@ int vitq_vit_grad_acts_create(const vitq_model *m, int B, vitq_grad_acts **out, 
         {&g->dln2, BN * C},
         {&g->dfc1, BN * F},
         {&g->dact, BN * F},
+        {&g->dpool, (int64_t)B * C},
+        {&g->dlnd, dist * B * C},
+        {&g->xdist, dist * B * C},
+        {&g->dxdist, dist * B * C},
+        {&g->dlnall, avg_norm ? BN * C : 0},
+        {&g->dfeat, (int64_t)B * R},
+        {&g->dpre, (int64_t)B * R},
+        {&g->dhalf, dist * B * g->K},
+        {&g->dls, ar->layerscale ? BN * C : 0},
     };
     const int nb = (int)(sizeof bufs / sizeof bufs[0]);
     size_t total = 0;
@@ -56,7 +68,7 @@ int vitq_vit_grad_acts_create(const vitq_model *m, int B, vitq_grad_acts **out, 
     g->bytes = total * sizeof(float);
     float *cur = g->slab;
     for (int i = 0; i < nb; i++) {
-        *bufs[i].p = cur;
+        *bufs[i].p = bufs[i].n ? cur : NULL;
         cur += ((size_t)bufs[i].n + 15) & ~(size_t)15;
     }
     *out = g;
@@ -70,8 +82,6 @@ void vitq_vit_grad_acts_free(vitq_grad_acts *g) {
 }
 
 float *vitq_grad_res(vitq_grad_acts *g, int l) { return g->dres + (int64_t)l * g->B * g->N * g->C; }
-
-static void zero(float *p, int64_t n) { memset(p, 0, sizeof(float) * (size_t)n); }
 
 /* dst = src over the pool: the residual copies are ~2.4 MB each at batch 128, and a serial copy leaves the
  * other threads idle. */
@@ -88,6 +98,18 @@ static void copy_range(void *vctx, int64_t i0, int64_t i1) {
 static void copy_par(float *dst, const float *src, int64_t n) {
     copy_ctx c = {dst, src};
     vitq_parallel_for_work(n, 1, copy_range, &c);
+}
+
+/* LayerScale's backward (out = x + branch * gamma): dgamma (C) += sum over rows of dout * branch; returns
+ * dbranch (R,C) = dout * gamma, written into scratch. */
+static const float *layerscale_backward(float *dbranch, float *dgamma, const float *dout, const float *branch,
+                                        const float *gamma, int64_t R, int64_t C) {
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t c = 0; c < C; c++) {
+            dgamma[c] += dout[r * C + c] * branch[r * C + c];
+            dbranch[r * C + c] = dout[r * C + c] * gamma[c];
+        }
+    return dbranch;
 }
 
 /* Block l: x = res[l]; res1 = x + proj(attn(norm1(x))); out = res1 + fc2(act(fc1(norm2(res1)))).
@@ -108,8 +130,10 @@ static int block_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int l,
 
     // out = res1 + fc2(act): the residual passes dout to res1 unchanged. Buffers with one writer are
     // written by the *_to kernels (no zeroing pass); dres1 and dx gather two branches, so they accumulate.
+    // With LayerScale the branch is gamma * fc2(act): dgamma += sum_r dout * fc2(act), the branch gets dout * gamma.
     copy_par(g->dres1, dout, R * C);
-    vitq_linear_backward_to(g->dact, gp->fc2_w, gp->fc2_b, dout, ba->act, p->fc2_w, R, F, C);
+    const float *dfc2 = p->ls2 ? layerscale_backward(g->dls, gp->ls2, dout, ba->fc2_out, p->ls2, R, C) : dout;
+    vitq_linear_backward_to(g->dact, gp->fc2_w, gp->fc2_b, dfc2, ba->act, p->fc2_w, R, F, C);
     if ((rc = vitq_tap_call_backward(m, VITQ_SITE_FC2_IN, l, ba->act, g->dact, 3, f_shape, e))) return rc;
     if (m->mlp_act[l] == VITQ_ACT_RELU)
         vitq_relu_backward_to(g->dfc1, ba->fc1, g->dact, R * F);
@@ -122,7 +146,8 @@ static int block_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int l,
 
     // res1 = x + proj(atty)
     copy_par(dx, g->dres1, R * C);
-    vitq_linear_backward_to(g->datty, gp->proj_w, gp->proj_b, g->dres1, ba->atty, p->proj_w, R, C, C);
+    const float *dproj = p->ls1 ? layerscale_backward(g->dls, gp->ls1, g->dres1, ba->proj_out, p->ls1, R, C) : g->dres1;
+    vitq_linear_backward_to(g->datty, gp->proj_w, gp->proj_b, dproj, ba->atty, p->proj_w, R, C, C);
     if ((rc = vitq_tap_call_backward(m, VITQ_SITE_PROJ_IN, l, ba->atty, g->datty, 3, rc_shape, e))) return rc;
     float *q = ba->qkvh, *k = ba->qkvh + qkv_n, *v = ba->qkvh + 2 * qkv_n;
     float *dq = g->dqkvh, *dk = g->dqkvh + qkv_n, *dv = g->dqkvh + 2 * qkv_n;
@@ -143,32 +168,11 @@ static int block_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int l,
     return VITQ_OK;
 }
 
-/* Head: logits = lnf · head_w^T + head_b, lnf = norm(x[:, 0]); writes the whole gradient of res[depth]
- * (zero but at the class tokens). */
-static int head_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int B, vitq_err *e) {
-    const int64_t N = g->N, C = g->C, K = g->K, depth = g->depth, head_shape[2] = {B, C};
-    float *dlast = vitq_grad_res(g, (int)depth);
-    zero(g->dlnf, (int64_t)B * C);
-    vitq_linear_backward(g->dlnf, m->g.head_w, m->g.head_b, g->dlogits, a->lnf, m->p.head_w, B, C, K);
-    int rc = vitq_tap_call_backward(m, VITQ_SITE_HEAD_IN, -1, a->lnf, g->dlnf, 2, head_shape, e);
-    if (rc) return rc;
-    // final norm on the class token only: gather x[:,0,:], backward, scatter into the last residual
-    const float *xlast = vitq_acts_res(a, (int)depth);
-    for (int b = 0; b < B; b++) memcpy(g->xcls + b * C, xlast + b * N * C, sizeof(float) * (size_t)C);
-    zero(g->dxcls, (int64_t)B * C);
-    vitq_layernorm_backward(g->dxcls, m->g.norm_w, m->g.norm_b, g->dlnf, g->xcls, m->p.norm_w, a->lnf_mean,
-                            a->lnf_rstd, B, C);
-    zero(dlast, (int64_t)B * N * C);
-    for (int b = 0; b < B; b++) memcpy(dlast + b * N * C, g->dxcls + b * C, sizeof(float) * (size_t)C);
-    return VITQ_OK;
-}
-
-/* Embedding: x = [cls; patch_out] + pos, then patch_out = patches · patch_w^T + patch_b. The image gets
- * no gradient, so a quantizer on patch_embed.proj.input is not reached by backward. */
+/* Embedding: x = prefix tokens and patch_out + pos (vit_embed.c), then patch_out = patches · patch_w^T +
+ * patch_b. The image gets no gradient, so a quantizer on patch_embed.proj.input is not reached by backward. */
 static void patch_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int B) {
     const int64_t N = g->N, C = g->C, Np = g->Np;
-    zero(g->dpatch, (int64_t)B * Np * C);
-    vitq_embed_backward(g->dpatch, m->g.cls_token, m->g.pos_embed, vitq_grad_res(g, 0), B, N, C);
+    vitq_vit_embed_backward(&m->arch, &m->g, g->dpatch, vitq_grad_res(g, 0), B, N, C);
     vitq_linear_backward(NULL, m->g.patch_w, m->g.patch_b, g->dpatch, a->patches, m->p.patch_w, (int64_t)B * Np,
                          a->patch_dim, C);
 }
@@ -182,5 +186,5 @@ int vitq_vit_unit_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int u
         return VITQ_OK;
     }
     if (u <= m->arch.depth) return block_backward(m, a, g, u - 1, B, e);
-    return head_backward(m, a, g, B, e);
+    return vitq_vit_head_backward(m, a, g, B, e);
 }

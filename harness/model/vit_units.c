@@ -37,11 +37,11 @@ static int vit_units(vitq_model *m, vitq_err *e) {
         set_shape(t->out_shape, &t->out_ndim, &t->out_numel, 2, N, C, 0);
         set_shape(t->in_shape, &t->in_ndim, &t->in_numel, 2, N, C, 0);
         if (u == 0) {
-            static const char *const pre[] = {"cls_token", "pos_embed", "patch_embed."};
+            static const char *const pre[] = {"cls_token", "pos_embed", "dist_token", "patch_embed."};
             snprintf(t->name, sizeof t->name, "patch_embed");
             t->kind = VITQ_UNIT_PATCH_EMBED;
             set_shape(t->in_shape, &t->in_ndim, &t->in_numel, 3, a->in_chans, a->img_size, a->img_size);
-            rows_with(m, pre, 3, &t->param_first, &t->param_end);
+            rows_with(m, pre, 4, &t->param_first, &t->param_end);
             t->tap_first = vitq_tap_id(m, VITQ_SITE_PATCH_IN, -1);
             t->tap_end = t->tap_first + 1;
         } else if (u <= depth) {
@@ -55,13 +55,14 @@ static int vit_units(vitq_model *m, vitq_err *e) {
             t->tap_first = vitq_tap_id(m, VITQ_SITE_QKV_IN, u - 1);
             t->tap_end = vitq_tap_id(m, VITQ_SITE_FC2_IN, u - 1) + 1;
         } else {
-            static const char *const pre[] = {"norm.", "head."};
+            /* final norm / fc_norm, pooling, pre_logits, head and head_dist: every tap after the blocks' */
+            static const char *const pre[] = {"norm.", "fc_norm.", "pre_logits.", "head.", "head_dist."};
             snprintf(t->name, sizeof t->name, "head");
             t->kind = VITQ_UNIT_HEAD;
             set_shape(t->out_shape, &t->out_ndim, &t->out_numel, 1, a->num_classes, 0, 0);
-            rows_with(m, pre, 2, &t->param_first, &t->param_end);
-            t->tap_first = vitq_tap_id(m, VITQ_SITE_HEAD_IN, -1);
-            t->tap_end = t->tap_first + 1;
+            rows_with(m, pre, 5, &t->param_first, &t->param_end);
+            t->tap_first = vitq_tap_id(m, VITQ_SITE_FC2_IN, depth - 1) + 1;
+            t->tap_end = vitq_tap_count(m);
         }
     }
     return VITQ_OK;
@@ -108,8 +109,11 @@ static int vit_unit_ops(const vitq_model *m, int u, vitq_op_desc *out, int max) 
         LIN(VITQ_SITE_PROJ_IN, l, "blocks.%d.attn.proj.weight", "blocks.%d.attn.proj.bias", 0);
         LIN(VITQ_SITE_FC1_IN, l, "blocks.%d.mlp.fc1.weight", "blocks.%d.mlp.fc1.bias", 0);
         LIN(VITQ_SITE_FC2_IN, l, "blocks.%d.mlp.fc2.weight", "blocks.%d.mlp.fc2.bias", 0);
-    } else {
+    } else { /* the head's linear layers in forward order: pre_logits.fc, head, head_dist */
+        if (m->arch.representation_size > 0)
+            LIN(VITQ_SITE_PRE_LOGITS_IN, -1, "pre_logits.fc.weight", "pre_logits.fc.bias", 0);
         LIN(VITQ_SITE_HEAD_IN, -1, "head.weight", "head.bias", 0);
+        if (m->arch.distilled) LIN(VITQ_SITE_HEAD_DIST_IN, -1, "head_dist.weight", "head_dist.bias", 0);
     }
 #undef LIN
 #undef MM

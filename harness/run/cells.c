@@ -31,9 +31,30 @@ int vitq_run_model(vitq_run *r, const vitq_run_cfg *cfg, vitq_model **out, vitq_
     return VITQ_OK;
 }
 
+int vitq_run_data_opts(const vitq_run_cfg *cfg, const vitq_model *m, vitq_data_opts *o, const char **bad_key,
+                       vitq_err *e) {
+    static const char *const keys[] = {"img_size", "crop_pct", "interpolation", "mean", "std"};
+    vitq_data_overrides ov = {.img_size = cfg->img_size, .crop_pct = cfg->crop_pct,
+                              .interpolation = cfg->interpolation && cfg->interpolation[0] ? cfg->interpolation : NULL};
+    *bad_key = "dataset";
+    if (cfg->mean && cfg->mean[0] && (ov.n_mean = vitq_floats_parse(cfg->mean, ov.mean)) < 0)
+        return *bad_key = "mean", vitq_fail(e, VITQ_EINVAL, "[data] mean: expected 1 or %d numbers, got '%s'",
+                                            m->arch.in_chans, cfg->mean);
+    if (cfg->std && cfg->std[0] && (ov.n_std = vitq_floats_parse(cfg->std, ov.std)) < 0)
+        return *bad_key = "std", vitq_fail(e, VITQ_EINVAL, "[data] std: expected 1 or %d numbers, got '%s'",
+                                           m->arch.in_chans, cfg->std);
+    int rc = vitq_data_config(&m->arch, &ov, cfg->convert_channels, o, "[data] ", e);
+    for (size_t k = 0; rc && e && k < sizeof keys / sizeof keys[0]; k++)
+        if (!strncmp(e->msg + 7, keys[k], strlen(keys[k]))) *bad_key = keys[k]; /* after "[data] " */
+    return rc;
+}
+
 int vitq_run_dataset(vitq_run *r, const vitq_run_cfg *cfg, const vitq_model *m, const char *split, vitq_dataset **out,
                      vitq_err *e) {
-    vitq_data_opts o = vitq_data_opts_for(&m->arch, cfg->convert_channels);
+    vitq_data_opts o;
+    const char *bad;
+    int rc0 = vitq_run_data_opts(cfg, m, &o, &bad, e);
+    if (rc0) return rc0;
     for (int i = 0; i < r->n_data; i++)
         if (!strcmp(r->data[i].spec, cfg->dataset) && !strcmp(r->data[i].split, split) &&
             !memcmp(&r->data[i].o, &o, sizeof o)) {
@@ -58,16 +79,33 @@ int vitq_run_dataset(vitq_run *r, const vitq_run_cfg *cfg, const vitq_model *m, 
     return VITQ_OK;
 }
 
-/* The configuration of the float baseline of cfg: what its result depends on. */
+/* The configuration of the float baseline of cfg: what its result depends on (with the model file's content:
+ * vitq_run_cell_key). */
 static char *baseline_text(const vitq_run_cfg *c) {
     char *t = NULL;
     if (asprintf(&t,
                  "[baseline]\nmodel = %s\narch = %s\ndataset = %s\neval_split = %s\neval_limit = %lld\n"
-                 "batch = %d\nconvert_channels = %s\n",
+                 "batch = %d\nconvert_channels = %s\nimg_size = %d\ncrop_pct = %.17g\ninterpolation = %s\n"
+                 "mean = %s\nstd = %s\n",
                  c->model_path, c->arch, c->dataset, c->eval_split, (long long)c->eval_limit, c->batch,
-                 c->convert_channels ? "true" : "false") < 0)
+                 c->convert_channels ? "true" : "false", c->img_size, c->crop_pct, c->interpolation, c->mean,
+                 c->std) < 0)
         return NULL;
     return t;
+}
+
+int vitq_run_cell_key(vitq_run *r, vitq_run_cell *c, vitq_err *e) {
+    vitq_model *m = NULL;
+    int rc = vitq_run_model(r, c->cfg, &m, e);
+    if (rc) return rc;
+    snprintf(c->sha256, sizeof c->sha256, "%s", m->sha256);
+    static const char line[] = "[checkpoint]\nsha256 = ";
+    uint64_t h = vitq_fnv1a64(c->config_text, strlen(c->config_text), VITQ_FNV1A64_INIT);
+    h = vitq_fnv1a64(line, sizeof line - 1, h);
+    h = vitq_fnv1a64(c->sha256, strlen(c->sha256), h);
+    h = vitq_fnv1a64("\n", 1, h);
+    snprintf(c->hash, sizeof c->hash, "%016llx", (unsigned long long)h);
+    return VITQ_OK;
 }
 
 /* Adds the baseline of grid cell g unless an identical one is listed. */

@@ -40,16 +40,27 @@ static const vitq_key g_keys[] = {
       "built-in timm name, for files without vitq metadata"),
     K("data", "dataset", VITQ_P_STRING, VITQ_C_TEXT, dataset, "fashion-mnist", 0, 0, NULL, VITQ_KEY_NONEMPTY,
       "fashion-mnist, mnist-idx:DIR, an IDX folder or an image folder"),
-    K("data", "eval_split", VITQ_P_ENUM, VITQ_C_TEXT, eval_split, "test", 0, 0, "test|train", 0, "split evaluated"),
+    K("data", "eval_split", VITQ_P_ENUM, VITQ_C_TEXT, eval_split, "test", 0, 0, "test|val|train", 0,
+      "split evaluated (test and val: the evaluation split — IDX t10k, or val/ of a root holding train/ and val/)"),
     K("data", "eval_limit", VITQ_P_INT, VITQ_C_I64, eval_limit, "0", 0, 1e12, NULL, 0,
       "evaluate the first N images only (0 = all)"),
     K("data", "batch", VITQ_P_INT, VITQ_C_NATURAL, batch, "128", 1, 4096, NULL, 0, "evaluation batch size"),
-    K("data", "calib_split", VITQ_P_ENUM, VITQ_C_TEXT, calib_split, "train", 0, 0, "train|test", 0,
-      "split the calibration subset is drawn from"),
+    K("data", "calib_split", VITQ_P_ENUM, VITQ_C_TEXT, calib_split, "train", 0, 0, "train|test|val", 0,
+      "split the calibration subset is drawn from (test/val: the evaluation images, on purpose)"),
     K("data", "calib_size", VITQ_P_INT, VITQ_C_NATURAL, calib_size, "128", 1, 1000000, NULL, 0,
       "calibration images (a seeded random subset)"),
     K("data", "convert_channels", VITQ_P_BOOL, VITQ_C_NATURAL, convert_channels, "false", 0, 0, NULL, 0,
-      "allow gray<->RGB conversion to fit the model"),
+      "IDX data: allow gray -> RGB for a 3-channel model (image files are converted per image always)"),
+    K("data", "img_size", VITQ_P_INT, VITQ_C_NATURAL, img_size, "0", 0, 4096, NULL, 0,
+      "timm validate.py --img-size: must be the model's (0 = the model's)"),
+    K("data", "crop_pct", VITQ_P_FLOAT, VITQ_C_NATURAL, crop_pct, "0", 0, 1, NULL, 0,
+      "resize the shorter side to floor(img_size / crop_pct) (0 = the model's data config; set, it also crops IDX)"),
+    K("data", "interpolation", VITQ_P_STRING, VITQ_C_TEXT, interpolation, "", 0, 0, NULL, 0,
+      "bicubic or bilinear (PIL's; empty = the model's)"),
+    K("data", "mean", VITQ_P_STRING, VITQ_C_TEXT, mean, "", 0, 0, NULL, 0,
+      "normalisation mean, one value or one per channel (empty = the model's)"),
+    K("data", "std", VITQ_P_STRING, VITQ_C_TEXT, std, "", 0, 0, NULL, 0,
+      "normalisation std, one value or one per channel (empty = the model's)"),
     K("hist", "taps", VITQ_P_STRING, VITQ_C_TEXT, hist_taps, "", 0, 0, NULL, 0,
       "comma-separated tap globs to histogram (float vs quantized)"),
     K("hist", "bins", VITQ_P_INT, VITQ_C_NATURAL, hist_bins, "128", 2, 65536, NULL, 0, "histogram bins"),
@@ -82,6 +93,9 @@ void vitq_grid_keys_markdown(FILE *out) {
         }
         const char *def = !p->def ? "(required)" : !p->def[0] ? "(see meaning)" : p->def;
         if (p->def && !p->def[0] && (!strcmp(p->name, "taps") || !strcmp(p->name, "arch"))) def = "(none)";
+        if (p->def && (!strcmp(p->name, "interpolation") || !strcmp(p->name, "mean") || !strcmp(p->name, "std") ||
+                       !strcmp(p->name, "crop_pct") || !strcmp(p->name, "img_size")))
+            def = "(the model's)";
         fprintf(out, "| [%s] | %s | %s | %s | %s | %s |\n", g_keys[i].section, p->name, vitq_ptype_name(p->type), def,
                 range, p->help);
     }

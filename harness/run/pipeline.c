@@ -36,6 +36,7 @@ struct vitq_cell_ctx {
     int64_t *calib_idx;                /* the calibration subset (its first calib_size entries) */
     float *calib_images;
     vitq_eval_result er;
+    char transform[512];               /* the eval transform, one line */
     vitq_cell_result res;              /* what "write" stores */
     vitq_stage_time times[VITQ_MAX_STAGES];
     int n_times;
@@ -51,6 +52,13 @@ static int stage_load(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
     if (!rc) rc = vitq_run_dataset(c->run, c->cfg, c->fp, c->cfg->eval_split, &c->eval_data, e);
     if (!rc && !c->cell->baseline) rc = vitq_run_dataset(c->run, c->cfg, c->fp, c->cfg->calib_split, &c->calib_data, e);
     c->em = c->fp;
+    /* what the cell records: the model file's content key, the transform, the splits actually read */
+    if (c->fp) c->res.checkpoint_sha256 = c->fp->sha256;
+    if (c->eval_data) {
+        c->res.transform = vitq_dataset_transform(c->eval_data, c->transform, sizeof c->transform);
+        c->res.eval_split = vitq_dataset_split(c->eval_data);
+    }
+    if (c->calib_data) c->res.calib_split = vitq_dataset_split(c->calib_data);
     if (!rc && !c->cell->baseline) rc = vitq_model_clone(c->fp, &c->student, e);
     return rc;
 }
@@ -96,8 +104,8 @@ static int stage_quantizers(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) 
 static int stage_calibrate(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
     (void)s;
     const vitq_run_cfg *cfg = c->cfg;
-    vitq_run_log(c->run, "%s calibrate (%d images of %s, %s)", c->label, cfg->calib_size, cfg->calib_split,
-                 cfg->calib_mode);
+    vitq_run_log(c->run, "%s calibrate (%d images of %s, %s)", c->label, cfg->calib_size,
+                 vitq_dataset_split(c->calib_data), cfg->calib_mode);
     int rc = vitq_dataset_load(c->calib_data, c->calib_idx, cfg->calib_size, c->calib_images, NULL, e);
     if (!rc && vitq_interrupted) rc = vitq_fail(e, VITQ_ECANCELLED, "interrupted");
     if (!rc && !strcmp(cfg->calib_mode, "search"))

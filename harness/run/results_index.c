@@ -13,7 +13,7 @@
 #include <string.h>
 
 typedef struct index_row {
-    char *id, **axv, *status, *error;
+    char *id, **axv, *status, *error, *sha256;
     uint64_t seed;
     double top1, top5, loss, s_cal, s_eval, s_total;
     int64_t n_eval;
@@ -25,6 +25,7 @@ static void row_free(index_row *w, int n_axes) {
     vitq_strs_free(w->axv, n_axes);
     free(w->status);
     free(w->error);
+    free(w->sha256);
 }
 
 /* Fills a row from a cell file; an unreadable file becomes status "corrupt" with the reason. */
@@ -45,6 +46,7 @@ static int row_read(const vitq_results *r, const char *id, index_row *w) {
     } else {
         w->status = vitq_h5_read_str(f, ".", "status");
         w->error = vitq_h5_read_str(f, ".", "error");
+        w->sha256 = vitq_h5_read_str(f, ".", "checkpoint_sha256"); /* absent in cells of older versions */
         int ok = w->status && w->error && vitq_h5_read_num(f, ".", "seed", H5T_NATIVE_UINT64, &w->seed) == 0;
         ok = ok && vitq_h5_read_num(f, "metrics", "top1", H5T_NATIVE_DOUBLE, &w->top1) == 0 &&
              vitq_h5_read_num(f, "metrics", "top5", H5T_NATIVE_DOUBLE, &w->top5) == 0 &&
@@ -75,7 +77,8 @@ static int row_read(const vitq_results *r, const char *id, index_row *w) {
             if (!w->axv[i]) w->axv[i] = strdup("");
     }
     H5Eclear2(H5E_DEFAULT);
-    if (!w->status || !w->error) return -1;
+    if (!w->sha256) w->sha256 = strdup("");
+    if (!w->status || !w->error || !w->sha256) return -1;
     for (int i = 0; i < r->n_axes; i++)
         if (!w->axv[i]) return -1;
     return 0;
@@ -129,10 +132,11 @@ typedef struct col {
 } col;
 
 static const char *const k_fixed_cols[] = {"cell_id", "status", "error", "seed", "top1", "top5", "loss",
-                                           "n_eval", "seconds_calibrate", "seconds_eval", "seconds_total"};
+                                           "n_eval", "seconds_calibrate", "seconds_eval", "seconds_total",
+                                           "checkpoint_sha256"};
 
 static int write_summary(hid_t f, const vitq_results *r, index_row *rows, int n, char **axis_cols) {
-    int ncol = 11 + r->n_axes;
+    int ncol = 12 + r->n_axes;
     col *cols = calloc((size_t)ncol, sizeof *cols);
     if (!cols) return -1;
     int k = 0;
@@ -161,6 +165,7 @@ static int write_summary(hid_t f, const vitq_results *r, index_row *rows, int n,
     cols[k++] = (col){"seconds_calibrate", COL_F64, 8, 0};
     cols[k++] = (col){"seconds_eval", COL_F64, 8, 0};
     cols[k++] = (col){"seconds_total", COL_F64, 8, 0};
+    cols[k++] = (col){"checkpoint_sha256", COL_STR, 64, 0};
     size_t rowsize = 0;
     for (int c = 0; c < ncol; c++) cols[c].off = rowsize, rowsize += cols[c].size;
 
@@ -193,6 +198,7 @@ static int write_summary(hid_t f, const vitq_results *r, index_row *rows, int n,
         memcpy(row + cols[k++].off, &w->s_cal, 8);
         memcpy(row + cols[k++].off, &w->s_eval, 8);
         memcpy(row + cols[k++].off, &w->s_total, 8);
+        memcpy(row + cols[k++].off, w->sha256, strlen(w->sha256) < 64 ? strlen(w->sha256) : 64);
     }
     rc = vitq_h5_dset(f, "summary", t, t, (hsize_t)n, buf);
 done:

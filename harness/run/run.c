@@ -10,6 +10,7 @@
 #include <string.h>
 
 void vitq_run_log(const vitq_run *r, const char *fmt, ...) {
+    if (r->o.quiet && !r->o.log) return; /* -q: nothing but the final table and errors */
     char line[2048];
     va_list ap;
     va_start(ap, fmt);
@@ -45,10 +46,12 @@ static const char *times_text(const vitq_cell_outcome *o, char *buf, size_t n) {
 
 int vitq_run_exec(vitq_run *r, int i, const char *label, vitq_cell_outcome *out, vitq_err *e) {
     memset(out, 0, sizeof *out);
-    const vitq_run_cell *c = vitq_run_cell_at(r, i);
-    if (!c) return vitq_fail(e, VITQ_EINVAL, "%s: no cell %d (the run has %d)", r->x->path, i, r->n_cells);
+    if (i < 0 || i >= r->n_cells) return vitq_fail(e, VITQ_EINVAL, "%s: no cell %d (the run has %d)", r->x->path, i, r->n_cells);
+    vitq_run_cell *c = &r->cells[i];
     if (!r->res) return vitq_fail(e, VITQ_EINVAL, "%s: the run is not started (vitq_run_start)", r->x->path);
     if (!label) label = c->id;
+    vitq_err ke; /* the resume key holds the model file's SHA-256; a model that cannot load runs (and fails) */
+    if (!c->sha256[0]) vitq_run_cell_key(r, c, &ke);
     if (!r->o.force && vitq_results_cell_done(r->res, c->id, c->hash)) {
         out->status = VITQ_CELL_SKIPPED;
         if (!r->o.quiet) vitq_run_log(r, "%s: already done, skipped", label);
@@ -59,9 +62,10 @@ int vitq_run_exec(vitq_run *r, int i, const char *label, vitq_cell_outcome *out,
         vitq_run_log(r, "%s: interrupted; nothing written for this cell (rerun to resume)", label);
     if (rc) return rc;
     char t[256];
-    if (out->status == VITQ_CELL_FAILED)
-        vitq_run_log(r, "%s: FAILED: %s", label, out->error);
-    else
+    if (out->status == VITQ_CELL_FAILED) { /* an error: printed even with -q */
+        if (r->o.quiet && !r->o.log) fprintf(stderr, "%s: FAILED: %s\n", label, out->error);
+        else vitq_run_log(r, "%s: FAILED: %s", label, out->error);
+    } else
         vitq_run_log(r, "%s: done  top1 %.2f%%  top5 %.2f%%  loss %.4f  (%lld images; %s, total %.1fs)", label,
                      out->eval.top1, out->eval.top5, out->eval.loss, (long long)out->eval.n,
                      times_text(out, t, sizeof t), out->seconds);

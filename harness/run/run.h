@@ -84,12 +84,15 @@ typedef struct vitq_run_cfg {
     const char *model_path;    /* [model] path */
     const char *arch;          /* [model] arch ("" = from the file's metadata) */
     const char *dataset;       /* [data] dataset */
-    const char *eval_split;    /* [data] eval_split */
+    const char *eval_split;    /* [data] eval_split: test | val (the evaluation split) | train */
     int64_t eval_limit;        /* [data] eval_limit, 0 = all */
     int batch;                 /* [data] batch */
     const char *calib_split;   /* [data] calib_split */
     int calib_size;            /* [data] calib_size */
     int convert_channels;      /* [data] convert_channels */
+    int img_size;              /* [data] img_size, crop_pct, interpolation, mean, std: timm validate.py's */
+    double crop_pct;           /* overrides of the model's data config (0 / "" = the model's) */
+    const char *interpolation, *mean, *std;
     const char *hist_taps;     /* [hist] taps: comma-separated globs ("" = none) */
     int hist_bins;             /* [hist] bins */
 } vitq_run_cfg;
@@ -200,7 +203,9 @@ VITQ_API void vitq_passes_free(vitq_pass_binding *b, int n);
  * Cell file layout:
  *   /            attrs: cell_id, <axis name> = value (text) for every axis whose name is not one of the
  *                reserved names below, seed (uint64), status ("done" | "failed"), error ("" if none),
- *                config_hash, config_ini, plugins (array of "name version" strings), vitq_version
+ *                config_hash, config_ini, plugins (array of "name version" strings), vitq_version,
+ *                checkpoint_sha256 (of the model file, as `sha256sum` prints it), transform (the eval
+ *                transform, one line), eval_split and calib_split (the splits actually read; "" if none)
  *   /axes        attrs: <axis name> = value (text) for every axis (always, reserved names included);
  *                attr axis_names (array, in the run's order)
  *   /metrics     attrs: top1, top5 (percent), loss (nats, mean cross-entropy), n_eval (int64),
@@ -214,7 +219,7 @@ VITQ_API void vitq_passes_free(vitq_pass_binding *b, int n);
  * /summary columns: cell_id, one fixed-length string column per axis (named by the axis; an axis whose
  * name collides with a fixed column is named "axis_<name>"; the root attribute summary_axis_columns
  * lists the axis columns in order), status, error, seed, top1, top5, loss, n_eval, seconds_calibrate,
- * seconds_eval, seconds_total. Strings are fixed-length, null-padded UTF-8, so that
+ * seconds_eval, seconds_total, checkpoint_sha256. Strings are fixed-length, null-padded UTF-8, so that
  * `pd.DataFrame(h5py.File(p)["summary"][()])` works (decode byte columns with .str.decode()).
  *
  * A cell file that exists but cannot be read (truncated, garbage) is listed in the summary with status
@@ -269,6 +274,9 @@ typedef struct vitq_cell_result {
     int n_plugins;
     const int64_t *calib_indices;   /* the training-split images used for calibration (auditability) */
     int n_calib;
+    const char *checkpoint_sha256;  /* SHA-256 of the model file (part of the resume key); NULL: "" */
+    const char *transform;          /* the eval transform, one line (vitq_dataset_transform); NULL: "" */
+    const char *eval_split, *calib_split; /* the splits actually read ("val", "train", ...); NULL: "" (none) */
     const vitq_curve *curves;       /* what passes recorded: /curves/<name>/{step, value} */
     int n_curves;
     const vitq_stored *stored;      /* arrays passes stored: /pass/<pass>/<name> */
@@ -391,7 +399,8 @@ typedef struct vitq_run_opts {
     int threads;            /* 0: [run] threads of the experiment; > 0: that many; < 0: every CPU */
     int force;              /* recompute cells already done (same id and configuration hash) */
     int fail_fast;          /* vitq_run_all stops at the first failing cell */
-    int quiet;              /* no "checking" / "skipped" lines on stderr (stage lines still come) */
+    int quiet;              /* -q: no line on stderr but errors (a failed cell's); with opts.log every line
+                               still goes to the log */
     const char *only;       /* fnmatch glob over cell ids; NULL: every cell */
     /* Where the run's lines go (stage lines, per-cell verdicts); NULL: stderr. One line, no newline. */
     void (*log)(void *ctx, const char *line);
@@ -407,7 +416,9 @@ typedef struct vitq_run_cell {
     const vitq_grid_cell *src;      /* whose configuration (and INI lines) it uses */
     const vitq_run_cfg *cfg;
     const char *config_text;        /* canonical configuration (the baseline's own text for a baseline) */
-    char hash[17];                  /* FNV-1a 64 of config_text: the resume key */
+    char hash[17];                  /* the resume key: FNV-1a 64 of config_text and the model file's SHA-256 (once
+                                       the model is loaded: vitq_run_validate / vitq_run_exec), else of config_text */
+    char sha256[65];                /* SHA-256 of the model file ("" until the model is loaded) */
     const char *const *axis_values; /* one per axis ("-" for every axis of a baseline) */
     int selected;                   /* matched by opts.only */
 } vitq_run_cell;
@@ -511,8 +522,12 @@ struct vitq_run {
     int n_errors;
     vitq_results *res;           /* after vitq_run_start */
 };
-/* cells.c: the model / dataset of a cell's configuration, from the run's caches. */
+/* cells.c: the model / dataset of a cell's configuration, from the run's caches; the data config of a cell
+ * (the model's with [data]'s overrides); the cell's resume key from its model file's content. */
 int vitq_run_model(vitq_run *r, const vitq_run_cfg *cfg, vitq_model **out, vitq_err *e);
+int vitq_run_data_opts(const vitq_run_cfg *cfg, const vitq_model *m, vitq_data_opts *o, const char **bad_key,
+                       vitq_err *e);
+int vitq_run_cell_key(vitq_run *r, vitq_run_cell *c, vitq_err *e);
 int vitq_run_dataset(vitq_run *r, const vitq_run_cfg *cfg, const vitq_model *m, const char *split, vitq_dataset **out,
                      vitq_err *e);
 /* run.c: one line to the run's log (opts.log, else stderr). */

@@ -63,15 +63,23 @@ static void check_hist_taps(vitq_run *r, const vitq_grid_cell *c, const vitq_qmo
     vitq_strs_free(globs, ng);
 }
 
-/* The data a cell reads: the evaluation split always, the calibration split (and its size) for a grid cell. */
+/* The data a cell reads: its data config ([data] overrides of the model's), the evaluation split always, the
+ * calibration split (and its size) for a grid cell — which must not be the evaluation images unless
+ * calib_split names the evaluation split on purpose (a root without train/ has no train split). */
 static void check_data(vitq_run *r, const vitq_run_cell *c, vitq_model *m) {
     const vitq_run_cfg *cfg = c->cfg;
     vitq_dataset *de = NULL, *dc = NULL;
     vitq_err e;
+    vitq_data_opts o;
+    const char *bad = NULL;
+    if (vitq_run_data_opts(cfg, m, &o, &bad, &e)) {
+        add_at(r, c->src, "data", bad, e.msg + (strncmp(e.msg, "[data] ", 7) ? 0 : 7 + strlen(bad) + 2));
+        return;
+    }
     if (vitq_run_dataset(r, cfg, m, cfg->eval_split, &de, &e)) add_at(r, c->src, "data", "dataset", e.msg);
     if (c->baseline) return;
     if (vitq_run_dataset(r, cfg, m, cfg->calib_split, &dc, &e)) {
-        add_at(r, c->src, "data", "dataset", e.msg);
+        add_at(r, c->src, "data", strstr(e.msg, "no train split") ? "calib_split" : "dataset", e.msg);
     } else if (vitq_dataset_size(dc) < cfg->calib_size) {
         char buf[1400];
         snprintf(buf, sizeof buf, "%s: [data] calib_size %d exceeds the %lld images of %s (%s split)", r->x->path,
@@ -89,7 +97,7 @@ int vitq_run_validate(vitq_run *r, vitq_err *e) {
         if (!c->selected) continue;
         vitq_model *m = NULL;
         vitq_err me;
-        if (vitq_run_model(r, c->cfg, &m, &me)) {
+        if (vitq_run_model(r, c->cfg, &m, &me) || vitq_run_cell_key(r, &r->cells[j], &me)) {
             add_at(r, c->src, "model", "path", me.msg);
             continue;
         }

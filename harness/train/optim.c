@@ -53,7 +53,7 @@ void vitq_adamw_update(vitq_adamw *o, float *params, const float *grads, int64_t
 
 int vitq_param_decays(const vitq_tensor_ref *r) {
     if (r->ndim < 2) return 0;
-    if (!strcmp(r->name, "cls_token") || !strcmp(r->name, "pos_embed")) return 0;
+    if (!strcmp(r->name, "cls_token") || !strcmp(r->name, "pos_embed") || !strcmp(r->name, "dist_token")) return 0;
     return 1;
 }
 

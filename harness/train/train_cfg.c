@@ -30,7 +30,7 @@ static const vitq_key KEYS[] = {
     BOOL("model", "qkv_bias", arch.qkv_bias),
     FL3("model", "mean", arch.mean, -1e3, 1e3),
     FL3("model", "std", arch.std, 1e-6, 1e3),
-    FL("model", "crop_pct", arch.crop_pct, 0.01, 1),
+    K("model", "crop_pct", VITQ_P_FLOAT, VITQ_C_NATURAL, arch.crop_pct, 0.01, 1), /* a double, as timm's */
     S("data", "train", train_data),
     S("data", "test", test_data),
     I64("data", "train_limit", train_limit, 0, 1e12),

@@ -1,0 +1,170 @@
+/* test_run_inputs.c — a run over the data-set layouts of issue 11, in process (run/run.h): an ImageNet-style
+ * root is evaluated on val/ and calibrated from train/, and every cell file records the splits actually
+ * read, the transform and the model file's SHA-256 (the index too); a root with val/ only is refused at
+ * validation naming calib_split (calibration would draw from the evaluation images) until the INI says
+ * calib_split = val, and the cell then records "val". */
+#include <hdf5.h>
+
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define LAY "tests/fixtures/layouts/"
+
+static void quiet_log(void *ctx, const char *line) { (void)ctx, (void)line; }
+
+static char *ini(const char *out, const char *dataset, const char *extra_data) {
+    char *t = NULL;
+    if (asprintf(&t,
+                 "[run]\noutput = %s\nseed = 3\nthreads = 1\n"
+                 "[model]\npath = " LAY "model_3cls.safetensors\n"
+                 "[data]\ndataset = %s\ncalib_size = 2\nbatch = 4\n%s"
+                 "[quantizer w]\ntaps = blocks.*.weight\nplugin = uniform\nbits = ${bits}\n"
+                 "[grid]\nbits = 8\n",
+                 out, dataset, extra_data) < 0)
+        return NULL;
+    return t;
+}
+
+/* Parses, opens, validates; on failure *err gets the validation lines joined. */
+static vitq_run *open_run(const char *text, vitq_experiment **x, char *err, size_t n) {
+    vitq_err e = {{0}};
+    vitq_run_opts o = {.threads = 1, .quiet = 1, .log = quiet_log};
+    vitq_set_quiet(1);
+    vitq_run *r = NULL;
+    err[0] = 0;
+    if (vitq_experiment_parse(text, "t.ini", x, &e) || vitq_run_open(*x, &o, &r, &e)) {
+        snprintf(err, n, "%s", e.msg);
+        return r;
+    }
+    if (vitq_run_validate(r, &e)) {
+        const char *const *lines = NULL;
+        int nl = 0;
+        vitq_run_errors(r, &lines, &nl);
+        size_t u = 0;
+        for (int i = 0; i < nl && u < n; i++) u += (size_t)snprintf(err + u, n - u, "%s\n", lines[i]);
+    }
+    return r;
+}
+
+static char *cell_attr(const char *dir, const char *id, const char *name) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/cells/%s.h5", dir, id);
+    vitq_h5_quiet();
+    hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT);
+    char *v = f < 0 ? NULL : vitq_h5_read_str(f, ".", name);
+    if (f >= 0) H5Fclose(f);
+    return v;
+}
+
+/* Row `row` of /summary's checkpoint_sha256 column of DIR/run.h5. */
+static void index_sha(const char *dir, int row, char out[65]) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/run.h5", dir);
+    out[0] = 0;
+    hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT), d = f < 0 ? -1 : H5Dopen2(f, "summary", H5P_DEFAULT);
+    hid_t st = vitq_h5_str_type(64, 1), mt = H5Tcreate(H5T_COMPOUND, 64);
+    char buf[8][64];
+    memset(buf, 0, sizeof buf);
+    if (d >= 0 && st >= 0 && mt >= 0 && H5Tinsert(mt, "checkpoint_sha256", 0, st) >= 0 &&
+        H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0)
+        snprintf(out, 65, "%.64s", buf[row]);
+    if (mt >= 0) H5Tclose(mt);
+    if (st >= 0) H5Tclose(st);
+    if (d >= 0) H5Dclose(d);
+    if (f >= 0) H5Fclose(f);
+}
+
+TEST(run_imagenet_root_records_splits_transform_sha) {
+    char out[512], err[4096], sha[65];
+    snprintf(out, sizeof out, "%s/out", test_tmpdir());
+    char *text = ini(out, LAY "imagenet_root", "");
+    vitq_experiment *x = NULL;
+    vitq_run *r = open_run(text, &x, err, sizeof err);
+    CHECK_MSG(r && !err[0], "%s", err);
+    vitq_run_summary s;
+    vitq_err e = {{0}};
+    if (r && !err[0]) CHECK_MSG(vitq_run_all(r, &s, &e) == 0 && s.done == 2 && s.failed == 0, "%s", e.msg);
+    CHECK(vitq_sha256_file(LAY "model_3cls.safetensors", sha, &e) == 0);
+    const char *ids[2] = {"fp32", "bits=8"};
+    for (int i = 0; i < 2; i++) {
+        char *es = cell_attr(out, ids[i], "eval_split"), *cs = cell_attr(out, ids[i], "calib_split");
+        char *tr = cell_attr(out, ids[i], "transform"), *hs = cell_attr(out, ids[i], "checkpoint_sha256");
+        CHECK_STREQ(es, "val");
+        CHECK_STREQ(cs, i == 0 ? "" : "train"); /* the baseline calibrates nothing */
+        CHECK_STREQ(tr, "resize 18 bicubic, centre crop 16, mean (0.485, 0.456, 0.406) std (0.229, 0.224, 0.225)");
+        CHECK_STREQ(hs, sha);
+        char row_sha[65];
+        index_sha(out, i, row_sha);
+        CHECK_STREQ(row_sha, sha);
+        free(es), free(cs), free(tr), free(hs);
+    }
+    vitq_summary *sum = NULL;
+    CHECK(vitq_summary_read(out, &sum, &e) == 0);
+    if (sum) {
+        CHECK_EQ(sum->n_rows, 2);
+        CHECK_NEAR(sum->top1[0], 200.0 / 7.0, 1e-9); /* 2 of the 7 val images, as PyTorch */
+        CHECK_EQ(sum->n_eval[0], 7);
+    }
+    vitq_summary_free(sum);
+    vitq_run_close(r);
+    vitq_experiment_free(x);
+    free(text);
+}
+
+TEST(run_val_only_calibration_refused_unless_asked) {
+    char out[512], err[4096];
+    snprintf(out, sizeof out, "%s/out", test_tmpdir());
+    char *text = ini(out, LAY "val_only", "");
+    vitq_experiment *x = NULL;
+    vitq_run *r = open_run(text, &x, err, sizeof err);
+    CHECK_STREQ(err, "t.ini: [data] calib_split (default): " LAY "val_only: no train split (the splits here: val); "
+                     "calibration would draw from the evaluation images: set calib_split = val to do that on "
+                     "purpose\n");
+    vitq_run_close(r);
+    vitq_experiment_free(x);
+    free(text);
+
+    text = ini(out, LAY "val_only", "calib_split = val\n");
+    x = NULL;
+    r = open_run(text, &x, err, sizeof err);
+    CHECK_MSG(r && !err[0], "%s", err);
+    vitq_run_summary s;
+    vitq_err e = {{0}};
+    if (r && !err[0]) CHECK_MSG(vitq_run_all(r, &s, &e) == 0 && s.done == 2, "%s", e.msg);
+    char *cs = cell_attr(out, "bits=8", "calib_split"), *es = cell_attr(out, "bits=8", "eval_split");
+    CHECK_STREQ(cs, "val");
+    CHECK_STREQ(es, "val");
+    free(cs), free(es);
+    vitq_run_close(r);
+    vitq_experiment_free(x);
+    free(text);
+}
+
+/* [data]'s data-config keys reach the transform; a bad one is reported at its INI line. */
+TEST(run_data_config_keys) {
+    char out[512], err[4096];
+    snprintf(out, sizeof out, "%s/out", test_tmpdir());
+    char *text = ini(out, LAY "imagenet_root", "crop_pct = 0.8\ninterpolation = bilinear\nmean = 0.5\nstd = 0.5\n");
+    vitq_experiment *x = NULL;
+    vitq_run *r = open_run(text, &x, err, sizeof err);
+    CHECK_MSG(r && !err[0], "%s", err);
+    vitq_run_summary s;
+    vitq_err e = {{0}};
+    if (r && !err[0]) CHECK_MSG(vitq_run_all(r, &s, &e) == 0 && s.done == 2, "%s", e.msg);
+    char *tr = cell_attr(out, "fp32", "transform");
+    CHECK_STREQ(tr, "resize 20 bilinear, centre crop 16, mean (0.5, 0.5, 0.5) std (0.5, 0.5, 0.5)");
+    free(tr);
+    vitq_run_close(r);
+    vitq_experiment_free(x);
+    free(text);
+
+    text = ini(out, LAY "imagenet_root", "img_size = 224\n");
+    r = open_run(text, &x, err, sizeof err);
+    CHECK_STREQ(err, "t.ini:11: [data] img_size: 224, but the model custom takes 16x16 images (vitq does not resample "
+                     "pos_embed for another size)\n");
+    vitq_run_close(r);
+    vitq_experiment_free(x);
+    free(text);
+}
