@@ -159,7 +159,7 @@ TEST(dfq_outputs_stay_in_interval) {
     vitq_tap tap = qp_probs_tap(H, N);
     for (int zero = 0; zero < 2; zero++)
         for (int bits = 2; bits <= 8; bits += 3) {
-            char kb[16];
+            char kb[32];
             snprintf(kb, sizeof kb, "bits=%d", bits);
             const char *kv[] = {kb, zero ? "below=zero" : "below=clamp", "granularity=head", "init=minmax"};
             qp_inst in;
@@ -238,7 +238,7 @@ static void fd_check(int bits, int zero, int lsq) {
         delta[i] = frozen_delta(x[i], b1[h], b2[h], bits, zero);
         kept++;
     }
-    char kb[16];
+    char kb[32];
     snprintf(kb, sizeof kb, "bits=%d", bits);
     const char *kv[] = {kb, zero ? "below=zero" : "below=clamp", "granularity=head", "init=minmax",
                         lsq ? "lsq_grad_scale=true" : "lsq_grad_scale=false"};
@@ -427,7 +427,7 @@ static void grid_case(int per_head, int bits, int zero, int *nontrivial) {
     float c1[GH * 45], c2[GH * 45];
     int pick[GH];
     grid_truth(P, V, per_head, bits, zero, c1, c2, pick);
-    char kb[16];
+    char kb[32];
     snprintf(kb, sizeof kb, "bits=%d", bits);
     const char *kv[] = {kb, per_head ? "granularity=head" : "granularity=layer", zero ? "below=zero" : "below=clamp"};
     vitq_tap tap = qp_probs_tap(GH, GN);

@@ -104,7 +104,7 @@ TEST(adalog_search_picks_argmin) {
             double e = qp_head_error(P, Pq, V, SB, SH, SN, SD, 0) + qp_head_error(P, Pq, V, SB, SH, SN, SD, 1);
             if (e < best) best = e, pick = qb;
         }
-        char kb[16];
+        char kb[32];
         snprintf(kb, sizeof kb, "bits=%d", bits);
         const char *kv[] = {"base=adaptive", kb};
         qp_inst in;
@@ -279,7 +279,7 @@ TEST(twin_search_picks_argmin) {
                 double e = qp_head_error(P, Pq, V, SB, SH, SN, SD, 0) + qp_head_error(P, Pq, V, SB, SH, SN, SD, 1);
                 if (e < best) best = e, pick = sp;
             }
-            char kb[16];
+            char kb[32];
             snprintf(kb, sizeof kb, "bits=%d", bits);
             const char *kv[] = {kb, quirk ? "quirk=ptq4vit" : "quirk=none"};
             qp_inst in;
