@@ -11,6 +11,8 @@
  * GEMM shapes, and peak memory / page faults of `vitq eval` at batch 32 (bench_eval.c). */
 int bench_eval_throughput(void);
 int bench_eval_memory(void);
+/* Float32 eval throughput of a Swin-T-shaped model at batch 32 against sgemm on its GEMM shapes (bench_swin.c). */
+int bench_swin_throughput(void);
 int bench_quant_overhead(void);   /* bench_quant.c */
 int bench_train_throughput(void); /* bench_train.c */
 

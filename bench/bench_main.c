@@ -20,6 +20,7 @@ typedef struct {
 
 static const bench_section sections[] = {
     {.name = "eval", .fn = bench_eval_throughput, .what = "float32 forward vs OpenBLAS sgemm on the same shapes"},
+    {.name = "swin", .fn = bench_swin_throughput, .what = "Swin-T-shaped forward (224x224, batch 32) vs OpenBLAS sgemm on the same shapes"},
     {.name = "memory", .fn = bench_eval_memory, .what = "peak memory and page faults of `vitq eval` (batch 32)"},
     {.name = "quant", .fn = bench_quant_overhead, .what = "fake-quant overhead: quantized vs float forward (target <= 1.3x)"},
     {.name = "train", .fn = bench_train_throughput, .what = "training images/s of vit-fmnist vs PyTorch (target >= 2x)"},

@@ -197,6 +197,10 @@ typedef struct vitq_search {
                               input: every input element reaches every group) */
     int (*error)(const struct vitq_search *s, const vitq_view *xq, int per_group, double *err);
     void *ctx;             /* the harness's */
+    /* 0 when the op's other input, as quantized, is exactly what it was at this tap's previous search call:
+     * a search whose result depends only on it (and on the quantizer's own unchanged state) may keep its
+     * previous result. 1 at the first call. */
+    int partner_changed;
 } vitq_search;
 
 typedef struct vitq_quantizer_ops {

@@ -138,6 +138,8 @@ typedef struct {
     aphq_lgrid *lgrid;     /* [G] linear taps' grids */
     float *U, *L;          /* [G * APHQ_PAIRS] paired taps' tables */
     int *iu, *il;          /* [G] chosen candidate (linear: iu) */
+    int settled;           /* search: the last round's scan changed no choice (a next round with the same
+                              partner would choose the same again) */
     /* training */
     int training;          /* between train and freeze */
     int ada;               /* ADA_* */
@@ -924,18 +926,28 @@ static int uq_search(void *qv, const vitq_search *s) {
     if (per_group && s->groups != q->G)
         return q->host->fail(q->host, VITQ_EINVAL, "search: the harness's error has %lld groups, this quantizer %lld",
                              (long long)s->groups, (long long)q->G);
+    /* A round whose partner is exactly as last round's, from choices the last round left unchanged,
+     * would make the same choices again: it is skipped (the reference computes it; the result is the same). */
+    if (s->round >= 2 && !s->partner_changed && q->settled) return 0;
+    int *before = malloc(sizeof(int) * 2 * (size_t)q->G);
+    if (!before) return q->host->fail(q->host, VITQ_ENOMEM, "search: out of memory");
+    memcpy(before, q->iu, sizeof(int) * (size_t)q->G);
+    memcpy(before + q->G, q->il, sizeof(int) * (size_t)q->G);
     switch (q->aphq) {
     case APHQ_LINEAR_W:
-    case APHQ_LINEAR_A: return s->round < 1 ? 0 : aphq_scan(q, s, SCAN_LINEAR, per_group);
+    case APHQ_LINEAR_A: rc = s->round < 1 ? 0 : aphq_scan(q, s, SCAN_LINEAR, per_group); break;
     case APHQ_CONV:
-        if (s->round > 1) return 0;
+        if (s->round > 1) break;
         /* fall through */
     case APHQ_MATMUL:
-        if (s->round == 0) return aphq_scan(q, s, SCAN_PAIRED, 1);
-        if ((rc = aphq_scan(q, s, SCAN_LOWER, 1))) return rc;
-        return aphq_scan(q, s, SCAN_UPPER, 1);
+        if (s->round == 0) rc = aphq_scan(q, s, SCAN_PAIRED, 1);
+        else if (!(rc = aphq_scan(q, s, SCAN_LOWER, 1))) rc = aphq_scan(q, s, SCAN_UPPER, 1);
+        break;
     }
-    return 0;
+    q->settled = !memcmp(before, q->iu, sizeof(int) * (size_t)q->G) &&
+                 !memcmp(before + q->G, q->il, sizeof(int) * (size_t)q->G);
+    free(before);
+    return rc;
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -466,7 +466,7 @@ static vitq_search lin_search(lin_ctx *c, const vitq_view *x, int round, int wei
     c->weight = weight;
     return (vitq_search){.size = sizeof(vitq_search), .round = round, .rounds = 3, .x = x,
                          .groups = weight ? O : 1, .group_dim = weight ? VITQ_DIM_OUT : VITQ_DIM_BATCH,
-                         .error = lin_error, .ctx = c};
+                         .error = lin_error, .ctx = c, .partner_changed = 1};
 }
 
 /* The expected choice, computed here: for each row (weights) or the tensor, the candidate of least
@@ -643,7 +643,7 @@ TEST(aphq_o13_matmul_search_counts_and_pairs) {
     CHECK_EQ(in.o->finalize(in.q), 0);
     mm_ctx c = {.A = A, .M = M};
     vitq_search s = {.size = sizeof(vitq_search), .rounds = 3, .x = &va, .groups = MH, .group_dim = VITQ_DIM_HEAD,
-                     .error = mm_error, .ctx = &c};
+                     .error = mm_error, .ctx = &c, .partner_changed = 1};
     /* round 0: the paired search over 0..127, per head */
     CHECK_MSG(in.o->search(in.q, &s) == 0, "%s", in.ctx.msg);
     CHECK_EQ(c.calls, 128);
@@ -678,6 +678,21 @@ TEST(aphq_o13_matmul_search_counts_and_pairs) {
         CHECK_MSG(in.o->search(in.q, &s) == 0, "%s", in.ctx.msg);
         CHECK_EQ(c.calls, 256);
     }
+    /* once a round changes nothing, a round with the same partner is skipped (it would choose the same) */
+    for (int k = 0; k < 10; k++) { /* until a round settles */
+        c.calls = 0;
+        CHECK_EQ(in.o->search(in.q, &s), 0);
+        float before = tensor(&in, "scale", buf)->value[0];
+        CHECK_EQ(in.o->search(in.q, &s), 0);
+        if (tensor(&in, "scale", buf)->value[0] == before) break;
+    }
+    s.partner_changed = 0;
+    c.calls = 0;
+    CHECK_EQ(in.o->search(in.q, &s), 0);
+    CHECK_EQ(c.calls, 0);
+    s.partner_changed = 1;
+    CHECK_EQ(in.o->search(in.q, &s), 0);
+    CHECK_EQ(c.calls, 256);
     /* coordinate descent never ends worse than the paired choice */
     vitq_view vq = view(Aq, 4, MB, MH, MR, MK);
     CHECK_EQ(in.o->forward(in.q, &va, &vq), 0);
@@ -721,7 +736,7 @@ TEST(aphq_o13_conv_search_rounds) {
     for (int round = 0; round <= 3; round++) {
         c.calls = 0;
         vitq_search s = {.size = sizeof(vitq_search), .round = round, .rounds = 3, .x = &vw, .groups = 3,
-                         .group_dim = VITQ_DIM_OUT, .error = conv_row_error, .ctx = &c};
+                         .group_dim = VITQ_DIM_OUT, .error = conv_row_error, .ctx = &c, .partner_changed = 1};
         CHECK_MSG(in.o->search(in.q, &s) == 0, "%s", in.ctx.msg);
         CHECK_EQ(c.calls, want[round]);
     }

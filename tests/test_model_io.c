@@ -1,6 +1,7 @@
 /* test_model_io.c — checkpoints <-> models: save/load round trip (bit-exact, mlp_act included), the
  * built-in architecture for a file without metadata, strict metadata parsing, and the one-line errors
- * for dims that do not divide, wrong shapes, missing tensors and NaN weights. */
+ * for dims that do not divide, wrong shapes, missing tensors and NaN weights; Swin's keys refused on a ViT
+ * file. */
 #include "test.h"
 
 #include <stdlib.h>
@@ -182,7 +183,8 @@ TEST(model_io_builtin_arch) {
              "deit_small_patch16_224, deit_base_patch16_224, deit_tiny_distilled_patch16_224, "
              "deit_small_distilled_patch16_224, deit_base_distilled_patch16_224, deit3_small_patch16_224, "
              "deit3_base_patch16_224, vit_tiny_patch16_224, vit_small_patch16_224, vit_base_patch16_224, "
-             "vit_base_patch16_gap_224, vit_medium_patch16_gap_256)", path);
+             "vit_base_patch16_gap_224, vit_medium_patch16_gap_256, swin_tiny_patch4_window7_224, "
+             "swin_small_patch4_window7_224, swin_base_patch4_window7_224)", path);
     CHECK_MSG(!strcmp(e.msg, want), "got '%s'", e.msg);
 
     CHECK_MSG(vitq_model_load(path, "deit_tiny_patch16_224", &b, &e) == 0, "%s", e.msg);
@@ -252,6 +254,31 @@ TEST(model_io_bad_metadata_values) {
                       "built-in one; or pass --arch NAME)");
     const char *k7[] = {STRUCT_KEYS, "interpolation"}, *v7[] = {"32", "4", "3", "10", "12", "2", "3", "nearest"};
     expect_arch_error(k7, v7, 8, NULL, "__metadata__ 'interpolation': expected bicubic or bilinear, got 'nearest'");
+}
+
+/* Swin's own keys on a file read as a ViT (no arch = swin) are refused naming the key, not ignored: the arch
+ * key is missing or wrong, or the model is a windowed ViT; and a ViT model cannot save them as extra keys. */
+TEST(model_io_swin_keys_on_vit_refused) {
+    const char *k[] = {STRUCT_KEYS, "window_size"}, *v[] = {"32", "4", "3", "10", "12", "2", "3", "7"};
+    expect_arch_error(k, v, 8, NULL, "__metadata__ 'window_size' = '7': window_size is a timm SwinTransformer "
+                      "argument on a file read as a ViT/DeiT (a Swin checkpoint needs arch = swin or a swin_* "
+                      "built-in; a ViT with windowed attention is not supported)");
+    const char *k2[] = {"arch", "depths"}, *v2[] = {"deit_tiny_patch16_224", "2,2,6,2"};
+    expect_arch_error(k2, v2, 2, NULL, "__metadata__ 'depths' = '2,2,6,2': depths is a timm SwinTransformer "
+                      "argument on a file read as a ViT/DeiT (a Swin checkpoint needs arch = swin or a swin_* "
+                      "built-in; a ViT with windowed attention is not supported)");
+    CHECK_EQ(vitq_arch_is_timm_key("window_size"), 1);
+    CHECK_EQ(vitq_arch_is_timm_key("depths"), 1);
+    CHECK_EQ(vitq_arch_is_timm_key("format"), 0);
+    vitq_model *m = make_tiny();
+    if (!m) return;
+    char path[512];
+    snprintf(path, sizeof path, "%s/x.safetensors", test_tmpdir());
+    const char *xk[] = {"window_size"}, *xv[] = {"7"};
+    vitq_err e = {{0}};
+    CHECK_EQ(vitq_model_save(m, path, xk, xv, 1, &e), VITQ_EINVAL);
+    CHECK_STR_CONTAINS(e.msg, "extra metadata key 'window_size' is an architecture key");
+    vitq_model_free(m);
 }
 
 TEST(model_io_metadata_over_builtin) {

@@ -242,8 +242,37 @@ TEST(st_err_entry_missing_fields) {
 }
 
 TEST(st_err_unknown_dtype) {
-    expect_open_error("{\"ids\": {\"dtype\": \"I64\", \"shape\": [1], \"data_offsets\": [0, 8]}}", 8, VITQ_EFORMAT,
-                      "tensor 'ids': unsupported dtype 'I64' (vitq reads F32, F16 and BF16)");
+    expect_open_error("{\"ids\": {\"dtype\": \"I32\", \"shape\": [2], \"data_offsets\": [0, 8]}}", 8, VITQ_EFORMAT,
+                      "tensor 'ids': unsupported dtype 'I32' (vitq reads F32, F16, BF16 and I64)");
+}
+
+/* I64 (old Swin checkpoints' relative_position_index buffers) opens and converts exactly; a value float32
+ * cannot hold exactly is refused naming the tensor and the index. */
+TEST(st_read_i64) {
+    char path[512];
+    int64_t v[3] = {0, 168, -(1 << 24)};
+    write_raw(path, sizeof path, test_tmpdir(), "i64.safetensors",
+              "{\"idx\": {\"dtype\": \"I64\", \"shape\": [3], \"data_offsets\": [0, 24]}}", v, sizeof v);
+    vitq_st_file *f = NULL;
+    vitq_err e = {{0}};
+    CHECK_MSG(vitq_st_open(path, &f, &e) == 0, "%s", e.msg);
+    if (!f) return;
+    CHECK_STREQ(vitq_dtype_name(vitq_st_find(f, "idx")->dtype), "I64");
+    float got[3];
+    const int64_t shape[1] = {3};
+    CHECK_MSG(vitq_st_read_f32(f, "idx", got, 1, shape, &e) == 0, "%s", e.msg);
+    CHECK_EQ(got[0], 0.0f);
+    CHECK_EQ(got[1], 168.0f);
+    CHECK_EQ(got[2], -16777216.0f);
+    vitq_st_close(f);
+    v[1] = (1 << 24) + 1;
+    write_raw(path, sizeof path, test_tmpdir(), "i64.safetensors",
+              "{\"idx\": {\"dtype\": \"I64\", \"shape\": [3], \"data_offsets\": [0, 24]}}", v, sizeof v);
+    CHECK_MSG(vitq_st_open(path, &f, &e) == 0, "%s", e.msg);
+    if (!f) return;
+    CHECK_EQ(vitq_st_read_f32(f, "idx", got, 1, shape, &e), VITQ_EFORMAT);
+    CHECK_STR_CONTAINS(e.msg, "tensor 'idx' (I64) holds 16777217 at flat index 1, not exact as float32");
+    vitq_st_close(f);
 }
 
 TEST(st_err_bad_shape) {

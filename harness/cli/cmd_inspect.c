@@ -1,10 +1,11 @@
 /* cmd_inspect.c — `vitq inspect FILE.safetensors [--arch NAME]`: what a checkpoint holds and whether
  * vitq can load it. Prints the file's SHA-256 (as `sha256sum`; the key results are stored under), the
- * architecture (every field, the timm variants included, and whether it came from `__metadata__`, the
- * built-in table, the tensor names or timm's defaults), every tensor in the file (name, dtype, shape; tensors the model
- * does not use are marked, tensors it needs but the file lacks are listed), the parameter count and the
- * `__metadata__` keys. Exit 0 when the file loads as a model, 1 when it does not (after printing what
- * it could), 2 on a usage error. Does not evaluate or modify anything. */
+ * architecture (every field of its family, the timm variants included, and whether it came from
+ * `__metadata__`, the built-in table, the tensor names or timm's defaults), every tensor in the file (name,
+ * dtype, shape; tensors the model does not use are marked, and so are the buffers of old Swin files it
+ * checks; tensors it needs but the file lacks are listed), the parameter count and the `__metadata__` keys.
+ * Exit 0 when the file loads as a model, 1 when it does not (after printing what it could), 2 on a usage
+ * error. Does not evaluate or modify anything. */
 #include "cli/cli.h"
 
 #include <stdlib.h>
@@ -40,23 +41,23 @@ static const char *shape_text(int ndim, const int64_t *shape, char *buf, size_t 
 }
 
 static void print_arch(const vitq_arch *a, const vitq_arch_origin *o, const vitq_st_file *f) {
-    char val[128], from[96];
+    char val[128], from[96], derived[512];
     printf("architecture: %s\n", a->name);
-    for (int k = 0; k < VITQ_ARCH_NKEYS; k++) {
+    int width = 14; /* the longest key of the family (ViT's representation_size: 19) */
+    for (int k = 0; k < vitq_arch_nkeys(a); k++) {
+        const int l = (int)strlen(vitq_arch_key_of(a, k));
+        width = l > width ? l : width;
+    }
+    for (int k = 0; k < vitq_arch_nkeys(a); k++) {
         if (!strcmp(o->from[k], "built-in"))
             snprintf(from, sizeof from, "built-in %s", o->builtin);
         else
             snprintf(from, sizeof from, "%s", o->from[k]);
-        printf("  %-19s %-24s (%s)\n", vitq_arch_key(k), vitq_arch_value(a, k, val, sizeof val), from);
+        printf("  %-*s %-24s (%s)\n", width, vitq_arch_key_of(a, k), vitq_arch_value_of(a, k, val, sizeof val), from);
     }
     const char *acts = vitq_st_meta(f, "mlp_act");
-    printf("  %-19s %-24s (%s)\n", "mlp_act", acts ? acts : "gelu", acts ? "metadata" : "default");
-    printf("  derived: %d tokens (%d prefix: %s), head width %d, MLP width %d, pooling %s%s, final norm %s\n",
-           vitq_arch_tokens(a), vitq_arch_prefix(a),
-           a->distilled ? "class + distillation token" : a->no_class_token ? "none" : "class token",
-           a->embed_dim / a->num_heads, vitq_arch_hidden(a),
-           a->global_pool == VITQ_POOL_AVG ? "mean of the patch tokens" : "class token",
-           a->distilled ? " (+ dist token, heads averaged)" : "", a->fc_norm ? "after pooling (fc_norm)" : "before pooling (norm)");
+    printf("  %-*s %-24s (%s)\n", width, "mlp_act", acts ? acts : "gelu", acts ? "metadata" : "default");
+    printf("  derived: %s\n", vitq_arch_derived(a, derived, sizeof derived));
 }
 
 /* Tensors in the file (marking those `m` does not use), then those `m` needs but the file lacks. */
@@ -67,7 +68,7 @@ static void print_tensors(const vitq_st_file *f, const vitq_model *m) {
         int l = (int)strlen(f->tensors[i].name);
         width = l > width ? l : width;
         values += vitq_st_numel(&f->tensors[i]);
-        if (m && !vitq_model_param(m, f->tensors[i].name)) unused++;
+        if (m && !vitq_model_uses_tensor(m, f->tensors[i].name)) unused++;
     }
     for (int i = 0; m && i < m->n_table; i++) missing += vitq_st_find(f, m->table[i].name) == NULL;
     char num[32], sh[160], want[160];
@@ -78,7 +79,9 @@ static void print_tensors(const vitq_st_file *f, const vitq_model *m) {
         const vitq_st_tensor *t = &f->tensors[i];
         const vitq_tensor_ref *r = m ? vitq_model_param(m, t->name) : NULL;
         char mark[600] = "";
-        if (m && !r) {
+        if (m && !r && vitq_model_uses_tensor(m, t->name)) {
+            snprintf(mark, sizeof mark, "  (a buffer: checked against the one vitq computes, not a parameter)");
+        } else if (m && !r) {
             char hint[400];
             snprintf(mark, sizeof mark, "  (NOT USED by the model: %s)", vitq_unused_hint(m, t->name, hint, sizeof hint));
         } else if (r) {

@@ -1,6 +1,7 @@
 /* kernels/kernels.h — the forward and backward kernels of every op family a Vision Transformer uses
  * (llm.c's llmc/): linear (OpenBLAS sgemm split by rows over the pool), LayerNorm, GELU/ReLU, residual
- * add, fused-qkv split, softmax attention, patch embedding, cross-entropy. Plain functions over float
+ * add, fused-qkv split, softmax attention, patch embedding, cross-entropy; and Swin's row gathers, window
+ * attention with relative position bias and mask, mean over tokens (swin_ops.c). Plain functions over float
  * buffers: outputs first, then inputs, then weights, then dimensions; backward ACCUMULATES (+=) unless
  * the name ends in _to. They know nothing of models or taps (model/ composes them). */
 #ifndef VITQ_KERNELS_H
@@ -76,6 +77,40 @@ VITQ_API void vitq_embed_forward(float *x, const float *patch_out, const float *
                                  int64_t B, int64_t N, int64_t C);
 VITQ_API void vitq_embed_backward(float *dpatch_out, float *dcls, float *dpos, const float *dx, int64_t B,
                                   int64_t N, int64_t C);
+/* Row-wise softmax in place, on the calling thread (the one attn_softmax uses): x (rows, n). */
+VITQ_API void vitq_softmax_rows(float *x, int64_t rows, int64_t n);
+
+/* ---------------------------------------------------------------------------------------------
+ * Swin kernels (swin_ops.c): row gathers (cyclic shift + window partition + padding, window reverse,
+ * patch merging are all one gather of C-wide rows by an index map), window attention with the relative
+ * position bias and the shift mask, and the mean over tokens.
+ * ------------------------------------------------------------------------------------------- */
+/* out (B, rows_out, C): row i of image b = inp row idx[i] of image b (inp (B, rows_in, C)), or zeros where
+ * idx[i] < 0. The backward of a gather by an idx that is injective on its non-negative entries is a gather
+ * by its inverse inv (rows_in entries, -1 for rows never gathered): written with vitq_gather_rows_forward
+ * (dinp, dout, inv, ...), or accumulated with vitq_gather_rows_backward. */
+VITQ_API void vitq_gather_rows_forward(float *out, const float *inp, const int32_t *idx, int64_t B, int64_t rows_in,
+                                       int64_t rows_out, int64_t C);
+/* dinp (B, rows_in, C) += row inv[i] of dout (B, rows_out, C) for every i with inv[i] >= 0. */
+VITQ_API void vitq_gather_rows_backward(float *dinp, const float *dout, const int32_t *inv, int64_t B,
+                                        int64_t rows_in, int64_t rows_out, int64_t C);
+/* Window attention (timm's WindowAttention): per window w of Bw = B*nW and head h,
+ *   att[w,h] = softmax(scale * q[w,h]·k[w,h]^T + table[rpi[p*N+q]*H + h] + mask[w mod nW, p, q])
+ * q, k (Bw,H,N,D); table (T,H) relative_position_bias_table; rpi (N*N) its index; mask (nW,N,N) or NULL. */
+VITQ_API void vitq_window_attn_forward(float *att, const float *q, const float *k, const float *table,
+                                       const int32_t *rpi, const float *mask, int64_t Bw, int64_t nW, int64_t H,
+                                       int64_t N, int64_t D, float scale);
+/* Its backward: dq, dk (Bw,H,N,D) WRITTEN; dtable (T,H) ACCUMULATED (a scatter-add over windows, in a fixed
+ * order); datt (Bw,H,N,N) is overwritten with the gradient of the scores (scratch). */
+VITQ_API void vitq_window_attn_backward_to(float *dq, float *dk, float *dtable, float *datt, const float *att,
+                                           const float *q, const float *k, const int32_t *rpi, int64_t T,
+                                           int64_t Bw, int64_t H, int64_t N, int64_t D, float scale);
+/* out (n) = s * inp (n); out may be inp. Its backward is the same op on the gradient (dinp = s * dout). */
+VITQ_API void vitq_scale_forward(float *out, const float *inp, float s, int64_t n);
+/* out (B,C) = mean over L of inp (B,L,C) (timm's avg pool over H, W); backward: dinp (B,L,C) += dout / L. */
+VITQ_API void vitq_token_mean_forward(float *out, const float *inp, int64_t B, int64_t L, int64_t C);
+VITQ_API void vitq_token_mean_backward(float *dinp, const float *dout, int64_t B, int64_t L, int64_t C);
+
 /* Mean cross-entropy with label smoothing eps over B rows of K logits; probs (B,K) cached. Returns loss. */
 VITQ_API float vitq_crossentropy_forward(float *probs, const float *logits, const int *labels, int64_t B,
                                          int64_t K, float smoothing);

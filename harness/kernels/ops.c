@@ -263,6 +263,10 @@ static void softmax_row(float *row, int64_t n) {
 #endif
 }
 
+void vitq_softmax_rows(float *x, int64_t rows, int64_t n) {
+    for (int64_t r = 0; r < rows; r++) softmax_row(x + r * n, n);
+}
+
 static void attn_softmax_pairs(void *vc, int64_t p0, int64_t p1) {
     const sm_ctx *c = vc;
     const int64_t N = c->N, D = c->D;

@@ -6,7 +6,8 @@
  *   deit_*_distilled: VisionTransformerDistilled (dist_token, head_dist)
  *   vit_base_patch16_gap_224: class_token False, global_pool avg, fc_norm False, 16 heads (`_cfg()`)
  *   vit_medium_patch16_gap_256: the same pooling, 256 px, qkv_bias False, init_values 1e-6;
- *     `.sw_in12k_ft_in1k` crop_pct 0.95 */
+ *     `.sw_in12k_ft_in1k` crop_pct 0.95
+ * Swin's built-ins and own checks are in swin_arch.c; the names listed here are ViT's, then Swin's. */
 #include "model/model.h"
 
 #include <string.h>
@@ -37,7 +38,9 @@ static const vitq_arch builtin[] = {
 };
 #define N_BUILTIN ((int)(sizeof builtin / sizeof builtin[0]))
 
-const char *vitq_arch_builtin_name(int i) { return i >= 0 && i < N_BUILTIN ? builtin[i].name : NULL; }
+const char *vitq_arch_builtin_name(int i) {
+    return i >= 0 && i < N_BUILTIN ? builtin[i].name : vitq_swin_arch_builtin_name(i - N_BUILTIN);
+}
 
 int vitq_arch_builtin(const char *name, vitq_arch *out, vitq_err *e) {
     for (int i = 0; i < N_BUILTIN; i++) {
@@ -46,10 +49,11 @@ int vitq_arch_builtin(const char *name, vitq_arch *out, vitq_err *e) {
             return VITQ_OK;
         }
     }
+    if (vitq_swin_arch_builtin(name, out) == VITQ_OK) return VITQ_OK;
     char list[1024] = "";
-    for (int i = 0; i < N_BUILTIN; i++) {
+    for (int i = 0; vitq_arch_builtin_name(i); i++) {
         strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
-        strncat(list, builtin[i].name, sizeof list - strlen(list) - 1);
+        strncat(list, vitq_arch_builtin_name(i), sizeof list - strlen(list) - 1);
     }
     return vitq_fail(e, VITQ_EINVAL, "unknown architecture '%s' (built-in: %s)", name, list);
 }
@@ -58,6 +62,12 @@ int vitq_arch_validate(const vitq_arch *a, const char *what, vitq_err *e) {
     const char *w = what && *what ? what : "architecture";
 #define NEED(cond, ...) \
     if (!(cond)) return vitq_fail(e, VITQ_EFORMAT, __VA_ARGS__)
+    NEED(a->family == VITQ_FAMILY_VIT || a->family == VITQ_FAMILY_SWIN, "%s: unknown architecture family %d", w,
+         a->family);
+    if (a->family == VITQ_FAMILY_SWIN) { /* stages first; depth and num_heads are then checked as derived */
+        int rc = vitq_swin_arch_validate(a, w, e);
+        if (rc) return rc;
+    }
     NEED(a->img_size > 0 && a->img_size <= 4096, "%s: img_size must be in [1, 4096], got %d", w, a->img_size);
     NEED(a->patch_size > 0, "%s: patch_size must be positive, got %d", w, a->patch_size);
     NEED(a->img_size % a->patch_size == 0, "%s: img_size %d is not a multiple of patch_size %d", w, a->img_size,
@@ -75,6 +85,10 @@ int vitq_arch_validate(const vitq_arch *a, const char *what, vitq_err *e) {
     NEED(a->crop_pct > 0 && a->crop_pct <= 1, "%s: crop_pct must be in (0, 1], got %g", w, a->crop_pct);
     for (int c = 0; c < a->in_chans; c++)
         NEED(a->std[c] > 0, "%s: std[%d] must be positive, got %g", w, c, (double)a->std[c]);
+    NEED(a->family == VITQ_FAMILY_VIT || !(a->no_class_token || a->no_embed_class || a->layerscale || a->global_pool ||
+                                           a->fc_norm || a->representation_size || a->distilled),
+         "%s: the ViT/DeiT variants (class_token, no_embed_class, init_values, global_pool, fc_norm, "
+         "representation_size, distilled) do not apply to a Swin architecture", w);
     /* the variants: timm's own assertions (vision_transformer.py, deit.py) */
     NEED(a->global_pool == VITQ_POOL_TOKEN || a->global_pool == VITQ_POOL_AVG, "%s: global_pool must be token or avg", w);
     NEED(!a->no_class_token || a->global_pool == VITQ_POOL_AVG,

@@ -10,8 +10,32 @@
 const vitq_family *vitq_family_of(const vitq_arch *a) {
     switch (a->family) {
     case VITQ_FAMILY_VIT: return &vitq_family_vit;
+    case VITQ_FAMILY_SWIN: return &vitq_family_swin;
     default: return NULL;
     }
+}
+
+/* ---- metadata keys of a family ---------------------------------------------------------------------- */
+
+int vitq_arch_nkeys(const vitq_arch *a) { return a->family == VITQ_FAMILY_SWIN ? vitq_swin_nkeys() : VITQ_ARCH_NKEYS; }
+
+const char *vitq_arch_key_of(const vitq_arch *a, int i) {
+    return a->family == VITQ_FAMILY_SWIN ? vitq_swin_key(i) : vitq_arch_key(i);
+}
+
+const char *vitq_arch_value_of(const vitq_arch *a, int i, char *buf, size_t n) {
+    return a->family == VITQ_FAMILY_SWIN ? vitq_swin_value(a, i, buf, n) : vitq_arch_value(a, i, buf, n);
+}
+
+const char *vitq_arch_derived(const vitq_arch *a, char *buf, size_t n) {
+    if (a->family == VITQ_FAMILY_SWIN) return vitq_swin_derived(a, buf, n);
+    snprintf(buf, n, "%d tokens (%d prefix: %s), head width %d, MLP width %d, pooling %s%s, final norm %s",
+             vitq_arch_tokens(a), vitq_arch_prefix(a),
+             a->distilled ? "class + distillation token" : a->no_class_token ? "none" : "class token",
+             a->num_heads ? a->embed_dim / a->num_heads : 0, vitq_arch_hidden(a),
+             a->global_pool == VITQ_POOL_AVG ? "mean of the patch tokens" : "class token",
+             a->distilled ? " (+ dist token, heads averaged)" : "", a->fc_norm ? "after pooling (fc_norm)" : "before pooling (norm)");
+    return buf;
 }
 
 static const vitq_family *family_id(int id) {

@@ -1,14 +1,21 @@
-/* model/model.h — the model layer: architectures (ViT/DeiT; Swin comes as a second family), checkpoint
+/* model/model.h — the model layer: architectures (ViT/DeiT, and Swin as a second family), checkpoint
  * I/O (safetensors), the parameters as one slab with a table of timm names, the per-architecture tap
  * tables, activations, and the forward and backward passes of whole models and single blocks.
  *
  *   arch.c          the built-in timm architectures and their checks
- *   safetensors.c   bounds-checked safetensors reader and atomic writer (F32/F16/BF16)
+ *   safetensors.c   bounds-checked safetensors reader and atomic writer (F32/F16/BF16, and I64 read)
  *   model.c         parameters: one slab, pointers by role (llm.c's ParameterTensors), a name table
  *   taps.c          the tap table of each architecture, expanded per model
  *   model_io.c      checkpoint <-> model (architecture from __metadata__ or the built-in table)
- *   vit.c           activations and the ViT forward with tap hooks
+ *   model_meta.c    ViT's timm variants from __metadata__ and tensor names, the timm arguments refused
+ *   model_check.c   every tensor of a checkpoint used by the model (or its family) or refused by name
+ *   family.c        the per-family dispatch (vitq_family), metadata keys of a family
+ *   vit.c           activations and the ViT forward with tap hooks (vit_embed.c prefix tokens, vit_head.c head)
  *   vit_backward.c  the ViT backward (whole model or one block)
+ *   swin_*.c        the Swin Transformer family (section "Swin" below): swin_arch.c built-ins and checks,
+ *                   swin_io.c metadata and old-checkpoint buffers, swin_geom.c windows / shifts / masks,
+ *                   swin_params.c parameters, swin_taps.c taps, swin_acts.c buffers, swin.c forward,
+ *                   swin_backward.c backward, swin_units.c units and the family table
  * Knows nothing of datasets, quantizers or results. */
 #ifndef VITQ_MODEL_H
 #define VITQ_MODEL_H
@@ -25,9 +32,10 @@ extern "C" {
 /* Architecture families: everything that differs between ViT/DeiT and Swin sits behind one table of
  * operations (vitq_family, below); the rest of vitq sees models, taps and units. */
 typedef enum { VITQ_FAMILY_VIT = 0, VITQ_FAMILY_SWIN = 1 } vitq_family_id;
+#define VITQ_SWIN_MAX_STAGES 8 /* Swin stages */
 
 typedef struct vitq_arch {
-    int family;         /* vitq_family_id; 0 (ViT) for every existing table and checkpoint */
+    int family;         /* vitq_family_id: 0 ViT/DeiT, 1 Swin (arch = swin or a swin_* built-in) */
     char name[64];      /* timm name or "custom" */
     int img_size, patch_size, in_chans, num_classes;
     int embed_dim, depth, num_heads;
@@ -36,8 +44,9 @@ typedef struct vitq_arch {
     float mean[3], std[3];
     double crop_pct;        /* a double, as timm's Python float: floor(17 / 0.85) is 20, with a float 19 */
     char interpolation[16]; /* "bicubic" | "bilinear" */
-    /* ViT/DeiT variants: timm VisionTransformer arguments (and DeiT's distilled model), zero = timm's default.
-     * Read from __metadata__ keys of the same names or inferred from the tensor names (model_meta.c). */
+    /* ViT/DeiT variants (family VITQ_FAMILY_VIT; zero for Swin): timm VisionTransformer arguments (and DeiT's
+     * distilled model), zero = timm's default. Read from __metadata__ keys of the same names or inferred from
+     * the tensor names (model_meta.c). */
     int no_class_token;      /* class_token = False: no cls_token (then global_pool must be avg) */
     int no_embed_class;      /* no_embed_class = True: pos_embed covers the patches only (DeiT-III) */
     int layerscale;          /* init_values set: blocks.N.ls1.gamma, ls2.gamma scale both branches */
@@ -45,6 +54,12 @@ typedef struct vitq_arch {
     int fc_norm;             /* timm's use_fc_norm: the final LayerNorm is fc_norm.*, after pooling */
     int representation_size; /* > 0: pre_logits.fc (Linear + Tanh) of that width before the head (timm <= 0.5) */
     int distilled;           /* DeiT distilled: dist_token, head_dist; logits (head + head_dist) / 2 */
+    /* Swin only (family VITQ_FAMILY_SWIN; zero for ViT): stages, blocks and heads per stage (timm's
+     * `depths`, `num_heads`) and the window side. For Swin, depth is the sum of depths (the number of blocks)
+     * and num_heads the first stage's, both derived (vitq_arch_validate checks it). */
+    int n_stages;
+    int depths[VITQ_SWIN_MAX_STAGES], stage_heads[VITQ_SWIN_MAX_STAGES];
+    int window_size;
 } vitq_arch;
 
 enum { VITQ_POOL_TOKEN = 0, VITQ_POOL_AVG = 1 };
@@ -91,19 +106,31 @@ VITQ_API const char *vitq_arch_builtin_name(int i);
 #define VITQ_ARCH_NKEYS 21
 #define VITQ_ARCH_NBASE 14 /* the keys before the variants */
 VITQ_API const char *vitq_arch_key(int i); /* NULL outside [0, VITQ_ARCH_NKEYS) */
-/* 1 if vitq_model_save writes key i for a: every base key; a variant key when it is not timm's default
- * (init_values never: the ls*.gamma tensors say LayerScale on reload). */
+/* 1 if vitq_model_save writes key i (of vitq_arch_key_of(a, i)) for a: every base key; a variant key when it
+ * is not timm's default (init_values never: the ls*.gamma tensors say LayerScale on reload); every Swin key. */
 VITQ_API int vitq_arch_key_saved(const vitq_arch *a, int i);
-/* 1 if key names a timm VisionTransformer argument (honoured or refused by vitq_arch_from_st); other
- * metadata keys are kept and ignored. */
+/* 1 if key is an architecture key of either family or another timm argument vitq_arch_from_st honours or
+ * refuses on a ViT checkpoint (timm VisionTransformer arguments; Swin's depths and window_size, refused on
+ * a ViT file); vitq_model_save refuses such extra keys. Other metadata keys are kept and ignored. */
 VITQ_API int vitq_arch_is_timm_key(const char *key);
-/* Formats field i of a as its metadata string (the exact text vitq_model_save writes). */
+/* Formats field i of a ViT/DeiT a as its metadata string (the exact text vitq_model_save writes). */
 VITQ_API const char *vitq_arch_value(const vitq_arch *a, int i, char *buf, size_t n);
+/* The same for a's family (family.c): ViT has the VITQ_ARCH_NKEYS keys above; Swin has arch, img_size,
+ * patch_size, in_chans, num_classes, embed_dim, depths, num_heads (comma lists), window_size, mlp_ratio,
+ * qkv_bias, mean, std, crop_pct, interpolation (timm's SwinTransformer argument names). VITQ_ARCH_MAXKEYS
+ * bounds every family's count (vitq_arch_origin.from). */
+#define VITQ_ARCH_MAXKEYS VITQ_ARCH_NKEYS
+VITQ_API int vitq_arch_nkeys(const vitq_arch *a);
+VITQ_API const char *vitq_arch_key_of(const vitq_arch *a, int i); /* NULL outside [0, nkeys) */
+VITQ_API const char *vitq_arch_value_of(const vitq_arch *a, int i, char *buf, size_t n);
+/* One line of derived sizes for `vitq inspect` (ViT: tokens and prefix, head and MLP width, pooling, final
+ * norm; Swin: every stage). */
+VITQ_API const char *vitq_arch_derived(const vitq_arch *a, char *buf, size_t n);
 
 /* ---------------------------------------------------------------------------------------------
  * safetensors (safetensors.c): bounds-checked reader (header via cJSON) and atomic writer.
  * ------------------------------------------------------------------------------------------- */
-typedef enum { VITQ_DT_F32 = 0, VITQ_DT_F16, VITQ_DT_BF16 } vitq_dtype;
+typedef enum { VITQ_DT_F32 = 0, VITQ_DT_F16, VITQ_DT_BF16, VITQ_DT_I64 } vitq_dtype;
 
 typedef struct vitq_st_tensor {
     char name[160];
@@ -128,7 +155,8 @@ VITQ_API int vitq_st_open(const char *path, vitq_st_file **out, vitq_err *e);
 VITQ_API void vitq_st_close(vitq_st_file *f);
 VITQ_API const vitq_st_tensor *vitq_st_find(const vitq_st_file *f, const char *name);
 VITQ_API const char *vitq_st_meta(const vitq_st_file *f, const char *key); /* NULL if absent */
-/* Converts tensor `name` to float32 into dst after checking its shape equals (ndim, shape). */
+/* Converts tensor `name` to float32 into dst after checking its shape equals (ndim, shape). I64 values
+ * beyond +-2^24 (not exact in float32) are refused. */
 VITQ_API int vitq_st_read_f32(const vitq_st_file *f, const char *name, float *dst, int ndim,
                               const int64_t *shape, vitq_err *e);
 
@@ -255,9 +283,10 @@ typedef enum {
     VITQ_SITE_FC1_IN,       /* blocks.l.mlp.fc1.input   (B,N,C)   norm2 output */
     VITQ_SITE_FC2_IN,       /* blocks.l.mlp.fc2.input   (B,N,F)   post-GELU */
     VITQ_SITE_HEAD_IN,      /* head.input               (B,C)     the pooled, normalised features (or the
-                               pre_logits output, (B,R)) */
-    VITQ_SITE_PRE_LOGITS_IN,/* pre_logits.fc.input      (B,C)     with representation_size only */
-    VITQ_SITE_HEAD_DIST_IN, /* head_dist.input          (B,C)     distilled only: the normalised dist token */
+                               pre_logits output, (B,R)); Swin's head.fc input (B,C_last) */
+    VITQ_SITE_PRE_LOGITS_IN,/* pre_logits.fc.input      (B,C)     ViT with representation_size only */
+    VITQ_SITE_HEAD_DIST_IN, /* head_dist.input          (B,C)     ViT distilled only: the normalised dist token */
+    VITQ_SITE_REDUCTION_IN, /* Swin layers.L.downsample.reduction.input (B,L,4C') post-LayerNorm 2x2 merge */
     VITQ_SITE_COUNT
 } vitq_tap_site;
 
@@ -271,7 +300,12 @@ typedef enum {
     VITQ_SZ_HIDDEN,    /* F = MLP width */
     VITQ_SZ_IN_CHANS,  /* image channels */
     VITQ_SZ_IMG,       /* image side */
-    VITQ_SZ_FEATURES,  /* the head's input width: representation_size, or C */
+    VITQ_SZ_FEATURES,  /* the width the head reads, per family: ViT representation_size or C; Swin the last
+                          stage's width (the pooled features) */
+    VITQ_SZ_WIN_TOKENS,/* Swin: tokens of one window (window side squared) at the block */
+    VITQ_SZ_MERGED,    /* Swin: width of the patch-merging input at the block (4x the previous stage's) */
+    VITQ_SZ_WIN_BATCH, /* Swin: dim 0 of a window-layout tap, B * windows per image: 0 in a description */
+    VITQ_SZ_WINDOWS,   /* Swin: windows per image at the block */
 } vitq_size_sym;
 
 typedef enum {
@@ -299,6 +333,7 @@ struct vitq_tap_desc {
     int ndim;
     int64_t shape[4];      /* shape[0] (batch) is 0 */
     vitq_dim dims[4];
+    int64_t per_image;     /* rows of dim 0 per image: 1, or (Swin's window-layout taps) windows per image */
 };
 
 typedef struct vitq_tap_hooks {
@@ -324,6 +359,10 @@ VITQ_API int vitq_taps_build(vitq_model *m, vitq_err *e);
 VITQ_API int vitq_tap_count(const vitq_model *m);
 VITQ_API const vitq_tap_desc *vitq_tap_get(const vitq_model *m, int id);
 VITQ_API int vitq_tap_id(const vitq_model *m, vitq_tap_site site, int block);
+/* Per image: the rows of tap id's dim 0 (vitq_tap_desc.per_image; a call on B images has B * that many) and
+ * its values (per_image * shape[1] * ...). Code that keeps a tap's values per image uses these. */
+VITQ_API int64_t vitq_tap_rows_per_image(const vitq_model *m, int id);
+VITQ_API int64_t vitq_tap_numel_per_image(const vitq_model *m, int id);
 /* Writes the tap's name (e.g. "blocks.3.attn.probs", or "tap<id>" out of range) into buf. */
 VITQ_API const char *vitq_tap_name(const vitq_model *m, int tap, char *buf, size_t n);
 /* The plugin-facing description of activation tap id, or of weight row r (its name pointer borrowed). */
@@ -496,7 +535,7 @@ VITQ_API int vitq_backward_units(vitq_model *m, vitq_acts *a, vitq_grad_acts *g,
                                  vitq_err *e);
 
 /* ---------------------------------------------------------------------------------------------
- * Families (family.c dispatches; vit*.c is ViT's, swin*.c will be Swin's). Not for use outside the
+ * Families (family.c dispatches; vit*.c is ViT's, swin*.c is Swin's). Not for use outside the
  * model layer: the public functions above and below call through m->fam.
  * ------------------------------------------------------------------------------------------- */
 struct vitq_family {
@@ -509,6 +548,9 @@ struct vitq_family {
     void (*params_free)(vitq_model *m); /* frees what params allocated besides the slabs */
     int (*n_blocks)(const vitq_arch *a);
     const vitq_tap_row *(*tap_rows)(const vitq_arch *a, int *n);
+    /* Optional (NULL: every per-block row exists at every block and is named pattern % block): whether
+     * per-block row r exists at block `block` (1) or not (0), and its name there into buf. */
+    int (*tap_name)(const vitq_arch *a, const vitq_tap_row *r, int block, char *buf, size_t n);
     int64_t (*tap_size)(const vitq_arch *a, vitq_size_sym s, int block); /* a symbolic size at block */
     int (*units)(vitq_model *m, vitq_err *e); /* fills m->units, m->n_units (taps and table first) */
     int (*acts_create)(const vitq_model *m, int B, int train, vitq_acts **out, vitq_err *e);
@@ -523,9 +565,13 @@ struct vitq_family {
     int (*unit_forward)(vitq_model *m, vitq_acts *a, int u, int B, vitq_err *e);
     int (*unit_backward)(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int u, int B, vitq_err *e);
     int (*unit_ops)(const vitq_model *m, int u, vitq_op_desc *out, int max); /* see vitq_unit_ops */
-    /* 1 if a checkpoint tensor that is not a parameter is still the family's to read (buffers its loader
-     * checks, e.g. an old Swin file's relative_position_index), so vitq_model_check_tensors does not refuse
-     * it; NULL: every tensor must be a parameter (ViT). */
+    /* Optional: checks an open checkpoint before its parameters are read (vitq_model_load_st, before
+     * vitq_model_check_tensors): tensors that are not parameters but must agree with the model (Swin's old
+     * buffers, verified by value), layouts to refuse by name. */
+    int (*checkpoint)(const vitq_model *m, const vitq_st_file *f, vitq_err *e);
+    /* Optional: 1 if a checkpoint tensor that is not a parameter is still the family's to read (the buffers
+     * its checkpoint hook verifies, e.g. an old Swin file's relative_position_index), so
+     * vitq_model_check_tensors does not refuse it; NULL: every tensor must be a parameter (ViT). */
     int (*uses_tensor)(const vitq_model *m, const char *name);
 };
 
@@ -576,8 +622,8 @@ VITQ_API int vitq_model_save(const vitq_model *m, const char *path, const char *
                              const char *const *extra_vals, int n_extra, vitq_err *e);
 
 typedef struct vitq_arch_origin {
-    const char *from[VITQ_ARCH_NKEYS]; /* per vitq_arch_key(i): "metadata", "built-in", "tensor names",
-                                          "global_pool" (fc_norm following it, as timm) or "default" */
+    const char *from[VITQ_ARCH_MAXKEYS]; /* per vitq_arch_key_of(a, i): "metadata", "built-in", "tensor names",
+                                            "global_pool" (ViT's fc_norm following it, as timm) or "default" */
     char builtin[64];                  /* the built-in entry the "built-in" fields came from, or "" */
 } vitq_arch_origin;
 
@@ -588,8 +634,11 @@ typedef struct vitq_arch_origin {
  * (ls1.gamma, fc_norm.*, cls_token, dist_token, pos_embed rows, pre_logits.fc) and the rest take timm's
  * VisionTransformer defaults (mlp_ratio 4, qkv_bias true) and resolve_data_config's fallbacks (ImageNet
  * mean/std, crop_pct 0.875, bicubic). A metadata key naming a timm argument vitq does not implement is
- * refused unless it has timm's default value; other keys are ignored. Values are parsed strictly; errors
- * name the file and key. The result is validated (vitq_arch_validate). origin may be NULL. */
+ * refused unless it has timm's default value, and so are Swin's depths and window_size (a Swin file needs
+ * arch = swin); other keys are ignored. Values are parsed strictly; errors name the file and key. The
+ * result is validated (vitq_arch_validate). origin may be NULL. A Swin checkpoint (arch = swin or a swin_*
+ * built-in, in the metadata or as arch_name; or depths without arch) goes to vitq_swin_arch_from_st (its
+ * keys in swin_io.c, the ViT policy above not applied). */
 VITQ_API int vitq_arch_from_st(const vitq_st_file *f, const char *arch_name, vitq_arch *out,
                                vitq_arch_origin *origin, vitq_err *e);
 /* The timm variants of a ViT's metadata (model_meta.c; model_io.c calls them): the text of variant v (key
@@ -602,12 +651,170 @@ int vitq_arch_check_unsupported(const vitq_st_file *f, vitq_err *e);
 void vitq_vit_variants_resolve(const vitq_st_file *f, vitq_arch *a, int from_names, const int *given, const char **from);
 /* Parses mlp_act: "gelu" | "relu" for every block, or a comma list with one per block. */
 VITQ_API int vitq_mlp_act_parse(const char *s, int depth, vitq_act_kind *out, const char *what, vitq_err *e);
-/* Every tensor of f is a parameter of m, or VITQ_EFORMAT naming the first that is not, with a hint
- * (model_check.c); vitq_unused_hint is that hint for one name. */
+/* Every tensor of f is used by m (vitq_model_uses_tensor), or VITQ_EFORMAT naming the first that is not,
+ * with a hint (model_check.c); vitq_unused_hint is that hint for one name. */
 VITQ_API int vitq_model_check_tensors(const vitq_st_file *f, const vitq_model *m, vitq_err *e);
+/* 1 if checkpoint tensor `name` is a parameter of m or a buffer m's family reads (vitq_family.uses_tensor:
+ * an old Swin file's relative_position_index / attn_mask, verified by value on load). */
+VITQ_API int vitq_model_uses_tensor(const vitq_model *m, const char *name);
 VITQ_API const char *vitq_unused_hint(const vitq_model *m, const char *name, char *buf, size_t n);
 /* vitq_model_load on an already-open file (inspect uses it to list the file's tensors as well). */
 VITQ_API int vitq_model_load_st(const vitq_st_file *f, const char *arch_name, vitq_model **out, vitq_err *e);
+
+/* ---------------------------------------------------------------------------------------------
+ * Swin Transformer (swin_*.c): timm 0.9's SwinTransformer, op for op as tests/reference/SWIN_NOTES.md
+ * writes it down (NHWC tokens, cyclic shift then window partition, relative position bias and the -100
+ * shift mask added after the scaled q·k^T, patch merging at the start of stages 1.., LayerNorm eps 1e-5,
+ * final norm per token, mean over tokens, head.fc). Stage sides that are not a multiple of the window are
+ * zero-padded after the shift as timm >= 0.9 (post PR 1900) and 1.0 do. The public operations above work
+ * on Swin models through vitq_family_swin; these types and functions are the family's own (and tests').
+ *
+ * Units: patch_embed (proj + norm), layers.S.blocks.I (one per block), layers.S.downsample (S >= 1), head
+ * (norm + pool + head.fc); per-sample shapes (side, side, C) between units, (Cin, S, S) in, (K) out.
+ * Taps (forward order; B' = B * windows per image, N = window tokens, L = side^2 of the stage):
+ *   patch_embed.proj.input                   (B, Cin, S, S)
+ *   layers.S.downsample.reduction.input      (B, L, 4C')       post-LayerNorm 2x2 merge, S >= 1
+ *   layers.S.blocks.I.attn.qkv.input         (B', N, C)        norm1 output in window layout (shifted
+ *                                                              frame, padding tokens zero)
+ *   layers.S.blocks.I.attn.q / .k / .v       (B', heads, N, D) q AFTER its scale D^-0.5 (timm's Swin
+ *                                                              feeds q*scale to the matmul; ViT's q tap is
+ *                                                              before it: (q·k^T)·scale there)
+ *   layers.S.blocks.I.attn.probs             (B', heads, N, N) softmax output (rows queries)
+ *   layers.S.blocks.I.attn.proj.input        (B', N, C)
+ *   layers.S.blocks.I.mlp.fc1.input          (B, L, C)         norm2 output, tokens row-major
+ *   layers.S.blocks.I.mlp.fc2.input          (B, L, F)         post-GELU
+ *   head.input                               (B, C_last)       pooled features
+ * Window order in B': image-major, then window row, then window column (timm's b*nW + wy*nWw + wx).
+ * ------------------------------------------------------------------------------------------- */
+/* The fixed geometry of one block (swin_geom.c). */
+typedef struct vitq_swin_block_geom {
+    int stage, index;        /* stage, and block within it: layers.<stage>.blocks.<index> */
+    int res, C, heads, D, F; /* stage side (L = res*res tokens), width, heads, head width, MLP width */
+    int win, shift;          /* window side and cyclic shift after timm's _calc_window_shift */
+    int pres, nww, nw, N, T; /* padded side, windows per row, windows per image, tokens per window, bias rows */
+    int32_t *widx;           /* [nw*N] window-layout row -> the token (y*res + x) it holds, -1 for padding */
+    int32_t *winv;           /* [res*res] token -> its window-layout row */
+    int32_t *rpi;            /* [N*N] relative position index (p, q) -> bias table row */
+    float *mask;             /* [nw*N*N] 0 or -100 (region ids differ), NULL unless shifted */
+} vitq_swin_block_geom;
+
+typedef struct vitq_swin_stage_geom {
+    int res, C, heads, depth, first; /* side, width, heads, blocks, index of its first block */
+    int32_t *midx;           /* S >= 1: [res*res*4] merge row (y, x, 2dx+dy) -> previous-stage token */
+    int32_t *minv;           /* S >= 1: [4*res*res] previous-stage token -> merge row */
+} vitq_swin_stage_geom;
+
+typedef struct vitq_swin_layout {
+    int n_stages, n_blocks, grid, window;
+    vitq_swin_stage_geom stage[VITQ_SWIN_MAX_STAGES];
+    vitq_swin_block_geom *blk; /* [n_blocks] */
+    void *mem;                 /* every table above */
+} vitq_swin_layout;
+
+/* Builds (or frees) the geometry of a (validated) Swin architecture. */
+VITQ_API int vitq_swin_layout_build(const vitq_arch *a, vitq_swin_layout **out, vitq_err *e);
+VITQ_API void vitq_swin_layout_free(vitq_swin_layout *l);
+int vitq_swin_mlp_hidden(int C, float mlp_ratio); /* timm's int(dim * mlp_ratio) */
+
+/* Parameter pointers into m->slab (m->fam_p) or m->grad_slab (m->fam_g), in timm's names. */
+typedef struct vitq_swin_block_params {
+    float *norm1_w, *norm1_b; /* (C) */
+    float *rpb;               /* (T, heads) attn.relative_position_bias_table */
+    float *qkv_w, *qkv_b;     /* (3C, C), (3C) — qkv_b NULL without qkv_bias */
+    float *proj_w, *proj_b;   /* (C, C), (C) */
+    float *norm2_w, *norm2_b; /* (C) */
+    float *fc1_w, *fc1_b;     /* (F, C), (F) */
+    float *fc2_w, *fc2_b;     /* (C, F), (C) */
+} vitq_swin_block_params;
+
+typedef struct vitq_swin_params {
+    float *patch_w, *patch_b;     /* (C0, Cin, P, P), (C0) patch_embed.proj */
+    float *pe_norm_w, *pe_norm_b; /* (C0) patch_embed.norm */
+    vitq_swin_block_params *blocks; /* [n_blocks] */
+    float *ds_norm_w[VITQ_SWIN_MAX_STAGES], *ds_norm_b[VITQ_SWIN_MAX_STAGES]; /* S >= 1: (4C') downsample.norm */
+    float *ds_red_w[VITQ_SWIN_MAX_STAGES];                               /* S >= 1: (C, 4C') downsample.reduction */
+    float *norm_w, *norm_b;       /* (C_last) */
+    float *head_w, *head_b;       /* (K, C_last), (K) head.fc */
+    vitq_swin_layout *lay;        /* the geometry (m->fam_p's; NULL in m->fam_g) */
+} vitq_swin_params;
+
+/* Activations (vitq_acts.ext). In eval mode every block (merge) entry points at one shared set sized for the
+ * largest, and unit outputs ping-pong between two slots; in train mode each has its own. */
+typedef struct vitq_swin_block_acts {
+    float *ln1_mean, *ln1_rstd; /* (B*L) */
+    float *xw;                  /* (B', N, C) qkv input, after its tap */
+    float *qkvh;                /* (3, B', heads, N, D) q, k, v after their taps */
+    float *att;                 /* (B', heads, N, N) probabilities, after their tap */
+    float *atty;                /* (B', N, C) proj input, after its tap */
+    float *res1;                /* (B, L, C) x + attention branch */
+    float *ln2;                 /* (B, L, C) fc1 input, after its tap */
+    float *ln2_mean, *ln2_rstd; /* (B*L) */
+    float *fc1, *act;           /* (B, L, F) fc1 output; GELU/ReLU output (fc2 input, after its tap) */
+} vitq_swin_block_acts;
+
+typedef struct vitq_swin_merge_acts {
+    float *mg, *mgn;            /* (B, L, 4C') gathered 2x2 neighbours; normalised (reduction input, after tap) */
+    float *mean, *rstd;         /* (B*L) */
+} vitq_swin_merge_acts;
+
+typedef struct vitq_swin_acts {
+    float *patches;             /* (B, Np, Cin*P*P) im2col of the image */
+    float *pe, *pe_mean, *pe_rstd; /* (B, Np, C0) patch_embed.proj output (norm input); (B*Np) */
+    float **stream;             /* [n_units - 1]: output of unit u (B, side, side, C) */
+    vitq_swin_block_acts *blk;  /* [n_blocks] */
+    vitq_swin_merge_acts mrg[VITQ_SWIN_MAX_STAGES]; /* S >= 1 */
+    float *scratch;             /* norm1 output / qkv output / proj output (dead after use) */
+    float *lnf, *lnf_mean, *lnf_rstd; /* (B, L_last, C_last) final norm per token; (B*L_last) */
+    float *pooled;              /* (B, C_last) head input, after its tap */
+    uint64_t sig;               /* vitq_swin_signature of the model they were made for */
+} vitq_swin_acts;
+
+/* Gradient buffers (vitq_grad_acts.ext): dstream keeps the gradient of every unit's output; the rest is
+ * scratch shared by all units (sized for the largest). */
+typedef struct vitq_swin_grads {
+    float **dstream;            /* [n_units - 1] */
+    float *dpe;                 /* (B, Np, C0) */
+    float *dln1, *dxw, *dqkv, *dqkvh, *datt, *datty, *dprojw, *dres1, *dln2, *dfc1, *dact;
+    float *dmg, *dmgn;          /* (B, L, 4C') */
+    float *dlnf, *dpooled;      /* (B, L_last, C_last), (B, C_last) */
+    uint64_t sig;
+} vitq_swin_grads;
+
+extern const vitq_family vitq_family_swin;
+static inline vitq_swin_params *vitq_swin_p(const vitq_model *m) { return (vitq_swin_params *)m->fam_p; }
+static inline vitq_swin_params *vitq_swin_g(const vitq_model *m) { return (vitq_swin_params *)m->fam_g; }
+/* swin_arch.c: built-ins (swin_{tiny,small,base}_patch4_window7_224), checks, metadata keys, derived sizes. */
+int vitq_swin_arch_builtin(const char *name, vitq_arch *out); /* VITQ_OK, or VITQ_EINVAL if not a Swin name */
+const char *vitq_swin_arch_builtin_name(int i);
+int vitq_swin_arch_validate(const vitq_arch *a, const char *what, vitq_err *e);
+int vitq_swin_nkeys(void);
+const char *vitq_swin_key(int i);
+const char *vitq_swin_value(const vitq_arch *a, int i, char *buf, size_t n);
+const char *vitq_swin_derived(const vitq_arch *a, char *buf, size_t n);
+/* swin_io.c: whether a file (or --arch name) is a Swin one; its architecture; the buffers of old files. */
+int vitq_swin_arch_wanted(const vitq_st_file *f, const char *arch_name);
+int vitq_swin_arch_from_st(const vitq_st_file *f, const char *arch_name, vitq_arch *out, vitq_arch_origin *origin,
+                           vitq_err *e);
+int vitq_swin_checkpoint(const vitq_model *m, const vitq_st_file *f, vitq_err *e);
+int vitq_swin_uses_tensor(const vitq_model *m, const char *name); /* the buffers vitq_swin_checkpoint verifies */
+/* model_io.c: one of the keys ViT and Swin share (arch, img_size, patch_size, in_chans, num_classes, embed_dim,
+ * mlp_ratio, qkv_bias, mean, std, crop_pct, interpolation), parsed into a as vitq_arch_from_st does. */
+int vitq_arch_meta_parse(const char *file, const char *key, const char *value, vitq_arch *a, vitq_err *e);
+/* The family's operations (vitq_family), by file. */
+int vitq_swin_params_fn(vitq_model *m, int grads, vitq_tensor_ref *table, int64_t *numel, vitq_err *e);
+void vitq_swin_params_free(vitq_model *m);
+int vitq_swin_n_blocks(const vitq_arch *a);
+const vitq_tap_row *vitq_swin_tap_rows(const vitq_arch *a, int *n);
+int64_t vitq_swin_tap_size(const vitq_arch *a, vitq_size_sym s, int block);
+int vitq_swin_tap_name(const vitq_arch *a, const vitq_tap_row *r, int block, char *buf, size_t n);
+int vitq_swin_acts_create(const vitq_model *m, int B, int train, vitq_acts **out, vitq_err *e);
+void vitq_swin_acts_free(vitq_acts *a);
+int vitq_swin_grad_acts_create(const vitq_model *m, int B, vitq_grad_acts **out, vitq_err *e);
+void vitq_swin_grad_acts_free(vitq_grad_acts *g);
+int vitq_swin_check(const vitq_model *m, const vitq_acts *a, int B, vitq_err *e);
+uint64_t vitq_swin_signature(const vitq_model *m); /* of everything buffer sizes depend on */
+int vitq_swin_unit_forward(vitq_model *m, vitq_acts *a, int u, int B, vitq_err *e);
+int vitq_swin_unit_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int u, int B, vitq_err *e);
 
 #ifdef __cplusplus
 }

@@ -3,7 +3,9 @@
  * facebookresearch/deit's LayerScale names (gamma_1/gamma_2; timm's checkpoint_filter_fn renames them),
  * a distilled or LayerScale or average-pool checkpoint read with an architecture that is not, and the
  * parts of other models vitq does not implement (qk_norm, register tokens, BEiT's relative position
- * bias, CLIP's pre-norm). A silently ignored tensor is a silently wrong number. */
+ * bias, CLIP's pre-norm). A tensor that is not a parameter passes only if the model's family reads it
+ * (vitq_family.uses_tensor: Swin's old buffers, which its checkpoint hook verifies by value). A silently
+ * ignored tensor is a silently wrong number. */
 #include "model/model.h"
 
 #include <string.h>
@@ -17,6 +19,8 @@ const char *vitq_unused_hint(const vitq_model *m, const char *name, char *buf, s
     if (starts(name, "module."))
         h = "the names carry DistributedDataParallel's 'module.' prefix: save model.module.state_dict(), or strip "
             "'module.' from every name";
+    else if (a->family != VITQ_FAMILY_VIT) /* the hints below name ViT/DeiT layouts and variants */
+        h = NULL;
     else if (has(name, ".gamma_1") || has(name, ".gamma_2"))
         h = "facebookresearch/deit's name for a LayerScale gamma: rename blocks.N.gamma_1 / gamma_2 to "
             "blocks.N.ls1.gamma / ls2.gamma, as timm's checkpoint_filter_fn does";
@@ -51,6 +55,10 @@ const char *vitq_unused_hint(const vitq_model *m, const char *name, char *buf, s
     return buf;
 }
 
+int vitq_model_uses_tensor(const vitq_model *m, const char *name) {
+    return vitq_model_param(m, name) != NULL || (m->fam->uses_tensor && m->fam->uses_tensor(m, name));
+}
+
 int vitq_model_check_tensors(const vitq_st_file *f, const vitq_model *m, vitq_err *e) {
     char hint[400];
     /* a prefixed state_dict: name the first tensor, whatever the order of the checks below */
@@ -59,7 +67,7 @@ int vitq_model_check_tensors(const vitq_st_file *f, const vitq_model *m, vitq_er
             return vitq_fail(e, VITQ_EFORMAT, "%s: tensor '%s' is not used by the model (%s)", f->path,
                              f->tensors[i].name, vitq_unused_hint(m, f->tensors[i].name, hint, sizeof hint));
     for (int i = 0; i < f->n_tensors; i++)
-        if (!vitq_model_param(m, f->tensors[i].name) && !(m->fam->uses_tensor && m->fam->uses_tensor(m, f->tensors[i].name)))
+        if (!vitq_model_uses_tensor(m, f->tensors[i].name))
             return vitq_fail(e, VITQ_EFORMAT, "%s: tensor '%s' is not used by the model %s (%s)", f->path,
                              f->tensors[i].name, m->arch.name, vitq_unused_hint(m, f->tensors[i].name, hint, sizeof hint));
     return VITQ_OK;

@@ -1,10 +1,11 @@
-/* model_io.c — a ViT/DeiT checkpoint <-> vitq_model: the architecture (model_meta.c: `__metadata__`, the
- * built-in table, the tensor names), every tensor of the file used by the model or the load refused naming
- * it (model_check.c), then every row of the model's parameter table read by its timm name, converted to
- * float32 and checked for NaN/Inf. The model keeps the file's SHA-256 (the key results are stored under).
- * The base keys are parsed here, the timm variants and the timm arguments vitq refuses in model_meta.c.
- * Saving writes every row as F32 with the architecture (and mlp_act) in `__metadata__`, so
- * load(save(m)) gives back the same model bit for bit.
+/* model_io.c — a checkpoint <-> vitq_model: the architecture (ViT/DeiT: model_meta.c: `__metadata__`, the
+ * built-in table, the tensor names; Swin: swin_io.c), the family's own checks of the file (Swin's old
+ * buffers), every tensor of the file used by the model or the load refused naming it (model_check.c), then
+ * every row of the model's parameter table read by its timm name, converted to float32 and checked for
+ * NaN/Inf. The model keeps the file's SHA-256 (the key results are stored under). The base keys are parsed
+ * here (Swin's shared ones too, vitq_arch_meta_parse), the timm variants and the timm arguments vitq refuses
+ * in model_meta.c. Saving writes every row as F32 with the architecture (the family's keys) and mlp_act in
+ * `__metadata__`, so load(save(m)) gives back the same model bit for bit.
  *
  * Does not: rename foreign parameter names (a timm state_dict loads as it is), or resize pos_embed for
  * another img_size. */
@@ -180,6 +181,12 @@ static int parse_field(const char *file, int k, const char *s, vitq_arch *a, vit
     return VITQ_OK;
 }
 
+int vitq_arch_meta_parse(const char *file, const char *key, const char *value, vitq_arch *a, vitq_err *e) {
+    for (int k = 0; k < VITQ_ARCH_NBASE; k++)
+        if (!strcmp(arch_keys[k], key)) return parse_field(file, k, value, a, e);
+    return vitq_fail(e, VITQ_EINVAL, "%s: __metadata__ '%s': not an architecture key", file, key);
+}
+
 static void builtin_list(char *buf, size_t n) {
     size_t k = 0;
     buf[0] = 0;
@@ -189,6 +196,7 @@ static void builtin_list(char *buf, size_t n) {
 
 int vitq_arch_from_st(const vitq_st_file *f, const char *arch_name, vitq_arch *out, vitq_arch_origin *origin,
                       vitq_err *e) {
+    if (vitq_swin_arch_wanted(f, arch_name)) return vitq_swin_arch_from_st(f, arch_name, out, origin, e);
     vitq_arch_origin org_local;
     vitq_arch_origin *org = origin ? origin : &org_local;
     memset(org, 0, sizeof *org);
@@ -271,6 +279,9 @@ int vitq_model_load_st(const vitq_st_file *f, const char *arch_name, vitq_model 
     snprintf(m->sha256, sizeof m->sha256, "%s", f->sha256);
     const char *acts = vitq_st_meta(f, "mlp_act");
     if (acts && (rc = vitq_mlp_act_parse(acts, a.depth, m->mlp_act, what, e))) goto fail;
+    /* the family's own checks first (Swin: old buffers verified by value, the original layout refused by
+     * name), then every tensor used (the buffers the family reads pass through its uses_tensor) */
+    if (m->fam->checkpoint && (rc = m->fam->checkpoint(m, f, e))) goto fail;
     if ((rc = vitq_model_check_tensors(f, m, e))) goto fail;
     for (int i = 0; i < m->n_table; i++) {
         const vitq_tensor_ref *r = &m->table[i];
@@ -313,37 +324,40 @@ int vitq_model_load(const char *path, const char *arch_name, vitq_model **out, v
 int vitq_model_save(const vitq_model *m, const char *path, const char *const *extra_keys,
                     const char *const *extra_vals, int n_extra, vitq_err *e) {
     if (n_extra < 0) n_extra = 0;
-    int n_meta = VITQ_ARCH_NKEYS + 1 + n_extra, depth = m->arch.depth, rc = VITQ_OK;
+    const int nk = vitq_arch_nkeys(&m->arch);
+    int n_meta = nk + 1 + n_extra, depth = m->arch.depth, rc = VITQ_OK;
     const char **keys = calloc((size_t)n_meta, sizeof *keys);
     const char **vals = calloc((size_t)n_meta, sizeof *vals);
-    char(*text)[96] = calloc(VITQ_ARCH_NKEYS, sizeof *text);
+    char(*text)[96] = calloc(VITQ_ARCH_MAXKEYS, sizeof *text);
     char *acts = calloc((size_t)depth * 5 + 8, 1);
     vitq_st_entry *t = calloc((size_t)m->n_table + 1, sizeof *t);
     if (!keys || !vals || !text || !acts || !t) {
         rc = vitq_fail(e, VITQ_ENOMEM, "%s: out of memory", path);
         goto done;
     }
-    int nk = 0;
-    for (int k = 0; k < VITQ_ARCH_NKEYS; k++) {
+    int n = 0;
+    for (int k = 0; k < nk; k++) {
         if (!vitq_arch_key_saved(&m->arch, k)) continue;
-        keys[nk] = vitq_arch_key(k);
-        vals[nk++] = vitq_arch_value(&m->arch, k, text[k], sizeof text[k]);
+        keys[n] = vitq_arch_key_of(&m->arch, k);
+        vals[n++] = vitq_arch_value_of(&m->arch, k, text[k], sizeof text[k]);
     }
     int uniform = 1;
     for (int l = 1; l < depth; l++) uniform &= m->mlp_act[l] == m->mlp_act[0];
     for (int l = 0; l < (uniform ? 1 : depth); l++)
         strcat(strcat(acts, l ? "," : ""), m->mlp_act[l] == VITQ_ACT_RELU ? "relu" : "gelu");
-    keys[nk] = "mlp_act";
-    vals[nk++] = acts;
+    keys[n] = "mlp_act";
+    vals[n++] = acts;
     for (int i = 0; i < n_extra; i++) {
-        if (!strcmp(extra_keys[i], "mlp_act") || vitq_arch_is_timm_key(extra_keys[i])) {
+        int arch_key = !strcmp(extra_keys[i], "mlp_act") || vitq_arch_is_timm_key(extra_keys[i]);
+        for (int k = 0; k < nk && !arch_key; k++) arch_key = !strcmp(extra_keys[i], vitq_arch_key_of(&m->arch, k));
+        if (arch_key) {
             rc = vitq_fail(e, VITQ_EINVAL, "%s: extra metadata key '%s' is an architecture key", path, extra_keys[i]);
             goto done;
         }
-        keys[nk] = extra_keys[i];
-        vals[nk++] = extra_vals[i];
+        keys[n] = extra_keys[i];
+        vals[n++] = extra_vals[i];
     }
-    n_meta = nk;
+    n_meta = n;
     for (int i = 0; i < m->n_table; i++) {
         const vitq_tensor_ref *r = &m->table[i];
         t[i] = (vitq_st_entry){.name = r->name, .data = r->data, .ndim = r->ndim};

@@ -5,8 +5,10 @@
  * VisionTransformer.__init__, plus timm <= 0.5's representation_size and distilled) is honoured or refused
  * by name: structural keys and the variants vitq implements are read; training-only ones (drop rates,
  * weight_init) are honoured by being irrelevant in eval mode; the rest are accepted at timm's default value
- * only (qk_norm = false, reg_tokens = 0, ...), anything else is one error line naming the key. Keys that are
- * not timm arguments (format = pt, made_by, ...) are kept in the file and ignored.
+ * only (qk_norm = false, reg_tokens = 0, ...), anything else is one error line naming the key. Swin's own
+ * keys (depths, window_size) on a file read as a ViT are refused too (a Swin file says arch = swin; its keys
+ * are read by swin_io.c, which this policy does not apply to). Keys that are not timm arguments (format =
+ * pt, made_by, ...) are kept in the file and ignored.
  *
  * Precedence, field by field: metadata > the built-in entry > the tensor names (ls1.gamma, fc_norm.*,
  * cls_token, dist_token, pos_embed rows, pre_logits.fc; only without a built-in entry) > timm's defaults;
@@ -64,6 +66,7 @@ const char *vitq_vit_variant_value(const vitq_arch *a, int v, char *buf, size_t 
 }
 
 int vitq_arch_key_saved(const vitq_arch *a, int i) {
+    if (a->family != VITQ_FAMILY_VIT) return i >= 0 && i < vitq_arch_nkeys(a); /* Swin: every key */
     if (i < 0 || i >= VITQ_ARCH_NKEYS) return 0;
     switch (i - VITQ_ARCH_NBASE) {
     case V_CLS: return a->no_class_token;
@@ -131,7 +134,24 @@ int vitq_vit_variant_parse(const char *file, int v, const char *s, vitq_arch *a,
     return rc;
 }
 
+/* Swin's keys that ViT does not have (depths, window_size): on a file read as a ViT they mean the arch key is
+ * missing or wrong, or a windowed ViT (SAM, ViTDet) vitq does not implement. */
+static int refuse_swin_keys(const vitq_st_file *f, vitq_err *e) {
+    for (int i = 0; vitq_swin_key(i); i++) {
+        const char *key = vitq_swin_key(i), *s = vitq_st_meta(f, key);
+        int vit = 0;
+        for (int k = 0; k < VITQ_ARCH_NKEYS && !vit; k++) vit = !strcmp(key, vitq_arch_key(k));
+        if (s && !vit)
+            return vitq_fail(e, VITQ_EINVAL, "%s: __metadata__ '%s' = '%.40s': %s is a timm SwinTransformer argument "
+                             "on a file read as a ViT/DeiT (a Swin checkpoint needs arch = swin or a swin_* built-in; "
+                             "a ViT with windowed attention is not supported)", f->path, key, s, key);
+    }
+    return VITQ_OK;
+}
+
 int vitq_arch_check_unsupported(const vitq_st_file *f, vitq_err *e) {
+    int rc = refuse_swin_keys(f, e);
+    if (rc) return rc;
     for (size_t i = 0; i < sizeof default_only / sizeof default_only[0]; i++) {
         const char *s = vitq_st_meta(f, default_only[i].key);
         if (!s) continue;
@@ -160,6 +180,8 @@ int vitq_arch_is_timm_key(const char *key) {
         if (!strcmp(key, default_only[i].key)) return 1;
     for (size_t i = 0; i < sizeof train_only / sizeof train_only[0]; i++)
         if (!strcmp(key, train_only[i])) return 1;
+    for (int i = 0; vitq_swin_key(i); i++) /* Swin's keys: read on a Swin file, refused on a ViT one */
+        if (!strcmp(key, vitq_swin_key(i))) return 1;
     return 0;
 }
 

@@ -5,8 +5,10 @@
  *
  * The reader checks every length and offset against the file before anything is used — the data section
  * tiled exactly by the tensors, nothing after it, as the reference parser — and reports each problem as
- * one line naming the file (and tensor). It computes the file's SHA-256 on the way (libcrypto). It reads F32, F16 and BF16 and converts to float32;
- * other dtypes (I64, F64, ...) are refused by name. The writer writes F32 only, atomically.
+ * one line naming the file (and tensor). It computes the file's SHA-256 on the way (libcrypto). It reads
+ * F32, F16 and BF16 and converts to float32; I64 (the index buffers old Swin checkpoints carry) converts
+ * exactly or is refused by value; other dtypes (I32, F64, ...) are refused by name. The writer writes F32
+ * only, atomically.
  * Does not: memory-map (the data section is read into one buffer), handle big-endian hosts. */
 #include "model/model.h"
 
@@ -31,10 +33,11 @@ static const struct {
     [VITQ_DT_F32] = {"F32", 4},
     [VITQ_DT_F16] = {"F16", 2},
     [VITQ_DT_BF16] = {"BF16", 2},
+    [VITQ_DT_I64] = {"I64", 8},
 };
 
-const char *vitq_dtype_name(vitq_dtype t) { return (unsigned)t <= VITQ_DT_BF16 ? dtypes[t].name : "?"; }
-int vitq_dtype_size(vitq_dtype t) { return (unsigned)t <= VITQ_DT_BF16 ? dtypes[t].size : 0; }
+const char *vitq_dtype_name(vitq_dtype t) { return (unsigned)t <= VITQ_DT_I64 ? dtypes[t].name : "?"; }
+int vitq_dtype_size(vitq_dtype t) { return (unsigned)t <= VITQ_DT_I64 ? dtypes[t].size : 0; }
 
 float vitq_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
@@ -147,10 +150,10 @@ static int parse_tensor(vitq_st_file *f, const cJSON *j, vitq_st_tensor *t, uint
         return vitq_fail(e, VITQ_EFORMAT, "%s: tensor '%s': dtype must be a string, got %s", p, name,
                          json_excerpt(dt, buf, 40));
     int found = -1;
-    for (int k = 0; k <= VITQ_DT_BF16; k++)
+    for (int k = 0; k <= VITQ_DT_I64; k++)
         if (!strcmp(dt->valuestring, dtypes[k].name)) found = k;
     if (found < 0)
-        return vitq_fail(e, VITQ_EFORMAT, "%s: tensor '%s': unsupported dtype '%.20s' (vitq reads F32, F16 and BF16)",
+        return vitq_fail(e, VITQ_EFORMAT, "%s: tensor '%s': unsupported dtype '%.20s' (vitq reads F32, F16, BF16 and I64)",
                          p, name, dt->valuestring);
     t->dtype = (vitq_dtype)found;
 
@@ -402,6 +405,16 @@ int vitq_st_read_f32(const vitq_st_file *f, const char *name, float *dst, int nd
         for (int64_t i = 0; i < n; i++) {
             uint16_t h = (uint16_t)(src[2 * i] | src[2 * i + 1] << 8);
             dst[i] = t->dtype == VITQ_DT_F16 ? vitq_f16_to_f32(h) : vitq_bf16_to_f32(h);
+        }
+        break;
+    case VITQ_DT_I64:
+        for (int64_t i = 0; i < n; i++) {
+            int64_t v;
+            memcpy(&v, src + 8 * i, 8);
+            if (v > (1 << 24) || v < -(1 << 24))
+                return vitq_fail(e, VITQ_EFORMAT, "%s: tensor '%s' (I64) holds %lld at flat index %lld, not exact "
+                                 "as float32", f->path, name, (long long)v, (long long)i);
+            dst[i] = (float)v;
         }
         break;
     }

@@ -3,8 +3,9 @@
  * A row says where a quantizer can sit in the forward code (site), what it sees (kind, shape in symbolic
  * sizes, the meaning of each dimension) and how it repeats (once, or per block). Expansion walks the rows
  * in order and expands each run of per-block rows block by block, so the ids (indices of m->taps) are the
- * forward order. The forward code asks vitq_tap_id(m, site, block). Swin adds its own rows (window
- * attention, patch merging per stage) and a size resolver per stage; nothing here computes an id.
+ * forward order. The forward code asks vitq_tap_id(m, site, block). Swin has its own rows (swin_taps.c:
+ * window attention, the patch-merging reduction input at the first block of a stage), a size resolver per
+ * block and a name hook that also says at which blocks a row exists; nothing here computes an id.
  * Does not: call hooks (vit.c does) or bind quantizers (quant/ does). */
 #include "model/model.h"
 
@@ -94,44 +95,59 @@ int64_t vitq_vit_tap_size(const vitq_arch *a, vitq_size_sym s, int block) {
     }
 }
 
-static void fill(const vitq_arch *a, const vitq_tap_row *r, int block, vitq_tap_desc *t) {
+/* Fills t from row r at block (0 for once-per-model rows); 0 if the family says the row has no tap there. */
+static int fill(const vitq_arch *a, const vitq_tap_row *r, int block, vitq_tap_desc *t) {
+    const vitq_family *f = vitq_family_of(a);
     memset(t, 0, sizeof *t);
-    snprintf(t->name, sizeof t->name, r->pattern, block);
+    if (r->repeat != VITQ_TAP_ONCE && f->tap_name) {
+        if (!f->tap_name(a, r, block, t->name, sizeof t->name)) return 0;
+    } else {
+        snprintf(t->name, sizeof t->name, r->pattern, block);
+    }
     t->site = r->site;
     t->block = r->repeat == VITQ_TAP_ONCE ? -1 : block;
     t->kind = r->kind;
     t->ndim = r->ndim;
     for (int d = 0; d < r->ndim; d++) {
-        t->shape[d] = vitq_family_of(a)->tap_size(a, r->size[d], block);
+        t->shape[d] = f->tap_size(a, r->size[d], block);
         t->dims[d] = r->dims[d];
     }
+    t->per_image = r->size[0] == VITQ_SZ_WIN_BATCH ? f->tap_size(a, VITQ_SZ_WINDOWS, block) : 1;
+    return 1;
 }
 
-int vitq_taps_build(vitq_model *m, vitq_err *e) {
-    int nr = 0;
-    const vitq_tap_row *rows = vitq_arch_tap_rows(&m->arch, &nr);
+/* Expands the rows in forward order into taps (and tap_at) if non-NULL; returns the number of taps. */
+static int expand(vitq_model *m, const vitq_tap_row *rows, int nr, vitq_tap_desc *taps) {
     const int depth = m->n_blocks;
-    int n = 0;
-    for (int i = 0; i < nr; i++) n += rows[i].repeat == VITQ_TAP_ONCE ? 1 : depth;
-    free(m->taps);
-    free(m->tap_at);
-    m->taps = calloc((size_t)n, sizeof *m->taps);
-    m->tap_at = malloc(sizeof *m->tap_at * (size_t)(depth + 1) * VITQ_SITE_COUNT);
-    if (!m->taps || !m->tap_at) return vitq_fail(e, VITQ_ENOMEM, "out of memory for %d taps", n);
-    for (int i = 0; i < (depth + 1) * VITQ_SITE_COUNT; i++) m->tap_at[i] = -1;
+    vitq_tap_desc scratch;
     int k = 0;
     for (int i = 0; i < nr;) {
         int j = i + 1; /* [i, j): a run of rows repeating alike */
         while (j < nr && rows[j].repeat == rows[i].repeat && rows[i].repeat != VITQ_TAP_ONCE) j++;
         int reps = rows[i].repeat == VITQ_TAP_ONCE ? 1 : depth;
         for (int l = 0; l < reps; l++)
-            for (int r = i; r < j; r++, k++) {
-                fill(&m->arch, &rows[r], l, &m->taps[k]);
-                m->tap_at[(m->taps[k].block + 1) * VITQ_SITE_COUNT + rows[r].site] = k;
+            for (int r = i; r < j; r++) {
+                vitq_tap_desc *t = taps ? &taps[k] : &scratch;
+                if (!fill(&m->arch, &rows[r], l, t)) continue;
+                if (taps) m->tap_at[(t->block + 1) * VITQ_SITE_COUNT + rows[r].site] = k;
+                k++;
             }
         i = j;
     }
-    m->n_taps = n;
+    return k;
+}
+
+int vitq_taps_build(vitq_model *m, vitq_err *e) {
+    int nr = 0;
+    const vitq_tap_row *rows = vitq_arch_tap_rows(&m->arch, &nr);
+    const int depth = m->n_blocks, n = expand(m, rows, nr, NULL);
+    free(m->taps);
+    free(m->tap_at);
+    m->taps = calloc((size_t)(n > 0 ? n : 1), sizeof *m->taps);
+    m->tap_at = malloc(sizeof *m->tap_at * (size_t)(depth + 1) * VITQ_SITE_COUNT);
+    if (!m->taps || !m->tap_at) return vitq_fail(e, VITQ_ENOMEM, "out of memory for %d taps", n);
+    for (int i = 0; i < (depth + 1) * VITQ_SITE_COUNT; i++) m->tap_at[i] = -1;
+    m->n_taps = expand(m, rows, nr, m->taps);
     return VITQ_OK;
 }
 
@@ -144,6 +160,18 @@ const vitq_tap_desc *vitq_tap_get(const vitq_model *m, int id) {
 int vitq_tap_id(const vitq_model *m, vitq_tap_site site, int block) {
     if ((int)site < 0 || site >= VITQ_SITE_COUNT || block < -1 || block >= m->n_blocks) return -1;
     return m->tap_at[(block + 1) * VITQ_SITE_COUNT + site];
+}
+
+int64_t vitq_tap_rows_per_image(const vitq_model *m, int id) {
+    const vitq_tap_desc *t = vitq_tap_get(m, id);
+    return t ? t->per_image : 0;
+}
+
+int64_t vitq_tap_numel_per_image(const vitq_model *m, int id) {
+    const vitq_tap_desc *t = vitq_tap_get(m, id);
+    int64_t n = t ? t->per_image : 0;
+    for (int d = 1; t && d < t->ndim; d++) n *= t->shape[d];
+    return n;
 }
 
 const char *vitq_tap_name(const vitq_model *m, int tap, char *buf, size_t n) {

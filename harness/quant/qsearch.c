@@ -30,6 +30,10 @@ typedef struct {
     const float *X, *W;      /* float input (R, IC) and weights (OC, IC) */
     float *Xh, *Wh;          /* the partner as currently quantized */
     float *G, *Cm, *T, *Y, *E, *tmp;
+    float *Gw, *F, *TD;      /* the input's Gram form: ŴᵀŴ, E0·Ŵ, D·Gw (used when IC < OC) */
+    double e0;               /* ‖E0‖², E0 = X(Ŵ − W)ᵀ */
+    uint64_t partner_hash[2];
+    int partner_seen[2];
     double *e2, *part;       /* per row of W; NCH x groups partial sums */
     vitq_view img;           /* patch embedding: the image capture, for an input candidate's im2col */
     /* matmul: A (n,H,Ma,Ka), B (n,H,Mb,Kb); out (n,H,Ma,No) */
@@ -97,15 +101,27 @@ typedef struct {
 
 static void sq_chunks(void *vc, int64_t c0, int64_t c1) {
     const sq_ctx *c = vc;
+    const int64_t G = c->per_col ? c->cols : 1;
+    float *acc = malloc(sizeof(float) * (size_t)c->cols);
     for (int64_t ch = c0; ch < c1; ch++) {
-        double *p = c->part + ch * (c->per_col ? c->cols : 1);
-        memset(p, 0, sizeof(double) * (size_t)(c->per_col ? c->cols : 1));
-        for (int64_t r = c->rows * ch / NCH; r < c->rows * (ch + 1) / NCH; r++)
-            for (int64_t k = 0; k < c->cols; k++) {
-                double d = (double)c->a[r * c->cols + k] - (c->b ? c->b[r * c->cols + k] : 0.0f);
-                p[c->per_col ? k : 0] += d * d;
+        double *p = c->part + ch * G;
+        memset(p, 0, sizeof(double) * (size_t)G);
+        if (!acc) { p[0] = NAN; continue; }
+        /* float partial sums per column over blocks of 64 rows (vectorised), flushed to double */
+        const int64_t r0 = c->rows * ch / NCH, r1 = c->rows * (ch + 1) / NCH;
+        for (int64_t b0 = r0; b0 < r1; b0 += 64) {
+            memset(acc, 0, sizeof(float) * (size_t)c->cols);
+            for (int64_t r = b0; r < r1 && r < b0 + 64; r++) {
+                const float *a = c->a + r * c->cols, *b = c->b ? c->b + r * c->cols : NULL;
+                if (b)
+                    for (int64_t k = 0; k < c->cols; k++) acc[k] += (a[k] - b[k]) * (a[k] - b[k]);
+                else
+                    for (int64_t k = 0; k < c->cols; k++) acc[k] += a[k] * a[k];
             }
+            for (int64_t k = 0; k < c->cols; k++) p[c->per_col ? k : 0] += acc[k];
+        }
     }
+    free(acc);
 }
 
 static void sq_error(oracle *o, const float *a, const float *b, int64_t rows, int64_t cols, int per_col, double *err) {
@@ -137,6 +153,27 @@ static void wrow_range(void *vc, int64_t r0, int64_t r1) {
     }
 }
 
+/* Σ d·(2f + t) over n values, in NCH fixed chunks (float partial sums per block of 512, then double). */
+typedef struct {
+    const float *d, *f, *t;
+    int64_t n;
+    double *part;
+} dot_ctx;
+
+static void dot_chunks(void *vc, int64_t c0, int64_t c1) {
+    const dot_ctx *c = vc;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        double acc = 0;
+        const int64_t i1 = c->n * (ch + 1) / NCH;
+        for (int64_t b0 = c->n * ch / NCH; b0 < i1; b0 += 512) {
+            float blk = 0;
+            for (int64_t i = b0; i < i1 && i < b0 + 512; i++) blk += c->d[i] * (2.0f * c->f[i] + c->t[i]);
+            acc += blk;
+        }
+        c->part[ch] = acc;
+    }
+}
+
 static int linear_error(oracle *o, const vitq_view *xq, int per_group, double *err) {
     if (o->side == 0) {
         /* T = δ·G with δ = Wq − W, then the per-row quadratic form */
@@ -155,6 +192,16 @@ static int linear_error(oracle *o, const vitq_view *xq, int per_group, double *e
     if (o->P) { /* the candidate is an image: its patches */
         vitq_patchify_forward(o->Xh, x, o->n, xq->shape[1], xq->shape[2], o->P);
         x = o->Xh;
+    }
+    if (!per_group && o->Gw) { /* ‖E0 + DŴᵀ‖² = e0 + Σ D ⊙ (2F + D·Gw), D = xq − X: IC² per row instead of IC·OC */
+        for (int64_t i = 0; i < o->R * o->IC; i++) o->tmp[i] = x[i] - o->X[i];
+        vitq_gemm(0, 0, o->R, o->IC, o->IC, 1.0f, o->tmp, o->Gw, 0.0f, o->TD);
+        dot_ctx c = {o->tmp, o->F, o->TD, o->R * o->IC, o->part};
+        vitq_parallel_for_work(NCH, (o->R * o->IC / NCH + 1) * 4, dot_chunks, &c);
+        double acc = o->e0;
+        for (int ch = 0; ch < NCH; ch++) acc += o->part[ch];
+        err[0] = acc;
+        return 0;
     }
     vitq_gemm(0, 1, o->R, o->OC, o->IC, 1.0f, x, o->Wh, 0.0f, o->tmp);
     sq_error(o, o->tmp, o->Y, o->R, o->OC, per_group, err);
@@ -177,11 +224,15 @@ static void mm_range(void *vc, int64_t i0, int64_t i1) {
         if (out) {
             vitq_gemm_serial(0, nt, o->Ma, o->No, o->Ka, 1.0f, c->a + i * o->Ma * o->Ka, c->b + i * o->Mb * o->Kb, 0.0f,
                              out);
+            /* 8 float lanes (independent sums: vectorised, no latency chain), flushed to double */
             const float *y = o->Ym + i * o->Ma * o->No;
-            for (int64_t k = 0; k < o->Ma * o->No; k++) {
-                double d = (double)out[k] - y[k];
-                acc += d * d;
-            }
+            const int64_t m = o->Ma * o->No;
+            float lane[8] = {0};
+            int64_t k = 0;
+            for (; k + 8 <= m; k += 8)
+                for (int l = 0; l < 8; l++) lane[l] += (out[k + l] - y[k + l]) * (out[k + l] - y[k + l]);
+            for (; k < m; k++) lane[0] += (out[k] - y[k]) * (out[k] - y[k]);
+            for (int l = 0; l < 8; l++) acc += lane[l];
         } else {
             acc = NAN;
         }
@@ -219,7 +270,7 @@ static vitq_qtap *bound(vitq_qmodel *q, int act, int row) {
 }
 
 static void oracle_free(oracle *o) {
-    float *f[] = {o->Xh, o->Wh, o->G, o->Cm, o->T, o->Y, o->E, o->tmp, (float *)(o->P ? o->X : NULL), (float *)o->Ym};
+    float *f[] = {o->Xh, o->Wh, o->G, o->Cm, o->T, o->Y, o->E, o->tmp, o->Gw, o->F, o->TD, (float *)(o->P ? o->X : NULL), (float *)o->Ym};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) vitq_free(f[i]);
     free(o->e2);
     free(o->part);
@@ -288,6 +339,32 @@ static int matmul_setup(oracle *o, float *const *cap, const vitq_model *src, vit
     return VITQ_OK;
 }
 
+/* Records whether the partner tensor p (n floats) differs from the one this side saw last time. */
+static void partner_seen(oracle *o, int side, const float *p, int64_t n) {
+    uint64_t h = vitq_fnv1a64(p, (size_t)n * sizeof(float), VITQ_FNV1A64_INIT);
+    o->s.partner_changed = !o->partner_seen[side] || h != o->partner_hash[side];
+    o->partner_seen[side] = 1;
+    o->partner_hash[side] = h;
+}
+
+/* The input side's Gram form (IC < OC): Gw = ŴᵀŴ, E0 = X(Ŵ − W)ᵀ, F = E0·Ŵ, e0 = ‖E0‖². */
+static int input_gram(oracle *o, vitq_err *e) {
+    if (!o->Gw) {
+        o->Gw = vitq_alloc((size_t)(o->IC * o->IC) * sizeof(float));
+        o->F = vitq_alloc((size_t)(o->R * o->IC) * sizeof(float));
+        o->TD = vitq_alloc((size_t)(o->R * o->IC) * sizeof(float));
+        if (!o->Gw || !o->F || !o->TD) return vitq_fail(e, VITQ_ENOMEM, "calibration search: out of memory");
+    }
+    vitq_gemm(1, 0, o->IC, o->IC, o->OC, 1.0f, o->Wh, o->Wh, 0.0f, o->Gw);
+    for (int64_t i = 0; i < o->OC * o->IC; i++) o->T[i] = o->Wh[i] - o->W[i];
+    vitq_gemm(0, 1, o->R, o->OC, o->IC, 1.0f, o->X, o->T, 0.0f, o->E);
+    vitq_gemm(0, 0, o->R, o->IC, o->OC, 1.0f, o->E, o->Wh, 0.0f, o->F);
+    double e2 = 0;
+    sq_error(o, o->E, NULL, o->R, o->OC, 0, &e2);
+    o->e0 = e2;
+    return VITQ_OK;
+}
+
 /* x as t's quantizer now has it, into y (same shape as tap_view(t, x)). */
 static int quantize_into(vitq_qmodel *q, vitq_qtap *t, vitq_view v, float *y, vitq_err *e) {
     vitq_view out = v;
@@ -305,20 +382,26 @@ static int prepare(oracle *o, int side, vitq_err *e) {
     vitq_qmodel *q = o->q;
     const vitq_op_desc *op = o->op;
     o->side = side;
+    int rc = VITQ_OK;
     if (op->kind != VITQ_OP_LINEAR) {
         vitq_qtap *t = bound(q, side == 0 ? op->b_tap : op->in_tap, -1);
         o->Ah = o->Bh = NULL;
-        if (!t) return VITQ_OK;
+        if (!t) {
+            partner_seen(o, side, side == 0 ? o->B : o->A, 1); /* float: never changes */
+            return VITQ_OK;
+        }
         if (side == 0) o->Bh = o->Xh;
         else o->Ah = o->Xh;
-        return quantize_into(q, t, tap_view(t, (float *)(side == 0 ? o->B : o->A), o->n), o->Xh, e);
+        rc = quantize_into(q, t, tap_view(t, (float *)(side == 0 ? o->B : o->A), o->n), o->Xh, e);
+        if (!rc) partner_seen(o, side, o->Xh, vitq_view_numel(&(vitq_view){.ndim = 4, .shape = {o->n, o->H, side == 0 ? o->Mb : o->Ma, side == 0 ? o->Kb : o->Ka}}));
+        return rc;
     }
-    int rc = VITQ_OK;
     if (side == 1) { /* the input's candidates meet the weights as quantized */
         vitq_qtap *t = bound(q, -1, op->w_row);
-        if (t) return quantize_into(q, t, tap_view(t, (float *)o->W, 0), o->Wh, e);
-        memcpy(o->Wh, o->W, (size_t)(o->OC * o->IC) * sizeof(float));
-        return VITQ_OK;
+        if (t && (rc = quantize_into(q, t, tap_view(t, (float *)o->W, 0), o->Wh, e))) return rc;
+        if (!t) memcpy(o->Wh, o->W, (size_t)(o->OC * o->IC) * sizeof(float));
+        partner_seen(o, 1, o->Wh, o->OC * o->IC);
+        return o->IC < o->OC ? input_gram(o, e) : VITQ_OK;
     }
     /* the weights' candidates meet the input as quantized: G = X̂ᵀX̂, E = (X̂ − X)Wᵀ, C = EᵀX̂, e2_o = ‖E_o‖² */
     vitq_qtap *t = bound(q, op->in_tap, -1);
@@ -331,6 +414,7 @@ static int prepare(oracle *o, int side, vitq_err *e) {
         memcpy(o->Xh, o->X, (size_t)(o->R * o->IC) * sizeof(float));
     }
     if (rc) return rc;
+    partner_seen(o, 0, o->Xh, o->R * o->IC);
     vitq_gemm(1, 0, o->IC, o->IC, o->R, 1.0f, o->Xh, o->Xh, 0.0f, o->G);
     for (int64_t i = 0; i < o->R * o->IC; i++) o->tmp[i] = o->Xh[i] - o->X[i];
     vitq_gemm(0, 1, o->R, o->OC, o->IC, 1.0f, o->tmp, o->W, 0.0f, o->E);
@@ -353,8 +437,9 @@ static int search_tap(oracle *o, int side, int round, int rounds, vitq_err *e) {
         x = side == 0 ? tap_view(t, (float *)o->W, 0) : o->P ? o->img : tap_view(t, (float *)o->X, o->n);
     else
         x = tap_view(t, (float *)(side == 0 ? o->A : o->B), o->n);
+    const int changed = o->s.partner_changed;
     o->s = (vitq_search){.size = sizeof(vitq_search), .round = round, .rounds = rounds, .x = &x,
-                         .error = oracle_error, .ctx = o};
+                         .error = oracle_error, .ctx = o, .partner_changed = changed};
     o->s.groups = op->kind == VITQ_OP_LINEAR ? o->OC : o->H;
     o->s.group_dim = op->kind != VITQ_OP_LINEAR ? VITQ_DIM_HEAD : side == 0 ? VITQ_DIM_OUT : VITQ_DIM_BATCH;
     rc = t->plugin->quantizer->search(t->inst, &o->s);
@@ -389,9 +474,7 @@ static int search_unit(vitq_qmodel *q, int u, const float *in, int64_t n, int ro
     memset(or, 0, sizeof or);
     int nops = vitq_unit_ops(q->m, u, ops, 16), rc = cap.buf && cap.per ? VITQ_OK : VITQ_ENOMEM;
     for (int id = un->tap_first; !rc && id < un->tap_end; id++) {
-        const vitq_tap_desc *d = vitq_tap_get(q->m, id);
-        cap.per[id] = 1;
-        for (int k = 1; k < d->ndim; k++) cap.per[id] *= d->shape[k];
+        cap.per[id] = vitq_tap_numel_per_image(q->m, id); /* Swin's window taps: windows x (N, C) per image */
         if (!(cap.buf[id] = vitq_alloc((size_t)(n * cap.per[id]) * sizeof(float)))) rc = VITQ_ENOMEM;
     }
     if (rc) vitq_fail(e, rc, "calibration search: out of memory capturing %s over %lld images", un->name, (long long)n);
@@ -399,10 +482,10 @@ static int search_unit(vitq_qmodel *q, int u, const float *in, int64_t n, int ro
     for (int i = 0; !rc && i < q->n_taps; i++) {
         vitq_qtap *t = &q->taps[i];
         if (t->act >= un->tap_first && t->act < un->tap_end && t->plugin)
-            rc = finalize_tap(q, t, tap_view(t, cap.buf[t->act], n), e);
+            rc = finalize_tap(q, t, tap_view(t, cap.buf[t->act], n * vitq_tap_rows_per_image(q->m, t->act)), e);
     }
     for (int k = 0; !rc && k < nops; k++) {
-        or[k] = (oracle){.q = q, .op = &ops[k], .n = n};
+        or[k] = (oracle){.q = q, .op = &ops[k], .n = n * vitq_tap_rows_per_image(q->m, ops[k].in_tap)}; /* dim-0 rows */
         rc = ops[k].kind == VITQ_OP_LINEAR ? linear_setup(&or[k], cap.buf, q->src, e) : matmul_setup(&or[k], cap.buf, q->src, e);
     }
     for (int r = 0; !rc && r <= rounds; r++)

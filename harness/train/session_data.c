@@ -149,8 +149,9 @@ typedef struct {
 
 static int cap_hook(void *ctx, int tap, float *x, int ndim, const int64_t *shape) {
     cap_ctx *c = ctx;
-    (void)ndim;
-    if (tap == c->tap && c->out) memcpy(c->out + c->row0 * c->per, x, (size_t)(shape[0] * c->per) * sizeof(float));
+    int64_t n = 1; /* the call's values: B images' worth (B * windows rows for Swin's window taps) */
+    for (int d = 0; d < ndim; d++) n *= shape[d];
+    if (tap == c->tap && c->out) memcpy(c->out + c->row0 * c->per, x, (size_t)n * sizeof(float));
     return 0;
 }
 
@@ -165,8 +166,7 @@ int vitq_ss_capture(vitq_session *s, const char *tap, int student, float *out, i
         if (id >= vitq_unit_get(m, k)->tap_first && id < vitq_unit_get(m, k)->tap_end) u = k;
     if (id < 0 || u < 0) return vitq_ss_fail(s, VITQ_EINVAL, "capture: no tap named '%s'", tap);
     cap_ctx c = {.tap = id, .out = out, .per = 1};
-    const vitq_tap_desc *d = vitq_tap_get(m, id);
-    for (int k = 1; k < d->ndim; k++) c.per *= d->shape[k];
+    c.per = vitq_tap_numel_per_image(m, id);
     if (numel) *numel = c.per;
     if (!out) return VITQ_OK;
     int rc = chain_to(s, ch, u);
