@@ -25,7 +25,8 @@
  *     calibration tensor the harness passes (vitq_search.x): nothing is kept at observe but per-group
  *     maxima, so there is no sample bound and no reservoir.
  *     Without calib_mode = search there is no output error: the interval stays at the minmax one and the
- *     first forward logs a warning.
+ *     first forward logs a warning. With grid_rounds = every, a round whose V is unchanged since the last is
+ *     skipped (vitq_search.partner_changed = 0): it would pick the same.
  *   init = minmax: b1 = 0, b2 = the observed maximum, at finalize.
  * Every candidate and every finalized, learned or projected interval satisfies 0 ≤ b1 < b2 ≤ 1 and
  * b2 − b1 ≥ 1e-4 (see fix_interval).
@@ -407,9 +408,17 @@ static int grid_eval(dfq *q, const vitq_search *s, grid_mem *m, int nb2, int nb1
     return 0;
 }
 
+/* The op's other input (V, as quantized) is exactly what it was at this tap's previous search: a search
+ * whose candidates and result depend only on it, on x and on the parameters would choose the same again
+ * (partner_changed is read only from a harness whose vitq_search carries it). */
+static int partner_same(const vitq_search *s) {
+    return s->size >= offsetof(vitq_search, partner_changed) + sizeof(int) && !s->partner_changed;
+}
+
 static int dfq_search(void *qv, const vitq_search *s) {
     dfq *q = qv;
     if (q->p.init != INIT_GRID || (q->p.grid_rounds == ROUNDS_FIRST && s->round > 0)) return 0;
+    if (q->searched && partner_same(s)) return 0;
     if (q->G > 1 && (s->group_dim != VITQ_DIM_HEAD || s->groups != q->G))
         return q->host->fail(q->host, VITQ_EINVAL, "granularity = head: the harness's error is per %lld groups, expected %lld heads",
                              (long long)s->groups, (long long)q->G);

@@ -14,7 +14,8 @@
  *                  calib_mode = search (adalog_search = true) it is chosen at EVERY search round, as AdaLog
  *                  alternates it with V's search, among adalog_q_lo .. adalog_q_lo + adalog_q_n − 1
  *                  (10 .. 137) by the attn·V output error the harness returns (per tensor: per_group = 0),
- *                  first minimum. AdaLog keeps S = 1 for post-Softmax (scale = one).
+ *                  first minimum; a round whose V is unchanged since the last is skipped (it would pick the
+ *                  same). AdaLog keeps S = 1 for post-Softmax (scale = one).
  *   rounding = fqvit_lis (base 2, S = 1): FQ-ViT's integer path (QIntSoftmax.log_round): v = ⌊1/p⌉, then
  *                  q = ⌊log2 v⌋ + 1 if v − 2^⌊log2 v⌋ ≥ 2^(⌊log2 v⌋−1), else ⌊log2 v⌋; q ≥ 2^b → 0, else
  *                  2^(−clamp(q, 0, 2^b−1)). ⌊log2 v⌋ is exact here (FQ-ViT's float32 log2 can round up
@@ -372,9 +373,17 @@ static int lq_forward(void *qv, const vitq_view *x, vitq_view *y) {
 
 /* AdaLog's base search: q_b in [adalog_q_lo, adalog_q_lo + adalog_q_n) by the harness's output error of
  * attn·V (per tensor), first minimum; at every round (AdaLog alternates it with V's search). */
+/* The op's other input (V, as quantized) is exactly what it was at this tap's previous search: a search
+ * whose candidates and result depend only on it, on x and on the parameters would choose the same again
+ * (partner_changed is read only from a harness whose vitq_search carries it). */
+static int partner_same(const vitq_search *s) {
+    return s->size >= offsetof(vitq_search, partner_changed) + sizeof(int) && !s->partner_changed;
+}
+
 static int lq_search(void *qv, const vitq_search *s) {
     lq *q = qv;
     if (q->p.base != BASE_ADAPTIVE || !q->p.adalog_search) return 0;
+    if (q->searched && partner_same(s)) return 0;
     if (!q->finalized) return q->host->fail(q->host, VITQ_EINVAL, "search before finalize");
     const int64_t n = vitq_view_numel(s->x);
     float *y = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));

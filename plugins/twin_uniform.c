@@ -16,7 +16,8 @@
  * The split: split_init (PTQ4ViT starts at 0.01) until, under calib_mode = search (search = true), it is
  * chosen at EVERY search round (PTQ4ViT alternates three rounds with V's interval search) among 2^−i,
  * i = split_i_lo .. split_i_hi (0 .. 19), by the attn·V output error the harness returns (per tensor:
- * per_group = 0; first minimum, i ascending). PTQ4ViT ranks the candidates by its Hessian-guided metric
+ * per_group = 0; first minimum, i ascending; a round whose V is unchanged since the last is skipped: it would
+ * pick the same). PTQ4ViT ranks the candidates by its Hessian-guided metric
  * (the output error weighted by the squared gradient of the task loss); vitq uses the harness's plain
  * output error instead — a departure.
  * Per tensor only. Does NOT: the post-GELU twin (negative range), PTQ4ViT's Hessian metric, gradients.
@@ -143,9 +144,17 @@ static int twin_forward(void *qv, const vitq_view *x, vitq_view *y) {
     return 0;
 }
 
+/* The op's other input (V, as quantized) is exactly what it was at this tap's previous search: a search
+ * whose candidates and result depend only on it, on x and on the parameters would choose the same again
+ * (partner_changed is read only from a harness whose vitq_search carries it). */
+static int partner_same(const vitq_search *s) {
+    return s->size >= offsetof(vitq_search, partner_changed) + sizeof(int) && !s->partner_changed;
+}
+
 static int twin_search(void *qv, const vitq_search *s) {
     twin *q = qv;
     if (!q->p.search) return 0;
+    if (q->searched && partner_same(s)) return 0;
     const int64_t n = vitq_view_numel(s->x);
     float *y = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
     double *err = malloc(sizeof(double) * (size_t)(s->groups > 1 ? s->groups : 1)), best = INFINITY;

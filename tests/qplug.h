@@ -138,14 +138,14 @@ static inline int qp_error(const vitq_search *s, const vitq_view *xq, int per_gr
     return 0;
 }
 
-/* x: the view of P the search sees (kept by the caller); round 0 of `rounds`. */
+/* x: the view of P the search sees (kept by the caller); round `round` of `rounds`; V counts as changed. */
 static inline void qp_search_init(qp_search *f, const vitq_view *x, const float *V, int64_t D, int round, int rounds) {
     memset(f, 0, sizeof *f);
     f->P = x->data;
     f->V = V;
     f->B = x->shape[0], f->H = x->shape[1], f->N = x->shape[2], f->D = D;
     f->s = (vitq_search){.size = sizeof(vitq_search), .round = round, .rounds = rounds, .x = x, .groups = f->H,
-                         .group_dim = VITQ_DIM_HEAD, .error = qp_error, .ctx = f};
+                         .group_dim = VITQ_DIM_HEAD, .error = qp_error, .ctx = f, .partner_changed = 1};
 }
 
 /* Softmax rows with a few large logits (peaky, as attention is), from a 64-bit LCG. */

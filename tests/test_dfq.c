@@ -529,9 +529,13 @@ TEST(dfq_grid_every_round_and_minmax) {
     const char *ke[] = {"grid_rounds=every"};
     if (qp_make(&in, "dynamic_focus", &tap, ke, 1) == 0) {
         CHECK(in.p->quantizer->observe(in.q, &x) == 0 && in.p->quantizer->finalize(in.q) == 0);
-        qp_search_init(&f, &x, V, GD, 2, 2);
+        qp_search_init(&f, &x, V, GD, 1, 2);
         CHECK_EQ(in.p->quantizer->search(in.q, &f.s), 0);
         CHECK_EQ(f.calls, 45);
+        qp_search_init(&f, &x, V, GD, 2, 2);
+        f.s.partner_changed = 0; /* V as at round 1: the same pick, skipped */
+        CHECK_EQ(in.p->quantizer->search(in.q, &f.s), 0);
+        CHECK_EQ(f.calls, 0);
         qp_drop(&in);
     }
     /* minmax: b1 = 0, b2 = the max per head; search never asks the error */

@@ -119,9 +119,14 @@ TEST(adalog_search_picks_argmin) {
         CHECK_EQ(f.per_group_seen[0], 128); /* per tensor */
         CHECK_EQ(saved(&in, "base_q"), (float)pick);
         CHECK(pick != 37); /* the search moves off base 2 */
-        qp_search_init(&f, &x, V, SD, 1, 1); /* every round searches again (AdaLog alternates with V) */
+        qp_search_init(&f, &x, V, SD, 1, 2); /* every round searches again (AdaLog alternates with V) */
         CHECK_EQ(in.p->quantizer->search(in.q, &f.s), 0);
         CHECK_EQ(f.calls, 128);
+        qp_search_init(&f, &x, V, SD, 2, 2); /* ... unless V is as at the last round: the same pick */
+        f.s.partner_changed = 0;
+        CHECK_EQ(in.p->quantizer->search(in.q, &f.s), 0);
+        CHECK_EQ(f.calls, 0);
+        CHECK_EQ(saved(&in, "base_q"), (float)pick);
         qp_drop(&in);
     }
     /* base 2 and sqrt2 keep their finalize result: no error asked */
@@ -292,6 +297,10 @@ TEST(twin_search_picks_argmin) {
             CHECK_MSG(in.p->quantizer->search(in.q, &f.s) == 0, "%s", in.ctx.msg);
             CHECK_EQ(f.calls, 20);
             CHECK_EQ(f.per_group_seen[0], 20);
+            qp_search_init(&f, &x, V, SD, 1, 2);
+            f.s.partner_changed = 0; /* V unchanged: skipped */
+            CHECK_EQ(in.p->quantizer->search(in.q, &f.s), 0);
+            CHECK_EQ(f.calls, 0);
             CHECK_MSG(saved(&in, "split") == pick, "quirk %d bits %d: split %g, argmin %g", quirk, bits,
                       (double)saved(&in, "split"), (double)pick);
             /* forward = the reference at the chosen split */
