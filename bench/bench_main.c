@@ -83,6 +83,7 @@ vitq_model *bench_random_model(const vitq_arch *a) {
 }
 
 int main(int argc, char **argv) {
+    vitq_blas_setup(argv); /* the kernels `vitq` uses (VITQ_BLAS_CORETYPE), so its figures are the command's */
     const int n = (int)(sizeof sections / sizeof sections[0]);
     printf("vitq %s bench: %ld online CPUs\n", VITQ_VERSION, sysconf(_SC_NPROCESSORS_ONLN));
     printf("BLAS: OpenBLAS %s\n", openblas_get_config());

@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 
 #include <locale.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -37,13 +38,15 @@ static void on_sigint(int sig) {
 }
 
 int main(int argc, char **argv) {
+    vitq_blas_setup(argv);  /* may re-execute with the chosen OpenBLAS kernels (kernels/blas.c) */
     setlocale(LC_ALL, "C"); /* numbers are always read and written with '.' */
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("vitq %s\n", VITQ_VERSION);
+        printf("vitq %s\nOpenBLAS kernels: %s (VITQ_BLAS_CORETYPE=%s)\n", VITQ_VERSION, vitq_blas_core(),
+               getenv("VITQ_BLAS_CORETYPE") ? getenv("VITQ_BLAS_CORETYPE") : "auto");
         return 0;
     }
     signal(SIGINT, on_sigint);

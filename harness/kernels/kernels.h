@@ -16,6 +16,17 @@ extern "C" {
 /* ---------------------------------------------------------------------------------------------
  * Forward (ops.c) and backward (ops_backward.c) kernels. Shapes in the comments; R = rows.
  * ------------------------------------------------------------------------------------------- */
+/* Which OpenBLAS kernels run (blas.c): VITQ_BLAS_CORETYPE = auto (default: SkylakeX on AVX-512 CPUs) | env
+ * (OPENBLAS_CORETYPE as set) | an OpenBLAS core name. vitq_blas_setup, first thing in main(), re-executes
+ * the program with OPENBLAS_CORETYPE set when the choice differs from the environment, then checks the
+ * kernels (falling back to the environment's with a warning); it says so on stderr unless argv has -q.
+ * vitq_blas_target is the decision (NULL: keep what runs); vitq_blas_selfcheck compares sgemm with a double
+ * product on ViT-like shapes (0, or VITQ_EINVAL with *worst the error over its bound). */
+VITQ_API void vitq_blas_setup(char **argv);
+VITQ_API const char *vitq_blas_target(const char *want, const char *cur, const char *core_now, int avx512);
+VITQ_API int vitq_blas_selfcheck(double *worst);
+VITQ_API const char *vitq_blas_core(void); /* OpenBLAS's name of the kernels in use */
+
 /* C (M,N) = alpha · op(A) · op(B) + beta · C, row-major, op(X) = X^T when trans_x (A is then (K,M), B (N,K))
  * (gemm.c). vitq_gemm splits the rows of C over the pool; vitq_gemm_serial stays on the calling thread
  * (for use inside a parallel loop). */
