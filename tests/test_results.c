@@ -520,3 +520,45 @@ TEST(results_reserved_axis_names_and_long_ini) {
     CHECK(s == NULL);
     CHECK_STR_CONTAINS(e.msg, "/nonexistent/run: cannot open");
 }
+
+/* The curves a cell's passes recorded (/curves/<name>/{step, value}, names with '/') read back in name
+ * order, values exact; a cell without passes has none. */
+TEST(results_curves_roundtrip) {
+    char dir[512], p[600];
+    snprintf(dir, sizeof dir, "%s/r", test_tmpdir());
+    vitq_err e = {{0}};
+    vitq_results *r = NULL;
+    CHECK_MSG(vitq_results_open(dir, "w.ini", "[grid]\nbits = 4\n", k_axes, 2, &r, &e) == 0, "%s", e.msg);
+    if (!r) return;
+    fixture x1, x2;
+    vitq_cell_result c1, c2;
+    fixture_init(&x1, &c1, "bits=4,softmax=log2", "4", "log2");
+    fixture_init(&x2, &c2, "bits=4,softmax=uniform", "4", "uniform");
+    int64_t s0[3] = {10, 20, 30}, s1[1] = {7};
+    double v0[3] = {2.0, 0.1 + 0.2, 1e-300}, v1[1] = {-3.5};
+    vitq_curve cv[2] = {{.name = "head/round", .step = s1, .value = v1, .n = 1},
+                        {.name = "blocks.0/loss", .step = s0, .value = v0, .n = 3}};
+    c1.curves = cv, c1.n_curves = 2;
+    CHECK_MSG(vitq_results_write_cell(r, &c1, &e) == 0, "%s", e.msg);
+    CHECK_MSG(vitq_results_write_cell(r, &c2, &e) == 0, "%s", e.msg);
+    vitq_curve *c = NULL;
+    int n = -1;
+    snprintf(p, sizeof p, "%s/cells/bits=4,softmax=log2.h5", dir);
+    CHECK_MSG(vitq_cell_read_curves(p, &c, &n, &e) == 0, "%s", e.msg);
+    CHECK_EQ(n, 2);
+    if (n == 2) {
+        CHECK_STREQ(c[0].name, "blocks.0/loss");
+        CHECK_EQ(c[0].n, 3);
+        CHECK(c[0].n == 3 && !memcmp(c[0].step, s0, sizeof s0) && !memcmp(c[0].value, v0, sizeof v0));
+        CHECK_STREQ(c[1].name, "head/round");
+        CHECK(c[1].n == 1 && c[1].step[0] == 7 && c[1].value[0] == -3.5);
+    }
+    vitq_curves_free(c, n);
+    snprintf(p, sizeof p, "%s/cells/bits=4,softmax=uniform.h5", dir);
+    CHECK_MSG(vitq_cell_read_curves(p, &c, &n, &e) == 0, "%s", e.msg);
+    CHECK_EQ(n, 0);
+    vitq_curves_free(c, n);
+    snprintf(p, sizeof p, "%s/cells/nope.h5", dir);
+    CHECK_EQ(vitq_cell_read_curves(p, &c, &n, &e), VITQ_EFORMAT);
+    vitq_results_close(r);
+}

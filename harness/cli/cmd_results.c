@@ -1,6 +1,7 @@
-/* cmd_results.c — `vitq results RUN [--csv]`: a run's summary table on stdout, as Markdown (aligned
- * columns: the axes, status, top-1, top-5, loss, images, seconds) or CSV (machine-readable names, plus the
- * cell id and the error message). Failed or corrupt cells are listed with their message on stderr.
+/* cmd_results.c — `vitq results RUN [--csv | --curves]`: a run's summary table on stdout, as Markdown
+ * (aligned columns: the axes, status, top-1, top-5, loss, images, seconds) or CSV (machine-readable names,
+ * plus the cell id and the error message), or the curves its passes recorded (tab-separated, every value
+ * to 17 digits). Failed or corrupt cells are listed with their message on stderr.
  * Does not: recompute anything; it reads RUN/run.h5 (run/results_read.c). */
 #include "cli/cli.h"
 
@@ -9,12 +10,14 @@
 #include <string.h>
 
 static void usage(FILE *to) {
-    fprintf(to, "usage: vitq results RUN [--csv]\n\n"
+    fprintf(to, "usage: vitq results RUN [--csv | --curves]\n\n"
                 "Prints the summary of a run (the folder `vitq run` wrote, or its run.h5) as a Markdown table:\n"
                 "one row per cell, the grid's axes, status, top-1 and top-5 accuracy (%%), loss (nats), images\n"
                 "evaluated and seconds. Failed cells are listed with their error on stderr.\n\n"
                 "  --csv     comma-separated values instead (header: axes, cell_id, status, top1, top5, loss,\n"
-                "            n_eval, seconds, error)\n");
+                "            n_eval, seconds, error)\n"
+                "  --curves  the curves the cells' passes recorded (e.g. aph_recon's <unit>/loss), tab-separated:\n"
+                "            cell_id, curve, step, value (%%.17g: the exact double)\n");
 }
 
 static void fmt_num(char *out, size_t n, double v, const char *fmt) {
@@ -132,11 +135,33 @@ static void print_csv(const vitq_summary *s) {
     }
 }
 
+/* Every done cell's curves as TSV rows: cell, curve, step, value. */
+static int print_curves(const vitq_summary *s) {
+    printf("cell_id\tcurve\tstep\tvalue\n");
+    for (int i = 0; i < s->n_rows; i++) {
+        if (strcmp(s->status[i], "done")) continue;
+        char path[2048];
+        snprintf(path, sizeof path, "%s/cells/%s.h5", s->run_dir, s->cell_ids[i]);
+        vitq_curve *c = NULL;
+        int n = 0;
+        vitq_err e = {{0}};
+        if (vitq_cell_read_curves(path, &c, &n, &e)) {
+            cli_error("%s", e.msg);
+            return 1;
+        }
+        for (int k = 0; k < n; k++)
+            for (int64_t j = 0; j < c[k].n; j++)
+                printf("%s\t%s\t%lld\t%.17g\n", s->cell_ids[i], c[k].name, (long long)c[k].step[j], c[k].value[j]);
+        vitq_curves_free(c, n);
+    }
+    return 0;
+}
+
 int cmd_results(int argc, char **argv) {
     const char *run = NULL;
-    int csv = 0, help = 0, n_pos = 0;
-    const cli_opt opts[] = {{"--csv", NULL, CLI_FLAG, &csv, 0, 0}};
-    const cli_spec spec = {"results", opts, 1, "RUN", 1};
+    int csv = 0, curves = 0, help = 0, n_pos = 0;
+    const cli_opt opts[] = {{"--csv", NULL, CLI_FLAG, &csv, 0, 0}, {"--curves", NULL, CLI_FLAG, &curves, 0, 0}};
+    const cli_spec spec = {"results", opts, 2, "RUN", 1};
     if (cli_parse(&spec, argc, argv, &run, &n_pos, &help)) return 2;
     if (help || !run) {
         usage(help ? stdout : stderr);
@@ -150,7 +175,8 @@ int cmd_results(int argc, char **argv) {
         return cli_exit_code(rc);
     }
     int bad = 0;
-    if (csv) print_csv(s);
+    if (curves) bad = print_curves(s);
+    else if (csv) print_csv(s);
     else bad = print_markdown(s);
     for (int i = 0; i < s->n_rows; i++)
         if (strcmp(s->status[i], "done"))

@@ -84,7 +84,8 @@ static int write_all(const vitq_qmodel *q, hid_t f, const char *const *kv, int n
     return rc ? VITQ_EIO : VITQ_OK;
 }
 
-int vitq_qmodel_state_save(const vitq_qmodel *q, const char *path, const char *const *kv, int n_kv, vitq_err *e) {
+int vitq_qmodel_state_save_with(const vitq_qmodel *q, const char *path, const char *const *kv, int n_kv,
+                                int (*extra)(void *ctx, hid_t f), void *ctx, vitq_err *e) {
     if (q->phase != VITQ_QPHASE_CALIBRATED)
         return vitq_fail(e, VITQ_EINVAL, "%s: only a calibrated model's state can be saved", path);
     vitq_atomic a;
@@ -93,8 +94,13 @@ int vitq_qmodel_state_save(const vitq_qmodel *q, const char *path, const char *c
     hid_t f = vitq_h5_create(&a, e);
     if (f < 0) return VITQ_EIO;
     rc = write_all(q, f, kv, n_kv);
+    if (!rc && extra && extra(ctx, f) < 0) rc = VITQ_EIO;
     if (rc) vitq_h5_fail(e, rc, path, "/", "cannot write the state");
     return vitq_h5_publish(&a, f, rc, e);
+}
+
+int vitq_qmodel_state_save(const vitq_qmodel *q, const char *path, const char *const *kv, int n_kv, vitq_err *e) {
+    return vitq_qmodel_state_save_with(q, path, kv, n_kv, NULL, NULL, e);
 }
 
 char *vitq_state_attr(const char *path, const char *key) {

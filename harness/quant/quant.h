@@ -165,6 +165,12 @@ VITQ_API int vitq_qmodel_state_save(const vitq_qmodel *q, const char *path, cons
                                     vitq_err *e);
 VITQ_API int vitq_qmodel_state_load(vitq_qmodel *q, vitq_model *student, const char *path, vitq_err *e);
 VITQ_API char *vitq_state_attr(const char *path, const char *key);
+#ifdef H5_VERS_MAJOR
+/* vitq_qmodel_state_save, and extra(ctx, f) (may be NULL; < 0 on failure) writes more objects into the
+ * open file before it is published, in the same atomic write (the pass session's curves). */
+VITQ_API int vitq_qmodel_state_save_with(const vitq_qmodel *q, const char *path, const char *const *kv, int n_kv,
+                                         int (*extra)(void *ctx, hid_t f), void *ctx, vitq_err *e);
+#endif
 
 /* The named tensors (vitq_qtensor) of the quantizer on `tap` (a tap or weight name); returns how many, or
  * a negative code (e: the tap has no quantizer). */

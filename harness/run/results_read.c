@@ -1,5 +1,6 @@
 /* results_read.c — reading a run back, for `vitq results`, `vitq plot` and the tests: the index's
- * summary table (with the run folder and the root attributes) and one cell file's histograms. */
+ * summary table (with the run folder and the root attributes), one cell file's histograms and the
+ * curves its passes recorded. */
 #include <hdf5.h>
 
 #include "run/run.h"
@@ -243,5 +244,80 @@ out:
     }
     *out = h;
     *n = nh;
+    return VITQ_OK;
+}
+
+/* ---- curves ------------------------------------------------------------------------------------- */
+typedef struct {
+    char **names; /* the groups under /curves holding a "step" dataset */
+    int n, cap;
+} curve_list;
+
+static herr_t find_curve(hid_t g, const char *name, const H5L_info_t *info, void *ctx) {
+    (void)g, (void)info;
+    curve_list *l = ctx;
+    size_t len = strlen(name);
+    if (len < 4 || strcmp(name + len - 4, "step") || (len > 4 && name[len - 5] != '/')) return 0;
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 16;
+        char **nn = realloc(l->names, sizeof *nn * (size_t)cap);
+        if (!nn) return -1;
+        l->names = nn, l->cap = cap;
+    }
+    return (l->names[l->n++] = strndup(name, len > 4 ? len - 5 : 0)) ? 0 : -1;
+}
+
+void vitq_curves_free(vitq_curve *c, int n) {
+    for (int i = 0; c && i < n; i++) free(c[i].step), free(c[i].value);
+    free(c);
+}
+
+/* Reads g/name into a malloc'd array of mtype (elem bytes); *n its length, or -1. */
+static void *read_1d(hid_t g, const char *name, hid_t mtype, size_t elem, int64_t *n) {
+    hid_t d = H5Dopen2(g, name, H5P_DEFAULT), sp = d < 0 ? -1 : H5Dget_space(d);
+    hssize_t k = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
+    void *buf = k >= 0 ? malloc(elem * (size_t)(k > 0 ? k : 1)) : NULL;
+    if (buf && k > 0 && H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) free(buf), buf = NULL;
+    if (sp >= 0) H5Sclose(sp);
+    if (d >= 0) H5Dclose(d);
+    *n = k;
+    return buf;
+}
+
+int vitq_cell_read_curves(const char *cell_path, vitq_curve **out, int *n, vitq_err *e) {
+    *out = NULL;
+    *n = 0;
+    vitq_h5_quiet();
+    hid_t f = H5Fopen(cell_path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return vitq_h5_fail(e, VITQ_EFORMAT, cell_path, "/", "cannot open");
+    if (H5Lexists(f, "curves", H5P_DEFAULT) <= 0) { /* a cell without passes */
+        H5Fclose(f);
+        return VITQ_OK;
+    }
+    hid_t g = H5Gopen2(f, "curves", H5P_DEFAULT);
+    curve_list l = {0};
+    int rc = g < 0 || H5Lvisit(g, H5_INDEX_NAME, H5_ITER_INC, find_curve, &l) < 0 ? VITQ_EFORMAT : VITQ_OK;
+    vitq_curve *c = rc ? NULL : calloc((size_t)(l.n + 1), sizeof *c);
+    if (!rc && !c) rc = VITQ_ENOMEM;
+    for (int i = 0; !rc && i < l.n; i++) {
+        char a[300], b[300];
+        int64_t n1, n2;
+        snprintf(c[i].name, sizeof c[i].name, "%s", l.names[i]);
+        snprintf(a, sizeof a, "%s/step", l.names[i]), snprintf(b, sizeof b, "%s/value", l.names[i]);
+        c[i].step = read_1d(g, a, H5T_NATIVE_INT64, sizeof(int64_t), &n1);
+        c[i].value = read_1d(g, b, H5T_NATIVE_DOUBLE, sizeof(double), &n2);
+        c[i].n = c[i].cap = n1;
+        if (!c[i].step || !c[i].value || n1 != n2) rc = VITQ_EFORMAT;
+    }
+    vitq_strs_free(l.names, l.n);
+    if (g >= 0) H5Gclose(g);
+    H5Fclose(f);
+    if (rc) {
+        vitq_curves_free(c, c ? l.n : 0);
+        return rc == VITQ_ENOMEM ? vitq_fail(e, rc, "%s: out of memory", cell_path)
+                                 : vitq_h5_fail(e, rc, cell_path, "/curves", "missing or malformed curve");
+    }
+    *out = c;
+    *n = l.n;
     return VITQ_OK;
 }

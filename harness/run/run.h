@@ -282,6 +282,7 @@ typedef struct vitq_cell_result {
     int n_curves;
     const vitq_stored *stored;      /* arrays passes stored: /pass/<pass>/<name> */
     int n_stored;
+    const char *shared_stage;       /* the stage whose state this cell loaded from another cell ("" or NULL: none) */
 } vitq_cell_result;
 
 /* Writes DIR/cells/<id>.h5 whole to a temp name in the same folder, closes, fsyncs, renames; on any
@@ -336,6 +337,10 @@ VITQ_API void vitq_summary_free(vitq_summary *s);
  * histograms whose count arrays are owned by it; free with vitq_hists_free. */
 VITQ_API int vitq_cell_read_hists(const char *cell_path, vitq_hist **out, int *n, vitq_err *e);
 VITQ_API void vitq_hists_free(vitq_hist *h, int n);
+/* Reads one cell file's curves (/curves/<name>/{step, value}, what its passes recorded) back, in name
+ * order; none for a cell without passes. Free with vitq_curves_free. */
+VITQ_API int vitq_cell_read_curves(const char *cell_path, vitq_curve **out, int *n, vitq_err *e);
+VITQ_API void vitq_curves_free(vitq_curve *c, int n);
 
 
 /* ---- Plots (plot.c, plot_curve.c, plot_hist.c): figures from a run's results: accuracy-versus-bits curves and activation histograms, each as
@@ -530,7 +535,7 @@ VITQ_API int vitq_merge(const char *out, const char *const *runs, int n_runs, vi
 typedef struct vitq_cell_ctx vitq_cell_ctx; /* one cell being computed (pipeline.c) */
 typedef struct vitq_stage vitq_stage;
 typedef int (*vitq_stage_fn)(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e);
-enum { VITQ_STAGE_ALWAYS = 1 };
+enum { VITQ_STAGE_ALWAYS = 1, VITQ_STAGE_PASS = 2 };
 struct vitq_stage {
     const char *name;      /* "load", "quantizers", "calibrate", "histograms", "evaluate", "collect", "write" */
     vitq_stage_fn run;
@@ -538,6 +543,16 @@ struct vitq_stage {
     unsigned flags;        /* VITQ_STAGE_ALWAYS */
     const void *arg;       /* stage data (a pass stage: its plugin and parameters) */
 };
+/* Stage sharing (stages.c): the shareable keys of cell c's stages (keys[i] = 0: stage i is not shared),
+ * how many selected cells of the run reach a key, where its state is stored (student = 1: the float
+ * student after a before-calibration pass, as safetensors; 0: the quantized model's state, HDF5), whether
+ * it is there, and the removal of every stored state (the run is complete). */
+void vitq_stage_keys(const vitq_run_cell *c, const vitq_stage *st, int n, uint64_t *keys);
+int vitq_stage_shared(vitq_run *r, uint64_t key);
+char *vitq_stage_path(const vitq_run *r, uint64_t key, int student);
+int vitq_stage_exists(const vitq_run *r, uint64_t key, int student);
+void vitq_stages_cleanup(vitq_run *r);
+
 /* The stages of cell c into out[0..max), its enabled passes (b, nb: vitq_passes_bind's) placed before or
  * after "calibrate" as each declares; returns their number. */
 VITQ_API int vitq_pipeline_build(const vitq_run_cell *c, const vitq_pass_binding *b, int nb, vitq_stage *out,
@@ -569,6 +584,8 @@ struct vitq_run {
     int n_errors;
     vitq_results *res;           /* after vitq_run_start */
     int lock_warned;             /* the "no flock on this filesystem" line was logged */
+    uint64_t *stage_keys;        /* stages.c: every shareable stage key of the selected cells (NULL: not yet) */
+    int n_stage_keys;
 };
 /* cells.c: the model / dataset of a cell's configuration, from the run's caches; the data config of a cell
  * (the model's with [data]'s overrides); the cell's resume key from its model file's content. */

@@ -4,7 +4,11 @@
  * backward, then the weights' gradients through the weight quantizers), the trainable tensors, the
  * regularisers and constraints, and commit: freeze, save the state for resume, advance Q_IN.
  * A resumed cell loads the saved state and starts at the first uncommitted unit: QDrop masks come from a
- * stream seeded per unit, so the rest of the run draws what an uninterrupted one would. */
+ * stream seeded per unit, so the rest of the run draws what an uninterrupted one would. The state also
+ * holds the curves and stored arrays recorded so far (/session), which a resume restores, so the cell
+ * file of a resumed run has them all. */
+#include <hdf5.h>
+
 #include "train/train.h"
 
 #include <stdio.h>
@@ -121,6 +125,83 @@ int vitq_ss_project(vitq_session *s, int u) {
     return rc;
 }
 
+/* /session in the state file: curve_<i>_{step,value} and stored_<i>, their names in the attributes
+ * "curves" and "stored" (in recording order). */
+static int write_session(void *ctx, hid_t f) {
+    const vitq_session *s = ctx;
+    hid_t g = H5Gcreate2(f, "session", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    const char **names = malloc(sizeof *names * (size_t)(s->n_curves + s->n_stored + 1));
+    int bad = g < 0 || !names;
+    for (int i = 0; !bad && i < s->n_curves; i++) names[i] = s->curves[i].name;
+    for (int i = 0; !bad && i < s->n_stored; i++) names[s->n_curves + i] = s->stored[i].name;
+    bad = bad || vitq_h5_attr_strs(g, "curves", names, s->n_curves) < 0 ||
+          vitq_h5_attr_strs(g, "stored", names + s->n_curves, s->n_stored) < 0;
+    for (int i = 0; !bad && i < s->n_curves; i++) {
+        char a[48], b[48];
+        snprintf(a, sizeof a, "curve_%d_step", i), snprintf(b, sizeof b, "curve_%d_value", i);
+        const vitq_curve *c = &s->curves[i];
+        bad = vitq_h5_dset(g, a, H5T_STD_I64LE, H5T_NATIVE_INT64, (hsize_t)c->n, c->step) < 0 ||
+              vitq_h5_dset(g, b, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, (hsize_t)c->n, c->value) < 0;
+    }
+    for (int i = 0; !bad && i < s->n_stored; i++) {
+        char a[48];
+        snprintf(a, sizeof a, "stored_%d", i);
+        bad = vitq_h5_dset(g, a, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, (hsize_t)s->stored[i].n, s->stored[i].data) < 0;
+    }
+    free(names);
+    if (g >= 0) H5Gclose(g);
+    return bad ? -1 : 0;
+}
+
+/* Reads the 1-D dataset g/name of mtype into a malloc'd buffer of *n elements (elem bytes each). */
+static void *read_array(hid_t g, const char *name, hid_t mtype, size_t elem, int64_t *n) {
+    hid_t d = H5Dopen2(g, name, H5P_DEFAULT), sp = d < 0 ? -1 : H5Dget_space(d);
+    hssize_t k = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
+    void *buf = k >= 0 ? malloc(elem * (size_t)(k > 0 ? k : 1)) : NULL;
+    if (buf && k > 0 && H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) free(buf), buf = NULL;
+    if (sp >= 0) H5Sclose(sp);
+    if (d >= 0) H5Dclose(d);
+    *n = k;
+    return buf;
+}
+
+/* Replaces the session's curves and stored arrays by those of the state file's /session. */
+static int read_session(vitq_session *s, hid_t f, vitq_err *e) {
+    if (H5Lexists(f, "session", H5P_DEFAULT) <= 0) return VITQ_OK; /* a state without them */
+    hid_t g = H5Gopen2(f, "session", H5P_DEFAULT);
+    int nc = 0, ns = 0, bad = g < 0;
+    char **cn = bad ? NULL : vitq_h5_read_strs(g, "curves", &nc), **sn = bad ? NULL : vitq_h5_read_strs(g, "stored", &ns);
+    for (int i = 0; i < s->n_curves; i++) free(s->curves[i].step), free(s->curves[i].value);
+    for (int i = 0; i < s->n_stored; i++) free(s->stored[i].data);
+    s->n_curves = s->n_stored = 0;
+    vitq_curve *c = calloc((size_t)(nc + 1), sizeof *c);
+    vitq_stored *st = calloc((size_t)(ns + 1), sizeof *st);
+    bad = bad || !c || !st || (nc && !cn) || (ns && !sn);
+    for (int i = 0; !bad && i < nc; i++) {
+        char a[48], b[48];
+        int64_t n1 = -1, n2 = -1;
+        snprintf(a, sizeof a, "curve_%d_step", i), snprintf(b, sizeof b, "curve_%d_value", i);
+        snprintf(c[i].name, sizeof c[i].name, "%s", cn[i]);
+        c[i].step = read_array(g, a, H5T_NATIVE_INT64, sizeof(int64_t), &n1);
+        c[i].value = read_array(g, b, H5T_NATIVE_DOUBLE, sizeof(double), &n2);
+        c[i].n = c[i].cap = n1;
+        bad = !c[i].step || !c[i].value || n1 != n2;
+    }
+    for (int i = 0; !bad && i < ns; i++) {
+        char a[48];
+        snprintf(a, sizeof a, "stored_%d", i);
+        snprintf(st[i].name, sizeof st[i].name, "%s", sn[i]);
+        bad = !(st[i].data = read_array(g, a, H5T_NATIVE_FLOAT, sizeof(float), &st[i].n));
+    }
+    vitq_strs_free(cn, nc);
+    vitq_strs_free(sn, ns);
+    if (g >= 0) H5Gclose(g);
+    free(s->curves), free(s->stored);
+    s->curves = c, s->n_curves = bad ? 0 : nc;
+    s->stored = st, s->n_stored = bad ? 0 : ns;
+    return bad ? vitq_h5_fail(e, VITQ_EFORMAT, s->c.state_path, "/session", "cannot read the curves") : VITQ_OK;
+}
+
 /* The committed state, for resume: written atomically after every commit. */
 static int save_state(vitq_session *s, vitq_err *e) {
     if (!s->c.state_path) return VITQ_OK;
@@ -128,7 +209,7 @@ static int save_state(vitq_session *s, vitq_err *e) {
     snprintf(committed, sizeof committed, "%d", s->committed);
     const char *kv[] = {"state_key", s->c.state_key ? s->c.state_key : "", "committed", committed, "pass",
                         s->pass_name ? s->pass_name : ""};
-    return vitq_qmodel_state_save(s->q, s->c.state_path, kv, 3, e);
+    return vitq_qmodel_state_save_with(s->q, s->c.state_path, kv, 3, write_session, s, e);
 }
 
 int vitq_ss_commit(vitq_session *s, int u) {
@@ -157,6 +238,10 @@ int vitq_session_resume(vitq_session *s, vitq_err *e) {
     if (ok) {
         rc = vitq_qmodel_state_load(s->q, s->c.student, s->c.state_path, e);
         if (!rc) s->committed = atoi(done);
+        hid_t f = rc ? -1 : H5Fopen(s->c.state_path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        if (!rc && f < 0) rc = vitq_h5_fail(e, VITQ_EIO, s->c.state_path, "/", "cannot open");
+        if (!rc) rc = read_session(s, f, e);
+        if (f >= 0) H5Fclose(f);
     }
     free(key), free(pass), free(done);
     vitq_session_chains_reset(s);
