@@ -16,7 +16,9 @@ static void usage(FILE *to) {
             "Runs every cell of the INI's [grid] (cartesian product of its axes, zipped axes paired) and\n"
             "writes results/<name>/run.h5 plus one HDF5 file per cell. A rerun skips finished cells.\n\n"
             "  --dry-run      validate everything (INI, model, data, plugins, parameters) and print the\n"
-            "                 expanded grid; run nothing, write nothing\n"
+            "                 expanded grid; run nothing, write nothing. An absent checkpoint with a\n"
+            "                 built-in [model] arch is checked against that architecture, an absent\n"
+            "                 dataset folder is not opened: each is named in a 'not here' line\n"
             "  --force        recompute cells that are already done\n"
             "  --fail-fast    stop at the first failing cell (default: record it as failed, go on)\n"
             "  --threads N    worker threads (default: [run] threads, 0 = all CPUs; under mpirun all CPUs\n"
@@ -56,6 +58,10 @@ void cli_run_print_dry(const vitq_run *r, const vitq_experiment *x) {
     int n = vitq_run_selected(r);
     printf("%d cell%s (%d grid, %d baseline) -> %s; nothing run (--dry-run)\n", n, n == 1 ? "" : "s", x->n_cells,
            vitq_run_count(r) - x->n_cells, vitq_run_output(r));
+    const char *const *notes = NULL;
+    int nn = 0;
+    vitq_run_notes(r, &notes, &nn);
+    for (int i = 0; i < nn; i++) printf("not here: %s\n", notes[i]);
 }
 
 int cli_run_validate(vitq_run *r, int print) {
@@ -161,6 +167,7 @@ int cmd_run(int argc, char **argv) {
     o.threads = threads < 0 ? 0 : threads == 0 ? -1 : (int)threads;
     vitq_set_quiet(o.quiet);
     if (cli_mpi_launched()) return cli_run_mpi(ini, &o, dry, threads >= 0);
+    o.absent_ok = dry;
     vitq_err e;
     vitq_experiment *x = NULL;
     vitq_run *r = NULL;

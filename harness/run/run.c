@@ -26,6 +26,8 @@ void vitq_run_log(const vitq_run *r, const char *fmt, ...) {
 
 int vitq_run_start(vitq_run *r, vitq_err *e) {
     if (r->res) return VITQ_OK;
+    if (r->o.absent_ok)
+        return vitq_fail(e, VITQ_EINVAL, "%s: opened to validate absent inputs (absent_ok): it cannot run", r->x->path);
     const vitq_experiment *x = r->x;
     return vitq_results_open(vitq_run_output(r), x->path, x->text, x->axis_names, x->n_axes, &r->res, e);
 }

@@ -420,6 +420,11 @@ typedef struct vitq_run_opts {
     int shard, shards;      /* shards > 1: select only the cells whose stable index i has i % shards == shard
                                (and match `only`); 0/0 or 0/1: no sharding (shard.c) */
     const char *output;     /* the results folder instead of [run] output; NULL: [run] output */
+    /* 1 (--dry-run): an absent checkpoint whose [model] arch names a built-in architecture is validated
+     * against that architecture (zero weights), and an absent dataset folder is not opened; each is a note
+     * (vitq_run_notes), not an error, so an ImageNet INI checks on a machine without ImageNet. A run needs
+     * the files; vitq_run_start refuses a run opened with this flag. */
+    int absent_ok;
     /* Where the run's lines go (stage lines, per-cell verdicts); NULL: stderr. One line, no newline. */
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
@@ -479,6 +484,8 @@ VITQ_API const char *vitq_run_output(const vitq_run *r);
  * VITQ_EINVAL when anything is wrong: every distinct error line is kept (vitq_run_errors), each naming
  * the INI file:line at fault; VITQ_ECANCELLED on Ctrl-C. */
 VITQ_API int vitq_run_validate(vitq_run *r, vitq_err *e);
+/* With opts.absent_ok: what validation could not check (absent checkpoints and datasets), one line each. */
+VITQ_API int vitq_run_notes(const vitq_run *r, const char *const **lines, int *n);
 VITQ_API int vitq_run_errors(const vitq_run *r, const char *const **lines, int *n);
 /* Opens (creates) the results folder; removes stray temporary files of killed runs. */
 VITQ_API int vitq_run_start(vitq_run *r, vitq_err *e);
@@ -582,6 +589,8 @@ struct vitq_run {
     int n_data;
     char **errors;               /* validation messages, distinct */
     int n_errors;
+    char **notes;                /* absent_ok: what was not checked, distinct */
+    int n_notes;
     vitq_results *res;           /* after vitq_run_start */
     int lock_warned;             /* the "no flock on this filesystem" line was logged */
     uint64_t *stage_keys;        /* stages.c: every shareable stage key of the selected cells (NULL: not yet) */
@@ -595,6 +604,8 @@ int vitq_run_data_opts(const vitq_run_cfg *cfg, const vitq_model *m, vitq_data_o
 int vitq_run_cell_key(vitq_run *r, vitq_run_cell *c, vitq_err *e);
 int vitq_run_dataset(vitq_run *r, const vitq_run_cfg *cfg, const vitq_model *m, const char *split, vitq_dataset **out,
                      vitq_err *e);
+/* cells.c: a validation note (opts.absent_ok), kept once per distinct text. */
+void vitq_run_note(vitq_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* run.c: one line to the run's log (opts.log, else stderr). */
 void vitq_run_log(const vitq_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* pipeline.c: runs cell c's stages. Returns 0 with the cell written (done or failed, in *out),

@@ -1,7 +1,7 @@
 # run_experiments_dry_run.sh — the APHQ experiment files validate: experiments/aphq-fmnist.ini as it is
 # (7 cells: the float baseline, bits 4 and 3 x recon none/qdrop/brecq, aph_recon off where recon = none),
 # and experiments/aphq-imagenet.ini on a copy whose checkpoints and dataset point at the test fixture and
-# Fashion-MNIST (here there is no ImageNet: the file itself fails, naming each missing checkpoint).
+# Fashion-MNIST, and as it is (its absent checkpoints checked against their built-in architectures).
 # Skipped while this build's uniform lacks init = aphq (the uniform branch's ABI-2 upgrade).
 . tests/e2e/run_common.inc
 "$VITQ" plugins uniform | grep -q 'aphq' || { echo "skip: uniform has no init = aphq yet"; exit 77; }
@@ -17,12 +17,18 @@ sed -e "s|^model_path = .*|model_path = $MODEL|" -e 's|^model_arch = .*|model_ar
 tail -1 "$T/in" | grep -qF '31 cells (30 grid, 1 baseline)' || { cat "$T/in"; fail "aphq-imagenet.ini: not 30 grid cells"; }
 grep -q '^model=deit_base,bits=3,recon=brecq ' "$T/in" || fail "aphq-imagenet.ini: no deit_base W3A3 brecq cell"
 
+# as it is, without checkpoints or ImageNet: --dry-run checks each model against its built-in architecture and
+# names what is absent; a real run refuses, naming the checkpoint, and writes nothing
 if [ ! -f checkpoints/deit_tiny_patch16_224.safetensors ]; then
+    "$VITQ" run experiments/aphq-imagenet.ini --dry-run >"$T/real" 2>"$T/real.err" || { cat "$T/real.err"; fail "aphq-imagenet.ini as it is does not validate"; }
+    grep -qF 'not here: checkpoints/deit_tiny_patch16_224.safetensors: absent; validated against the built-in architecture deit_tiny_patch16_224' "$T/real" || { cat "$T/real"; fail "no 'not here' line for the absent checkpoint"; }
+    grep -q '^not here: /data/imagenet/val: absent' "$T/real" || { cat "$T/real"; fail "no 'not here' line for the absent dataset"; }
     set +e
-    "$VITQ" run experiments/aphq-imagenet.ini --dry-run >/dev/null 2>"$T/real.err"
+    (cd "$T" && "$VITQ" run "$ROOT/experiments/aphq-imagenet.ini" --only 'model=deit_tiny,bits=4,recon=none' >/dev/null 2>"$T/run.err")
     rc=$?
     set -e
-    [ $rc = 1 ] || fail "aphq-imagenet.ini without checkpoints: exit $rc, expected 1"
-    grep -qF 'checkpoints/deit_tiny_patch16_224.safetensors: cannot open' "$T/real.err" || { cat "$T/real.err"; fail "no missing-checkpoint error"; }
+    [ $rc = 1 ] || fail "aphq-imagenet.ini without checkpoints: a real run exits $rc, expected 1"
+    grep -qF 'checkpoints/deit_tiny_patch16_224.safetensors: cannot open' "$T/run.err" || { cat "$T/run.err"; fail "no missing-checkpoint error"; }
+    [ ! -e "$T/results" ] || fail "a refused run wrote a results folder"
 fi
 echo "ok"
