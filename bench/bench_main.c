@@ -24,6 +24,7 @@ static const bench_section sections[] = {
     {.name = "memory", .fn = bench_eval_memory, .what = "peak memory and page faults of `vitq eval` (batch 32)"},
     {.name = "quant", .fn = bench_quant_overhead, .what = "fake-quant overhead: quantized vs float forward (target <= 1.3x)"},
     {.name = "train", .fn = bench_train_throughput, .what = "training images/s of vit-fmnist vs PyTorch (target >= 2x)"},
+    {.name = "recon", .fn = bench_recon_step, .what = "block-reconstruction step vs float forward+backward of the unit (target <= 1.5x)"},
 };
 
 double bench_now(void) {

@@ -145,6 +145,8 @@ typedef struct {
     int ada;               /* ADA_* */
     int64_t nw;            /* weights: numel */
     float *alpha, *galpha; /* [nw] while ADA_SOFT */
+    float *hraw, *afwd;    /* [nw] while ADA_SOFT: h before its clamp and the α it came from, as the last forward
+                              computed them (backward and the regulariser reuse them while α is unchanged) */
     unsigned char *up;     /* [nw] AdaRound's decisions (ADA_HARD) */
     int finalized;
 } uq;
@@ -342,6 +344,8 @@ static void uq_destroy(void *qv) {
     free(q->il);
     free(q->alpha);
     free(q->galpha);
+    free(q->hraw);
+    free(q->afwd);
     free(q->up);
     free(q);
 }
@@ -816,6 +820,15 @@ static inline float ada_h(float a, float *raw) {
     return h < 0 ? 0 : (h > 1 ? 1 : h);
 }
 
+/* ada_h of weight i, from the last forward's cache when α[i] has not changed since. */
+static inline float ada_h_at(const uq *q, int64_t i, float *raw) {
+    float r;
+    if (q->afwd && q->afwd[i] == q->alpha[i]) r = q->hraw[i];
+    else ada_h(q->alpha[i], &r);
+    if (raw) *raw = r;
+    return r < 0 ? 0 : (r > 1 ? 1 : r);
+}
+
 /* AdaRound forward of weights [begin, end): s·(clamp(⌊w/s⌋ + h + z, qlo, qhi) − z), h soft (α) or hard. */
 static void ada_range(void *ctx, int64_t begin, int64_t end) {
     const fwd_job *jb = ctx;
@@ -825,7 +838,14 @@ static void ada_range(void *ctx, int64_t begin, int64_t end) {
         int64_t len = run - j < end - i ? run - j : end - i;
         float s = q->scale[g], z = q->zp[g];
         for (int64_t k = i; k < i + len; k++) {
-            float h = q->ada == ADA_SOFT ? ada_h(q->alpha[k], NULL) : (float)q->up[k];
+            float h;
+            if (q->ada == ADA_SOFT) {
+                float raw;
+                h = ada_h(q->alpha[k], &raw);
+                if (q->afwd) q->hraw[k] = raw, q->afwd[k] = q->alpha[k];
+            } else {
+                h = (float)q->up[k];
+            }
             float v = floorf(jb->x[k] / s) + h + z;
             v = v < q->qlo ? q->qlo : (v > q->qhi ? q->qhi : v);
             jb->y[k] = (v - z) * s;
@@ -964,9 +984,13 @@ static int uq_train(void *qv, const vitq_view *w) {
         q->alpha = malloc((size_t)q->nw * sizeof(float));
         q->galpha = calloc((size_t)q->nw, sizeof(float));
         q->up = calloc((size_t)q->nw, 1);
-        if (!q->alpha || !q->galpha || !q->up) {
-            free(q->alpha), free(q->galpha), free(q->up);
-            q->alpha = q->galpha = NULL, q->up = NULL, q->ada = ADA_OFF;
+        free(q->hraw), free(q->afwd);
+        q->hraw = malloc((size_t)q->nw * sizeof(float));
+        q->afwd = malloc((size_t)q->nw * sizeof(float));
+        for (int64_t i = 0; q->afwd && i < q->nw; i++) q->afwd[i] = NAN; /* no forward yet: nothing cached */
+        if (!q->alpha || !q->galpha || !q->up || !q->hraw || !q->afwd) {
+            free(q->alpha), free(q->galpha), free(q->up), free(q->hraw), free(q->afwd);
+            q->alpha = q->galpha = q->hraw = q->afwd = NULL, q->up = NULL, q->ada = ADA_OFF;
             return q->host->fail(q->host, VITQ_ENOMEM, "out of memory for AdaRound");
         }
         for (int64_t i = 0; i < q->nw; i++) { /* h(α) = frac(w/s): α = −ln((ζ−γ)/(frac − γ) − 1) */
@@ -995,7 +1019,7 @@ typedef struct {
 static inline float bwd_one(const uq *q, int64_t i, float x, float dy, float s, float z, float *dx) {
     float u, d, raw = 0, h = 0;
     if (q->ada == ADA_SOFT || q->ada == ADA_HARD) {
-        h = q->ada == ADA_SOFT ? ada_h(q->alpha[i], &raw) : (float)q->up[i];
+        h = q->ada == ADA_SOFT ? ada_h_at(q, i, &raw) : (float)q->up[i];
         float fl = floorf(x / s);
         u = fl + h + z;
         d = fl + h; /* dQ/ds = clamp(u) − z: ⌊w/s⌋ passes no gradient */
@@ -1009,10 +1033,50 @@ static inline float bwd_one(const uq *q, int64_t i, float x, float dy, float s, 
     if (u > q->qhi) return q->qhi - z;
     if (dx) *dx += dy;
     if (q->ada == ADA_SOFT && q->training && raw >= 0 && raw <= 1) {
-        float sg = 1.0f / (1.0f + expf(-q->alpha[i]));
+        float sg = (raw - ADA_GAMMA) / ADA_SPAN; /* the sigmoid ada_h computed: no second expf */
         q->galpha[i] += dy * s * ADA_SPAN * sg * (1.0f - sg);
     }
     return d;
+}
+
+/* bwd_one over a run of one group with nearest rounding: Σ dy·dQ/ds (returned, in double) and dx += dy inside
+ * the range. SSE2 4 lanes: x/s pre-clamped one level beyond the range, then rounded half to even by adding
+ * and subtracting 1.5·2^23 (exact there, as in fq_run), so every lane takes bwd_one's branch; float partial
+ * sums over 1024 values flushed to double. The caller checks fast_ok(z). */
+static double bwd_run_nearest(const uq *q, const float *x, const float *dy, float *dx, int64_t len, float s, float z) {
+    const float zr = rintf(z);
+    double total = 0;
+    int64_t i = 0;
+#ifdef __SSE2__
+    const __m128 S = _mm_set1_ps(s), Z = _mm_set1_ps(zr), LO = _mm_set1_ps(q->qlo), HI = _mm_set1_ps(q->qhi);
+    const __m128 VLO = _mm_set1_ps(q->qlo - zr - 1), VHI = _mm_set1_ps(q->qhi - zr + 1), M = _mm_set1_ps(12582912.0f);
+    const __m128 DLO = _mm_set1_ps(q->qlo - zr), DHI = _mm_set1_ps(q->qhi - zr);
+    __m128 acc = _mm_setzero_ps();
+    int cnt = 0;
+    for (; i + 4 <= len; i += 4) {
+        __m128 v = _mm_div_ps(_mm_loadu_ps(x + i), S);
+        __m128 r = _mm_sub_ps(_mm_add_ps(_mm_min_ps(VHI, _mm_max_ps(VLO, v)), M), M);
+        __m128 u = _mm_add_ps(r, Z);
+        __m128 below = _mm_cmplt_ps(u, LO), above = _mm_cmpgt_ps(u, HI), out = _mm_or_ps(below, above);
+        __m128 d = _mm_or_ps(_mm_andnot_ps(out, _mm_sub_ps(r, v)),
+                             _mm_or_ps(_mm_and_ps(below, DLO), _mm_and_ps(above, DHI)));
+        __m128 g = _mm_loadu_ps(dy + i);
+        if (dx) _mm_storeu_ps(dx + i, _mm_add_ps(_mm_loadu_ps(dx + i), _mm_andnot_ps(out, g)));
+        acc = _mm_add_ps(acc, _mm_mul_ps(g, d));
+        if (++cnt == 256) {
+            float l[4];
+            _mm_storeu_ps(l, acc);
+            total += (double)l[0] + l[1] + l[2] + l[3];
+            acc = _mm_setzero_ps();
+            cnt = 0;
+        }
+    }
+    float l[4];
+    _mm_storeu_ps(l, acc);
+    total += (double)l[0] + l[1] + l[2] + l[3];
+#endif
+    for (; i < len; i++) total += (double)dy[i] * bwd_one(q, i, x[i], dy[i], s, z, dx ? dx + i : NULL);
+    return total;
 }
 
 static void bwd_blocks(void *ctx, int64_t b0, int64_t b1) {
@@ -1027,8 +1091,11 @@ static void bwd_blocks(void *ctx, int64_t b0, int64_t b1) {
             int64_t len = run - k < end - i ? run - k : end - i;
             float s = q->scale[g], z = q->zp[g];
             double acc = 0;
-            for (int64_t t = i; t < i + len; t++)
-                acc += (double)j->dy[t] * bwd_one(q, t, j->x[t], j->dy[t], s, z, j->dx ? j->dx + t : NULL);
+            if (q->ada == ADA_OFF && fast_ok(rintf(z)) && s > 0)
+                acc = bwd_run_nearest(q, j->x + i, j->dy + i, j->dx ? j->dx + i : NULL, len, s, z);
+            else
+                for (int64_t t = i; t < i + len; t++)
+                    acc += (double)j->dy[t] * bwd_one(q, t, j->x[t], j->dy[t], s, z, j->dx ? j->dx + t : NULL);
             if (ps) ps[g] += acc;
             i += len;
             k = 0;
@@ -1075,21 +1142,50 @@ static int uq_backward(void *qv, const vitq_view *x, const vitq_view *dy, vitq_v
 
 /* AdaRound's rounding term (§2.7, §3.3): loss += λ·Σ(1 − |2h(α) − 1|^β), dα += its gradient (0 where the
  * clamp of h is active, as torch's). */
+/* AdaRound's rounding term λ·Σ(1 − |2h − 1|^β) and its gradient, over fixed blocks of weights (the same
+ * sums for any thread count); |2h − 1|^(β−1) once per weight, in float (a regulariser: float is plenty). */
+#define REG_BLOCK 4096
+typedef struct {
+    uq *q;
+    float beta, lam;
+    double *part; /* per block */
+} reg_job;
+
+static void reg_blocks(void *ctx, int64_t b0, int64_t b1) {
+    const reg_job *j = ctx;
+    uq *q = j->q;
+    for (int64_t b = b0; b < b1; b++) {
+        double acc = 0;
+        const int64_t i1 = (b + 1) * REG_BLOCK < q->nw ? (b + 1) * REG_BLOCK : q->nw;
+        for (int64_t i = b * REG_BLOCK; i < i1; i++) {
+            float raw, h = ada_h_at(q, i, &raw);
+            float d = 2.0f * h - 1.0f, a = fabsf(d);
+            float pm1 = a > 0 ? expf((j->beta - 1.0f) * logf(a)) : 0.0f; /* a^(β−1) */
+            acc += 1.0 - (double)(pm1 * a);
+            if (raw >= 0 && raw <= 1 && a > 0) {
+                float sg = (raw - ADA_GAMMA) / ADA_SPAN; /* ada_h's sigmoid */
+                float df = -j->beta * pm1 * (d > 0 ? 2.0f : -2.0f);
+                q->galpha[i] += j->lam * df * ADA_SPAN * sg * (1.0f - sg);
+            }
+        }
+        j->part[b] = acc;
+    }
+}
+
 static int uq_regularize(void *qv, const vitq_reg *r, double *loss) {
     uq *q = qv;
     if (q->ada != ADA_SOFT || !q->training || !(r->weight != 0)) return 0;
-    double lam = r->weight, beta = r->beta, acc = 0;
-    for (int64_t i = 0; i < q->nw; i++) {
-        float raw, h = ada_h(q->alpha[i], &raw);
-        double d = 2.0 * (double)h - 1.0, a = fabs(d);
-        acc += 1.0 - pow(a, beta);
-        if (raw >= 0 && raw <= 1 && a > 0) {
-            double sg = 1.0 / (1.0 + exp(-(double)q->alpha[i]));
-            double df = -beta * pow(a, beta - 1.0) * (d > 0 ? 2.0 : -2.0);
-            q->galpha[i] += (float)(lam * df * (double)ADA_SPAN * sg * (1.0 - sg));
-        }
-    }
-    *loss += lam * acc;
+    const int64_t nb = (q->nw + REG_BLOCK - 1) / REG_BLOCK;
+    reg_job job = {q, (float)r->beta, (float)r->weight, calloc((size_t)(nb > 0 ? nb : 1), sizeof(double))};
+    if (!job.part) return q->host->fail(q->host, VITQ_ENOMEM, "regularize: out of memory");
+    if (nb > 1)
+        q->host->parallel_for(nb, reg_blocks, &job);
+    else
+        reg_blocks(&job, 0, nb);
+    double acc = 0;
+    for (int64_t b = 0; b < nb; b++) acc += job.part[b];
+    free(job.part);
+    *loss += r->weight * acc;
     return 0;
 }
 
@@ -1099,7 +1195,9 @@ static int uq_freeze(void *qv) {
         for (int64_t i = 0; i < q->nw; i++) q->up[i] = q->alpha[i] >= 0;
         free(q->alpha);
         free(q->galpha);
-        q->alpha = q->galpha = NULL;
+        free(q->hraw);
+        free(q->afwd);
+        q->alpha = q->galpha = q->hraw = q->afwd = NULL;
         q->ada = ADA_HARD;
     }
     q->training = 0;

@@ -244,13 +244,19 @@ static void mm_range(void *vc, int64_t i0, int64_t i1) {
 static int matmul_error(oracle *o, const vitq_view *xq, int per_group, double *err) {
     mm_ctx c = {o, o->side == 0 ? xq->data : o->Ah ? o->Ah : o->A, o->side == 1 ? xq->data : o->Bh ? o->Bh : o->B};
     vitq_parallel_for_work(o->n * o->H, o->Ma * o->No * o->Ka * 2, mm_range, &c);
-    for (int64_t h = 0; h < o->H; h++) err[h] = 0;
-    for (int64_t i = 0; i < o->n * o->H; i++) {
-        if (isnan(o->err_bh[i])) return VITQ_ENOMEM;
-        err[i % o->H] += o->err_bh[i];
+    /* per head (fixed order: the same sums for any thread count), then written as asked: per_group = 0
+     * writes err[0] only, as the ABI says */
+    double total = 0;
+    for (int64_t h = 0; h < o->H; h++) {
+        double acc = 0;
+        for (int64_t b = 0; b < o->n; b++) {
+            if (isnan(o->err_bh[b * o->H + h])) return VITQ_ENOMEM;
+            acc += o->err_bh[b * o->H + h];
+        }
+        if (per_group) err[h] = acc;
+        total += acc;
     }
-    if (!per_group)
-        for (int64_t h = 1; h < o->H; h++) err[0] += err[h];
+    if (!per_group) err[0] = total;
     return 0;
 }
 

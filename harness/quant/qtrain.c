@@ -26,15 +26,106 @@ static inline uint64_t splitmix64(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
-/* Mask bits for n elements: bit set with probability p (16-bit draws, four per 64 random bits). */
-static void qdrop_mask(vitq_qmodel *q, uint64_t *mask, int64_t n, double p) {
-    const uint32_t thr = (uint32_t)(p * 65536.0 + 0.5);
-    memset(mask, 0, (size_t)((n + 63) / 64) * sizeof *mask);
-    for (int64_t i = 0; i < n; i += 4) {
-        uint64_t r = splitmix64(&q->qdrop_rng);
-        for (int k = 0; k < 4 && i + k < n; k++)
-            if ((uint32_t)((r >> (16 * k)) & 0xffff) < thr) mask[(i + k) >> 6] |= 1ULL << ((i + k) & 63);
+/* QDrop masks, in blocks of 4096 elements, each block's bits from its own splitmix64 stream seeded by the
+ * call's seed and the block index: the same bits for any thread count. p = 1/2 takes one random bit per
+ * element (64 per draw), any other p a 16-bit draw per element against round(p·2^16). */
+#define MASK_BLOCK 4096
+typedef struct {
+    uint64_t *mask;
+    int64_t n;
+    uint64_t seed;
+    uint32_t thr;
+    int half;
+} mask_job;
+
+static void mask_blocks(void *ctx, int64_t b0, int64_t b1) {
+    const mask_job *j = ctx;
+    for (int64_t b = b0; b < b1; b++) {
+        uint64_t st = j->seed ^ ((uint64_t)b * 0xd1342543de82ef95ULL);
+        const int64_t i0 = b * MASK_BLOCK, i1 = i0 + MASK_BLOCK < j->n ? i0 + MASK_BLOCK : j->n;
+        for (int64_t w = i0 / 64; w * 64 < i1; w++) { /* 64 elements per word; blocks are whole words */
+            uint64_t bits = 0;
+            if (j->half)
+                bits = splitmix64(&st);
+            else
+                for (int k = 0; k < 64; k += 4) {
+                    uint64_t r = splitmix64(&st);
+                    for (int l = 0; l < 4; l++) bits |= (uint64_t)(((r >> (16 * l)) & 0xffff) < j->thr) << (k + l);
+                }
+            const int64_t left = i1 - w * 64;
+            j->mask[w] = left >= 64 ? bits : bits & ((1ULL << left) - 1);
+        }
     }
+}
+
+static void qdrop_mask(vitq_qmodel *q, uint64_t *mask, int64_t n, double p) {
+    mask_job j = {mask, n, splitmix64(&q->qdrop_rng), (uint32_t)(p * 65536.0 + 0.5), p == 0.5};
+    vitq_parallel_for_work((n + MASK_BLOCK - 1) / MASK_BLOCK, MASK_BLOCK, mask_blocks, &j);
+}
+
+/* Elementwise work of the hooks over the pool: keep (pre = x), mix (QDrop: x keeps its quantized value
+ * where the mask bit is set, takes pre elsewhere), split (dq = dx where quantized, 0 elsewhere; dx = dx
+ * where kept float — the identity —, 0 elsewhere: the quantizer's backward then adds into dx). The bit
+ * selects use 4-lane masks from a 16-entry table (SSE2). */
+typedef enum { EW_KEEP, EW_MIX, EW_SPLIT } ew_kind;
+typedef struct {
+    ew_kind kind;
+    float *x, *pre, *dx, *dq;
+    const uint64_t *mask;
+    int64_t n;
+} ew_job;
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+static __m128 lane_mask(unsigned nib) {
+    static const uint32_t k[16][4] __attribute__((aligned(16))) = {
+#define L(b) ((b) ? 0xffffffffu : 0u)
+#define ROW(n) {L((n) & 1), L((n) & 2), L((n) & 4), L((n) & 8)}
+        ROW(0), ROW(1), ROW(2), ROW(3), ROW(4), ROW(5), ROW(6), ROW(7),
+        ROW(8), ROW(9), ROW(10), ROW(11), ROW(12), ROW(13), ROW(14), ROW(15)};
+#undef ROW
+#undef L
+    return _mm_load_ps((const float *)k[nib]);
+}
+#endif
+
+/* [i0, i1) with i0 a multiple of 64 (the pool splits by words: see ew). */
+static void ew_bits(const ew_job *j, int64_t i0, int64_t i1) {
+    int64_t i = i0;
+#ifdef __SSE2__
+    for (; i + 4 <= i1; i += 4) {
+        __m128 m = lane_mask((unsigned)(j->mask[i >> 6] >> (i & 63)) & 15u);
+        if (j->kind == EW_MIX) {
+            __m128 y = _mm_loadu_ps(j->x + i), p = _mm_loadu_ps(j->pre + i);
+            _mm_storeu_ps(j->x + i, _mm_or_ps(_mm_and_ps(m, y), _mm_andnot_ps(m, p)));
+        } else {
+            __m128 d = _mm_loadu_ps(j->dx + i);
+            _mm_storeu_ps(j->dq + i, _mm_and_ps(m, d));
+            _mm_storeu_ps(j->dx + i, _mm_andnot_ps(m, d));
+        }
+    }
+#endif
+    for (; i < i1; i++) {
+        int bit = (int)((j->mask[i >> 6] >> (i & 63)) & 1);
+        if (j->kind == EW_MIX) {
+            if (!bit) j->x[i] = j->pre[i];
+        } else {
+            j->dq[i] = bit ? j->dx[i] : 0;
+            if (bit) j->dx[i] = 0;
+        }
+    }
+}
+
+static void ew_range(void *ctx, int64_t w0, int64_t w1) { /* in words of 64 elements */
+    const ew_job *j = ctx;
+    const int64_t i0 = w0 * 64, i1 = w1 * 64 < j->n ? w1 * 64 : j->n;
+    if (j->kind == EW_KEEP) memcpy(j->pre + i0, j->x + i0, (size_t)(i1 - i0) * sizeof(float));
+    else ew_bits(j, i0, i1);
+}
+
+static void ew(ew_job *j, int64_t n) {
+    j->n = n;
+    vitq_parallel_for_work((n + 63) / 64, 64 * 4, ew_range, j);
 }
 
 static int grow(vitq_qtap *t, int64_t n) {
@@ -53,13 +144,12 @@ int vitq_qtrain_forward(vitq_qmodel *q, vitq_qtap *t, vitq_view *v) {
         snprintf(q->err, sizeof q->err, "tap '%s': out of memory for the training forward", t->name);
         return VITQ_ENOMEM;
     }
-    memcpy(t->pre, v->data, (size_t)n * sizeof(float));
+    ew(&(ew_job){.kind = EW_KEEP, .x = v->data, .pre = t->pre}, n); /* pre = x */
     int rc = t->plugin->quantizer->forward(t->inst, v, v);
     if (rc) return vitq_qtap_failed(q, t, rc, "forward");
     if (q->drop_prob < 1) { /* QDrop: elements outside the mask keep their float value */
         qdrop_mask(q, t->mask, n, q->drop_prob);
-        for (int64_t i = 0; i < n; i++)
-            if (!((t->mask[i >> 6] >> (i & 63)) & 1)) v->data[i] = t->pre[i];
+        ew(&(ew_job){.kind = EW_MIX, .x = v->data, .pre = t->pre, .mask = t->mask}, n);
     }
     return 0;
 }
@@ -67,7 +157,7 @@ int vitq_qtrain_forward(vitq_qmodel *q, vitq_qtap *t, vitq_view *v) {
 static float *bscratch(vitq_qmodel *q, int64_t n) {
     if (n > q->bscratch_n) {
         vitq_free(q->bscratch);
-        q->bscratch = vitq_alloc(2 * (size_t)n * sizeof(float));
+        q->bscratch = vitq_alloc((size_t)n * sizeof(float));
         q->bscratch_n = q->bscratch ? n : 0;
     }
     return q->bscratch;
@@ -83,25 +173,25 @@ int vitq_qmodel_hook_backward(void *ctx, int tap, float *x, float *dx, int ndim,
     const int64_t n = vitq_view_numel(&v);
     const vitq_quantizer_ops *ops = t->plugin->quantizer;
     if (ops->backward) {
-        float *dq = bscratch(q, n), *dxn = dq + n;
+        float *dq = bscratch(q, n);
         if (!dq) {
             snprintf(q->err, sizeof q->err, "tap '%s': out of memory for the backward", t->name);
             return VITQ_ENOMEM;
         }
-        const int drop = q->drop_prob < 1;
-        for (int64_t i = 0; i < n; i++) {
-            int quant = !drop || ((t->mask[i >> 6] >> (i & 63)) & 1);
-            dq[i] = quant ? dx[i] : 0;
-            dxn[i] = quant ? 0 : dx[i]; /* kept float: the identity */
-        }
         vitq_view vdy = v, vdx = v;
-        vdy.data = dq;
-        vdx.data = dxn;
+        vdx.data = dx;
+        if (q->drop_prob < 1) { /* dq: the quantized elements' gradient; dx keeps the float ones' (identity) */
+            ew(&(ew_job){.kind = EW_SPLIT, .dx = dx, .dq = dq, .mask = t->mask}, n);
+            vdy.data = dq;
+        } else { /* every element quantized: dq = dx, and dx starts from 0 */
+            memcpy(dq, dx, (size_t)n * sizeof(float));
+            memset(dx, 0, (size_t)n * sizeof(float));
+            vdy.data = dq;
+        }
         int rc = ops->backward(t->inst, &v, &vdy, &vdx);
         if (rc) return vitq_qtap_failed(q, t, rc, "backward");
-        memcpy(dx, dxn, (size_t)n * sizeof(float));
     }
-    memcpy(x, t->pre, (size_t)n * sizeof(float)); /* the op below reads the tap's input */
+    ew(&(ew_job){.kind = EW_KEEP, .x = t->pre, .pre = x}, n); /* x = pre: the op below reads the tap's input */
     return 0;
 }
 

@@ -167,6 +167,7 @@ void vitq_run_close(vitq_run *r) {
     free(r->data);
     free(r->baseline_text);
     free(r->cells);
+    free(r->stage_keys);
     free(r->order);
     free(r->dash);
     free(r);

@@ -34,6 +34,7 @@ struct vitq_cell_ctx {
     vitq_qmodel *q;                    /* the fake-quant model; NULL for a baseline */
     vitq_model *em;                    /* the model evaluated: fp or q's */
     int64_t *calib_idx;                /* the calibration subset (its first calib_size entries) */
+    const char *shared;                /* the stage whose state was loaded from another cell, or NULL */
     float *calib_images;
     vitq_eval_result er;
     char transform[512];               /* the eval transform, one line */
@@ -160,6 +161,7 @@ static int stage_write(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
     res->times = c->times;
     res->n_times = c->n_times;
     res->seconds_total = vitq_now() - c->t0;
+    res->shared_stage = c->shared;
     if (c->rc == 0) {
         if (c->partial[0]) remove(c->partial); /* resumable no more: the cell is whole */
         res->status = "done";
@@ -173,6 +175,58 @@ static int stage_write(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
         res->plugins = NULL, res->n_plugins = 0;
     }
     return vitq_results_write_cell(c->run->res, res, e);
+}
+
+/* ---- stage sharing (stages.c keys them) ---------------------------------------------------------- */
+/* 1 if stage s leaves its state in the float student only (a before-calibration pass). */
+static int student_stage(const vitq_stage *s) {
+    return (s->flags & VITQ_STAGE_PASS) && ((const vitq_pass_binding *)s->arg)->when == VITQ_PASS_BEFORE_CALIB;
+}
+
+/* Instead of running stage s: its state, stored by another cell of the run under key. */
+static int stage_load_shared(vitq_cell_ctx *c, const vitq_stage *s, uint64_t key, vitq_err *e) {
+    char *path = vitq_stage_path(c->run, key, student_stage(s));
+    if (!path) return vitq_fail(e, VITQ_ENOMEM, "out of memory");
+    vitq_run_log(c->run, "%s %s: loaded from %s (computed by another cell)", c->label, s->name, path);
+    int rc;
+    if (student_stage(s)) {
+        vitq_model *m = NULL;
+        rc = vitq_model_load(path, NULL, &m, e);
+        if (!rc && m->n_params != c->student->n_params)
+            rc = vitq_fail(e, VITQ_EFORMAT, "%s: not this cell's model (%lld parameters)", path, (long long)m->n_params);
+        if (!rc) {
+            memcpy(c->student->slab, m->slab, sizeof(float) * (size_t)m->n_params);
+            memcpy(c->student->mlp_act, m->mlp_act, sizeof *m->mlp_act * (size_t)m->n_blocks);
+        }
+        vitq_model_free(m);
+    } else {
+        rc = vitq_qmodel_state_load(c->q, c->student, path, e);
+        c->res.calib_indices = c->calib_idx; /* the images that made it: the same subset (same seed) */
+        c->res.n_calib = c->cfg->calib_size;
+    }
+    free(path);
+    if (!rc) c->shared = s->name;
+    return rc;
+}
+
+/* After stage s: its state for the other cells that reach key (written atomically; a failure only warns). */
+static void stage_save_shared(vitq_cell_ctx *c, const vitq_stage *s, uint64_t key) {
+    char *path = vitq_stage_path(c->run, key, student_stage(s)), dir[1100];
+    snprintf(dir, sizeof dir, "%s/stages", vitq_run_output(c->run));
+    vitq_err e;
+    int rc = path ? vitq_mkdir_p(dir, &e) : vitq_fail(&e, VITQ_ENOMEM, "out of memory");
+    if (!rc && student_stage(s)) rc = vitq_model_save(c->student, path, NULL, NULL, 0, &e);
+    else if (!rc) rc = vitq_qmodel_state_save(c->q, path, NULL, 0, &e);
+    if (rc) vitq_run_log(c->run, "%s: warning: cannot store %s for the other cells: %s", c->label, s->name, e.msg);
+    free(path);
+}
+
+/* The deepest stage whose state another cell stored (-1: none). */
+static int shared_from(vitq_cell_ctx *c, const vitq_stage *st, int n, const uint64_t *keys) {
+    for (int i = n - 1; i >= 0; i--)
+        if (keys[i] && vitq_stage_shared(c->run, keys[i]) >= 2 && vitq_stage_exists(c->run, keys[i], student_stage(&st[i])))
+            return i;
+    return -1;
 }
 
 /* ---- the list --------------------------------------------------------------------------------- */
@@ -201,7 +255,7 @@ int vitq_pipeline_build(const vitq_run_cell *c, const vitq_pass_binding *b, int 
         int before = !strcmp(ptq[i].name, "quantizers"), after = !strcmp(ptq[i].name, "histograms");
         for (int k = 0; (before || after) && k < nb; k++)
             if (b[k].enabled && (b[k].when == VITQ_PASS_BEFORE_CALIB) == before && n < max)
-                out[n++] = (vitq_stage){b[k].name, stage_pass, b[k].name, 0, &b[k]};
+                out[n++] = (vitq_stage){b[k].name, stage_pass, b[k].name, VITQ_STAGE_PASS, &b[k]};
         if (n < max) out[n++] = ptq[i];
     }
     return n;
@@ -227,15 +281,22 @@ int vitq_cell_run(vitq_run *r, const vitq_run_cell *cell, const char *label, vit
     vitq_cell_ctx c = {.run = r, .cell = cell, .cfg = cell->cfg, .label = label, .t0 = vitq_now()};
     add_time(&c, "calibrate", 0); /* every cell file has these two, baselines included */
     add_time(&c, "eval", 0);
+    uint64_t keys[VITQ_MAX_STAGES] = {0};
+    if (!cell->baseline) vitq_stage_keys(cell, st, n, keys);
+    int from = cell->baseline ? -1 : shared_from(&c, st, n, keys);
     for (int i = 0; i < n && rc == VITQ_OK; i++) {
         if (c.rc == VITQ_ECANCELLED || vitq_interrupted) {
             rc = VITQ_ECANCELLED; /* nothing is written for this cell */
             break;
         }
         if (c.rc && !(st[i].flags & VITQ_STAGE_ALWAYS)) continue;
+        if (i < from && keys[i]) continue; /* made by another cell: loaded below, at `from` */
         double t = vitq_now();
         vitq_err se;
-        int src = st[i].run(&c, &st[i], &se);
+        int src = i == from ? stage_load_shared(&c, &st[i], keys[i], &se) : st[i].run(&c, &st[i], &se);
+        if (!src && i > from && keys[i] && vitq_stage_shared(r, keys[i]) >= 2 &&
+            !vitq_stage_exists(r, keys[i], student_stage(&st[i])))
+            stage_save_shared(&c, &st[i], keys[i]);
         if (st[i].timer) add_time(&c, st[i].timer, vitq_now() - t);
         if (src && (st[i].flags & VITQ_STAGE_ALWAYS)) rc = vitq_fail(e, src, "%s", se.msg); /* the run's error */
         else if (src && !c.rc) c.rc = src, c.err = se;

@@ -172,7 +172,7 @@ int vitq_results_cell_done(vitq_results *r, const char *cell_id, const char *con
 
 static const char *const k_reserved[] = {"cell_id", "seed", "status", "error", "config_hash", "config_ini",
                                          "plugins", "vitq_version", "checkpoint_sha256", "transform", "eval_split",
-                                         "calib_split"};
+                                         "calib_split", "shared_stage"};
 
 int vitq_results_is_reserved(const char *name, const char *const *list, int n) {
     for (int i = 0; i < n; i++)
@@ -312,6 +312,7 @@ static int write_cell_body(const vitq_results *r, const vitq_cell_result *c, hid
     TRY(vitq_h5_attr_str(f, "config_ini", c->config_ini));
     TRY(vitq_h5_attr_strs(f, "plugins", c->plugins, c->n_plugins));
     TRY(vitq_h5_attr_str(f, "vitq_version", VITQ_VERSION));
+    TRY(vitq_h5_attr_str(f, "shared_stage", c->shared_stage ? c->shared_stage : ""));
     TRY(vitq_h5_attr_str(f, "checkpoint_sha256", c->checkpoint_sha256 ? c->checkpoint_sha256 : ""));
     TRY(vitq_h5_attr_str(f, "transform", c->transform ? c->transform : ""));
     TRY(vitq_h5_attr_str(f, "eval_split", c->eval_split ? c->eval_split : ""));

@@ -94,6 +94,8 @@ int vitq_run_all(vitq_run *r, vitq_run_summary *sum, vitq_err *e) {
             break;
         }
     }
+    if (!rc && !sum->failed && !sum->stopped && sum->done + sum->skipped == r->n_selected)
+        vitq_stages_cleanup(r); /* every selected cell is done: the shared stages served their purpose */
     if (r->res && (rc == VITQ_OK || rc == VITQ_ECANCELLED)) { /* also after a cancel: what is done is listed */
         vitq_err ie;
         int irc = vitq_run_index(r, &ie);

@@ -281,6 +281,7 @@ typedef struct vitq_cell_result {
     int n_curves;
     const vitq_stored *stored;      /* arrays passes stored: /pass/<pass>/<name> */
     int n_stored;
+    const char *shared_stage;       /* the stage whose state this cell loaded from another cell ("" or NULL: none) */
 } vitq_cell_result;
 
 /* Writes DIR/cells/<id>.h5 whole to a temp name in the same folder, closes, fsyncs, renames; on any
@@ -487,7 +488,7 @@ VITQ_API int vitq_run_all(vitq_run *r, vitq_run_summary *sum, vitq_err *e);
 typedef struct vitq_cell_ctx vitq_cell_ctx; /* one cell being computed (pipeline.c) */
 typedef struct vitq_stage vitq_stage;
 typedef int (*vitq_stage_fn)(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e);
-enum { VITQ_STAGE_ALWAYS = 1 };
+enum { VITQ_STAGE_ALWAYS = 1, VITQ_STAGE_PASS = 2 };
 struct vitq_stage {
     const char *name;      /* "load", "quantizers", "calibrate", "histograms", "evaluate", "collect", "write" */
     vitq_stage_fn run;
@@ -495,6 +496,16 @@ struct vitq_stage {
     unsigned flags;        /* VITQ_STAGE_ALWAYS */
     const void *arg;       /* stage data (a pass stage: its plugin and parameters) */
 };
+/* Stage sharing (stages.c): the shareable keys of cell c's stages (keys[i] = 0: stage i is not shared),
+ * how many selected cells of the run reach a key, where its state is stored (student = 1: the float
+ * student after a before-calibration pass, as safetensors; 0: the quantized model's state, HDF5), whether
+ * it is there, and the removal of every stored state (the run is complete). */
+void vitq_stage_keys(const vitq_run_cell *c, const vitq_stage *st, int n, uint64_t *keys);
+int vitq_stage_shared(vitq_run *r, uint64_t key);
+char *vitq_stage_path(const vitq_run *r, uint64_t key, int student);
+int vitq_stage_exists(const vitq_run *r, uint64_t key, int student);
+void vitq_stages_cleanup(vitq_run *r);
+
 /* The stages of cell c into out[0..max), its enabled passes (b, nb: vitq_passes_bind's) placed before or
  * after "calibrate" as each declares; returns their number. */
 VITQ_API int vitq_pipeline_build(const vitq_run_cell *c, const vitq_pass_binding *b, int nb, vitq_stage *out,
@@ -525,6 +536,8 @@ struct vitq_run {
     char **errors;               /* validation messages, distinct */
     int n_errors;
     vitq_results *res;           /* after vitq_run_start */
+    uint64_t *stage_keys;        /* stages.c: every shareable stage key of the selected cells (NULL: not yet) */
+    int n_stage_keys;
 };
 /* cells.c: the model / dataset of a cell's configuration, from the run's caches; the data config of a cell
  * (the model's with [data]'s overrides); the cell's resume key from its model file's content. */
