@@ -1,0 +1,172 @@
+/* mlp_relu.h — the arithmetic of the mlp_relu pass (APHQ-ViT's MLP reconstruction, specs/aphq-vit.md §4;
+ * ALGORITHMS.md §4), header-only so that tests/test_mlp_relu.c checks it directly: the clamp bound u (the
+ * nearest-rank percentile of the strictly positive post-GELU values), and one training step of an MLP
+ * fc2(ReLU(fc1 x)) against the teacher's output t with the two-term loss
+ *
+ *     L = (1/10)·mean_{b,c} Σ_n H[n,c]·(y1 − t)²  +  λ·(1/10)·mean_{b,c} Σ_n H[n,c]·(y2 − t)²
+ *     y1 = fc2(relu(fc1 x)),  y2 = fc2(clamp(relu(fc1 x), 0, u))
+ *
+ * (sum over tokens n, mean over the batch b and the output channels c: the reference's
+ * `(H·(y − t)²).sum(1).mean() / 10`; λ = 2 by default), its gradient with respect to fc1's and fc2's weights
+ * and biases (as torch: relu' = 1[h > 0], clamp' = 1[0 ≤ v ≤ u], so y2's path passes where 0 < h ≤ u).
+ * Shapes, row-major: x (R, C) with R = B·N rows (B samples of N tokens), fc1 W1 (F, C) b1 (F), fc2
+ * W2 (C, F) b2 (C); t, y (R, C). Sums in double in a fixed order; the GEMMs through the caller's gemm (the
+ * session's OpenBLAS, or a naive one in tests). */
+#ifndef MLP_RELU_H
+#define MLP_RELU_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* C (M,N) = alpha·op(A)·op(B) + beta·C, row-major (vitq_session_api.gemm's signature). */
+typedef void (*mr_gemm_fn)(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                           const float *B, float beta, float *C);
+
+#define MR_LOSS_SCALE 0.1 /* the reference's overall /10 (§4) */
+
+/* ---- the clamp bound (§4, oracle O11; quirk 19) ---------------------------------------------------- */
+/* Rearranges v[0..n) so that v[k] is the k-th smallest (0-based) and everything before it is <= it
+ * (Hoare partition around the median of three; iterative). */
+static inline void mr_select(float *v, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n - 1;
+    while (hi > lo) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        float a = v[lo], b = v[mid], c = v[hi];
+        const float pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot) i++;
+            while (v[j] > pivot) j--;
+            if (i <= j) {
+                float t = v[i];
+                v[i] = v[j], v[j] = t;
+                i++, j--;
+            }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return; /* v[j+1 .. i-1] all equal the pivot */
+    }
+}
+
+/* u = the nearest-rank `pct` percentile of the strictly positive values of v[0..n): with the count c of
+ * values > 0 (zeros excluded), the value of 0-based rank ceil(c·pct) − 1 in ascending order, the product
+ * computed in float32 as the reference does (§6 quirk 19; clamped to [0, c − 1]). O11: the positives of
+ * [−1, 0, 0.5, 0.2, 3, −0.1, 1, 2, 0.7, 4, 0.1] are 8 values; pct 0.98 → rank 7 → 4; pct 0.5 → rank 3 → 0.7.
+ * v is rearranged (its positive values first); *count gets c. Returns 0 when c = 0. */
+static inline float mr_clamp_bound(float *v, int64_t n, double pct, int64_t *count) {
+    int64_t c = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (v[i] > 0) v[c++] = v[i];
+    *count = c;
+    if (c == 0) return 0.0f;
+    volatile float prod = (float)c * (float)pct; /* float32, as torch's count * pct on a float tensor */
+    int64_t rank = (int64_t)ceilf(prod) - 1;
+    rank = rank < 0 ? 0 : rank >= c ? c - 1 : rank;
+    mr_select(v, c, rank);
+    return v[rank];
+}
+
+/* ---- one step of the MLP --------------------------------------------------------------------------- */
+typedef struct {
+    int64_t R, N, C, F;          /* rows (B·N), tokens per sample, in/out channels, hidden channels */
+    const float *W1, *b1, *W2, *b2;
+    float *dW1, *db1, *dW2, *db2; /* written (not accumulated) by mr_step */
+    float u;                      /* the clamp bound */
+    double lambda;                /* weight of the clamping term */
+    mr_gemm_fn gemm;
+    float *H;                     /* (R, F): fc1's output */
+    float *A;                     /* (2R, F): relu(H) then clamp(relu(H), 0, u) */
+    float *Y;                     /* (2R, C): y1 then y2 */
+    float *DA;                    /* (2R, F) */
+} mr_mlp;
+
+/* Scratch for R rows; 0 or -1 (nothing held) when out of memory. */
+static inline int mr_mlp_alloc(mr_mlp *m) {
+    const size_t R = (size_t)m->R, C = (size_t)m->C, F = (size_t)m->F;
+    m->H = malloc(sizeof(float) * R * F), m->A = malloc(sizeof(float) * 2 * R * F);
+    m->Y = malloc(sizeof(float) * 2 * R * C), m->DA = malloc(sizeof(float) * 2 * R * F);
+    if (m->H && m->A && m->Y && m->DA) return 0;
+    free(m->H), free(m->A), free(m->Y), free(m->DA);
+    m->H = m->A = m->Y = m->DA = NULL;
+    return -1;
+}
+
+static inline void mr_mlp_free(mr_mlp *m) {
+    free(m->H), free(m->A), free(m->Y), free(m->DA);
+    m->H = m->A = m->Y = m->DA = NULL;
+}
+
+/* Y (rows, out) = X (rows, in) · Wᵀ + b, W (out, in). */
+static inline void mr_linear(mr_gemm_fn gemm, const float *X, const float *W, const float *b, int64_t rows,
+                             int64_t in, int64_t out, float *Y) {
+    for (int64_t r = 0; r < rows; r++) memcpy(Y + r * out, b, sizeof(float) * (size_t)out);
+    gemm(0, 1, rows, out, in, 1.0f, X, W, 1.0f, Y);
+}
+
+/* Forward of the R rows x: H, A (both halves) and Y (y1, then y2). */
+static inline void mr_forward(mr_mlp *m, const float *x) {
+    const int64_t R = m->R, F = m->F;
+    mr_linear(m->gemm, x, m->W1, m->b1, R, m->C, F, m->H);
+    for (int64_t i = 0; i < R * F; i++) {
+        const float a = m->H[i] > 0 ? m->H[i] : 0.0f;
+        m->A[i] = a, m->A[R * F + i] = a < m->u ? a : m->u;
+    }
+    mr_linear(m->gemm, m->A, m->W2, m->b2, 2 * R, F, m->C, m->Y);
+}
+
+/* The loss of the rows after mr_forward against t (R, C), weighted by w[b] (the importance row of sample
+ * b, (N, C); NULL: w ≡ 1), and the gradient of L with respect to Y into DY (2R, C) (DY NULL: loss only).
+ * *distill and *clamp get the two terms (the second with its λ); returns their sum. */
+static inline double mr_loss(const mr_mlp *m, const float *t, const float *const *w, float *DY, double *distill,
+                             double *clamp) {
+    const int64_t R = m->R, N = m->N, C = m->C, B = R / N;
+    const double f = MR_LOSS_SCALE / ((double)B * (double)C);
+    double s1 = 0, s2 = 0;
+    for (int64_t r = 0; r < R; r++) {
+        const float *wr = w && w[r / N] ? w[r / N] + (r % N) * C : NULL;
+        for (int64_t c = 0; c < C; c++) {
+            const double wi = wr ? wr[c] : 1.0, d1 = (double)m->Y[r * C + c] - t[r * C + c],
+                         d2 = (double)m->Y[(R + r) * C + c] - t[r * C + c];
+            s1 += wi * d1 * d1, s2 += wi * d2 * d2;
+            if (DY) DY[r * C + c] = (float)(2 * f * wi * d1), DY[(R + r) * C + c] = (float)(2 * f * m->lambda * wi * d2);
+        }
+    }
+    *distill = f * s1, *clamp = f * m->lambda * s2;
+    return *distill + *clamp;
+}
+
+/* Column sums of X (rows, cols) into out (cols), in double. */
+static inline void mr_colsum(const float *X, int64_t rows, int64_t cols, float *out) {
+    double *acc = calloc((size_t)cols, sizeof *acc);
+    if (!acc) { /* float fallback: same order */
+        memset(out, 0, sizeof(float) * (size_t)cols);
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < cols; c++) out[c] += X[r * cols + c];
+        return;
+    }
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) acc[c] += X[r * cols + c];
+    for (int64_t c = 0; c < cols; c++) out[c] = (float)acc[c];
+    free(acc);
+}
+
+/* Backward of the rows x after mr_forward and mr_loss's DY (2R, C): dW2, db2, dW1, db1 (overwritten).
+ * DY's first half becomes fc1's output gradient on the way (H's rows: the ReLU and clamp masks). */
+static inline void mr_backward(mr_mlp *m, const float *x, float *DY) {
+    const int64_t R = m->R, C = m->C, F = m->F;
+    m->gemm(1, 0, C, F, 2 * R, 1.0f, DY, m->A, 0.0f, m->dW2); /* dW2 = DYᵀ·A over both halves */
+    mr_colsum(DY, 2 * R, C, m->db2);
+    m->gemm(0, 0, 2 * R, F, C, 1.0f, DY, m->W2, 0.0f, m->DA); /* dA = DY·W2 */
+    float *dH = m->DA;                                           /* in place over the first half */
+    for (int64_t i = 0; i < R * F; i++) {
+        const float h = m->H[i];
+        dH[i] = (h > 0 ? m->DA[i] : 0.0f) + (h > 0 && h <= m->u ? m->DA[R * F + i] : 0.0f);
+    }
+    m->gemm(1, 0, F, C, R, 1.0f, dH, x, 0.0f, m->dW1); /* dW1 = dHᵀ·x */
+    mr_colsum(dH, R, F, m->db1);
+}
+
+#endif
