@@ -118,19 +118,35 @@ static void free_job(mr_job *j) {
     free(j->DY), free(j->wrow), free(j->perm), free(j->idx);
 }
 
-/* The student's tensor <block>.<suffix> into *out, after checking that it is still the teacher's (a pass
- * before this one, e.g. repq, must not have changed it: the teacher's inputs would not be the student's). */
+static const char *const mr_block_tensors[] = {"norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias",
+                                               "mlp.fc2.weight", "mlp.fc2.bias"};
+
+/* Every block's norm2, fc1 and fc2 are still the checkpoint's (a pass before this one, e.g. repq, must not
+ * have changed them: the teacher's MLP inputs would not be the student's). Checked before anything trains. */
+static int blocks_unchanged(vitq_session *s, const vitq_session_api *api, const vitq_host *host) {
+    const int U = api->n_units(s);
+    for (int u = 0; u < U; u++) {
+        vitq_unit_info ui;
+        int rc = api->unit(s, u, &ui);
+        if (rc) return rc;
+        for (int k = 0; ui.kind == VITQ_UNITK_BLOCK && k < 6; k++) {
+            char name[200];
+            snprintf(name, sizeof name, "%.150s.%s", ui.name, mr_block_tensors[k]);
+            vitq_tensor a, b;
+            if ((rc = api->tensor(s, name, &a)) || (rc = api->teacher_tensor(s, name, &b))) return rc;
+            if (a.numel != b.numel || memcmp(a.data, b.data, sizeof(float) * (size_t)a.numel))
+                return host->fail(host, VITQ_EINVAL, "%s differs from the checkpoint's: run mlp_relu before the passes "
+                                                     "that change the model (put [pass mlp_relu] first)", name);
+        }
+    }
+    return VITQ_OK;
+}
+
+/* The student's tensor <block>.<suffix>. */
 static int student_tensor(mr_job *j, const char *suffix, vitq_tensor *out) {
     char name[200];
-    snprintf(name, sizeof name, "%s.%s", j->ui.name, suffix);
-    vitq_tensor t;
-    int rc = j->api->tensor(j->s, name, out);
-    if (!rc) rc = j->api->teacher_tensor(j->s, name, &t);
-    if (rc) return rc;
-    if (t.numel != out->numel || memcmp(t.data, out->data, sizeof(float) * (size_t)t.numel))
-        return j->host->fail(j->host, VITQ_EINVAL, "%s differs from the checkpoint's: run mlp_relu before the passes "
-                                                   "that change the model (put [pass mlp_relu] first)", name);
-    return VITQ_OK;
+    snprintf(name, sizeof name, "%.150s.%s", j->ui.name, suffix);
+    return j->api->tensor(j->s, name, out);
 }
 
 /* X, T and u from the teacher's captures over the images (§4). */
@@ -251,10 +267,7 @@ static int optimise(mr_job *j) {
 static int reconstruct_block(const mr_params *p, vitq_session *s, const vitq_session_api *api, const vitq_host *host,
                              const float *probs, int u, float *bound, float *above) {
     mr_job j = {.p = p, .s = s, .api = api, .host = host, .u = u};
-    vitq_tensor ln;
     int rc = api->unit(s, u, &j.ui);
-    if (!rc) rc = student_tensor(&j, "norm2.weight", &ln);
-    if (!rc) rc = student_tensor(&j, "norm2.bias", &ln);
     if (!rc) rc = student_tensor(&j, "mlp.fc1.weight", &j.w1);
     if (!rc) rc = student_tensor(&j, "mlp.fc1.bias", &j.b1);
     if (!rc) rc = student_tensor(&j, "mlp.fc2.weight", &j.w2);
@@ -282,7 +295,8 @@ static int mr_run(const void *params, vitq_session *s, const vitq_session_api *a
     if (p->batch > p->images)
         return host->fail(host, VITQ_EINVAL, "batch %d is larger than images %d", p->batch, p->images);
     const int U = api->n_units(s);
-    int rc = api->images(s, p->images), n_blocks = 0;
+    int rc = blocks_unchanged(s, api, host), n_blocks = 0;
+    if (!rc) rc = api->images(s, p->images);
     float *probs = NULL, *bounds = calloc((size_t)U, sizeof *bounds), *above = calloc((size_t)U, sizeof *above);
     int *blocks = calloc((size_t)U, sizeof *blocks);
     if (!rc && (!bounds || !above || !blocks)) rc = host->fail(host, VITQ_ENOMEM, "out of memory");
