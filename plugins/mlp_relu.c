@@ -223,9 +223,7 @@ static int step(mr_job *j, aph_rng *batches, int64_t t, double *distill, double 
     mr_forward(&j->m, j->x);
     mr_loss(&j->m, j->t, j->wrow, j->DY, distill, clamp);
     if (t == p->iters) { /* the clamp at work: the share of the student's post-ReLU values above u */
-        int64_t above = 0, n = j->m.R * j->F;
-        for (int64_t i = 0; i < n; i++) above += j->m.H[i] > j->bound;
-        j->above = (double)above / (double)n;
+        j->above = (double)j->m.n_clamped / (double)(j->m.R * j->F);
     }
     mr_backward(&j->m, j->x, j->DY);
     const double lr = aph_cosine_lr(t - 1, p->iters, p->lr), lrs[4] = {lr, lr, lr, lr};
