@@ -176,9 +176,17 @@ static int ss_teacher_tensor(vitq_session *s, const char *name, vitq_tensor *out
 }
 
 /* The float student as a checkpoint: vitq_model_save writes the architecture and mlp_act; the metadata
- * also names the teacher's file (its SHA-256) and the pass that saved it. */
+ * also names the teacher's file (its SHA-256) and the pass that saved it. The path's folder is made if
+ * missing (a run's output folder may be elsewhere than the INI's path assumed). */
 static int ss_save_student(vitq_session *s, const char *path) {
     if (!path || !*path) return vitq_ss_fail(s, VITQ_EINVAL, "save_student: no path");
+    char dir[1024];
+    vitq_err de;
+    const char *slash = strrchr(path, '/');
+    if (slash && slash > path && (size_t)(slash - path) < sizeof dir) {
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+        if (vitq_mkdir_p(dir, &de)) return vitq_ss_fail(s, VITQ_EIO, "save_student: %s", de.msg);
+    }
     char by[160];
     snprintf(by, sizeof by, "vitq %s, pass %s", VITQ_VERSION, s->pass_name ? s->pass_name : "?");
     const char *keys[] = {"vitq_saved_by", "vitq_source_sha256"};
