@@ -87,6 +87,8 @@ typedef struct {
     float *A;                     /* (R, F): relu(H); fc1's output gradient in backward */
     float *Y;                     /* (2R, C): y1 then y2 */
     float *W2t;                   /* (F, C): W2 transposed, for the sparse corrections */
+    float *corr;                  /* (F, C): dy2ᵀ·D, transposed, accumulated contiguously */
+    double *acc;                  /* (max(C, F)): column sums */
     int64_t *clamped, n_clamped;  /* the flat indices into H where H > u */
 } mr_mlp;
 
@@ -95,18 +97,31 @@ static inline int mr_mlp_alloc(mr_mlp *m) {
     const size_t R = (size_t)m->R, C = (size_t)m->C, F = (size_t)m->F;
     m->H = malloc(sizeof(float) * R * F), m->A = malloc(sizeof(float) * R * F);
     m->Y = malloc(sizeof(float) * 2 * R * C), m->W2t = malloc(sizeof(float) * F * C);
-    m->clamped = malloc(sizeof(int64_t) * R * F);
-    if (m->H && m->A && m->Y && m->W2t && m->clamped) return 0;
-    free(m->H), free(m->A), free(m->Y), free(m->W2t), free(m->clamped);
-    m->H = m->A = m->Y = m->W2t = NULL;
-    m->clamped = NULL;
+    m->clamped = malloc(sizeof(int64_t) * R * F), m->corr = malloc(sizeof(float) * F * C);
+    m->acc = malloc(sizeof(double) * (C > F ? C : F));
+    if (m->H && m->A && m->Y && m->W2t && m->clamped && m->corr && m->acc) return 0;
+    free(m->H), free(m->A), free(m->Y), free(m->W2t), free(m->clamped), free(m->corr), free(m->acc);
+    m->H = m->A = m->Y = m->W2t = m->corr = NULL;
+    m->clamped = NULL, m->acc = NULL;
     return -1;
 }
 
 static inline void mr_mlp_free(mr_mlp *m) {
-    free(m->H), free(m->A), free(m->Y), free(m->W2t), free(m->clamped);
-    m->H = m->A = m->Y = m->W2t = NULL;
-    m->clamped = NULL;
+    free(m->H), free(m->A), free(m->Y), free(m->W2t), free(m->clamped), free(m->corr), free(m->acc);
+    m->H = m->A = m->Y = m->W2t = m->corr = NULL;
+    m->clamped = NULL, m->acc = NULL;
+}
+
+/* v where h > 0, else +0, without a branch (the sign of h is random: a branch mispredicts half the time):
+ * for a float that is not NaN, h > 0 exactly when its bits read as an int32 are > 0. */
+static inline float mr_if_pos(float h, float v) {
+    int32_t hb;
+    uint32_t vb;
+    memcpy(&hb, &h, sizeof hb);
+    memcpy(&vb, &v, sizeof vb);
+    vb &= (uint32_t)-(int32_t)(hb > 0);
+    memcpy(&v, &vb, sizeof v);
+    return v;
 }
 
 /* Y (rows, out) = X (rows, in) · Wᵀ + b, W (out, in). */
@@ -121,11 +136,9 @@ static inline void mr_forward(mr_mlp *m, const float *x) {
     const int64_t R = m->R, C = m->C, F = m->F;
     mr_linear(m->gemm, x, m->W1, m->b1, R, C, F, m->H);
     int64_t n = 0;
-    for (int64_t i = 0; i < R * F; i++) {
-        const float h = m->H[i];
-        m->A[i] = h > 0 ? h : 0.0f;
-        if (h > m->u) m->clamped[n++] = i;
-    }
+    for (int64_t i = 0; i < R * F; i++) m->A[i] = mr_if_pos(m->H[i], m->H[i]);
+    for (int64_t i = 0; i < R * F; i++)
+        if (m->H[i] > m->u) m->clamped[n++] = i; /* rare: predicted */
     m->n_clamped = n;
     mr_linear(m->gemm, m->A, m->W2, m->b2, R, F, C, m->Y);
     for (int64_t j = 0; j < F; j++)
@@ -160,19 +173,12 @@ static inline double mr_loss(const mr_mlp *m, const float *t, const float *const
     return *distill + *clamp;
 }
 
-/* Column sums of X (rows, cols) into out (cols), in double. */
-static inline void mr_colsum(const float *X, int64_t rows, int64_t cols, float *out) {
-    double *acc = calloc((size_t)cols, sizeof *acc);
-    if (!acc) { /* float fallback: same order */
-        memset(out, 0, sizeof(float) * (size_t)cols);
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t c = 0; c < cols; c++) out[c] += X[r * cols + c];
-        return;
-    }
+/* Column sums of X (rows, cols) into out (cols), in double (acc: cols doubles of scratch). */
+static inline void mr_colsum(const float *X, int64_t rows, int64_t cols, double *acc, float *out) {
+    memset(acc, 0, sizeof(double) * (size_t)cols);
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c = 0; c < cols; c++) acc[c] += X[r * cols + c];
     for (int64_t c = 0; c < cols; c++) out[c] = (float)acc[c];
-    free(acc);
 }
 
 /* Backward of the rows x after mr_forward and mr_loss's DY (2R, C): dW2, db2, dW1, db1 (overwritten).
@@ -183,20 +189,23 @@ static inline void mr_backward(mr_mlp *m, const float *x, float *DY) {
     const float *dy2 = DY + R * C;
     for (int64_t i = 0; i < R * C; i++) S[i] += dy2[i];
     m->gemm(1, 0, C, F, R, 1.0f, S, m->A, 0.0f, m->dW2); /* (dy1 + dy2)ᵀ·relu(H) */
-    mr_colsum(S, R, C, m->db2);
+    mr_colsum(S, R, C, m->acc, m->db2);
     float *dH = m->A;                                   /* relu(H) is no longer needed */
     m->gemm(0, 0, R, F, C, 1.0f, S, m->W2, 0.0f, dH);   /* (dy1 + dy2)·W2 */
-    for (int64_t i = 0; i < R * F; i++)
-        if (!(m->H[i] > 0)) dH[i] = 0.0f;
+    for (int64_t i = 0; i < R * F; i++) dH[i] = mr_if_pos(m->H[i], dH[i]);
+    if (m->n_clamped > 0) memset(m->corr, 0, sizeof(float) * (size_t)(F * C));
     for (int64_t k = 0; k < m->n_clamped; k++) {        /* the clamped entries: their y2 path is cut */
         const int64_t r = m->clamped[k] / F, j = m->clamped[k] % F;
         const float d = m->H[m->clamped[k]] - m->u, *w = m->W2t + j * C, *g = dy2 + r * C;
+        float *cj = m->corr + j * C;
         double dot = 0;
-        for (int64_t c = 0; c < C; c++) dot += (double)g[c] * w[c], m->dW2[c * F + j] -= d * g[c];
+        for (int64_t c = 0; c < C; c++) dot += (double)g[c] * w[c], cj[c] += d * g[c];
         dH[m->clamped[k]] -= (float)dot;
     }
+    for (int64_t j = 0; m->n_clamped > 0 && j < F; j++)
+        for (int64_t c = 0; c < C; c++) m->dW2[c * F + j] -= m->corr[j * C + c];
     m->gemm(1, 0, F, C, R, 1.0f, dH, x, 0.0f, m->dW1); /* dW1 = dHᵀ·x */
-    mr_colsum(dH, R, F, m->db1);
+    mr_colsum(dH, R, F, m->acc, m->db1);
 }
 
 #endif

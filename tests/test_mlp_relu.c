@@ -70,6 +70,16 @@ TEST(mlp_relu_clamp_bound_matches_a_sort) {
     free(v), free(pos), free(w);
 }
 
+/* The branch-free select behind ReLU and its mask: v where h > 0 (denormals included), +0 elsewhere. */
+TEST(mlp_relu_if_pos_is_h_greater_than_zero) {
+    const float h[] = {3.0f, 1e-45f, 0.0f, -0.0f, -1e-45f, -2.0f, 1e30f, -1e30f};
+    for (int i = 0; i < 8; i++) {
+        const float got = mr_if_pos(h[i], -7.5f), want = h[i] > 0 ? -7.5f : 0.0f;
+        CHECK_EQ(got, want);
+        CHECK_EQ(signbit(got) != 0, h[i] > 0); /* +0 where masked */
+    }
+}
+
 /* ---------------------------------------------------------------------------------------------
  * The loss and its gradient
  * ------------------------------------------------------------------------------------------- */
