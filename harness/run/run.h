@@ -6,7 +6,7 @@
  *   grid_pass.c                               [pass NAME] sections bound to their plugins
  *   eval.c                                    a model (float or fake-quant) over a dataset
  *   results_write.c results_index.c results_read.c   cell files, the index, reading them back
- *   plot.c plot_curve.c plot_hist.c           gnuplot figures from a run
+ *   plot.c plot_curve.c plot_hist.c plot_loss.c   gnuplot figures from a run
  *   cells.c validate.c pipeline.c run.c       the run: cells and caches, validation, stages, the loop
  *   shard.c merge.c                           scale-out: which cells a shard owns; merging run folders
  */
@@ -343,7 +343,7 @@ VITQ_API int vitq_cell_read_curves(const char *cell_path, vitq_curve **out, int 
 VITQ_API void vitq_curves_free(vitq_curve *c, int n);
 
 
-/* ---- Plots (plot.c, plot_curve.c, plot_hist.c): figures from a run's results: accuracy-versus-bits curves and activation histograms, each as
+/* ---- Plots (plot.c, plot_curve.c, plot_hist.c, plot_loss.c): figures from a run's results: accuracy-versus-bits curves, activation histograms and the passes' loss curves, each as
  * three files beside each other (STYLE.md section 6):
  *   <fig>.tsv  tab-separated data, one header row naming the columns (written by vitq from the HDF5)
  *   <fig>.gp   gnuplot script taking the data file as ARG1 and the output as ARG2:
@@ -354,6 +354,9 @@ VITQ_API void vitq_curves_free(vitq_curve *c, int n);
  *                            by default every other axis); cells that share x and series (an axis left out
  *                            of both, e.g. seeds) are averaged, which the script's header says.
  *   hist_<cell>__<tap>       float and quantized counts per bin (bin centre in column 1), log-scale count.
+ *   curves_<cell>__<family>  the curves a cell's passes recorded, one figure per family (vitq_plot_curve_family:
+ *                            aph_recon's per-unit loss, round; mlp_relu's per-block mlp_loss, mlp_clamp), one
+ *                            line per unit over the iterations, log-scale y when every value is positive.
  * Names are sanitised: characters other than [A-Za-z0-9._=+-] become '_'.
  * Every file is written to a temp name and renamed. */
 typedef struct vitq_plot_opts {
@@ -365,8 +368,9 @@ typedef struct vitq_plot_opts {
     const char *out_dir;   /* NULL: <run>/plots */
     const char *command;   /* the command line that made the figures (script header); NULL: "" */
     const char *gnuplot;   /* gnuplot program; NULL: "gnuplot" from PATH; "" : do not run gnuplot */
-    int no_curves;         /* 1: histograms only */
-    int no_hists;          /* 1: curves only */
+    int no_curves;         /* 1: no accuracy curve */
+    int no_hists;          /* 1: no histogram */
+    int no_losses;         /* 1: no figure of the curves the passes recorded (losses per unit) */
 } vitq_plot_opts;
 
 typedef struct vitq_plot_report {
@@ -392,6 +396,15 @@ VITQ_API int vitq_plot_curve_text(const vitq_summary *s, const vitq_plot_opts *o
 VITQ_API int vitq_plot_hist_text(const vitq_hist *h, const char *cell_id, const char *run_label,
                                  const vitq_plot_opts *o, const char *git_rev, char *fig, size_t fig_size,
                                  char **tsv, char **gp, vitq_err *e);
+/* The family of a recorded curve, which names its figure: the part of the unit (before the last '/') after
+ * its last run of digits, '_', and the kind after the '/', dots made '_': "blocks.3/loss" -> "loss",
+ * "head/round" -> "round", "blocks.3.mlp/clamp" -> "mlp_clamp", a name without '/' -> itself. */
+VITQ_API void vitq_plot_curve_family(const char *name, char *out, size_t n);
+/* The .tsv and .gp of the figure of the curves c[0..n) of family `family` of cell `cell_id`
+ * (curves_<cell>__<family>); VITQ_EINVAL when none is of that family. */
+VITQ_API int vitq_plot_loss_text(const vitq_curve *c, int n, const char *family, const char *cell_id,
+                                 const char *run_label, const vitq_plot_opts *o, const char *git_rev, char *fig,
+                                 size_t fig_size, char **tsv, char **gp, vitq_err *e);
 /* Writes <dir>/<fig>.tsv and .gp atomically and, unless gnuplot is "" or missing (*missing = 1), draws
  * <fig>.png with core's gnuplot runner. */
 /* Layer-internal text helpers of the figure makers (plot.c): a gnuplot string literal's contents, a
