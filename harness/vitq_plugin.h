@@ -201,6 +201,14 @@ typedef struct vitq_search {
      * a search whose result depends only on it (and on the quantizer's own unchanged state) may keep its
      * previous result. 1 at the first call. */
     int partner_changed;
+    /* Present when size covers it (else, or NULL: use error). error() with a bound for each group (groups
+     * entries with per_group, else one): the harness may stop evaluating once every group's error is
+     * certain to exceed its bound, and then returns for those groups some value above the bound instead of
+     * the error. A returned value not above its bound is the exact error, equal to error()'s. A search that
+     * keeps the first least error passes its best so far (INFINITY before the first) and picks the same.
+     * Exact stopping needs non-negative terms: the harness sums squared errors block by block. */
+    int (*error_below)(const struct vitq_search *s, const vitq_view *xq, int per_group, const double *bound,
+                       double *err);
 } vitq_search;
 
 typedef struct vitq_quantizer_ops {

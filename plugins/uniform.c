@@ -54,6 +54,7 @@
 #include "aphq_grid.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef __SSE2__
@@ -938,6 +939,7 @@ static int aphq_scan(uq *q, const vitq_search *s, int mode, int per_group) {
     for (int64_t g = 0; !rc && g < G; g++) best[g] = INFINITY, bj[g] = -1;
     vitq_view xq = *s->x;
     xq.data = y;
+    const int below = s->size >= offsetof(vitq_search, error_below) + sizeof s->error_below && s->error_below;
     for (int j = 0; !rc && j < APHQ_EQ_N; j++) {
         for (int64_t g = 0; g < G; g++) {
             int iu, il;
@@ -945,7 +947,9 @@ static int aphq_scan(uq *q, const vitq_search *s, int mode, int per_group) {
             aphq_candidate(q, g, iu, il, &cs[g], &cz[g]);
         }
         fq_groups(q, s->x->data, y, n, cs, cz);
-        if ((rc = s->error(s, &xq, per_group, err))) {
+        /* with the best so far as the bound, the harness may stop early on a candidate that cannot win */
+        rc = below ? s->error_below(s, &xq, per_group, best, err) : s->error(s, &xq, per_group, err);
+        if (rc) {
             rc = q->host->fail(q->host, rc < 0 ? rc : VITQ_EPLUGIN, "search: the output error failed (code %d)", rc);
             break;
         }

@@ -2,7 +2,7 @@
  * quantizer (tests/plugins/search_probe.c) picks, through vitq_search.error, one of 8 step sizes per
  * group; here the same choice is made in double precision from the float activations captured
  * independently. Covers a weight's rows (the Gram form), a linear input per tensor, and the attention
- * probabilities per head (matmul with v), each with the other operand in float. */
+ * probabilities per head (matmul with v), each with the other operand in float; and error_below's bounds. */
 #include "test.h"
 
 #include <stdlib.h>
@@ -142,9 +142,16 @@ TEST(qsearch_matches_brute_force) {
         CHECK_EQ(probe_choice(q, "blocks.1.attn.probs", hh), bk);
     }
     /* every probe searched once per round (rounds 0 and 1): 8 candidates each time */
-    vitq_qtensor t[2];
-    CHECK(vitq_qmodel_tensors(q, "blocks.1.attn.probs", t, 2, &e) == 2);
+    vitq_qtensor t[3];
+    CHECK(vitq_qmodel_tensors(q, "blocks.1.attn.probs", t, 3, &e) == 3);
     CHECK_EQ(t[1].value[0], 16.0f);
+    /* error_below: exact without a bound or under it, above it when stopped (weight rows, the input per
+     * tensor, the probabilities per head with one head stopped and the other not) */
+    static const char *const taps[] = {"blocks.0.attn.qkv.weight", "blocks.0.mlp.fc1.input", "blocks.1.attn.probs"};
+    for (int i = 0; i < 3; i++) {
+        CHECK(vitq_qmodel_tensors(q, taps[i], t, 3, &e) == 3);
+        CHECK_MSG(t[2].value[0] == 0.0f, "%s: %g error_below violations", taps[i], t[2].value[0]);
+    }
     vitq_qmodel_free(q);
 out:
     for (int i = 0; i < 4; i++) free(g.buf[i]);

@@ -19,6 +19,10 @@
 #include <string.h>
 
 #define NCH 64 /* fixed reduction chunks */
+/* An input or matmul-operand candidate is evaluated in NBLK blocks of rows (images): the sum's fixed order,
+ * and where error_below may stop once the error is sure to exceed the caller's bound (each block adds
+ * non-negative squared errors). */
+#define NBLK 8
 
 typedef struct {
     vitq_search s;           /* what the plugin sees (first member: the plugin's pointer is ours) */
@@ -31,7 +35,7 @@ typedef struct {
     float *Xh, *Wh;          /* the partner as currently quantized */
     float *G, *Cm, *T, *Y, *E, *tmp;
     float *Gw, *F, *TD;      /* the input's Gram form: ŴᵀŴ, E0·Ŵ, D·Gw (used when IC < OC) */
-    double e0;               /* ‖E0‖², E0 = X(Ŵ − W)ᵀ */
+    double e0b[8];           /* ‖E0‖² per row block (NBLK), E0 = X(Ŵ − W)ᵀ */
     uint64_t partner_hash[2];
     int partner_seen[2];
     double *e2, *part;       /* per row of W; NCH x groups partial sums */
@@ -174,7 +178,33 @@ static void dot_chunks(void *vc, int64_t c0, int64_t c1) {
     }
 }
 
-static int linear_error(oracle *o, const vitq_view *xq, int per_group, double *err) {
+/* An input candidate x (R, IC) against the float output, one number: by blocks of rows, each block's
+ * squared error added in order; stops after a block once the sum exceeds *bound (bound may be NULL). The
+ * Gram form (IC < OC) per block: ‖E0_b + D_bŴᵀ‖² = e0_b + Σ D_b ⊙ (2F_b + D_b·Gw), D = x − X. */
+static void linear_input_error(oracle *o, const float *x, const double *bound, double *err) {
+    double acc = 0;
+    for (int b = 0; b < NBLK; b++) {
+        const int64_t r0 = o->R * b / NBLK, r1 = o->R * (b + 1) / NBLK, nr = r1 - r0;
+        double part = 0;
+        if (nr > 0 && o->Gw) {
+            float *d = o->tmp + r0 * o->IC;
+            for (int64_t i = r0 * o->IC; i < r1 * o->IC; i++) o->tmp[i] = x[i] - o->X[i];
+            vitq_gemm(0, 0, nr, o->IC, o->IC, 1.0f, d, o->Gw, 0.0f, o->TD + r0 * o->IC);
+            dot_ctx c = {d, o->F + r0 * o->IC, o->TD + r0 * o->IC, nr * o->IC, o->part};
+            vitq_parallel_for_work(NCH, (nr * o->IC / NCH + 1) * 4, dot_chunks, &c);
+            part = o->e0b[b];
+            for (int ch = 0; ch < NCH; ch++) part += o->part[ch];
+        } else if (nr > 0) {
+            vitq_gemm(0, 1, nr, o->OC, o->IC, 1.0f, x + r0 * o->IC, o->Wh, 0.0f, o->tmp + r0 * o->OC);
+            sq_error(o, o->tmp + r0 * o->OC, o->Y + r0 * o->OC, nr, o->OC, 0, &part);
+        }
+        acc += part;
+        if (bound && acc > *bound) break;
+    }
+    err[0] = acc;
+}
+
+static int linear_error(oracle *o, const vitq_view *xq, int per_group, const double *bound, double *err) {
     if (o->side == 0) {
         /* T = δ·G with δ = Wq − W, then the per-row quadratic form */
         for (int64_t i = 0; i < o->OC * o->IC; i++) o->tmp[i] = xq->data[i] - o->W[i];
@@ -193,14 +223,8 @@ static int linear_error(oracle *o, const vitq_view *xq, int per_group, double *e
         vitq_patchify_forward(o->Xh, x, o->n, xq->shape[1], xq->shape[2], o->P);
         x = o->Xh;
     }
-    if (!per_group && o->Gw) { /* ‖E0 + DŴᵀ‖² = e0 + Σ D ⊙ (2F + D·Gw), D = xq − X: IC² per row instead of IC·OC */
-        for (int64_t i = 0; i < o->R * o->IC; i++) o->tmp[i] = x[i] - o->X[i];
-        vitq_gemm(0, 0, o->R, o->IC, o->IC, 1.0f, o->tmp, o->Gw, 0.0f, o->TD);
-        dot_ctx c = {o->tmp, o->F, o->TD, o->R * o->IC, o->part};
-        vitq_parallel_for_work(NCH, (o->R * o->IC / NCH + 1) * 4, dot_chunks, &c);
-        double acc = o->e0;
-        for (int ch = 0; ch < NCH; ch++) acc += o->part[ch];
-        err[0] = acc;
+    if (!per_group) {
+        linear_input_error(o, x, bound, err);
         return 0;
     }
     vitq_gemm(0, 1, o->R, o->OC, o->IC, 1.0f, x, o->Wh, 0.0f, o->tmp);
@@ -212,16 +236,21 @@ static int linear_error(oracle *o, const vitq_view *xq, int per_group, double *e
 typedef struct {
     const oracle *o;
     const float *a, *b; /* the operands for this evaluation */
+    int64_t first;      /* the first (image, head) of this block */
+    const unsigned char *done; /* [H] 1: the head is already above its bound, not computed (0) */
 } mm_ctx;
 
-static void mm_range(void *vc, int64_t i0, int64_t i1) {
+static void mm_range(void *vc, int64_t j0, int64_t j1) {
     const mm_ctx *c = vc;
+    const int64_t i0 = c->first + j0, i1 = c->first + j1;
     const oracle *o = c->o;
     const int nt = o->op->kind == VITQ_OP_MATMUL_NT;
     float *out = malloc(sizeof(float) * (size_t)(o->Ma * o->No));
     for (int64_t i = i0; i < i1; i++) {
         double acc = 0;
-        if (out) {
+        if (c->done[i % o->H]) {
+            acc = 0;
+        } else if (out) {
             vitq_gemm_serial(0, nt, o->Ma, o->No, o->Ka, 1.0f, c->a + i * o->Ma * o->Ka, c->b + i * o->Mb * o->Kb, 0.0f,
                              out);
             /* 8 float lanes (independent sums: vectorised, no latency chain), flushed to double */
@@ -241,29 +270,54 @@ static void mm_range(void *vc, int64_t i0, int64_t i1) {
     free(out);
 }
 
-static int matmul_error(oracle *o, const vitq_view *xq, int per_group, double *err) {
-    mm_ctx c = {o, o->side == 0 ? xq->data : o->Ah ? o->Ah : o->A, o->side == 1 ? xq->data : o->Bh ? o->Bh : o->B};
-    vitq_parallel_for_work(o->n * o->H, o->Ma * o->No * o->Ka * 2, mm_range, &c);
-    /* per head (fixed order: the same sums for any thread count), then written as asked: per_group = 0
-     * writes err[0] only, as the ABI says */
+/* By blocks of images: each block's (image, head) products on the pool, then added per head in image order
+ * (the same sums for any thread count). With bounds: a head whose sum exceeds its bound is not computed in
+ * later blocks (its value stays above the bound), and the evaluation stops when every group is above. */
+static int matmul_error(oracle *o, const vitq_view *xq, int per_group, const double *bound, double *err) {
+    unsigned char done0[64] = {0}, *done = o->H <= 64 ? done0 : calloc((size_t)o->H, 1);
+    double acc[64] = {0}, *hs = o->H <= 64 ? acc : calloc((size_t)o->H, sizeof(double));
+    mm_ctx c = {o, o->side == 0 ? xq->data : o->Ah ? o->Ah : o->A, o->side == 1 ? xq->data : o->Bh ? o->Bh : o->B, 0,
+                done};
+    int rc = hs && done ? 0 : VITQ_ENOMEM;
     double total = 0;
-    for (int64_t h = 0; h < o->H; h++) {
-        double acc = 0;
-        for (int64_t b = 0; b < o->n; b++) {
-            if (isnan(o->err_bh[b * o->H + h])) return VITQ_ENOMEM;
-            acc += o->err_bh[b * o->H + h];
+    for (int b = 0; !rc && b < NBLK; b++) {
+        const int64_t i0 = o->n * b / NBLK, i1 = o->n * (b + 1) / NBLK;
+        if (i1 == i0) continue;
+        c.first = i0 * o->H;
+        vitq_parallel_for_work((i1 - i0) * o->H, o->Ma * o->No * o->Ka * 2, mm_range, &c);
+        int above = 1;
+        total = 0;
+        for (int64_t h = 0; h < o->H; h++) {
+            for (int64_t i = i0; i < i1; i++) {
+                if (isnan(o->err_bh[i * o->H + h])) rc = VITQ_ENOMEM;
+                hs[h] += o->err_bh[i * o->H + h];
+            }
+            total += hs[h];
+            /* per group: a head above its bound stays above (its terms are non-negative): not computed again */
+            if (per_group && bound && hs[h] > bound[h]) done[h] = 1;
+            if (per_group && !done[h]) above = 0;
         }
-        if (per_group) err[h] = acc;
-        total += acc;
+        if (!per_group && !(bound && total > bound[0])) above = 0;
+        if (bound && above) break;
     }
-    if (!per_group) err[0] = total;
-    return 0;
+    /* per_group = 0 writes err[0] only, as the ABI says */
+    for (int64_t h = 0; !rc && per_group && h < o->H; h++) err[h] = hs[h];
+    if (!rc && !per_group) err[0] = total;
+    if (hs != acc) free(hs);
+    if (done != done0) free(done);
+    return rc;
+}
+
+static int oracle_error_below(const vitq_search *s, const vitq_view *xq, int per_group, const double *bound,
+                              double *err) {
+    oracle *o = (oracle *)s; /* s is the first member */
+    if (!xq || !xq->data || vitq_view_numel(xq) != vitq_view_numel(s->x)) return VITQ_EINVAL;
+    return o->op->kind == VITQ_OP_LINEAR ? linear_error(o, xq, per_group, bound, err)
+                                         : matmul_error(o, xq, per_group, bound, err);
 }
 
 static int oracle_error(const vitq_search *s, const vitq_view *xq, int per_group, double *err) {
-    oracle *o = (oracle *)s; /* s is the first member */
-    if (!xq || !xq->data || vitq_view_numel(xq) != vitq_view_numel(s->x)) return VITQ_EINVAL;
-    return o->op->kind == VITQ_OP_LINEAR ? linear_error(o, xq, per_group, err) : matmul_error(o, xq, per_group, err);
+    return oracle_error_below(s, xq, per_group, NULL, err);
 }
 
 /* ---- one op's oracle ------------------------------------------------------------------------------ */
@@ -353,7 +407,7 @@ static void partner_seen(oracle *o, int side, const float *p, int64_t n) {
     o->partner_hash[side] = h;
 }
 
-/* The input side's Gram form (IC < OC): Gw = ŴᵀŴ, E0 = X(Ŵ − W)ᵀ, F = E0·Ŵ, e0 = ‖E0‖². */
+/* The input side's Gram form (IC < OC): Gw = ŴᵀŴ, E0 = X(Ŵ − W)ᵀ, F = E0·Ŵ, e0_b = ‖E0‖² per row block. */
 static int input_gram(oracle *o, vitq_err *e) {
     if (!o->Gw) {
         o->Gw = vitq_alloc((size_t)(o->IC * o->IC) * sizeof(float));
@@ -365,9 +419,11 @@ static int input_gram(oracle *o, vitq_err *e) {
     for (int64_t i = 0; i < o->OC * o->IC; i++) o->T[i] = o->Wh[i] - o->W[i];
     vitq_gemm(0, 1, o->R, o->OC, o->IC, 1.0f, o->X, o->T, 0.0f, o->E);
     vitq_gemm(0, 0, o->R, o->IC, o->OC, 1.0f, o->E, o->Wh, 0.0f, o->F);
-    double e2 = 0;
-    sq_error(o, o->E, NULL, o->R, o->OC, 0, &e2);
-    o->e0 = e2;
+    for (int b = 0; b < NBLK; b++) {
+        const int64_t r0 = o->R * b / NBLK, r1 = o->R * (b + 1) / NBLK;
+        o->e0b[b] = 0;
+        if (r1 > r0) sq_error(o, o->E + r0 * o->OC, NULL, r1 - r0, o->OC, 0, &o->e0b[b]);
+    }
     return VITQ_OK;
 }
 
@@ -445,7 +501,8 @@ static int search_tap(oracle *o, int side, int round, int rounds, vitq_err *e) {
         x = tap_view(t, (float *)(side == 0 ? o->A : o->B), o->n);
     const int changed = o->s.partner_changed;
     o->s = (vitq_search){.size = sizeof(vitq_search), .round = round, .rounds = rounds, .x = &x,
-                         .error = oracle_error, .ctx = o, .partner_changed = changed};
+                         .error = oracle_error, .ctx = o, .partner_changed = changed,
+                         .error_below = oracle_error_below};
     o->s.groups = op->kind == VITQ_OP_LINEAR ? o->OC : o->H;
     o->s.group_dim = op->kind != VITQ_OP_LINEAR ? VITQ_DIM_HEAD : side == 0 ? VITQ_DIM_OUT : VITQ_DIM_BATCH;
     rc = t->plugin->quantizer->search(t->inst, &o->s);

@@ -2,10 +2,14 @@
  * candidates s_k = 0.01 · 2^(k/2) per group, the group being what the harness's error is reported per
  * (a weight's rows, a matmul operand's heads, or the whole tensor). `search` tries every candidate
  * through vitq_search.error and keeps each group's best; tensor "choice" holds the picks, "calls" the
- * number of error() calls, so a test can compare both with a brute force. */
+ * number of error() calls, so a test can compare both with a brute force. Every candidate is also checked
+ * against error_below: with no bound (INFINITY) it equals error() exactly; with even groups bounded at half
+ * their error and odd groups at twice it, the even ones come back above their bound and the odd ones exact;
+ * tensor "below_bad" counts violations. */
 #include "vitq_plugin.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,7 +18,7 @@
 
 typedef struct { int unused; } probe_params;
 typedef struct {
-    float choice[MAXG], calls;
+    float choice[MAXG], calls, below_bad;
     int G;        /* groups after a search (1 before) */
     vitq_dim dim; /* what they run along */
 } probe;
@@ -49,6 +53,22 @@ static int p_forward(void *qv, const vitq_view *x, vitq_view *y) {
     return 0;
 }
 
+/* error_below against error()'s values err (see the header). */
+static int check_below(probe *q, const vitq_search *s, const vitq_view *v, const double *err) {
+    if (s->size < offsetof(vitq_search, error_below) + sizeof s->error_below || !s->error_below) {
+        q->below_bad++; /* this harness always offers it */
+        return 0;
+    }
+    double bound[MAXG], got[MAXG];
+    for (int g = 0; g < q->G; g++) bound[g] = INFINITY;
+    int rc = s->error_below(s, v, q->G > 1, bound, got);
+    for (int g = 0; !rc && g < q->G; g++) q->below_bad += got[g] != err[g];
+    for (int g = 0; g < q->G; g++) bound[g] = g % 2 ? 2 * err[g] : 0.5 * err[g];
+    if (!rc) rc = s->error_below(s, v, q->G > 1, bound, got);
+    for (int g = 0; !rc && g < q->G; g++) q->below_bad += g % 2 ? got[g] != err[g] : err[g] > 0 && !(got[g] > bound[g]);
+    return rc;
+}
+
 static int p_search(void *qv, const vitq_search *s) {
     probe *q = qv;
     q->dim = s->group_dim;
@@ -66,6 +86,7 @@ static int p_search(void *qv, const vitq_search *s) {
         int rc = s->error(s, &v, q->G > 1, err);
         q->calls++;
         if (rc) return rc;
+        if ((rc = check_below(q, s, &v, err))) return rc;
         for (int g = 0; g < q->G; g++)
             if (k == 0 || err[g] < best[g]) best[g] = err[g], q->choice[g] = (float)k;
     }
@@ -79,6 +100,7 @@ static int p_tensors(void *qv, vitq_qtensor *out, int max) {
     int n = 0;
     if (n < max) out[n++] = (vitq_qtensor){.name = "choice", .value = q->choice, .n = q->G};
     if (n < max) out[n++] = (vitq_qtensor){.name = "calls", .value = &q->calls, .n = 1};
+    if (n < max) out[n++] = (vitq_qtensor){.name = "below_bad", .value = &q->below_bad, .n = 1};
     return n;
 }
 
