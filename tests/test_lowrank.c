@@ -526,3 +526,103 @@ TEST(lowrank_pass_searches_stores_ranks_and_lowers_the_loss) {
         if (!strcmp(t[i].name, "b1") || !strcmp(t[i].name, "b2")) CHECK(t[i].grad == NULL); /* frozen */
     teardown(&f);
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * Stopped after unit k, resumed: bit-identical to an uninterrupted run (curriculum on, bi-level search,
+ * QDrop loss, fp_branch so that the post terms must come back too)
+ * ------------------------------------------------------------------------------------------- */
+typedef struct {
+    float *slab, *post;
+    int64_t n, npost;
+    float vals[4096];
+    int64_t nv;
+} snapshot;
+
+static void snap(fixture *f, snapshot *out) {
+    vitq_model *qm = vitq_qmodel_model(f->q);
+    out->n = qm->n_params;
+    out->slab = malloc(sizeof(float) * (size_t)out->n);
+    memcpy(out->slab, qm->slab, sizeof(float) * (size_t)out->n);
+    const vitq_qbinding *b;
+    int nb;
+    vitq_qmodel_bindings(f->q, &b, &nb);
+    out->nv = 0;
+    for (int i = 0; i < nb; i++) {
+        vitq_qtensor t[8];
+        vitq_err e;
+        int nt = vitq_qmodel_tensors(f->q, b[i].tap, t, 8, &e);
+        for (int k = 0; k < nt && out->nv + t[k].n <= 4096; k++) {
+            memcpy(out->vals + out->nv, t[k].value, sizeof(float) * (size_t)t[k].n);
+            out->nv += t[k].n;
+        }
+    }
+}
+
+static int stop_at_blocks1(const vitq_host *h, int64_t done, int64_t total, const char *label) {
+    (void)h, (void)done, (void)total;
+    return !strncmp(label, "blocks.1 ", 9); /* blocks.1's first report: blocks.0 is committed */
+}
+
+TEST(lowrank_stopped_after_unit_k_resumes_bit_identical) {
+    char pa[600], pb[600];
+    snprintf(pa, sizeof pa, "%s/a.h5", test_tmpdir());
+    snprintf(pb, sizeof pb, "%s/b.h5", test_tmpdir());
+    const char *kv[] = {"images=64", "batch=16", "rank_candidates=2,4,8", "search_iters=6", "recon_iters=10",
+                        "ab_lr=1e-2", "alpha_lr=5e-2", "loss=qdrop", "merge=fp_branch", "record_every=1"};
+    fixture f;
+    snapshot clean = {0}, resumed = {0};
+    if (setup(&f, "uniform", pa) || run_pass(&f, kv, 10)) {
+        teardown(&f);
+        return;
+    }
+    snap(&f, &clean);
+    const vitq_curve *c0;
+    int nc0, ns0;
+    vitq_session_curves(f.s, &c0, &nc0);
+    const vitq_stored *s0;
+    vitq_session_stored(f.s, &s0, &ns0);
+    const vitq_curve *cl = curve(&f, "blocks.0/cl_share");
+    CHECK(cl && cl->n == 10); /* f(t) = 0.3 + 0.7·t/5 for the steps t = 0..9 of 10: 0.3, ..., 0.86, then 1 */
+    if (cl && cl->n == 10) {
+        CHECK_NEAR(cl->value[0], 0.3, 1e-12);
+        CHECK_NEAR(cl->value[4], 0.86, 1e-12);
+        CHECK_EQ(cl->value[5], 1.0);
+    }
+    fixture g;
+    if (!setup(&g, "uniform", pb)) {
+        const vitq_plugin *p;
+        void *params = params_of(&p, kv, 10);
+        vitq_host host;
+        vitq_host_ctx hc;
+        vitq_host_init(&host, &hc, "test", "lowrank_nas", 5);
+        host.progress = stop_at_blocks1;
+        g.s->pass_name = "lowrank_nas";
+        CHECK_EQ(p->pass->run(params, g.s, g.api, &host), VITQ_ECANCELLED);
+        CHECK_EQ(g.api->resume_unit(g.s), 2);
+        free(params);
+    }
+    teardown(&g); /* the process dies: only the state file remains */
+    fixture h;
+    if (!setup(&h, "uniform", pb)) {
+        CHECK(run_pass(&h, kv, 10) == 0);
+        snap(&h, &resumed);
+        CHECK_EQ(resumed.n, clean.n);
+        CHECK_EQ(resumed.nv, clean.nv);
+        CHECK_EQ(memcmp(resumed.slab, clean.slab, sizeof(float) * (size_t)clean.n), 0);
+        CHECK_EQ(memcmp(resumed.vals, clean.vals, sizeof(float) * (size_t)clean.nv), 0);
+        const vitq_curve *c1;
+        const vitq_stored *s1;
+        int nc1, ns1;
+        vitq_session_curves(h.s, &c1, &nc1);
+        vitq_session_stored(h.s, &s1, &ns1);
+        CHECK_EQ(nc1, nc0);
+        CHECK_EQ(ns1, ns0); /* blocks.0's ranks and entropies came back with the state */
+        for (int i = 0; i < ns0 && i < ns1; i++) {
+            CHECK_STREQ(s1[i].name, s0[i].name);
+            CHECK(s1[i].n == s0[i].n && !memcmp(s1[i].data, s0[i].data, sizeof(float) * (size_t)s0[i].n));
+        }
+    }
+    free(clean.slab), free(resumed.slab);
+    teardown(&h);
+    teardown(&f);
+}
