@@ -119,7 +119,8 @@ static const vitq_param lrn_param_table[] = {
     {.name = "lr_interval", .type = VITQ_P_FLOAT, .offset = P_(lr_interval), .def = "4e-5", .min = 0, .max = 10,
      .help = "Adam learning rate of DFQ's b1 and b2, cosine to 0 (§3.4)"},
     {.name = "layers", .type = VITQ_P_STRING, .offset = P_(layers), .def = "qkv,proj,fc1,fc2,reduction",
-     .help = "layer types that get a branch: qkv, proj, fc1, fc2, reduction (Swin) (§4.2)"},
+     .help = "layer types that get a branch: qkv, proj, fc1, fc2, reduction (Swin); none: no branch, the activation "
+             "quantizers alone are reconstructed (§4.2)"},
     {.name = "split_qkv", .type = VITQ_P_BOOL, .offset = P_(split_qkv), .def = "false",
      .help = "three branches on the fused qkv weight (one per row group) instead of one (§4.2)"},
     {.name = "include_head", .type = VITQ_P_BOOL, .offset = P_(include_head), .def = "false",
@@ -192,16 +193,17 @@ static const char *layer_type(const lrn_params *p, const char *name) {
     return NULL;
 }
 
-/* Checks `layers` (every entry a known type). */
+/* Checks `layers` (every entry a known type; "none" alone: no branch). */
 static int check_layers(const lrn_params *p, const vitq_host *h) {
     static const char *known[] = {"qkv", "proj", "fc1", "fc2", "reduction"};
     const char *s = p->layers;
+    if (!strcmp(s, "none")) return VITQ_OK;
     while (*s) {
         while (*s == ' ' || *s == ',') s++;
         size_t k = strcspn(s, ", "), ok = 0;
         for (int i = 0; i < 5 && k; i++) ok |= strlen(known[i]) == k && !strncmp(s, known[i], k);
         if (k && !ok)
-            return h->fail(h, VITQ_EINVAL, "layers: unknown layer type '%.*s' (known: qkv, proj, fc1, fc2, reduction)",
+            return h->fail(h, VITQ_EINVAL, "layers: unknown layer type '%.*s' (known: qkv, proj, fc1, fc2, reduction; or none)",
                            (int)k, s);
         s += k;
     }
