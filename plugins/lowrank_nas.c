@@ -141,6 +141,7 @@ static const vitq_param lrn_param_table[] = {
 typedef struct {
     vitq_weight w;
     char name[128];     /* the weight's name without ".weight" */
+    const char *type;   /* qkv, proj, fc1, fc2, reduction, head, patch_embed */
     int64_t m, n;       /* the weight as a matrix: rows x (numel / rows) */
     int groups;         /* branches over equal row groups: 1, or 3 (split qkv) */
     lr_branch br[3];
@@ -483,6 +484,23 @@ static int store1(lrn_job *j, const char *bn, const char *what, const float *v, 
     return j->api->store(j->s, name, v, n);
 }
 
+/* Curves by layer type over depth (step = the unit's block index, or its unit index outside the blocks):
+ * ranks/<type> = the chosen rank, alpha_entropy/<type> = α's entropy at the switch (searched branches);
+ * a split qkv's branches are the types qkv.q, qkv.k, qkv.v. `vitq results --curves` lists them and
+ * experiments/aiqvit-ranks.gp draws them. */
+static int record_rank(lrn_job *j, const lrn_layer *l, int g, float r, double entropy) {
+    static const char *qkv[] = {"q", "k", "v"};
+    char type[48], name[96];
+    if (l->groups == 1) snprintf(type, sizeof type, "%s", l->type);
+    else snprintf(type, sizeof type, "%s.%s", l->type, qkv[g]);
+    const int64_t depth = j->ui.block >= 0 ? j->ui.block : j->u;
+    snprintf(name, sizeof name, "ranks/%s", type);
+    int rc = j->api->record(j->s, name, depth, r);
+    snprintf(name, sizeof name, "alpha_entropy/%s", type);
+    if (!rc && !isnan(entropy)) rc = j->api->record(j->s, name, depth, entropy);
+    return rc;
+}
+
 /* Discretises every branch and stores its rank (and, after a search, α's entropy, probabilities, the
  * candidates and the fold jump). */
 static int discretise_all(lrn_job *j, int searched) {
@@ -512,6 +530,7 @@ static int discretise_all(lrn_job *j, int searched) {
             float pf[LR_MAX_CAND], cf[LR_MAX_CAND];
             for (int k = 0; k < b->K; k++) pf[k] = (float)p[k], cf[k] = (float)b->rank[k];
             rc = store1(j, bn, "rank", &r, 1);
+            if (!rc) rc = record_rank(j, l, g, r, was ? h : NAN);
             if (!rc && searched && was) rc = store1(j, bn, "alpha_entropy", &h, 1);
             if (!rc && searched && was) rc = store1(j, bn, "alpha_probs", pf, b->K);
             if (!rc && searched && was) rc = store1(j, bn, "candidates", cf, b->K);
@@ -604,10 +623,12 @@ static int make_layers(lrn_job *j) {
     snprintf(key, sizeof key, "%s/lowrank_init", j->ui.name);
     aph_rng rng = {j->api->seed(j->s, key)};
     for (int i = 0; i < nw; i++) {
-        if (!layer_type(j->p, w[i].name)) continue;
+        const char *type = layer_type(j->p, w[i].name);
+        if (!type) continue;
         if (j->nL == LRN_MAX_LAYERS) return j->host->fail(j->host, VITQ_EINVAL, "%s: too many layers", j->ui.name);
         int rc = layer_init(j, &w[i], &rng);
         if (rc) return rc;
+        j->L[j->nL - 1].type = type;
     }
     return VITQ_OK;
 }

@@ -508,6 +508,21 @@ TEST(lowrank_pass_searches_stores_ranks_and_lowers_the_loss) {
         printf("  %-20s rank %g, entropy %.4f\n", br[k], r->data[0], h ? h->data[0] : -1.0);
     }
     CHECK(stored(&f, "lowrank_nas/patch_embed.proj/rank") == NULL); /* not a block: no branch, not reconstructed */
+    const char *types[] = {"qkv", "proj", "fc1", "fc2"};
+    for (int k = 0; k < 4; k++) { /* by depth and type: ranks/<type> at steps 0, 1 = the stored ranks */
+        char name[64], st[200];
+        snprintf(name, sizeof name, "ranks/%s", types[k]);
+        const vitq_curve *c = curve(&f, name);
+        CHECK_MSG(c && c->n == 2, "no curve %s", name);
+        for (int d = 0; c && d < c->n && d < 2; d++) {
+            CHECK_EQ(c->step[d], (int64_t)d);
+            snprintf(st, sizeof st, "lowrank_nas/blocks.%d.%s/rank", d, k < 2 ? (k ? "attn.proj" : "attn.qkv") : (k == 2 ? "mlp.fc1" : "mlp.fc2"));
+            const vitq_stored *r = stored(&f, st);
+            CHECK_MSG(r && r->data[0] == c->value[d], "%s at depth %d", name, d);
+        }
+        snprintf(name, sizeof name, "alpha_entropy/%s", types[k]);
+        CHECK(curve(&f, name) != NULL);
+    }
     for (int u = 0; u < 2; u++) {
         char name[64];
         snprintf(name, sizeof name, "blocks.%d/loss", u);
