@@ -641,3 +641,41 @@ TEST(lowrank_stopped_after_unit_k_resumes_bit_identical) {
     teardown(&h);
     teardown(&f);
 }
+
+/* The switches: split_qkv gives three branches (q, k, v rows, each 16 x 16 here), include_head and
+ * include_patch_embed put branches on the head (10 x 16: ranks clipped to 10) and on the patch-embedding conv
+ * (16 x 49) and reconstruct those units (the head on its KL); relax = independent; rank_penalty. */
+TEST(lowrank_switches_split_qkv_head_patch_embed_independent) {
+    fixture f;
+    if (setup(&f, "uniform", NULL)) {
+        teardown(&f);
+        return;
+    }
+    const char *kv[] = {"images=64", "batch=16", "rank_candidates=4,12,40", "search_iters=6", "recon_iters=6",
+                        "split_qkv=true", "include_head=true", "include_patch_embed=true", "relax=independent",
+                        "rank_penalty=0.1", "layers=qkv,fc2", "record_every=2"};
+    if (run_pass(&f, kv, 12)) {
+        teardown(&f);
+        return;
+    }
+    const char *br[] = {"blocks.0.attn.qkv.q", "blocks.0.attn.qkv.k", "blocks.1.attn.qkv.v", "blocks.1.mlp.fc2",
+                        "head", "patch_embed.proj"};
+    const float cap[] = {16, 16, 16, 16, 10, 16};
+    for (int k = 0; k < 6; k++) {
+        char name[200];
+        snprintf(name, sizeof name, "lowrank_nas/%s/rank", br[k]);
+        const vitq_stored *r = stored(&f, name);
+        CHECK_MSG(r != NULL, "no %s", name);
+        if (r) CHECK_MSG(r->data[0] == 4 || r->data[0] == 12 || r->data[0] == cap[k], "%s = %g", name, r->data[0]);
+        snprintf(name, sizeof name, "lowrank_nas/%s/candidates", br[k]);
+        const vitq_stored *c = stored(&f, name);
+        const int K = k == 4 ? 2 : 3; /* the head: 12 and 40 both clip to 10, one candidate */
+        CHECK_MSG(c && c->n == K && c->data[K - 1] == cap[k], "%s", name); /* 40 clipped to min(m, n) */
+    }
+    CHECK(stored(&f, "lowrank_nas/blocks.0.attn.proj/rank") == NULL); /* layers = qkv, fc2 */
+    CHECK(stored(&f, "lowrank_nas/blocks.0.attn.qkv/rank") == NULL);  /* split */
+    CHECK(curve(&f, "ranks/qkv.k") != NULL);
+    CHECK(curve(&f, "head/loss") != NULL);
+    CHECK(curve(&f, "patch_embed/loss") != NULL);
+    teardown(&f);
+}
