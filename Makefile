@@ -5,14 +5,21 @@
 #   make check      install missing Debian packages, build, run the test suite
 #   make demo       install, build, quantize the bundled model (experiments/demo.ini)
 #   make bench      throughput and memory against OpenBLAS sgemm measured in the same run
+#   make bench-shard     the speed-up of 2 shards over 1 on an 8-cell grid (bench/shard_bench.sh)
 #   make install    PREFIX=/usr/local: vitq, libvitq.so, vitq_plugin.h, vitq.h + layer headers, plugins, vitq.pc
+#   make MPI=1      the same with `mpirun -np R vitq run` (OpenMPI or any `pkg-config mpi-c`), in build-mpi/
+#   make deps-scaleout   also the packages of the scale-out tests: OpenMPI, Slurm, MUNGE (CI does this)
 
+# MPI=1: the vitq command (only it; libvitq.so stays MPI-free) links MPI; its own build folder, so the
+# default build never sees libmpi. SANITIZE=1 MPI=1 gives build-san-mpi/.
+MPI ?=
+MPI_SUFFIX := $(if $(filter 1,$(MPI)),-mpi,)
 SANITIZE ?=
 ifeq ($(SANITIZE),)
-BUILD ?= build
+BUILD ?= build$(MPI_SUFFIX)
 SAN_FLAGS :=
 else
-BUILD ?= build-san
+BUILD ?= build-san$(MPI_SUFFIX)
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 endif
 
@@ -35,6 +42,17 @@ DESTDIR ?=
 DEB_PACKAGES := build-essential pkg-config libopenblas-dev libinih-dev libhdf5-dev libcjson-dev \
 	zlib1g-dev libjpeg-dev libpng-dev libssl-dev gnuplot-nox dataset-fashion-mnist
 PKGS := openblas inih hdf5 libcjson zlib libpng libjpeg libcrypto
+# Scale-out (README "Scale-out"): not in the default list, because the default build needs none of it and
+# installing slurm-wlm and munge on a developer's machine enables system daemons (on a systemd host the
+# packages start munged and slurmd services). `make deps MPI=1` adds OpenMPI; `make deps-scaleout` (CI) adds
+# everything the scale-out tests use; without them those tests are skipped with the reason printed.
+MPI_DEB_PACKAGES := openmpi-bin libopenmpi-dev
+SCALEOUT_DEB_PACKAGES := $(MPI_DEB_PACKAGES) slurm-wlm munge
+ifeq ($(MPI),1)
+DEB_PACKAGES += $(MPI_DEB_PACKAGES)
+MPI_CFLAGS := -DVITQ_MPI=1 $(shell pkg-config --cflags mpi-c 2>/dev/null)
+MPI_LIBS := $(shell pkg-config --libs mpi-c 2>/dev/null)
+endif
 
 CC ?= cc
 CFLAGS ?= -O2 -g
@@ -59,15 +77,21 @@ BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/%.o)
 PLUGINS := $(PLUGIN_SRC:plugins/%.c=$(BUILD)/plugins/%.so)
 TEST_PLUGINS := $(TEST_PLUGIN_SRC:tests/plugins/%.c=$(BUILD)/tests/plugins/%.so)
 
+TOOL_SRC := $(wildcard tests/tools/*.c)
+TOOLS := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
+
 LIB := $(BUILD)/libvitq.so
 VITQ := $(BUILD)/vitq
 TESTS := $(BUILD)/tests/run
 BENCH := $(BUILD)/bench/bench
 
-.PHONY: all check test demo bench install uninstall clean deps require-deps
+.PHONY: all check test demo bench bench-shard install uninstall clean deps deps-scaleout require-deps
 all: require-deps $(LIB) $(VITQ) $(PLUGINS)
 
 # --- dependencies ----------------------------------------------------------------------------
+deps-scaleout:
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(DEB_PACKAGES) $(SCALEOUT_DEB_PACKAGES)"
+
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -78,12 +102,16 @@ deps:
 
 require-deps:
 	@for p in $(PKGS); do pkg-config --exists $$p || { echo "vitq: missing pkg-config package '$$p' (run 'make deps' as root)"; exit 1; }; done
+	@if [ "$(MPI)" = 1 ] && ! pkg-config --exists mpi-c; then echo "vitq: MPI=1: missing pkg-config package 'mpi-c' (run 'make deps MPI=1' as root: libopenmpi-dev)"; exit 1; fi
 
 # --- objects ---------------------------------------------------------------------------------
 $(BUILD)/harness/%.o: harness/%.c
 	@mkdir -p $(@D)
 	$(call say,CC,$<)
-	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -Iharness -DVITQ_LIBDIR='"$(libdir)"' -fPIC -fvisibility=hidden -c $< -o $@
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) $(OBJ_CFLAGS) -Iharness -DVITQ_LIBDIR='"$(libdir)"' -fPIC -fvisibility=hidden -c $< -o $@
+
+# Only the command's objects see MPI (and only in MPI=1 builds).
+$(CLI_OBJ): OBJ_CFLAGS := $(MPI_CFLAGS)
 
 $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
@@ -101,7 +129,13 @@ $(LIB): $(LIB_OBJ)
 
 $(VITQ): $(CLI_OBJ) $(LIB)
 	$(call say,LD,$@)
-	$(Q)$(CC) $(SAN_FLAGS) -o $@ $(CLI_OBJ) -L$(BUILD) -lvitq -Wl,-rpath,'$$ORIGIN' $(DEP_LIBS)
+	$(Q)$(CC) $(SAN_FLAGS) -o $@ $(CLI_OBJ) -L$(BUILD) -lvitq -Wl,-rpath,'$$ORIGIN' $(DEP_LIBS) $(MPI_LIBS)
+
+# Helpers of the end-to-end tests (tests/tools/NAME.c -> $(BUILD)/tests/tools/NAME), on the HDF5 C API.
+$(BUILD)/tests/tools/%: tests/tools/%.c
+	@mkdir -p $(@D)
+	$(call say,CC,$<)
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< $(DEP_LIBS)
 
 # Every plugins/NAME.c becomes NAME.so. A plugin sees vitq_plugin.h only (no library symbol), so it links
 # against nothing but libm; -z defs makes an unresolved symbol a link error, not a dlopen one. A plugin may
@@ -128,7 +162,7 @@ $(BENCH): $(BENCH_OBJ) $(LIB)
 check: deps
 	@$(MAKE) --no-print-directory test
 
-test: all $(TESTS) $(TEST_PLUGINS)
+test: all $(TESTS) $(TEST_PLUGINS) $(TOOLS)
 	BUILD=$(BUILD) VITQ_BIN=$(VITQ) $(if $(SAN_FLAGS),ASAN_OPTIONS=detect_leaks=1 VITQ_NO_DLCLOSE=1,) $(TESTS) $(T)
 
 # `vitq run` prints the table too; here it is printed once, last, after the figures are drawn.
@@ -143,6 +177,11 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH)
 	$(BENCH)
+
+# The speed-up of 2 shards over 1 on an 8-cell grid (README "Scale-out").
+bench-shard: deps
+	@$(MAKE) --no-print-directory all $(TOOLS)
+	VITQ=$(VITQ) bench/shard_bench.sh
 
 # vitq.pc is written at install time, so that it always names this PREFIX.
 install: all
@@ -165,4 +204,4 @@ uninstall:
 clean:
 	rm -rf $(BUILD)
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d) $(PLUGINS:.so=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d) $(PLUGINS:.so=.d) $(TOOLS:=.d)

@@ -374,6 +374,15 @@ typedef struct vitq_session_api {
     /* A seed derived from the cell's seed and key (e.g. "blocks.3/batches"): reproducible streams that do
      * not depend on what ran before, so a resumed run draws the same numbers. */
     uint64_t (*seed)(vitq_session *s, const char *key);
+    /* --- appended in vitq 0.3 (compatible: check `size` before using them) ---------------------- */
+    /* A float tensor of the TEACHER by timm name, read only (grad NULL): e.g. to rebuild a teacher
+     * sub-unit's output from a capture (MLP reconstruction's target fc2(post-GELU)), or to check that the
+     * float student's tensor is still the teacher's. */
+    int (*teacher_tensor)(vitq_session *s, const char *name, vitq_tensor *out);
+    /* Writes the float student as it stands to a safetensors checkpoint at path (atomically), with the
+     * architecture and each block's MLP activation (`mlp_act`) in its metadata, so that `vitq eval
+     * --model path` (or a [model] path) evaluates what the before-calibration passes made of it. */
+    int (*save_student)(vitq_session *s, const char *path);
 } vitq_session_api;
 
 typedef struct vitq_pass_ops {

@@ -5,7 +5,8 @@
  * stream is seeded from the cell's seed and the unit's name).
  *
  * Per unit (§2.9): the teacher's input and output and the partly quantized input over `images` images;
- * the importance map (aph_importance.h: none | fisher); AdaRound's α of every weight quantizer
+ * the importance map (aph_importance.h: none | fisher | aph, the reference's float32 perturbation estimate
+ * made deterministic | aph_diag, the Gauss-Newton diagonal the paper describes); AdaRound's α of every weight quantizer
  * ("*:alpha", Adam lr_alpha, no schedule) and the activation quantizers' scales (Adam lr_scale, cosine to
  * 0); `iters` steps of: a batch of distinct samples, the input mixed element-wise from Q_IN (probability
  * drop_prob) and FP_IN, the unit forward with QDrop inside every activation quantizer (drop_prob), the
@@ -26,7 +27,9 @@
  * acts on the last block's output (the reference: on the normalised class token); the Fisher map's
  * tail is the teacher's units (the reference's: the float student's, which differ only after a
  * before-calibration pass such as MLP reconstruction); maps are normalised to mean 1 in both loss forms
- * (the HEAD code leaves them as they are; its first-iteration division makes that a no-op); batches are
+ * (the HEAD code leaves them as they are; its first-iteration division makes that a no-op); the aph map is
+ * |H·v| along the explicit float32 residual v of the reference's ±1e-6 by a central difference (not two
+ * passes at O ± 1e-6: deterministic, same leading order; aph_importance.h); batches are
  * a partial Fisher-Yates shuffle of a splitmix64 stream (the reference: torch.randperm on the GPU). */
 #include "vitq_plugin.h"
 
@@ -48,6 +51,7 @@ typedef struct {
     double temperature;
     int loss_form;    /* APH_LOSS_* */
     int per_sample;   /* PS_* */
+    int labels;       /* aph_diag: labels per image, 0 = exact */
     int learn_scales; /* SCALES_* */
     int record_every;
 } aph_params;
@@ -77,13 +81,19 @@ static const vitq_param aph_param_table[] = {
     {.name = "input_qdrop", .type = VITQ_P_BOOL, .offset = P_(input_qdrop), .def = "true",
      .help = "mix the unit input too: Q_IN with prob. drop_prob, else FP_IN (false: Q_IN) (§6.12)"},
     {.name = "importance", .type = VITQ_P_ENUM, .offset = P_(importance), .def = "none", .choices = APH_IMP_CHOICES,
-     .help = "weights of the squared error: none = 1 (MSE), fisher = BRECQ's squared KL gradient (§3.4)"},
+     .help = "weights of the squared error: none = 1 (MSE), fisher = BRECQ's squared KL gradient (§3.4), aph = the "
+             "reference's |H.v| along its float32 perturbation residual (§3.2, §3.5 a), aph_diag = Gauss-Newton diagonal "
+             "(§3.5 b)"},
     {.name = "temperature", .type = VITQ_P_FLOAT, .offset = P_(temperature), .def = "20", .min = 1e-3, .max = 1e6,
      .help = "softmax temperature T of the importance map's KL (§1.4, §3.4)"},
     {.name = "loss_form", .type = VITQ_P_ENUM, .offset = P_(loss_form), .def = "current", .choices = "current|original",
      .help = "current: 2*mean(H*err^2)/its first value (HEAD); original: mean_{b,c} of token sums /10 (§3.3, §6.1)"},
     {.name = "per_sample", .type = VITQ_P_ENUM, .offset = P_(per_sample), .def = "auto", .choices = "auto|true|false",
-     .help = "importance map per sample or averaged over the images; auto: the reference's (fisher: per sample, §3.4)"},
+     .help = "importance map per sample or averaged over the images; auto: the reference's (fisher: per sample, §3.4; "
+             "aph, aph_diag: averaged, use_mean_hessian)"},
+    {.name = "labels", .type = VITQ_P_INT, .offset = P_(labels), .def = "4", .min = 0, .max = 1e6,
+     .help = "aph_diag: labels drawn per image from the teacher's softmax (one backward each); 0 = the exact "
+             "expectation over every class (one backward per class)"},
     {.name = "learn_scales", .type = VITQ_P_ENUM, .offset = P_(learn_scales), .def = "activations",
      .choices = "activations|all|none",
      .help = "which learnable scales train: activation quantizers' (the reference, §2.8), weights' too, or none"},
@@ -266,8 +276,9 @@ static int reconstruct_unit(const aph_params *p, vitq_session *s, const vitq_ses
     const int trains = j.n_alpha + j.n_scale > 0; /* else nothing to optimise: commit as it stands */
     if (!rc && !trains) host->log(host, VITQ_LOG_INFO, "%s: nothing trains (no AdaRound, no learnable scale)",
                                   j.ui.name);
-    if (!rc && trains)
-        rc = aph_imp_compute(s, api, host, p->importance, u, p->images, p->batch, p->temperature, probs, ps, &j.imp);
+    const aph_imp_cfg ic = {.imp = p->importance, .n = p->images, .batch = p->batch, .T = p->temperature,
+                            .probs = probs, .per_sample = ps, .labels = p->labels, .norm = APH_NORM_MEAN};
+    if (!rc && trains) rc = aph_imp_compute(s, api, host, &ic, u, &j.imp);
     if (!rc && trains) rc = alloc_buffers(&j);
     if (!rc && trains) rc = optimise(&j);
     if (!rc) rc = api->commit(s, u);

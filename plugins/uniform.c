@@ -58,6 +58,7 @@
 #include <string.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
+#include <immintrin.h>
 #endif
 
 enum { GRAN_TENSOR = 0, GRAN_CHANNEL, GRAN_TOKEN, GRAN_HEAD };
@@ -169,8 +170,39 @@ static inline float fq(float x, float s, float z, float qlo, float qhi) {
  * 1.5·2^23, exact for |v| < 2^22. SSE2 does 4 values at a time; MAXPS/MINPS with the bound as FIRST
  * operand return the second (x's value) when it is NaN, so NaN propagates as in fq. y may equal x.
  * The caller checks |z| + 2^16 + 2 < 2^22 (fast_ok). */
+#if defined(__x86_64__) && defined(__GNUC__)
+/* The same arithmetic 16 values at a time (AVX-512F; VMINPS/VMAXPS have SSE's NaN rule, VDIVPS is IEEE
+ * division like DIVPS): bit-identical to the SSE2 loop. The division dominates a candidate sweep, and
+ * AVX-512 does four times the values per instruction. Chosen at run time (fq_run). */
+__attribute__((target("avx512f"))) static int64_t fq_run16(float *y, const float *x, int64_t n, float s, float z,
+                                                          float qlo, float qhi) {
+    const __m512 M = _mm512_set1_ps(12582912.0f), S = _mm512_set1_ps(s), Z = _mm512_set1_ps(z);
+    const __m512 VLO = _mm512_set1_ps(qlo - z - 1), VHI = _mm512_set1_ps(qhi - z + 1);
+    const __m512 QLO = _mm512_set1_ps(qlo), QHI = _mm512_set1_ps(qhi);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_div_ps(_mm512_loadu_ps(x + i), S);
+        v = _mm512_min_ps(VHI, _mm512_max_ps(VLO, v));
+        v = _mm512_add_ps(_mm512_sub_ps(_mm512_add_ps(v, M), M), Z);
+        v = _mm512_min_ps(QHI, _mm512_max_ps(QLO, v));
+        _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_sub_ps(v, Z), S));
+    }
+    return i;
+}
+#define HAVE_FQ_RUN16 1
+#endif
+
 static void fq_run(float *y, const float *x, int64_t n, float s, float z, float qlo, float qhi) {
     int64_t i = 0;
+#ifdef HAVE_FQ_RUN16
+    static int avx512 = -1;
+    if (avx512 < 0) avx512 = __builtin_cpu_supports("avx512f") ? 1 : 0; /* a benign race: same value */
+    if (avx512 && n >= 16) {
+        i = fq_run16(y, x, n, s, z, qlo, qhi);
+        x += i, y += i, n -= i;
+        i = 0;
+    }
+#endif
 #ifdef __SSE2__
     const __m128 M = _mm_set1_ps(12582912.0f), S = _mm_set1_ps(s), Z = _mm_set1_ps(z);
     const __m128 VLO = _mm_set1_ps(qlo - z - 1), VHI = _mm_set1_ps(qhi - z + 1);

@@ -4,6 +4,7 @@
  * Each test runs in a forked child with a fresh temporary folder, so a crash, an abort or a leak report
  * fails that test alone and the closing line is always printed. Child exit status: 0 passed, TEST_FAILED
  * checks failed, TEST_SKIP skipped; anything else (a signal, a sanitizer's exit code) is a failure naming it.
+ * A script skips with exit 77 after printing its reason as its last line (shown on the "skip" line).
  * E2E logs go to $BUILD/tests/e2e-logs/NAME.log. Ends with "tests: N passed, N failed" (the CI line);
  * skipped tests are listed on the line before it and counted in neither. */
 
@@ -123,7 +124,20 @@ static int selected(const char *name, int argc, char **argv) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Prints the verdict line of one test from its child's wait status and counts it. */
+/* The last non-empty line of a script's log (its reason for skipping), without the newline. */
+static void last_line(const char *log, char *out, size_t n) {
+    FILE *f = fopen(log, "r");
+    char line[512];
+    out[0] = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (line[0]) snprintf(out, n, "%s", line);
+    }
+    if (f) fclose(f);
+}
+
+/* Prints the verdict line of one test from its child's wait status and counts it; a skipped script's
+ * reason is the last line it printed. */
 static void verdict(tally *t, const char *name, int st, double dt, const char *log) {
     if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
         t->passed++;
@@ -134,7 +148,9 @@ static void verdict(tally *t, const char *name, int st, double dt, const char *l
         t->skipped++;
         size_t u = strlen(t->skipped_names);
         snprintf(t->skipped_names + u, sizeof t->skipped_names - u, "%s%s", u ? ", " : "", name);
-        printf("skip %s\n", name);
+        char why[512] = "";
+        if (log) last_line(log, why, sizeof why);
+        printf("skip %s%s%s%s\n", name, why[0] ? " (" : "", why, why[0] ? ")" : "");
         return;
     }
     t->failed++;

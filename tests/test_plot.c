@@ -148,6 +148,42 @@ TEST(plot_hist_tsv_and_gp_golden) {
     free(tsv), free(gp);
 }
 
+TEST(plot_loss_families_and_text) {
+    char f[160];
+    const char *cases[][2] = {{"blocks.3/loss", "loss"}, {"patch_embed/loss", "loss"}, {"head/round", "round"},
+                              {"blocks.11.mlp/loss", "mlp_loss"}, {"blocks.0.mlp/clamp", "mlp_clamp"},
+                              {"layers.1.blocks.0/loss", "loss"}, {"plain", "plain"}};
+    for (int i = 0; i < 7; i++) {
+        vitq_plot_curve_family(cases[i][0], f, sizeof f);
+        CHECK_STREQ(f, cases[i][1]);
+    }
+    int64_t st[2] = {10, 20};
+    double v0[2] = {0.5, 0.25}, v1[2] = {2, 1}, v2[2] = {0.125, 0.0625};
+    vitq_curve c[3] = {{.name = "blocks.0.mlp/loss", .step = st, .value = v0, .n = 2},
+                       {.name = "blocks.0/loss", .step = st, .value = v1, .n = 2},
+                       {.name = "blocks.1.mlp/loss", .step = st, .value = v2, .n = 2}};
+    vitq_plot_opts o = {.command = "vitq plot r"};
+    char fig[256], *tsv = NULL, *gp = NULL;
+    vitq_err e = {{0}};
+    CHECK_MSG(vitq_plot_loss_text(c, 3, "mlp_loss", "bits=4,mr=on", "r", &o, "abc1234", fig, sizeof fig, &tsv, &gp,
+                                  &e) == 0, "%s", e.msg);
+    CHECK_STREQ(fig, "curves_bits=4_mr=on__mlp_loss");
+    check_text("tsv", tsv,
+               "step\tblocks.0.mlp/loss\n10\t0.5\n20\t0.25\n\n\n"
+               "step\tblocks.1.mlp/loss\n10\t0.125\n20\t0.0625\n");
+    CHECK_STR_CONTAINS(gp, "set logscale y\n");
+    CHECK_STR_CONTAINS(gp, "set title \"mlp_loss — bits=4,mr=on\"\n");
+    CHECK_STR_CONTAINS(gp, "plot for [i=0:1] ARG1 index i using 1:2 with lines lw 2 title columnhead(2)\n");
+    free(tsv), free(gp);
+    v1[0] = -1; /* a non-positive value: linear y */
+    CHECK(vitq_plot_loss_text(c, 3, "loss", "x", "r", &o, "", fig, sizeof fig, &tsv, &gp, &e) == 0);
+    CHECK(gp && !strstr(gp, "logscale"));
+    CHECK_STR_CONTAINS(gp, "plot for [i=0:0] ARG1");
+    free(tsv), free(gp);
+    CHECK_EQ(vitq_plot_loss_text(c, 3, "round", "x", "r", &o, "", fig, sizeof fig, &tsv, &gp, &e), VITQ_EINVAL);
+    CHECK_STR_CONTAINS(e.msg, "no curve of family 'round'");
+}
+
 static int has_png_signature(const char *path) {
     unsigned char b[8] = {0};
     FILE *f = fopen(path, "rb");

@@ -14,6 +14,33 @@ int cmd_run(int argc, char **argv);
 int cmd_plugins(int argc, char **argv);
 int cmd_results(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
+
+/* ---- vitq run's pieces (cmd_run.c), shared with its MPI driver (mpi.c) ------------------------------ */
+/* The --dry-run listing of the selected cells on stdout. */
+void cli_run_print_dry(const vitq_run *r, const vitq_experiment *x);
+/* vitq_run_validate; prints every error line when `print`; returns 0, 1 or 130. */
+int cli_run_validate(vitq_run *r, int print);
+/* The summary table of the run's folder on stdout (as `vitq results`); its exit code. */
+int cli_run_table(const vitq_run *r);
+
+/* ---- MPI (mpi.c; the real thing only in `make MPI=1` builds, which define VITQ_MPI) ----------------- */
+/* 1 in a build with MPI. */
+int cli_mpi_built(void);
+/* 1 when this build has MPI and the process was started by an MPI launcher (mpirun: OMPI_COMM_WORLD_SIZE;
+ * mpirun or srun --mpi=pmix: PMIX_RANK; PMI-1/2 launchers: PMI_RANK). Never calls MPI_Init. */
+int cli_mpi_launched(void);
+/* The number of ranks an MPI launcher started (OMPI_COMM_WORLD_SIZE, PMI_SIZE, srun's SLURM_STEP_NUM_TASKS
+ * under PMIx), 1 when none did; read from the environment, in every build. */
+int cli_mpi_launcher_size(void);
+/* This process's rank by the launcher's environment (OMPI_COMM_WORLD_RANK, PMIX_RANK, PMI_RANK); 0 if none. */
+int cli_mpi_launcher_rank(void);
+/* `vitq run` under mpirun: every rank loads and validates, rank 0 keeps the queue of cells to do and
+ * hands the next one to whichever rank asks (its own worker thread included); every rank writes its cells
+ * and rebuilds the index (under the folder's lock); rank 0 prints the table. threads_given: --threads was
+ * on the command line. Returns the exit code (rank 0's verdict; the other ranks return 0 after recorded
+ * cell failures so that mpirun never aborts the job for them). */
+int cli_run_mpi(const char *ini, vitq_run_opts *o, int dry, int threads_given);
 
 /* Prints "vitq: error: MSG" on stderr; a multi-line message gives one such line per line. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -10,7 +10,7 @@
 static void usage(FILE *to) {
     fprintf(to,
             "usage: vitq plot RUN [--x AXIS] [--series AXIS[,AXIS]] [--metric top1|top5|loss]\n"
-            "                     [--hist TAPGLOB[,TAPGLOB] | --no-hist] [--cell ID] [--out DIR]\n\n"
+            "                     [--hist TAPGLOB[,TAPGLOB] | --no-hist] [--no-loss] [--cell ID] [--out DIR]\n\n"
             "Draws figures from a run (its folder or run.h5) with gnuplot. Each figure is three files:\n"
             "FIG.tsv (data), FIG.gp (script) and FIG.png; restyle by editing FIG.gp and running\n"
             "`gnuplot -c FIG.gp FIG.tsv FIG.png` in the plots folder.\n\n"
@@ -22,8 +22,12 @@ static void usage(FILE *to) {
             "  --hist GLOB       activation histograms (float vs quantized, log count) of the taps\n"
             "                    matching GLOB only, e.g. 'blocks.*.attn.probs' (default: every tap the\n"
             "                    INI's [hist] section recorded)\n"
-            "  --no-hist         no histograms, curves only\n"
-            "  --cell ID         histograms of this cell only (a glob; default: every done cell)\n"
+            "  --no-hist         no histograms\n"
+            "  --no-loss         no figures of the curves the passes recorded (by default one per cell\n"
+            "                    and family: aph_recon's loss and round per unit, mlp_relu's mlp_loss and\n"
+            "                    mlp_clamp per block; `vitq results RUN --curves` prints them)\n"
+            "  --cell ID         histograms and loss figures of this cell only (a glob; default: every\n"
+            "                    done cell)\n"
             "  --out DIR         write the figures into DIR (default: RUN/plots)\n");
 }
 
@@ -35,7 +39,7 @@ int cmd_plot(int argc, char **argv) {
         {"--x", NULL, CLI_STR, &o.x_axis, 0, 0},   {"--series", NULL, CLI_STR, &o.series, 0, 0},
         {"--metric", NULL, CLI_STR, &o.metric, 0, 0}, {"--hist", NULL, CLI_STR, &o.hist, 0, 0},
         {"--cell", NULL, CLI_STR, &o.cell, 0, 0},  {"--out", NULL, CLI_STR, &o.out_dir, 0, 0},
-        {"--no-hist", NULL, CLI_FLAG, &o.no_hists, 0, 0},
+        {"--no-hist", NULL, CLI_FLAG, &o.no_hists, 0, 0}, {"--no-loss", NULL, CLI_FLAG, &o.no_losses, 0, 0},
     };
     const cli_spec spec = {"plot", opts, (int)(sizeof opts / sizeof opts[0]), "RUN", 1};
     if (cli_parse(&spec, argc, argv, &run, &n_pos, &help)) return 2;

@@ -22,6 +22,7 @@ static const command k_cmds[] = {
     {"plugins", cmd_plugins, "list quantizer and pass plugins and their parameters"},
     {"results", cmd_results, "print a run's summary table (Markdown or CSV)"},
     {"plot", cmd_plot, "draw accuracy-vs-bits curves and activation histograms with gnuplot"},
+    {"merge", cmd_merge, "combine run folders of one experiment (shards) into one run"},
 };
 #define N_CMDS ((int)(sizeof k_cmds / sizeof k_cmds[0]))
 
@@ -45,8 +46,8 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("vitq %s\nOpenBLAS kernels: %s (VITQ_BLAS_CORETYPE=%s)\n", VITQ_VERSION, vitq_blas_core(),
-               getenv("VITQ_BLAS_CORETYPE") ? getenv("VITQ_BLAS_CORETYPE") : "auto");
+        printf("vitq %s%s\nOpenBLAS kernels: %s (VITQ_BLAS_CORETYPE=%s)\n", VITQ_VERSION, cli_mpi_built() ? " (MPI)" : "",
+               vitq_blas_core(), getenv("VITQ_BLAS_CORETYPE") ? getenv("VITQ_BLAS_CORETYPE") : "auto");
         return 0;
     }
     signal(SIGINT, on_sigint);

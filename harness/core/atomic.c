@@ -1,12 +1,15 @@
-/* atomic.c — the one way vitq replaces a file: write PATH.tmp.<pid> in the same folder, fsync it, rename
- * it over PATH, fsync the folder (so the rename itself survives a crash). A killed writer leaves at most
- * a temporary file (the results layer removes those of dead processes), never a half-written PATH.
+/* atomic.c — the one way vitq replaces a file: write PATH.tmp.<pid>@<host> in the same folder, fsync it,
+ * rename it over PATH, fsync the folder (so the rename itself survives a crash). A killed writer leaves at
+ * most a temporary file (the results layer removes those of dead processes of this host), never a
+ * half-written PATH. The host part matters when machines share a folder (shards, MPI ranks over NFS):
+ * equal pids on two hosts never name the same temporary file.
  * Also the folder helpers every writer needs (is a folder, is a file, mkdir -p). */
 #include "core/core.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -39,9 +42,30 @@ int vitq_mkdir_p(const char *dir, vitq_err *e) {
     return VITQ_OK;
 }
 
+static char g_host[64];
+static pthread_once_t g_host_once = PTHREAD_ONCE_INIT;
+
+static void host_init(void) {
+    char h[256] = "";
+    if (gethostname(h, sizeof h - 1) != 0) h[0] = 0;
+    size_t k = 0;
+    for (const char *p = h; *p && *p != '.' && k < sizeof g_host - 1; p++) {
+        char c = *p;
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+        g_host[k++] = ok ? c : '-';
+    }
+    g_host[k] = 0;
+    if (!k) snprintf(g_host, sizeof g_host, "localhost");
+}
+
+const char *vitq_host_tag(void) {
+    pthread_once(&g_host_once, host_init);
+    return g_host;
+}
+
 int vitq_atomic_begin(vitq_atomic *a, const char *path, vitq_err *e) {
     if (snprintf(a->path, sizeof a->path, "%s", path) >= (int)sizeof a->path ||
-        snprintf(a->tmp, sizeof a->tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof a->tmp)
+        snprintf(a->tmp, sizeof a->tmp, "%s.tmp.%ld@%s", path, (long)getpid(), vitq_host_tag()) >= (int)sizeof a->tmp)
         return vitq_fail(e, VITQ_EINVAL, "%s: path too long", path);
     unlink(a->tmp); /* ours from an earlier failed attempt */
     return VITQ_OK;

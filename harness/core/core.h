@@ -67,14 +67,20 @@ VITQ_API int vitq_errs_finish(const vitq_errs *E, vitq_err *e);
 
 /* ---------------------------------------------------------------------------------------------
  * Atomic files (atomic.c): every file vitq writes appears whole or not at all. A writer gets a
- * temporary name PATH.tmp.<pid> in the same folder (stray ones of dead processes are removed by the
- * results layer), writes it by any means (stdio, HDF5, gnuplot), then commits: fsync of the file,
- * rename over PATH, fsync of the folder. On failure the temporary file is removed and PATH untouched.
+ * temporary name PATH.tmp.<pid>@<host> in the same folder (stray ones of dead processes of this host
+ * are removed by the results layer; the host part keeps two machines writing one shared folder from
+ * colliding on a pid or removing each other's files), writes it by any means (stdio, HDF5, gnuplot),
+ * then commits: fsync of the file, rename over PATH, fsync of the folder. On failure the temporary file
+ * is removed and PATH untouched.
  * ------------------------------------------------------------------------------------------- */
 typedef struct vitq_atomic {
     char path[4096]; /* the final name */
-    char tmp[4200];  /* where to write meanwhile: PATH.tmp.<pid> */
+    char tmp[4200];  /* where to write meanwhile: PATH.tmp.<pid>@<host> */
 } vitq_atomic;
+
+/* This machine's short host name as used in temporary names: [A-Za-z0-9-] only, cut at the first '.',
+ * at most 63 bytes ("localhost" if it has none). */
+VITQ_API const char *vitq_host_tag(void);
 
 /* Fills a (removing an old temporary file of this process); VITQ_EINVAL if the path is too long. */
 VITQ_API int vitq_atomic_begin(vitq_atomic *a, const char *path, vitq_err *e);

@@ -94,6 +94,18 @@ static int has_quiet(char **argv) {
     return 0;
 }
 
+/* Re-executes this program: by its real path, so that ps and top name it (not "exe"), else by /proc/self/exe.
+ * Returns only on failure. */
+static void self_exec(char **argv) {
+    char path[4096];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    if (n > 0) {
+        path[n] = 0;
+        execv(path, argv);
+    }
+    execv("/proc/self/exe", argv);
+}
+
 void vitq_blas_setup(char **argv) {
     const char *want = getenv("VITQ_BLAS_CORETYPE"), *cur = getenv("OPENBLAS_CORETYPE");
     if (getenv("VITQ_BLAS_REEXEC")) { /* the re-executed command: check the kernels it got */
@@ -106,7 +118,7 @@ void vitq_blas_setup(char **argv) {
             else unsetenv("OPENBLAS_CORETYPE");
             setenv("VITQ_BLAS_CORETYPE", "env", 1);
             unsetenv("VITQ_BLAS_REEXEC");
-            execv("/proc/self/exe", argv);
+            self_exec(argv);
             return; /* exec failed: go on with what we have */
         }
         if (was && *was && !has_quiet(argv))
@@ -120,7 +132,7 @@ void vitq_blas_setup(char **argv) {
     setenv("VITQ_BLAS_ENV_WAS", cur ? cur : "", 1);
     setenv("OPENBLAS_CORETYPE", target, 1);
     setenv("VITQ_BLAS_REEXEC", "1", 1);
-    execv("/proc/self/exe", argv); /* on failure: the environment's kernels */
+    self_exec(argv); /* on failure: the environment's kernels */
     if (cur) setenv("OPENBLAS_CORETYPE", cur, 1);
     unsetenv("VITQ_BLAS_REEXEC");
 }

@@ -4,9 +4,48 @@
  * Does not: validate (validate.c) or compute anything (pipeline.c). */
 #include "run/run.h"
 
+#include <errno.h>
 #include <fnmatch.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+/* A note (absent_ok), once per distinct text. */
+void vitq_run_note(vitq_run *r, const char *fmt, ...) {
+    char buf[1400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    for (int i = 0; i < r->n_notes; i++)
+        if (!strcmp(r->notes[i], buf)) return;
+    char **nv = realloc(r->notes, (size_t)(r->n_notes + 1) * sizeof *nv);
+    if (!nv) return;
+    r->notes = nv;
+    if ((r->notes[r->n_notes] = strdup(buf))) r->n_notes++;
+}
+
+int vitq_run_notes(const vitq_run *r, const char *const **lines, int *n) {
+    *lines = (const char *const *)r->notes;
+    *n = r->n_notes;
+    return VITQ_OK;
+}
+
+/* absent_ok: a checkpoint that does not exist, with a built-in [model] arch, becomes a zero-weight model of
+ * that architecture (the taps and shapes are the architecture's; nothing is evaluated). Else load_rc. */
+static int absent_model(vitq_run *r, const vitq_run_cfg *cfg, vitq_model **m, int load_rc, vitq_err *e) {
+    vitq_arch a;
+    vitq_err ae;
+    if (!r->o.absent_ok || access(cfg->model_path, F_OK) == 0 || errno != ENOENT) return load_rc;
+    if (!cfg->arch[0] || vitq_arch_builtin(cfg->arch, &a, &ae)) return load_rc; /* e names the file */
+    int rc = vitq_model_create(&a, m, e);
+    if (!rc)
+        vitq_run_note(r, "%s: absent; validated against the built-in architecture %s (a run needs the file)",
+                      cfg->model_path, cfg->arch);
+    return rc;
+}
 
 int vitq_run_model(vitq_run *r, const vitq_run_cfg *cfg, vitq_model **out, vitq_err *e) {
     for (int i = 0; i < r->n_models; i++)
@@ -16,7 +55,7 @@ int vitq_run_model(vitq_run *r, const vitq_run_cfg *cfg, vitq_model **out, vitq_
         }
     vitq_model *m = NULL;
     int rc = vitq_model_load(cfg->model_path, cfg->arch[0] ? cfg->arch : NULL, &m, e);
-    if (rc) return rc;
+    if (rc && (rc = absent_model(r, cfg, &m, rc, e))) return rc;
     vitq_model_slot *ns = realloc(r->models, (size_t)(r->n_models + 1) * sizeof *ns);
     if (!ns) {
         vitq_model_free(m);
@@ -150,7 +189,8 @@ static int list_cells(vitq_run *r) {
     }
     for (int j = 0; j < r->n_cells; j++) {
         r->order[j] = r->cells[j].id;
-        r->cells[j].selected = !r->o.only || fnmatch(r->o.only, r->cells[j].id, 0) == 0;
+        r->cells[j].selected = (!r->o.only || fnmatch(r->o.only, r->cells[j].id, 0) == 0) &&
+                               vitq_shard_owns(j, r->o.shard, r->o.shards);
         r->n_selected += r->cells[j].selected;
     }
     return VITQ_OK;
@@ -162,6 +202,7 @@ void vitq_run_close(vitq_run *r) {
     for (int i = 0; i < r->n_data; i++) vitq_dataset_free(r->data[i].d);
     for (int i = 0; r->baseline_text && i < r->n_cells; i++) free(r->baseline_text[i]);
     vitq_strs_free(r->errors, r->n_errors);
+    vitq_strs_free(r->notes, r->n_notes);
     vitq_results_close(r->res);
     free(r->models);
     free(r->data);
@@ -177,7 +218,9 @@ int vitq_run_open(const vitq_experiment *x, const vitq_run_opts *o, vitq_run **o
     *out = NULL;
     if (x->n_cells < 1) return vitq_fail(e, VITQ_EINVAL, "%s: the experiment has no cell", x->path);
     const vitq_run_cfg *cfg0 = &x->cells[0].cfg;
-    for (int i = 1; i < x->n_cells; i++)
+    if (o && o->shards > 1 && (o->shard < 0 || o->shard >= o->shards))
+        return vitq_fail(e, VITQ_EINVAL, "%s: shard %d/%d: K must be in [0, %d)", x->path, o->shard, o->shards, o->shards);
+    for (int i = 1; i < x->n_cells && !(o && o->output); i++)
         if (strcmp(x->cells[i].cfg.output, cfg0->output) != 0)
             return vitq_fail(e, VITQ_EINVAL, "%s: [run] output differs between cells ('%s' for %s, '%s' for %s); "
                              "one run, one folder", x->path, cfg0->output, x->cells[0].id, x->cells[i].cfg.output,
@@ -203,7 +246,7 @@ int vitq_run_open(const vitq_experiment *x, const vitq_run_opts *o, vitq_run **o
 
 int vitq_run_count(const vitq_run *r) { return r->n_cells; }
 int vitq_run_selected(const vitq_run *r) { return r->n_selected; }
-const char *vitq_run_output(const vitq_run *r) { return r->x->cells[0].cfg.output; }
+const char *vitq_run_output(const vitq_run *r) { return r->o.output ? r->o.output : r->x->cells[0].cfg.output; }
 const vitq_results *vitq_run_results(const vitq_run *r) { return r->res; }
 
 const vitq_run_cell *vitq_run_cell_at(const vitq_run *r, int i) {

@@ -1,5 +1,5 @@
-/* plot.c — `vitq plot`'s engine: reads a run's summary, makes the curve figure (plot_curve.c) and the
- * histogram figures (plot_hist.c), writes each figure's .tsv and .gp atomically and draws its .png with
+/* plot.c — `vitq plot`'s engine: reads a run's summary, makes the curve figure (plot_curve.c), the
+ * histogram figures (plot_hist.c) and the figures of the passes' recorded curves (plot_loss.c), writes each figure's .tsv and .gp atomically and draws its .png with
  * core's gnuplot runner in the plots folder. Also the text helpers both figure makers use.
  * Does not: read HDF5 itself (results_read.c does), print (the command does), draw without gnuplot.
  * Mirrors: STYLE.md section 6 "Plots (gnuplot)" and section 9 (golden-test the .tsv/.gp, not the PNG). */
@@ -91,6 +91,36 @@ static int one_figure(const char *dir, const char *fig, char *tsv, char *gp, con
     return VITQ_OK;
 }
 
+/* The figures of the curves every done cell (matching --cell) recorded: one per family (plot_loss.c). */
+static int loss_figures(const vitq_summary *s, const vitq_plot_opts *o, const char *dir, vitq_plot_report *rep,
+                        vitq_err *e) {
+    enum { MAX_FAMILIES = 32 };
+    int rc = VITQ_OK;
+    for (int i = 0; !rc && i < s->n_rows; i++) {
+        if (strcmp(s->status[i], "done") || (o->cell && fnmatch(o->cell, s->cell_ids[i], 0) != 0)) continue;
+        char cp[4600], fams[MAX_FAMILIES][160], fig[512];
+        snprintf(cp, sizeof cp, "%s/cells/%s.h5", s->run_dir, s->cell_ids[i]);
+        vitq_curve *c = NULL;
+        int n = 0, nf = 0;
+        rc = vitq_cell_read_curves(cp, &c, &n, e);
+        for (int k = 0; !rc && k < n; k++) {
+            char f[160];
+            int seen = 0;
+            vitq_plot_curve_family(c[k].name, f, sizeof f);
+            for (int q = 0; q < nf; q++) seen |= !strcmp(fams[q], f);
+            if (!seen && nf < MAX_FAMILIES) snprintf(fams[nf++], sizeof fams[0], "%s", f);
+        }
+        for (int q = 0; !rc && q < nf; q++) {
+            char *tsv = NULL, *gp = NULL;
+            rc = vitq_plot_loss_text(c, n, fams[q], s->cell_ids[i], s->run_dir, o, s->git_rev, fig, sizeof fig, &tsv,
+                                     &gp, e);
+            if (!rc) rc = one_figure(dir, fig, tsv, gp, o, rep, e);
+        }
+        vitq_curves_free(c, n);
+    }
+    return rc;
+}
+
 int vitq_plot_run(const char *run_path, const vitq_plot_opts *o, vitq_plot_report *rep, vitq_err *e) {
     memset(rep, 0, sizeof *rep);
     vitq_summary *s = NULL;
@@ -145,6 +175,7 @@ int vitq_plot_run(const char *run_path, const vitq_plot_opts *o, vitq_plot_repor
             rc = vitq_fail(e, VITQ_EINVAL, "%s: no histogram matches --hist '%s' in %d cell(s) (histograms are "
                                            "recorded for the taps of the INI's [hist] section)", label, o->hist, cells);
     }
+    if (!rc && !o->no_losses) rc = loss_figures(s, o, dir, rep, e);
     if (!rc && rep->n_figures == 0) {
         if (rep->curves_skipped) {
             rc = VITQ_EINVAL;

@@ -8,9 +8,12 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 typedef struct index_row {
     char *id, **axv, *status, *error, *sha256;
@@ -276,6 +279,8 @@ static int write_index_body(hid_t f, const vitq_results *r, index_row *rows, int
     if (w == 0) w = vitq_h5_attr_i64(f, "n_cells", n_rows);
     if (w == 0) w = vitq_h5_attr_strs(f, "axis_names", (const char *const *)r->axis_names, r->n_axes);
     if (w == 0) w = vitq_h5_attr_strs(f, "summary_axis_columns", (const char *const *)axis_cols, r->n_axes);
+    if (w == 0 && r->n_merged_from > 0)
+        w = vitq_h5_attr_strs(f, "merged_from", (const char *const *)r->merged_from, r->n_merged_from);
     if (w == 0) *obj = "/summary", w = write_summary(f, r, rows, n_rows, axis_cols);
     if (w != 0) return w;
     *obj = "/cells";
@@ -291,8 +296,36 @@ static int write_index_body(hid_t f, const vitq_results *r, index_row *rows, int
     return w;
 }
 
-int vitq_results_write_index(vitq_results *r, const char *const *order, int n_order, vitq_err *e) {
-    vitq_h5_quiet();
+/* Takes the exclusive lock on DIR/.run.lock (blocking); *fd = -1 when the filesystem cannot lock (r->no_lock
+ * then holds flock's errno). The lock file stays: removing it would let two writers lock two files. */
+static int index_lock(vitq_results *r, int *fd, vitq_err *e) {
+    *fd = -1;
+    char *p = vitq_results_path(r->dir, ".run.lock");
+    if (!p) return vitq_fail(e, VITQ_ENOMEM, "%s: out of memory", r->dir);
+    int f = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (f < 0) {
+        int rc = vitq_fail(e, VITQ_EIO, "%s: cannot open the index lock: %s", p, strerror(errno));
+        free(p);
+        return rc;
+    }
+    free(p);
+    while (flock(f, LOCK_EX) != 0) {
+        if (errno == EINTR) continue;
+        if (errno == ENOLCK || errno == ENOSYS || errno == EOPNOTSUPP || errno == EINVAL) {
+            r->no_lock = errno;
+            close(f);
+            return VITQ_OK;
+        }
+        int err = errno;
+        close(f);
+        return vitq_fail(e, VITQ_EIO, "%s/.run.lock: cannot lock: %s", r->dir, strerror(err));
+    }
+    *fd = f;
+    return VITQ_OK;
+}
+
+/* Lists the cells and writes the index; the caller holds the lock. */
+static int write_index_locked(vitq_results *r, const char *const *order, int n_order, vitq_err *e) {
     index_row *rows = NULL;
     int n_rows = 0;
     char **axis_cols = NULL, *path = vitq_results_path(r->dir, "run.h5");
@@ -313,5 +346,14 @@ int vitq_results_write_index(vitq_results *r, const char *const *order, int n_or
     free(rows);
     vitq_strs_free(axis_cols, r->n_axes);
     free(path);
+    return rc;
+}
+
+int vitq_results_write_index(vitq_results *r, const char *const *order, int n_order, vitq_err *e) {
+    vitq_h5_quiet();
+    int fd = -1, rc = index_lock(r, &fd, e);
+    if (rc) return rc;
+    rc = write_index_locked(r, order, n_order, e);
+    if (fd >= 0) close(fd); /* releases the lock */
     return rc;
 }

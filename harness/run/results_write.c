@@ -27,15 +27,16 @@ char *vitq_results_path(const char *a, const char *b) {
     return p;
 }
 
-/* A name like "x.h5.tmp.1234" whose process is gone (or is us: nothing is being written yet). */
+/* A name like "x.h5.tmp.1234@host" (or the older "x.h5.tmp.1234") left by a process of THIS host that is
+ * gone (or is us: nothing is being written yet). Temporary files of other hosts are never touched: their
+ * writers may be alive on a machine sharing the folder (a rerun there removes them). */
 static int is_stray_tmp(const char *name) {
     const char *t = strstr(name, ".tmp.");
     if (!t) return 0;
     while (strstr(t + 1, ".tmp.")) t = strstr(t + 1, ".tmp.");
-    const char *d = t + 5;
-    if (!*d) return 0;
-    for (const char *q = d; *q; q++)
-        if (*q < '0' || *q > '9') return 0;
+    const char *d = t + 5, *q = d;
+    while (*q >= '0' && *q <= '9') q++;
+    if (q == d || (*q && (*q != '@' || strcmp(q + 1, vitq_host_tag()) != 0))) return 0;
     long pid = strtol(d, NULL, 10);
     if (pid <= 0 || pid == (long)getpid()) return 1;
     return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
@@ -133,6 +134,7 @@ void vitq_results_close(vitq_results *r) {
     if (!r) return;
     for (int i = 0; r->axis_names && i < r->n_axes; i++) free(r->axis_names[i]);
     free(r->axis_names);
+    vitq_strs_free(r->merged_from, r->n_merged_from);
     free(r->dir);
     free(r->ini_path);
     free(r->ini_text);

@@ -26,13 +26,22 @@ void vitq_run_log(const vitq_run *r, const char *fmt, ...) {
 
 int vitq_run_start(vitq_run *r, vitq_err *e) {
     if (r->res) return VITQ_OK;
+    if (r->o.absent_ok)
+        return vitq_fail(e, VITQ_EINVAL, "%s: opened to validate absent inputs (absent_ok): it cannot run", r->x->path);
     const vitq_experiment *x = r->x;
     return vitq_results_open(vitq_run_output(r), x->path, x->text, x->axis_names, x->n_axes, &r->res, e);
 }
 
 int vitq_run_index(vitq_run *r, vitq_err *e) {
     if (!r->res) return vitq_fail(e, VITQ_EINVAL, "%s: the run is not started (vitq_run_start)", vitq_run_output(r));
-    return vitq_results_write_index(r->res, r->order, r->n_cells, e);
+    int rc = vitq_results_write_index(r->res, r->order, r->n_cells, e);
+    if (!rc && r->res->no_lock && !r->lock_warned) {
+        r->lock_warned = 1;
+        vitq_run_log(r, "warning: %s: the filesystem refuses flock (%s): run.h5 is rebuilt without its lock; with "
+                     "several writers in this folder it may miss a cell until the next rebuild (vitq merge %s %s)",
+                     vitq_run_output(r), strerror(r->res->no_lock), vitq_run_output(r), vitq_run_output(r));
+    }
+    return rc;
 }
 
 /* "calibrate 1.6s, eval 9.3s" from the cell's timers. */

@@ -6,8 +6,9 @@
  *   grid_pass.c                               [pass NAME] sections bound to their plugins
  *   eval.c                                    a model (float or fake-quant) over a dataset
  *   results_write.c results_index.c results_read.c   cell files, the index, reading them back
- *   plot.c plot_curve.c plot_hist.c           gnuplot figures from a run
+ *   plot.c plot_curve.c plot_hist.c plot_loss.c   gnuplot figures from a run
  *   cells.c validate.c pipeline.c run.c       the run: cells and caches, validation, stages, the loop
+ *   shard.c merge.c                           scale-out: which cells a shard owns; merging run folders
  */
 #ifndef VITQ_RUN_H
 #define VITQ_RUN_H
@@ -289,7 +290,13 @@ typedef struct vitq_cell_result {
 VITQ_API int vitq_results_write_cell(vitq_results *r, const vitq_cell_result *c, vitq_err *e);
 
 /* Rebuilds DIR/run.h5 (temp + rename) from every DIR/cells/<id>.h5. Rows follow `order` (the grid's cell
- * ids; ids without a file are skipped), then cells not listed, sorted by id. order may be NULL. */
+ * ids; ids without a file are skipped), then cells not listed, sorted by id. order may be NULL.
+ * Safe with several writers of one folder (shards, MPI ranks, vitq merge; on one machine or over a
+ * shared filesystem): listing the cells, writing the temp file and renaming it happen under an exclusive
+ * flock(2) on DIR/.run.lock (hidden, never removed), so rebuilds are serialised and the last one to run
+ * saw every cell published before it — the final index lists every cell. Where the filesystem has no locks (flock fails with
+ * ENOLCK, ENOSYS, EOPNOTSUPP), the rebuild goes on unlocked and r->no_lock says so (the index is still
+ * whole, but may miss a cell a concurrent writer published; any later rebuild adds it). */
 VITQ_API int vitq_results_write_index(vitq_results *r, const char *const *order, int n_order, vitq_err *e);
 
 /* Layer-internal (results_*.c): the open results folder and shared helpers. */
@@ -299,6 +306,9 @@ struct vitq_results {
     int n_axes;
     char git_rev[64], created_utc[32], host[256], blas_config[256];
     int threads, removed_tmp;
+    int no_lock;             /* errno of flock when the folder's filesystem has no locks (index rebuilt unlocked) */
+    char **merged_from;      /* vitq merge: the source run folders (root attribute merged_from); NULL otherwise */
+    int n_merged_from;
 };
 char *vitq_results_path(const char *dir, const char *name);       /* "DIR/NAME", malloc'd */
 char *vitq_results_cell_path(const vitq_results *r, const char *id); /* "DIR/cells/ID.h5", malloc'd */
@@ -333,7 +343,7 @@ VITQ_API int vitq_cell_read_curves(const char *cell_path, vitq_curve **out, int 
 VITQ_API void vitq_curves_free(vitq_curve *c, int n);
 
 
-/* ---- Plots (plot.c, plot_curve.c, plot_hist.c): figures from a run's results: accuracy-versus-bits curves and activation histograms, each as
+/* ---- Plots (plot.c, plot_curve.c, plot_hist.c, plot_loss.c): figures from a run's results: accuracy-versus-bits curves, activation histograms and the passes' loss curves, each as
  * three files beside each other (STYLE.md section 6):
  *   <fig>.tsv  tab-separated data, one header row naming the columns (written by vitq from the HDF5)
  *   <fig>.gp   gnuplot script taking the data file as ARG1 and the output as ARG2:
@@ -344,6 +354,9 @@ VITQ_API void vitq_curves_free(vitq_curve *c, int n);
  *                            by default every other axis); cells that share x and series (an axis left out
  *                            of both, e.g. seeds) are averaged, which the script's header says.
  *   hist_<cell>__<tap>       float and quantized counts per bin (bin centre in column 1), log-scale count.
+ *   curves_<cell>__<family>  the curves a cell's passes recorded, one figure per family (vitq_plot_curve_family:
+ *                            aph_recon's per-unit loss, round; mlp_relu's per-block mlp_loss, mlp_clamp), one
+ *                            line per unit over the iterations, log-scale y when every value is positive.
  * Names are sanitised: characters other than [A-Za-z0-9._=+-] become '_'.
  * Every file is written to a temp name and renamed. */
 typedef struct vitq_plot_opts {
@@ -355,8 +368,9 @@ typedef struct vitq_plot_opts {
     const char *out_dir;   /* NULL: <run>/plots */
     const char *command;   /* the command line that made the figures (script header); NULL: "" */
     const char *gnuplot;   /* gnuplot program; NULL: "gnuplot" from PATH; "" : do not run gnuplot */
-    int no_curves;         /* 1: histograms only */
-    int no_hists;          /* 1: curves only */
+    int no_curves;         /* 1: no accuracy curve */
+    int no_hists;          /* 1: no histogram */
+    int no_losses;         /* 1: no figure of the curves the passes recorded (losses per unit) */
 } vitq_plot_opts;
 
 typedef struct vitq_plot_report {
@@ -382,6 +396,15 @@ VITQ_API int vitq_plot_curve_text(const vitq_summary *s, const vitq_plot_opts *o
 VITQ_API int vitq_plot_hist_text(const vitq_hist *h, const char *cell_id, const char *run_label,
                                  const vitq_plot_opts *o, const char *git_rev, char *fig, size_t fig_size,
                                  char **tsv, char **gp, vitq_err *e);
+/* The family of a recorded curve, which names its figure: the part of the unit (before the last '/') after
+ * its last run of digits, '_', and the kind after the '/', dots made '_': "blocks.3/loss" -> "loss",
+ * "head/round" -> "round", "blocks.3.mlp/clamp" -> "mlp_clamp", a name without '/' -> itself. */
+VITQ_API void vitq_plot_curve_family(const char *name, char *out, size_t n);
+/* The .tsv and .gp of the figure of the curves c[0..n) of family `family` of cell `cell_id`
+ * (curves_<cell>__<family>); VITQ_EINVAL when none is of that family. */
+VITQ_API int vitq_plot_loss_text(const vitq_curve *c, int n, const char *family, const char *cell_id,
+                                 const char *run_label, const vitq_plot_opts *o, const char *git_rev, char *fig,
+                                 size_t fig_size, char **tsv, char **gp, vitq_err *e);
 /* Writes <dir>/<fig>.tsv and .gp atomically and, unless gnuplot is "" or missing (*missing = 1), draws
  * <fig>.png with core's gnuplot runner. */
 /* Layer-internal text helpers of the figure makers (plot.c): a gnuplot string literal's contents, a
@@ -407,6 +430,14 @@ typedef struct vitq_run_opts {
     int quiet;              /* -q: no line on stderr but errors (a failed cell's); with opts.log every line
                                still goes to the log */
     const char *only;       /* fnmatch glob over cell ids; NULL: every cell */
+    int shard, shards;      /* shards > 1: select only the cells whose stable index i has i % shards == shard
+                               (and match `only`); 0/0 or 0/1: no sharding (shard.c) */
+    const char *output;     /* the results folder instead of [run] output; NULL: [run] output */
+    /* 1 (--dry-run): an absent checkpoint whose [model] arch names a built-in architecture is validated
+     * against that architecture (zero weights), and an absent dataset folder is not opened; each is a note
+     * (vitq_run_notes), not an error, so an ImageNet INI checks on a machine without ImageNet. A run needs
+     * the files; vitq_run_start refuses a run opened with this flag. */
+    int absent_ok;
     /* Where the run's lines go (stage lines, per-cell verdicts); NULL: stderr. One line, no newline. */
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
@@ -425,7 +456,7 @@ typedef struct vitq_run_cell {
                                        the model is loaded: vitq_run_validate / vitq_run_exec), else of config_text */
     char sha256[65];                /* SHA-256 of the model file ("" until the model is loaded) */
     const char *const *axis_values; /* one per axis ("-" for every axis of a baseline) */
-    int selected;                   /* matched by opts.only */
+    int selected;                   /* matched by opts.only and owned by opts.shard */
 } vitq_run_cell;
 
 typedef enum { VITQ_CELL_DONE = 0, VITQ_CELL_FAILED, VITQ_CELL_SKIPPED } vitq_cell_status;
@@ -450,9 +481,10 @@ typedef struct vitq_run_summary {
 
 typedef struct vitq_run vitq_run;
 
-/* Lists the cells of a validated experiment x (which must outlive the run), selects them by o->only
- * (vitq_run_selected may then be 0) and sets the thread count. Error: cells disagreeing on [run] output
- * (one run, one folder). o may be NULL (defaults). Opens no file yet. */
+/* Lists the cells of a validated experiment x (which must outlive the run), selects them by o->only and
+ * o->shard/shards (vitq_run_selected may then be 0) and sets the thread count. Errors: cells disagreeing
+ * on [run] output (one run, one folder; unless o->output), a shard outside [0, shards). o may be NULL
+ * (defaults). Opens no file yet. */
 VITQ_API int vitq_run_open(const vitq_experiment *x, const vitq_run_opts *o, vitq_run **out, vitq_err *e);
 VITQ_API void vitq_run_close(vitq_run *r);
 VITQ_API int vitq_run_count(const vitq_run *r);
@@ -465,6 +497,8 @@ VITQ_API const char *vitq_run_output(const vitq_run *r);
  * VITQ_EINVAL when anything is wrong: every distinct error line is kept (vitq_run_errors), each naming
  * the INI file:line at fault; VITQ_ECANCELLED on Ctrl-C. */
 VITQ_API int vitq_run_validate(vitq_run *r, vitq_err *e);
+/* With opts.absent_ok: what validation could not check (absent checkpoints and datasets), one line each. */
+VITQ_API int vitq_run_notes(const vitq_run *r, const char *const **lines, int *n);
 VITQ_API int vitq_run_errors(const vitq_run *r, const char *const **lines, int *n);
 /* Opens (creates) the results folder; removes stray temporary files of killed runs. */
 VITQ_API int vitq_run_start(vitq_run *r, vitq_err *e);
@@ -479,6 +513,39 @@ VITQ_API int vitq_run_index(vitq_run *r, vitq_err *e);
 /* Every selected cell in order ("cell K/N ID" labels), the index rebuilt after each; stops at Ctrl-C
  * (VITQ_ECANCELLED, index rebuilt), a run error, or the first failed cell with opts.fail_fast. */
 VITQ_API int vitq_run_all(vitq_run *r, vitq_run_summary *sum, vitq_err *e);
+
+/* ---- Scale-out (shard.c, merge.c): one grid over many processes or machines. ------------------------
+ * A shard K/N owns the cells whose stable index i has i % N == K (round robin over the run's order:
+ * baselines first, then the grid with its first axis varying slowest, so every shard gets a slice of
+ * every value of the slow axes). Shards may write one shared run folder at once (cell files are atomic,
+ * the index is rebuilt under a lock: vitq_results_write_index) or each its own folder, merged after. */
+/* Parses "K/N" (0 <= K < N, 1 <= N <= 1000000) into *k and *n; the error names the text. */
+VITQ_API int vitq_shard_parse(const char *text, int *k, int *n, vitq_err *e);
+/* 1 when cell index i belongs to shard k of n (n <= 1: every cell). */
+VITQ_API int vitq_shard_owns(int i, int k, int n);
+
+/* vitq merge OUT RUN...: the cell files of run folders copied into OUT, then OUT's index rebuilt.
+ * Refuses (VITQ_EINVAL, one line naming both folders and the difference) runs whose indexes differ in
+ * vitq_version, INI text (the first differing line is quoted) or axes, and cells that disagree on a
+ * checkpoint hash (any cell attribute whose name ends in "sha256", e.g. the checkpoint's SHA-256, compared
+ * between cells that read the same [model] path) or, for one cell id, on the configuration hash. OUT may
+ * not exist yet (created), or be a run folder of the same experiment (an earlier merge: then it is the
+ * reference and its cells count as sources too), or one of the RUNs (nothing copied from itself).
+ * For each cell id the kept file is: a "done" one over a "failed" one; among equals, the one already in
+ * OUT, else the first RUN's. Every copy is whole (temp file, fsync, rename); a file already in OUT with
+ * the same bytes is not rewritten, so merging again changes nothing (idempotent). Unreadable cell files
+ * are skipped and counted. Ctrl-C stops between two copies (VITQ_ECANCELLED). */
+typedef struct vitq_merge_report {
+    int runs;              /* source folders read (an empty folder without run.h5 is skipped and not counted) */
+    int copied;            /* cell files written into OUT */
+    int kept;              /* cells already in OUT and kept */
+    int duplicates;        /* cells present in more than one RUN (one copy kept) */
+    int unreadable;        /* cell files that could not be read (not merged) */
+    int cells;             /* cell files in OUT after the merge */
+    int done, failed;      /* of those, by status */
+    char note[512];        /* "" or a warning line (e.g. the index was rebuilt without a lock) */
+} vitq_merge_report;
+VITQ_API int vitq_merge(const char *out, const char *const *runs, int n_runs, vitq_merge_report *rep, vitq_err *e);
 
 /* ---- The cell pipeline (pipeline.c): a cell is a list of stages run in order. ----------------------
  * A stage returns 0 or an error; after an error only the stages flagged ALWAYS run (the one that writes
@@ -535,7 +602,10 @@ struct vitq_run {
     int n_data;
     char **errors;               /* validation messages, distinct */
     int n_errors;
+    char **notes;                /* absent_ok: what was not checked, distinct */
+    int n_notes;
     vitq_results *res;           /* after vitq_run_start */
+    int lock_warned;             /* the "no flock on this filesystem" line was logged */
     uint64_t *stage_keys;        /* stages.c: every shareable stage key of the selected cells (NULL: not yet) */
     int n_stage_keys;
 };
@@ -547,6 +617,8 @@ int vitq_run_data_opts(const vitq_run_cfg *cfg, const vitq_model *m, vitq_data_o
 int vitq_run_cell_key(vitq_run *r, vitq_run_cell *c, vitq_err *e);
 int vitq_run_dataset(vitq_run *r, const vitq_run_cfg *cfg, const vitq_model *m, const char *split, vitq_dataset **out,
                      vitq_err *e);
+/* cells.c: a validation note (opts.absent_ok), kept once per distinct text. */
+void vitq_run_note(vitq_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* run.c: one line to the run's log (opts.log, else stderr). */
 void vitq_run_log(const vitq_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* pipeline.c: runs cell c's stages. Returns 0 with the cell written (done or failed, in *out),

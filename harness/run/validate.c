@@ -7,7 +7,9 @@
 #include "run/run.h"
 
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 static void add(vitq_run *r, const char *s) {
     for (int i = 0; i < r->n_errors; i++)
@@ -76,6 +78,10 @@ static void check_data(vitq_run *r, const vitq_run_cell *c, vitq_model *m) {
         add_at(r, c->src, "data", bad, e.msg + (strncmp(e.msg, "[data] ", 7) ? 0 : 7 + strlen(bad) + 2));
         return;
     }
+    if (r->o.absent_ok && strchr(cfg->dataset, '/') && access(cfg->dataset, F_OK) != 0 && errno == ENOENT) {
+        vitq_run_note(r, "%s: absent; the dataset was not opened (a run needs it)", cfg->dataset);
+        return;
+    }
     if (vitq_run_dataset(r, cfg, m, cfg->eval_split, &de, &e)) add_at(r, c->src, "data", "dataset", e.msg);
     if (c->baseline) return;
     if (vitq_run_dataset(r, cfg, m, cfg->calib_split, &dc, &e)) {
@@ -88,10 +94,38 @@ static void check_data(vitq_run *r, const vitq_run_cell *c, vitq_model *m) {
     }
 }
 
+/* What vitq_qmodel_create reads of a cell: its model and its [quantizer *] and [hist] sections. Cells that
+ * agree on it bind the same way, so validation creates one quantized model per distinct key (a 30-cell
+ * ImageNet grid has 10), not one per cell: creating one copies every weight. */
+static uint64_t qmodel_key(const vitq_model *m, const vitq_grid_cell *g) {
+    uint64_t h = vitq_fnv1a64(&m, sizeof m, VITQ_FNV1A64_INIT);
+    for (int i = 0; i < g->n_secs; i++) {
+        const vitq_section *sec = &g->secs[i];
+        if (strncmp(sec->name, "quantizer", 9) && strcmp(sec->name, "hist")) continue;
+        h = vitq_fnv1a64(sec->name, strlen(sec->name) + 1, h);
+        for (int k = 0; k < sec->n_kv; k++) {
+            h = vitq_fnv1a64(sec->kv[k].key, strlen(sec->kv[k].key) + 1, h);
+            h = vitq_fnv1a64(sec->kv[k].value, strlen(sec->kv[k].value) + 1, h);
+        }
+    }
+    return h;
+}
+
+/* 1 if key was seen; else records it (keys[*n], capacity cap) and returns 0. */
+static int seen_before(uint64_t *keys, int *n, int cap, uint64_t key) {
+    for (int i = 0; i < *n; i++)
+        if (keys[i] == key) return 1;
+    if (*n < cap) keys[(*n)++] = key;
+    return 0;
+}
+
 int vitq_run_validate(vitq_run *r, vitq_err *e) {
     vitq_strs_free(r->errors, r->n_errors);
     r->errors = NULL;
     r->n_errors = 0;
+    uint64_t *qkeys = malloc(sizeof(uint64_t) * (size_t)(r->n_cells + 1));
+    int nq = 0;
+    if (!qkeys) return vitq_fail(e, VITQ_ENOMEM, "out of memory");
     for (int j = 0; j < r->n_cells && !vitq_interrupted; j++) {
         const vitq_run_cell *c = &r->cells[j];
         if (!c->selected) continue;
@@ -107,6 +141,7 @@ int vitq_run_validate(vitq_run *r, vitq_err *e) {
         int np = 0;
         if (vitq_passes_bind(c->grid->secs, c->grid->n_secs, &passes, &np, &me)) add_lines(r, me.msg);
         vitq_passes_free(passes, np);
+        if (seen_before(qkeys, &nq, r->n_cells, qmodel_key(m, c->grid))) continue;
         vitq_qmodel *q = NULL;
         if (vitq_qmodel_create(m, c->grid->secs, c->grid->n_secs, c->cfg->seed, &q, &me)) {
             add(r, me.msg); /* names the INI file:line */
@@ -115,6 +150,7 @@ int vitq_run_validate(vitq_run *r, vitq_err *e) {
         if (c->cfg->hist_taps[0]) check_hist_taps(r, c->grid, q);
         vitq_qmodel_free(q);
     }
+    free(qkeys);
     if (vitq_interrupted) return vitq_fail(e, VITQ_ECANCELLED, "interrupted");
     if (r->n_errors)
         return vitq_fail(e, VITQ_EINVAL, "%s%s", r->errors[0], r->n_errors > 1 ? " (and more: vitq_run_errors)" : "");

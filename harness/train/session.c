@@ -167,6 +167,35 @@ static int ss_enable_post(vitq_session *s, const char *name) {
     return weight_of(s, r, 1, &w);
 }
 
+static int ss_teacher_tensor(vitq_session *s, const char *name, vitq_tensor *out) {
+    const vitq_tensor_ref *r = vitq_model_param(s->c.teacher, name);
+    if (!r) return vitq_ss_fail(s, VITQ_EINVAL, "teacher_tensor: the model has no parameter '%s'", name);
+    *out = (vitq_tensor){.name = r->name, .data = r->data, .ndim = r->ndim, .numel = r->numel, .grad = NULL};
+    memcpy(out->shape, r->shape, sizeof out->shape);
+    return VITQ_OK;
+}
+
+/* The float student as a checkpoint: vitq_model_save writes the architecture and mlp_act; the metadata
+ * also names the teacher's file (its SHA-256) and the pass that saved it. The path's folder is made if
+ * missing (a run's output folder may be elsewhere than the INI's path assumed). */
+static int ss_save_student(vitq_session *s, const char *path) {
+    if (!path || !*path) return vitq_ss_fail(s, VITQ_EINVAL, "save_student: no path");
+    char dir[1024];
+    vitq_err de;
+    const char *slash = strrchr(path, '/');
+    if (slash && slash > path && (size_t)(slash - path) < sizeof dir) {
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+        if (vitq_mkdir_p(dir, &de)) return vitq_ss_fail(s, VITQ_EIO, "save_student: %s", de.msg);
+    }
+    char by[160];
+    snprintf(by, sizeof by, "vitq %s, pass %s", VITQ_VERSION, s->pass_name ? s->pass_name : "?");
+    const char *keys[] = {"vitq_saved_by", "vitq_source_sha256"};
+    const char *vals[] = {by, s->c.teacher->sha256};
+    vitq_err e;
+    int rc = vitq_model_save(s->c.student, path, keys, vals, s->c.teacher->sha256[0] ? 2 : 1, &e);
+    return rc ? vitq_ss_fail(s, rc, "save_student: %s", e.msg) : VITQ_OK;
+}
+
 static int ss_set_mlp_act(vitq_session *s, int block, vitq_mlp_act act) {
     if (s->q) return vitq_ss_fail(s, VITQ_EINVAL, "set_mlp_act: only before calibration");
     if (block < 0 || block >= s->c.student->n_blocks) return vitq_ss_fail(s, VITQ_EINVAL, "set_mlp_act: block %d", block);
@@ -284,6 +313,7 @@ static const vitq_session_api api = {
     .sync = ss_sync,
     .adam_create = ss_adam_create, .adam_step = ss_adam_step, .adam_free = ss_adam_free, .gemm = vitq_gemm,
     .record = ss_record, .store = ss_store, .seed = ss_seed,
+    .teacher_tensor = ss_teacher_tensor, .save_student = ss_save_student,
 };
 
 const vitq_session_api *vitq_session_services(void) { return &api; }

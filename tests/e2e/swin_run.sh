@@ -77,6 +77,55 @@ sed -e "s|^output = .*|output = $T/out2|" -e 's|^seed = 3$|seed = 3\ncalib_mode 
 "$VITQ" run "$T/search.ini" --only 'bits=4,*' >/dev/null 2>"$T/log" || { cat "$T/log"; fail "search calibration run failed"; }
 [ "$(ls "$T/out2/cells" | grep -c '^bits=4')" = 2 ] || { ls "$T/out2/cells"; fail "search run: not 2 cells"; }
 
+# APHQ-ViT on Swin, a few iterations: MLP reconstruction of every Swin block (GELU -> ReLU, APH-weighted), then
+# block reconstruction over the Swin units (patch_embed, each block, each patch merging, the head) with QDrop
+# and AdaRound; every block's MLP and every unit records a loss curve and the cell is evaluated
+cat >"$T/recon.ini" <<INI
+[run]
+output = $T/out3
+seed = 3
+threads = 2
+calib_mode = search
+[model]
+path = $SWIN
+[data]
+eval_limit = 64
+batch = 32
+calib_size = 16
+convert_channels = true
+[quantizer weights]
+taps = patch_embed.proj.weight, layers.*.weight, head.fc.weight
+plugin = uniform
+bits = \${bits}
+granularity = per_channel
+init = aphq
+rounding = adaround
+[quantizer inputs]
+taps = layers.*.input, head.input
+plugin = uniform
+bits = \${bits}
+init = aphq
+learnable = true
+[pass mlp_relu]
+images = 32
+iters = 6
+batch = 8
+importance = aph
+[pass aph_recon]
+images = 32
+iters = 12
+batch = 8
+drop_prob = 0.5
+[grid]
+bits = 4
+INI
+"$VITQ" run "$T/recon.ini" >/dev/null 2>"$T/log" || { cat "$T/log"; fail "Swin reconstruction run failed"; }
+"$VITQ" results --curves "$T/out3" >"$T/curves" || fail "results --curves failed"
+for u in layers.0.blocks.0.mlp layers.1.blocks.1.mlp patch_embed layers.0.blocks.0 layers.0.blocks.1 layers.1.downsample layers.1.blocks.1 head; do
+    grep -q "	$u/loss	" "$T/curves" || { head -5 "$T/curves"; fail "no reconstruction curve of unit $u"; }
+done
+"$VITQ" results --csv "$T/out3" | grep -q ',done,' || fail "the reconstructed Swin cell is not done"
+
 # experiments/aphq-swin-imagenet.ini validates: its ImageNet checkpoints and data replaced by the fixture (under
 # the three Swin names) and Fashion-MNIST, every key, plugin parameter and tap glob is checked against a Swin
 mkdir "$T/models"
@@ -87,5 +136,5 @@ sed -e "s|^path = .*|path = $T/models/\${model}.safetensors|" \
     -e 's|^dataset = .*|dataset = fashion-mnist\nconvert_channels = true|' \
     "$ROOT/experiments/aphq-swin-imagenet.ini" >"$T/aphq.ini"
 "$VITQ" run "$T/aphq.ini" --dry-run >"$T/aphq.dry" 2>"$T/log" || { cat "$T/log"; fail "aphq-swin-imagenet.ini does not validate"; }
-tail -n 1 "$T/aphq.dry" | grep -q '^9 cells (6 grid, 3 baseline)' || { cat "$T/aphq.dry"; fail "aphq-swin-imagenet.ini: wrong cells"; }
+tail -n 1 "$T/aphq.dry" | grep -q '^27 cells (24 grid, 3 baseline)' || { cat "$T/aphq.dry"; fail "aphq-swin-imagenet.ini: wrong cells"; }
 echo "ok"

@@ -1,0 +1,211 @@
+/* mlp_relu.h — the arithmetic of the mlp_relu pass (APHQ-ViT's MLP reconstruction, specs/aphq-vit.md §4;
+ * ALGORITHMS.md §4), header-only so that tests/test_mlp_relu.c checks it directly: the clamp bound u (the
+ * nearest-rank percentile of the strictly positive post-GELU values), and one training step of an MLP
+ * fc2(ReLU(fc1 x)) against the teacher's output t with the two-term loss
+ *
+ *     L = (1/10)·mean_{b,c} Σ_n H[n,c]·(y1 − t)²  +  λ·(1/10)·mean_{b,c} Σ_n H[n,c]·(y2 − t)²
+ *     y1 = fc2(relu(fc1 x)),  y2 = fc2(clamp(relu(fc1 x), 0, u))
+ *
+ * (sum over tokens n, mean over the batch b and the output channels c: the reference's
+ * `(H·(y − t)²).sum(1).mean() / 10`; λ = 2 by default), its gradient with respect to fc1's and fc2's weights
+ * and biases (as torch: relu' = 1[h > 0], clamp' = 1[0 ≤ v ≤ u], so y2's path passes where 0 < h ≤ u).
+ * Shapes, row-major: x (R, C) with R = B·N rows (B samples of N tokens), fc1 W1 (F, C) b1 (F), fc2
+ * W2 (C, F) b2 (C); t, y (R, C). Sums in double in a fixed order; the GEMMs through the caller's gemm (the
+ * session's OpenBLAS, or a naive one in tests). */
+#ifndef MLP_RELU_H
+#define MLP_RELU_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* C (M,N) = alpha·op(A)·op(B) + beta·C, row-major (vitq_session_api.gemm's signature). */
+typedef void (*mr_gemm_fn)(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                           const float *B, float beta, float *C);
+
+#define MR_LOSS_SCALE 0.1 /* the reference's overall /10 (§4) */
+
+/* ---- the clamp bound (§4, oracle O11; quirk 19) ---------------------------------------------------- */
+/* Rearranges v[0..n) so that v[k] is the k-th smallest (0-based) and everything before it is <= it
+ * (Hoare partition around the median of three; iterative). */
+static inline void mr_select(float *v, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n - 1;
+    while (hi > lo) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        float a = v[lo], b = v[mid], c = v[hi];
+        const float pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot) i++;
+            while (v[j] > pivot) j--;
+            if (i <= j) {
+                float t = v[i];
+                v[i] = v[j], v[j] = t;
+                i++, j--;
+            }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return; /* v[j+1 .. i-1] all equal the pivot */
+    }
+}
+
+/* u = the nearest-rank `pct` percentile of the strictly positive values of v[0..n): with the count c of
+ * values > 0 (zeros excluded), the value of 0-based rank ceil(c·pct) − 1 in ascending order, the product
+ * computed in float32 as the reference does (§6 quirk 19; clamped to [0, c − 1]). O11: the positives of
+ * [−1, 0, 0.5, 0.2, 3, −0.1, 1, 2, 0.7, 4, 0.1] are 8 values; pct 0.98 → rank 7 → 4; pct 0.5 → rank 3 → 0.7.
+ * v is rearranged (its positive values first); *count gets c. Returns 0 when c = 0. */
+static inline float mr_clamp_bound(float *v, int64_t n, double pct, int64_t *count) {
+    int64_t c = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (v[i] > 0) v[c++] = v[i];
+    *count = c;
+    if (c == 0) return 0.0f;
+    volatile float prod = (float)c * (float)pct; /* float32, as torch's count * pct on a float tensor */
+    int64_t rank = (int64_t)ceilf(prod) - 1;
+    rank = rank < 0 ? 0 : rank >= c ? c - 1 : rank;
+    mr_select(v, c, rank);
+    return v[rank];
+}
+
+/* ---- one step of the MLP --------------------------------------------------------------------------- */
+/* The clamped path costs no GEMM of its own: with D = relu(h) − clamp(relu(h), 0, u) = max(h − u, 0), which
+ * is non-zero only where h > u (about 1 − pct of the positive pre-activations),
+ *     y2 = y1 − D·W2ᵀ,   dW2 = (dy1 + dy2)ᵀ·relu(h) − dy2ᵀ·D,
+ *     dh = 1[h > 0]·((dy1 + dy2)·W2) − 1[h > u]·(dy2·W2),
+ * so a step is 5 GEMMs (fc1, fc2, dW2, dA, dW1) plus sparse corrections over the clamped entries, against 8
+ * for the two paths computed densely: the same function and gradient, rounded differently. */
+typedef struct {
+    int64_t R, N, C, F;           /* rows (B·N), tokens per sample, in/out channels, hidden channels */
+    const float *W1, *b1, *W2, *b2;
+    float *dW1, *db1, *dW2, *db2; /* written (not accumulated) by mr_backward */
+    float u;                      /* the clamp bound */
+    double lambda;                /* weight of the clamping term */
+    mr_gemm_fn gemm;
+    float *H;                     /* (R, F): fc1's output */
+    float *A;                     /* (R, F): relu(H); fc1's output gradient in backward */
+    float *Y;                     /* (2R, C): y1 then y2 */
+    float *W2t;                   /* (F, C): W2 transposed, for the sparse corrections */
+    float *corr;                  /* (F, C): dy2ᵀ·D, transposed, accumulated contiguously */
+    double *acc;                  /* (max(C, F)): column sums */
+    int64_t *clamped, n_clamped;  /* the flat indices into H where H > u */
+} mr_mlp;
+
+/* Scratch for R rows; 0 or -1 (nothing held) when out of memory. */
+static inline int mr_mlp_alloc(mr_mlp *m) {
+    const size_t R = (size_t)m->R, C = (size_t)m->C, F = (size_t)m->F;
+    m->H = malloc(sizeof(float) * R * F), m->A = malloc(sizeof(float) * R * F);
+    m->Y = malloc(sizeof(float) * 2 * R * C), m->W2t = malloc(sizeof(float) * F * C);
+    m->clamped = malloc(sizeof(int64_t) * R * F), m->corr = malloc(sizeof(float) * F * C);
+    m->acc = malloc(sizeof(double) * (C > F ? C : F));
+    if (m->H && m->A && m->Y && m->W2t && m->clamped && m->corr && m->acc) return 0;
+    free(m->H), free(m->A), free(m->Y), free(m->W2t), free(m->clamped), free(m->corr), free(m->acc);
+    m->H = m->A = m->Y = m->W2t = m->corr = NULL;
+    m->clamped = NULL, m->acc = NULL;
+    return -1;
+}
+
+static inline void mr_mlp_free(mr_mlp *m) {
+    free(m->H), free(m->A), free(m->Y), free(m->W2t), free(m->clamped), free(m->corr), free(m->acc);
+    m->H = m->A = m->Y = m->W2t = m->corr = NULL;
+    m->clamped = NULL, m->acc = NULL;
+}
+
+/* v where h > 0, else +0, without a branch (the sign of h is random: a branch mispredicts half the time):
+ * for a float that is not NaN, h > 0 exactly when its bits read as an int32 are > 0. */
+static inline float mr_if_pos(float h, float v) {
+    int32_t hb;
+    uint32_t vb;
+    memcpy(&hb, &h, sizeof hb);
+    memcpy(&vb, &v, sizeof vb);
+    vb &= (uint32_t)-(int32_t)(hb > 0);
+    memcpy(&v, &vb, sizeof v);
+    return v;
+}
+
+/* Y (rows, out) = X (rows, in) · Wᵀ + b, W (out, in). */
+static inline void mr_linear(mr_gemm_fn gemm, const float *X, const float *W, const float *b, int64_t rows,
+                             int64_t in, int64_t out, float *Y) {
+    for (int64_t r = 0; r < rows; r++) memcpy(Y + r * out, b, sizeof(float) * (size_t)out);
+    gemm(0, 1, rows, out, in, 1.0f, X, W, 1.0f, Y);
+}
+
+/* Forward of the R rows x: H, A = relu(H), the clamped entries, y1 and y2 = y1 − max(H − u, 0)·W2ᵀ. */
+static inline void mr_forward(mr_mlp *m, const float *x) {
+    const int64_t R = m->R, C = m->C, F = m->F;
+    mr_linear(m->gemm, x, m->W1, m->b1, R, C, F, m->H);
+    int64_t n = 0;
+    for (int64_t i = 0; i < R * F; i++) m->A[i] = mr_if_pos(m->H[i], m->H[i]);
+    for (int64_t i = 0; i < R * F; i++)
+        if (m->H[i] > m->u) m->clamped[n++] = i; /* rare: predicted */
+    m->n_clamped = n;
+    mr_linear(m->gemm, m->A, m->W2, m->b2, R, F, C, m->Y);
+    for (int64_t j = 0; j < F; j++)
+        for (int64_t c = 0; c < C; c++) m->W2t[j * C + c] = m->W2[c * F + j];
+    float *y2 = m->Y + R * C;
+    memcpy(y2, m->Y, sizeof(float) * (size_t)(R * C));
+    for (int64_t k = 0; k < n; k++) {
+        const int64_t r = m->clamped[k] / F, j = m->clamped[k] % F;
+        const float d = m->H[m->clamped[k]] - m->u, *w = m->W2t + j * C;
+        for (int64_t c = 0; c < C; c++) y2[r * C + c] -= d * w[c];
+    }
+}
+
+/* The loss of the rows after mr_forward against t (R, C), weighted by w[b] (the importance row of sample
+ * b, (N, C); NULL: w ≡ 1), and the gradient of L with respect to Y into DY (2R, C) (DY NULL: loss only).
+ * *distill and *clamp get the two terms (the second with its λ); returns their sum. */
+static inline double mr_loss(const mr_mlp *m, const float *t, const float *const *w, float *DY, double *distill,
+                             double *clamp) {
+    const int64_t R = m->R, N = m->N, C = m->C, B = R / N;
+    const double f = MR_LOSS_SCALE / ((double)B * (double)C);
+    double s1 = 0, s2 = 0;
+    for (int64_t r = 0; r < R; r++) {
+        const float *wr = w && w[r / N] ? w[r / N] + (r % N) * C : NULL;
+        for (int64_t c = 0; c < C; c++) {
+            const double wi = wr ? wr[c] : 1.0, d1 = (double)m->Y[r * C + c] - t[r * C + c],
+                         d2 = (double)m->Y[(R + r) * C + c] - t[r * C + c];
+            s1 += wi * d1 * d1, s2 += wi * d2 * d2;
+            if (DY) DY[r * C + c] = (float)(2 * f * wi * d1), DY[(R + r) * C + c] = (float)(2 * f * m->lambda * wi * d2);
+        }
+    }
+    *distill = f * s1, *clamp = f * m->lambda * s2;
+    return *distill + *clamp;
+}
+
+/* Column sums of X (rows, cols) into out (cols), in double (acc: cols doubles of scratch). */
+static inline void mr_colsum(const float *X, int64_t rows, int64_t cols, double *acc, float *out) {
+    memset(acc, 0, sizeof(double) * (size_t)cols);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) acc[c] += X[r * cols + c];
+    for (int64_t c = 0; c < cols; c++) out[c] = (float)acc[c];
+}
+
+/* Backward of the rows x after mr_forward and mr_loss's DY (2R, C): dW2, db2, dW1, db1 (overwritten).
+ * DY's first half becomes dy1 + dy2, A becomes fc1's output gradient (the identities above). */
+static inline void mr_backward(mr_mlp *m, const float *x, float *DY) {
+    const int64_t R = m->R, C = m->C, F = m->F;
+    float *S = DY;
+    const float *dy2 = DY + R * C;
+    for (int64_t i = 0; i < R * C; i++) S[i] += dy2[i];
+    m->gemm(1, 0, C, F, R, 1.0f, S, m->A, 0.0f, m->dW2); /* (dy1 + dy2)ᵀ·relu(H) */
+    mr_colsum(S, R, C, m->acc, m->db2);
+    float *dH = m->A;                                   /* relu(H) is no longer needed */
+    m->gemm(0, 0, R, F, C, 1.0f, S, m->W2, 0.0f, dH);   /* (dy1 + dy2)·W2 */
+    for (int64_t i = 0; i < R * F; i++) dH[i] = mr_if_pos(m->H[i], dH[i]);
+    if (m->n_clamped > 0) memset(m->corr, 0, sizeof(float) * (size_t)(F * C));
+    for (int64_t k = 0; k < m->n_clamped; k++) {        /* the clamped entries: their y2 path is cut */
+        const int64_t r = m->clamped[k] / F, j = m->clamped[k] % F;
+        const float d = m->H[m->clamped[k]] - m->u, *w = m->W2t + j * C, *g = dy2 + r * C;
+        float *cj = m->corr + j * C;
+        double dot = 0;
+        for (int64_t c = 0; c < C; c++) dot += (double)g[c] * w[c], cj[c] += d * g[c];
+        dH[m->clamped[k]] -= (float)dot;
+    }
+    for (int64_t j = 0; m->n_clamped > 0 && j < F; j++)
+        for (int64_t c = 0; c < C; c++) m->dW2[c * F + j] -= m->corr[j * C + c];
+    m->gemm(1, 0, F, C, R, 1.0f, dH, x, 0.0f, m->dW1); /* dW1 = dHᵀ·x */
+    mr_colsum(dH, R, F, m->acc, m->db1);
+}
+
+#endif
