@@ -21,7 +21,8 @@
  *   4. discretisation: the argmax candidate, the gates folded into B (lowrank_branch.h), per branch stored
  *      in the cell file (/pass/lowrank_nas/<branch>/...): rank, and after a search alpha_entropy (nats, at
  *      the switch), alpha_probs, candidates, fold_jump (‖ΔW before − after‖/‖ΔW before‖); the entropy over
- *      the search is the curve <branch>/alpha_entropy;
+ *      the search is the curve <branch>/alpha_entropy, the ranks and entropies by depth the curves
+ *      <type>/rank_by_depth and <type>/alpha_entropy_by_depth (step = the block's index);
  *   5. reconstruction: recon_iters steps on batches drawn from the curriculum's first ⌈f(t)·N⌉ samples
  *      (cl = off: all), f(t) = min(1, cl_start + (1 − cl_start)·t/(cl_ramp·T)); A, B (Adam ab_lr, cosine) and
  *      every trainable tensor of the unit's activation quantizers (DFQ's b1 and b2 at lr_interval, the rest
@@ -485,18 +486,19 @@ static int store1(lrn_job *j, const char *bn, const char *what, const float *v, 
 }
 
 /* Curves by layer type over depth (step = the unit's block index, or its unit index outside the blocks):
- * ranks/<type> = the chosen rank, alpha_entropy/<type> = α's entropy at the switch (searched branches);
- * a split qkv's branches are the types qkv.q, qkv.k, qkv.v. `vitq results --curves` lists them and
- * experiments/aiqvit-ranks.gp draws them. */
+ * <type>/rank_by_depth = the chosen rank, <type>/alpha_entropy_by_depth = α's entropy at the switch
+ * (searched branches); a split qkv's branches are the types qkv.q, qkv.k, qkv.v. `vitq plot` draws each
+ * kind as one figure with a line per type (its curve families), `vitq results --curves` lists them and
+ * experiments/aiqvit-ranks.gp draws both side by side for one cell. */
 static int record_rank(lrn_job *j, const lrn_layer *l, int g, float r, double entropy) {
     static const char *qkv[] = {"q", "k", "v"};
     char type[48], name[96];
     if (l->groups == 1) snprintf(type, sizeof type, "%s", l->type);
     else snprintf(type, sizeof type, "%s.%s", l->type, qkv[g]);
     const int64_t depth = j->ui.block >= 0 ? j->ui.block : j->u;
-    snprintf(name, sizeof name, "ranks/%s", type);
+    snprintf(name, sizeof name, "%s/rank_by_depth", type);
     int rc = j->api->record(j->s, name, depth, r);
-    snprintf(name, sizeof name, "alpha_entropy/%s", type);
+    snprintf(name, sizeof name, "%s/alpha_entropy_by_depth", type);
     if (!rc && !isnan(entropy)) rc = j->api->record(j->s, name, depth, entropy);
     return rc;
 }

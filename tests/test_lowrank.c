@@ -509,9 +509,9 @@ TEST(lowrank_pass_searches_stores_ranks_and_lowers_the_loss) {
     }
     CHECK(stored(&f, "lowrank_nas/patch_embed.proj/rank") == NULL); /* not a block: no branch, not reconstructed */
     const char *types[] = {"qkv", "proj", "fc1", "fc2"};
-    for (int k = 0; k < 4; k++) { /* by depth and type: ranks/<type> at steps 0, 1 = the stored ranks */
+    for (int k = 0; k < 4; k++) { /* by depth and type: <type>/rank_by_depth at steps 0, 1 = the stored ranks */
         char name[64], st[200];
-        snprintf(name, sizeof name, "ranks/%s", types[k]);
+        snprintf(name, sizeof name, "%s/rank_by_depth", types[k]);
         const vitq_curve *c = curve(&f, name);
         CHECK_MSG(c && c->n == 2, "no curve %s", name);
         for (int d = 0; c && d < c->n && d < 2; d++) {
@@ -520,7 +520,7 @@ TEST(lowrank_pass_searches_stores_ranks_and_lowers_the_loss) {
             const vitq_stored *r = stored(&f, st);
             CHECK_MSG(r && r->data[0] == c->value[d], "%s at depth %d", name, d);
         }
-        snprintf(name, sizeof name, "alpha_entropy/%s", types[k]);
+        snprintf(name, sizeof name, "%s/alpha_entropy_by_depth", types[k]);
         CHECK(curve(&f, name) != NULL);
     }
     for (int u = 0; u < 2; u++) {
@@ -674,7 +674,7 @@ TEST(lowrank_switches_split_qkv_head_patch_embed_independent) {
     }
     CHECK(stored(&f, "lowrank_nas/blocks.0.attn.proj/rank") == NULL); /* layers = qkv, fc2 */
     CHECK(stored(&f, "lowrank_nas/blocks.0.attn.qkv/rank") == NULL);  /* split */
-    CHECK(curve(&f, "ranks/qkv.k") != NULL);
+    CHECK(curve(&f, "qkv.k/rank_by_depth") != NULL);
     CHECK(curve(&f, "head/loss") != NULL);
     CHECK(curve(&f, "patch_embed/loss") != NULL);
     teardown(&f);
