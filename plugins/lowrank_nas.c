@@ -17,7 +17,11 @@
  *      A,B step on a batch of the first part then one α step on a batch of the second (first-order DARTS),
  *      α frozen for the first alpha_warmup of the steps; search_split = 0: one joint step on one batch
  *      (single level). α: Adam lr alpha_lr, betas (alpha_beta1, 0.999), L2 weight decay alpha_wd (added to
- *      the gradient, torch.optim.Adam's form); A, B: Adam lr ab_lr, cosine to 0 over the search;
+ *      the gradient, torch.optim.Adam's form); A, B: Adam lr ab_lr, cosine to 0 over the search.
+ *      Note (measured on vit-fmnist): with the shared mask a gate only scales B's column, which B itself can
+ *      do, so on the training objective α is redundant with B; what moves α in the bi-level search is the
+ *      other part's gradient, which there changed sign from step to step: α oscillates near 0 and its
+ *      entropy stays near ln K (the curves <branch>/alpha_entropy show it); single level picks the largest;
  *   4. discretisation: the argmax candidate, the gates folded into B (lowrank_branch.h), per branch stored
  *      in the cell file (/pass/lowrank_nas/<branch>/...): rank, and after a search alpha_entropy (nats, at
  *      the switch), alpha_probs, candidates, fold_jump (‖ΔW before − after‖/‖ΔW before‖); the entropy over
