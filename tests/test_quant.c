@@ -112,6 +112,43 @@ TEST(quant_tap_matching_errors) {
     vitq_model_free(m);
 }
 
+/* enabled = false: the section is checked (plugin, parameters) but binds nothing — two sections on the same
+ * taps are fine when one is off, and an off section matching nothing is no error. */
+TEST(quant_section_enabled_false_binds_nothing) {
+    vitq_model *m = tiny_model();
+    if (!m) return;
+    vitq_err e;
+    secs S = {0};
+    const char *a[] = {"taps=blocks.*.attn.probs", "plugin=log2", "base=sqrt2", "enabled=false"};
+    const char *b[] = {"taps=blocks.*.attn.probs", "plugin=uniform", "bits=4", "enabled=true"};
+    add(&S, "quantizer log", 10, a, 4);
+    add(&S, "quantizer uni", 20, b, 4);
+    vitq_qmodel *q = NULL;
+    CHECK_MSG(vitq_qmodel_create(m, S.s, S.n, 1, &q, &e) == 0, "%s", e.msg);
+    if (q) {
+        const vitq_qbinding *bd;
+        int nb;
+        vitq_qmodel_bindings(q, &bd, &nb);
+        CHECK_EQ(nb, 2);
+        for (int i = 0; i < nb; i++) CHECK_STREQ(bd[i].plugin, "uniform");
+        vitq_qmodel_free(q);
+    }
+    const char *c[] = {"taps=blocks.9.*", "plugin=uniform", "enabled=off"}; /* matches nothing: off, no error */
+    add(&S, "quantizer none", 30, c, 3);
+    CHECK_MSG(create_err(m, &S, &e) == 0, "%s", e.msg);
+    const char *d[] = {"taps=blocks.*.attn.probs", "plugin=log2", "base=three", "enabled=false"};
+    S.n = 0;
+    add(&S, "quantizer log", 40, d, 4); /* still checked */
+    CHECK(create_err(m, &S, &e) == VITQ_EINVAL);
+    CHECK_STR_CONTAINS(e.msg, "q.ini:43: [quantizer log] base:");
+    const char *f[] = {"taps=blocks.*.attn.probs", "plugin=log2", "enabled=maybe"};
+    S.n = 0;
+    add(&S, "quantizer log", 50, f, 3);
+    CHECK(create_err(m, &S, &e) == VITQ_EINVAL);
+    CHECK_STR_CONTAINS(e.msg, "q.ini:53: [quantizer log] enabled:");
+    vitq_model_free(m);
+}
+
 TEST(quant_weights_8bit_equal_hand_quantization) {
     vitq_model *m = tiny_model();
     if (!m) return;

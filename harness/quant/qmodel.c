@@ -39,11 +39,23 @@ void vitq_qmodel_free(vitq_qmodel *q) {
     free(q);
 }
 
-/* Parses one "quantizer ..." section: globs, plugin, parameters. */
+static const vitq_param q_enabled = {.name = "enabled", .type = VITQ_P_BOOL, .def = "true",
+                                     .help = "bind this section's taps in the cell (false: checked, binds nothing)"};
+
+/* Parses one "quantizer ..." section: globs, plugin, parameters, and `enabled` (false: the section is
+ * checked like any other but binds no tap, so a grid axis can switch between sections whose plugins take
+ * different parameters). */
 static int parse_section(vitq_qsection *qs, vitq_err *e) {
     const vitq_section *s = qs->s;
     const vitq_kv *taps = vitq_section_get(s, "taps"), *plug = vitq_section_get(s, "plugin");
-    const vitq_kv *excl = vitq_section_get(s, "exclude");
+    const vitq_kv *excl = vitq_section_get(s, "exclude"), *en = vitq_section_get(s, "enabled");
+    if (en) {
+        char why[200];
+        vitq_value v;
+        if (vitq_value_parse(&q_enabled, en->value, &v, why, sizeof why))
+            return vitq_kv_fail(e, VITQ_EINVAL, en, s->name, "%s, got '%s'", why, en->value ? en->value : "");
+        qs->disabled = !v.i;
+    }
     if (!taps || !plug)
         return vitq_fail(e, VITQ_EINVAL, "%s:%d: [%s] needs a '%s' key", s->file ? s->file : "?", s->line, s->name,
                          !taps ? "taps" : "plugin");
@@ -68,7 +80,7 @@ static int parse_section(vitq_qsection *qs, vitq_err *e) {
     int n = 0;
     for (int i = 0; i < s->n_kv; i++) {
         const char *k = s->kv[i].key;
-        if (strcmp(k, "taps") && strcmp(k, "plugin") && strcmp(k, "exclude")) pk[n++] = s->kv[i];
+        if (strcmp(k, "taps") && strcmp(k, "plugin") && strcmp(k, "exclude") && strcmp(k, "enabled")) pk[n++] = s->kv[i];
     }
     rc = vitq_plugin_params_parse(qs->plugin, s->name, pk, n, qs->params, e);
     free(pk);
@@ -111,7 +123,8 @@ static int match_taps(vitq_qmodel *q, int n_cand, vitq_err *e) {
         int hit = -1;
         for (int j = 0; j < q->n_secs; j++) {
             vitq_qsection *qs = &q->secs[j];
-            if (!vitq_glob_any(qs->taps, qs->n_taps, cand.name) || vitq_glob_any(qs->excl, qs->n_excl, cand.name))
+            if (qs->disabled || !vitq_glob_any(qs->taps, qs->n_taps, cand.name) ||
+                vitq_glob_any(qs->excl, qs->n_excl, cand.name))
                 continue;
             qs->matched++;
             if (hit >= 0) {
@@ -132,7 +145,7 @@ static int match_taps(vitq_qmodel *q, int n_cand, vitq_err *e) {
     }
     q->n_taps = n;
     for (int j = 0; j < q->n_secs; j++) {
-        if (q->secs[j].matched) continue;
+        if (q->secs[j].matched || q->secs[j].disabled) continue;
         const vitq_section *s = q->secs[j].s;
         const vitq_kv *tk = vitq_section_get(s, "taps");
         return vitq_fail(e, VITQ_EINVAL,

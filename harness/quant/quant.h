@@ -273,6 +273,7 @@ typedef struct vitq_qsection {
     char **taps, **excl;
     int n_taps, n_excl;
     int matched;
+    int disabled;                  /* enabled = false: checked, binds nothing */
 } vitq_qsection;
 
 struct vitq_qmodel {

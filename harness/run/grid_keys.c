@@ -99,7 +99,7 @@ void vitq_grid_keys_markdown(FILE *out) {
         fprintf(out, "| [%s] | %s | %s | %s | %s | %s |\n", g_keys[i].section, p->name, vitq_ptype_name(p->type), def,
                 range, p->help);
     }
-    fprintf(out, "| [quantizer NAME] | taps, exclude, plugin, + the plugin's parameters | | | | see `vitq plugins NAME` |\n"
+    fprintf(out, "| [quantizer NAME] | taps, exclude, plugin, enabled (true; false: checked, binds nothing), + the plugin's parameters | | | | see `vitq plugins NAME` |\n"
                  "| [pass NAME] | enabled | bool | true | true/false, yes/no, on/off, 1/0 | false: the cell skips this pass |\n"
                  "| [pass NAME] | the plugin's parameters | | | | see `vitq plugins NAME`; passes run in file order |\n"
                  "| [grid] | any axis name | list | | comma-separated values | one axis; `zip = a,b \\| c,d` pairs axes |\n"
