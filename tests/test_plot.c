@@ -174,6 +174,12 @@ TEST(plot_loss_families_and_text) {
     CHECK_STR_CONTAINS(gp, "set logscale y\n");
     CHECK_STR_CONTAINS(gp, "set title \"mlp_loss — bits=4,mr=on\"\n");
     CHECK_STR_CONTAINS(gp, "plot for [i=0:1] ARG1 index i using 1:2 with lines lw 2 title columnhead(2)\n");
+    CHECK_STR_CONTAINS(gp, "set xlabel \"iteration\"\n");
+    free(tsv), free(gp);
+    /* a per-block curve (lowrank_nas's ranks): the block on x */
+    vitq_curve r[1] = {{.name = "qkv/rank_by_depth", .step = st, .value = v1, .n = 2}};
+    CHECK(vitq_plot_loss_text(r, 1, "rank_by_depth", "x", "r", &o, "", fig, sizeof fig, &tsv, &gp, &e) == 0);
+    CHECK_STR_CONTAINS(gp, "set xlabel \"block (depth)\"\n");
     free(tsv), free(gp);
     v1[0] = -1; /* a non-positive value: linear y */
     CHECK(vitq_plot_loss_text(c, 3, "loss", "x", "r", &o, "", fig, sizeof fig, &tsv, &gp, &e) == 0);

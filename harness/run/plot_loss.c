@@ -45,7 +45,8 @@ static void loss_gp_head(vitq_sb *g, const char *fig, const char *family, const 
     vitq_plot_gpstr(g, family);
     vitq_sb_fmt(g, " — ");
     vitq_plot_gpstr(g, cell_id);
-    vitq_sb_fmt(g, "\"\nset xlabel \"iteration\"\nset ylabel \"");
+    /* a curve recorded per block (lowrank_nas's ranks and entropies "..._by_depth") has the block as its step */
+    vitq_sb_fmt(g, "\"\nset xlabel \"%s\"\nset ylabel \"", strstr(family, "by_depth") ? "block (depth)" : "iteration");
     vitq_plot_gpstr(g, family);
     vitq_sb_fmt(g, "%s\"\n", logy ? " (log scale)" : "");
 }
