@@ -522,7 +522,7 @@ TEST(results_reserved_axis_names_and_long_ini) {
 }
 
 /* The curves a cell's passes recorded (/curves/<name>/{step, value}, names with '/') read back in name
- * order, values exact; a cell without passes has none. */
+ * order, values exact; a cell without passes has none; the quantizers' tensors (/quantizers/...) exact. */
 TEST(results_curves_roundtrip) {
     char dir[512], p[600];
     snprintf(dir, sizeof dir, "%s/r", test_tmpdir());
@@ -539,6 +539,10 @@ TEST(results_curves_roundtrip) {
     vitq_curve cv[2] = {{.name = "head/round", .step = s1, .value = v1, .n = 1},
                         {.name = "blocks.0/loss", .step = s0, .value = v0, .n = 3}};
     c1.curves = cv, c1.n_curves = 2;
+    float b1[2] = {0.0f, 0.125f}, sc[1] = {0.3f};
+    vitq_stored qt[2] = {{.name = "blocks.1.attn.probs/b1", .data = b1, .n = 2},
+                         {.name = "head.input/scale", .data = sc, .n = 1}};
+    c1.qtensors = qt, c1.n_qtensors = 2;
     CHECK_MSG(vitq_results_write_cell(r, &c1, &e) == 0, "%s", e.msg);
     CHECK_MSG(vitq_results_write_cell(r, &c2, &e) == 0, "%s", e.msg);
     vitq_curve *c = NULL;
@@ -554,6 +558,17 @@ TEST(results_curves_roundtrip) {
         CHECK(c[1].n == 1 && c[1].step[0] == 7 && c[1].value[0] == -3.5);
     }
     vitq_curves_free(c, n);
+    /* the activation quantizers' tensors at /quantizers/<tap>/<name>, exact */
+    hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT);
+    float got[2] = {-1, -1};
+    hid_t d = f < 0 ? -1 : H5Dopen2(f, "quantizers/blocks.1.attn.probs/b1", H5P_DEFAULT);
+    CHECK(d >= 0 && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, got) >= 0);
+    CHECK(got[0] == 0.0f && got[1] == 0.125f);
+    if (d >= 0) H5Dclose(d);
+    d = f < 0 ? -1 : H5Dopen2(f, "quantizers/head.input/scale", H5P_DEFAULT);
+    CHECK(d >= 0 && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, got) >= 0 && got[0] == 0.3f);
+    if (d >= 0) H5Dclose(d);
+    if (f >= 0) H5Fclose(f);
     snprintf(p, sizeof p, "%s/cells/bits=4,softmax=uniform.h5", dir);
     CHECK_MSG(vitq_cell_read_curves(p, &c, &n, &e) == 0, "%s", e.msg);
     CHECK_EQ(n, 0);

@@ -39,6 +39,8 @@ struct vitq_cell_ctx {
     vitq_eval_result er;
     char transform[512];               /* the eval transform, one line */
     vitq_cell_result res;              /* what "write" stores */
+    vitq_stored *qt;                   /* res.qtensors, owned */
+    int n_qt;
     vitq_stage_time times[VITQ_MAX_STAGES];
     int n_times;
     double t0;
@@ -136,10 +138,41 @@ static int stage_evaluate(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
     return rc;
 }
 
+/* The activation quantizers' tensors of at most VITQ_QTENSOR_MAX values (learned scales, zero points, DFQ's
+ * interval; not AdaRound's per-weight α), copied for the cell file. */
+#define VITQ_QTENSOR_MAX 4096
+static int collect_qtensors(vitq_cell_ctx *c) {
+    const vitq_qbinding *b = NULL;
+    int nb = 0;
+    if (vitq_qmodel_bindings(c->q, &b, &nb)) return VITQ_ENOMEM;
+    for (int i = 0; i < nb; i++) {
+        vitq_qtensor t[8];
+        vitq_err e;
+        if (b[i].act_tap < 0 || !strcmp(b[i].plugin, "float")) continue;
+        int nt = vitq_qmodel_tensors(c->q, b[i].tap, t, 8, &e);
+        for (int k = 0; k < nt; k++) {
+            if (t[k].n < 1 || t[k].n > VITQ_QTENSOR_MAX || !t[k].value) continue;
+            vitq_stored *ns = realloc(c->qt, sizeof *ns * (size_t)(c->n_qt + 1));
+            if (!ns) return VITQ_ENOMEM;
+            c->qt = ns;
+            vitq_stored *d = &c->qt[c->n_qt];
+            snprintf(d->name, sizeof d->name, "%s/%s", b[i].tap, t[k].name);
+            if (!(d->data = malloc(sizeof(float) * (size_t)t[k].n))) return VITQ_ENOMEM;
+            memcpy(d->data, t[k].value, sizeof(float) * (size_t)t[k].n);
+            d->n = t[k].n;
+            c->n_qt++;
+        }
+    }
+    c->res.qtensors = c->qt;
+    c->res.n_qtensors = c->n_qt;
+    return VITQ_OK;
+}
+
 static int stage_collect(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
     (void)s;
     vitq_cell_result *res = &c->res;
     int rc = vitq_qmodel_stats(c->q, &res->taps, &res->n_taps);
+    if (!rc) rc = collect_qtensors(c);
     if (!rc && c->cfg->hist_taps[0]) rc = vitq_qmodel_hists(c->q, &res->hists, &res->n_hists);
     if (!rc) rc = vitq_qmodel_plugins(c->q, &res->plugins, &res->n_plugins);
     if (!rc && c->session) {
@@ -309,6 +342,8 @@ int vitq_cell_run(vitq_run *r, const vitq_run_cell *cell, const char *label, vit
     out->seconds = vitq_now() - c.t0;
     if (c.rc) snprintf(out->error, sizeof out->error, "%s", c.err.msg);
     vitq_session_free(c.session);
+    for (int i = 0; i < c.n_qt; i++) free(c.qt[i].data);
+    free(c.qt);
     vitq_qmodel_free(c.q);
     vitq_model_free(c.student);
     vitq_passes_free(pb, npb);

@@ -260,8 +260,24 @@ static int check_cell(const vitq_results *r, const vitq_cell_result *c, vitq_err
     return VITQ_OK;
 }
 
-/* /curves/<name>/{step, value} for each curve a pass recorded and /pass/<pass>/<name> for each stored
- * array; names may hold '/' (groups are made as needed). */
+/* /<prefix>/<name> for each of n float arrays (groups made as needed through lcpl). */
+static int write_arrays(hid_t f, const char *prefix, const vitq_stored *a, int n, hid_t lcpl) {
+    int rc = 0;
+    for (int i = 0; !rc && i < n; i++) {
+        char name[320];
+        snprintf(name, sizeof name, "%s/%s", prefix, a[i].name);
+        hid_t sp = H5Screate_simple(1, (hsize_t[]){(hsize_t)a[i].n}, NULL);
+        hid_t d = sp < 0 ? -1 : H5Dcreate2(f, name, H5T_IEEE_F32LE, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+        rc = d < 0 || (a[i].n && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, a[i].data) < 0);
+        if (d >= 0) H5Dclose(d);
+        if (sp >= 0) H5Sclose(sp);
+    }
+    return rc;
+}
+
+/* /curves/<name>/{step, value} for each curve a pass recorded, /pass/<pass>/<name> for each stored array
+ * and /quantizers/<tap>/<name> for the activation quantizers' tensors; names may hold '/' (groups are made
+ * as needed). */
 static int write_curves(hid_t f, const vitq_cell_result *c) {
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     int rc = lcpl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0 ? -1 : 0;
@@ -275,15 +291,8 @@ static int write_curves(hid_t f, const vitq_cell_result *c) {
         if (cg >= 0) H5Gclose(cg);
     }
     if (g >= 0) H5Gclose(g);
-    for (int i = 0; !rc && i < c->n_stored; i++) {
-        char name[256];
-        snprintf(name, sizeof name, "pass/%s", c->stored[i].name);
-        hid_t sp = H5Screate_simple(1, (hsize_t[]){(hsize_t)c->stored[i].n}, NULL);
-        hid_t d = sp < 0 ? -1 : H5Dcreate2(f, name, H5T_IEEE_F32LE, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
-        rc = d < 0 || (c->stored[i].n && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, c->stored[i].data) < 0);
-        if (d >= 0) H5Dclose(d);
-        if (sp >= 0) H5Sclose(sp);
-    }
+    if (!rc) rc = write_arrays(f, "pass", c->stored, c->n_stored, lcpl);
+    if (!rc) rc = write_arrays(f, "quantizers", c->qtensors, c->n_qtensors, lcpl);
     if (lcpl >= 0) H5Pclose(lcpl);
     return rc ? -1 : 0;
 }

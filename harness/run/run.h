@@ -283,6 +283,9 @@ typedef struct vitq_cell_result {
     const vitq_stored *stored;      /* arrays passes stored: /pass/<pass>/<name> */
     int n_stored;
     const char *shared_stage;       /* the stage whose state this cell loaded from another cell ("" or NULL: none) */
+    const vitq_stored *qtensors;    /* the activation quantizers' small tensors as the cell ended (scale, zero_point,
+                                       DFQ's b1/b2, ...): /quantizers/<tap>/<name>, name "<tap>/<name>" */
+    int n_qtensors;
 } vitq_cell_result;
 
 /* Writes DIR/cells/<id>.h5 whole to a temp name in the same folder, closes, fsyncs, renames; on any
