@@ -12,19 +12,22 @@
 #include <string.h>
 #include <unistd.h>
 
-/* A note (absent_ok), once per distinct text. */
+void vitq_run_add_line(char ***lines, int *n, const char *s) {
+    for (int i = 0; i < *n; i++)
+        if (!strcmp((*lines)[i], s)) return;
+    char **nv = realloc(*lines, (size_t)(*n + 1) * sizeof *nv);
+    if (!nv) return;
+    *lines = nv;
+    if ((nv[*n] = strdup(s))) (*n)++;
+}
+
 void vitq_run_note(vitq_run *r, const char *fmt, ...) {
     char buf[1400];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    for (int i = 0; i < r->n_notes; i++)
-        if (!strcmp(r->notes[i], buf)) return;
-    char **nv = realloc(r->notes, (size_t)(r->n_notes + 1) * sizeof *nv);
-    if (!nv) return;
-    r->notes = nv;
-    if ((r->notes[r->n_notes] = strdup(buf))) r->n_notes++;
+    vitq_run_add_line(&r->notes, &r->n_notes, buf);
 }
 
 int vitq_run_notes(const vitq_run *r, const char *const **lines, int *n) {

@@ -620,7 +620,9 @@ int vitq_run_data_opts(const vitq_run_cfg *cfg, const vitq_model *m, vitq_data_o
 int vitq_run_cell_key(vitq_run *r, vitq_run_cell *c, vitq_err *e);
 int vitq_run_dataset(vitq_run *r, const vitq_run_cfg *cfg, const vitq_model *m, const char *split, vitq_dataset **out,
                      vitq_err *e);
-/* cells.c: a validation note (opts.absent_ok), kept once per distinct text. */
+/* cells.c: appends a copy of s to lines[*n] unless an equal line is there (errors, notes); out of memory:
+ * the line is dropped. A validation note (opts.absent_ok), kept once per distinct text. */
+void vitq_run_add_line(char ***lines, int *n, const char *s);
 void vitq_run_note(vitq_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* run.c: one line to the run's log (opts.log, else stderr). */
 void vitq_run_log(const vitq_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -11,14 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static void add(vitq_run *r, const char *s) {
-    for (int i = 0; i < r->n_errors; i++)
-        if (!strcmp(r->errors[i], s)) return;
-    char **nv = realloc(r->errors, (size_t)(r->n_errors + 1) * sizeof *nv);
-    if (!nv) return;
-    r->errors = nv;
-    if ((r->errors[r->n_errors] = strdup(s))) r->n_errors++;
-}
+static void add(vitq_run *r, const char *s) { vitq_run_add_line(&r->errors, &r->n_errors, s); }
 
 /* "FILE:LINE: [section] key: MSG" for the key's line in cell c, or "FILE: [section] key (default): MSG". */
 static void add_at(vitq_run *r, const vitq_grid_cell *c, const char *section, const char *key, const char *msg) {
