@@ -4,8 +4,12 @@
  * [0, n) is cut into min(n, T) contiguous chunks whose boundaries depend only on n and T; every chunk is
  * claimed under the pool mutex by whichever thread is free first (the caller included), so a worker
  * that the OS has not scheduled yet (a busy 2-core machine) delays nothing: the caller takes its chunk.
- * Workers sleep on a condition variable between jobs — no spinning (STYLE.md §9, "OpenMP wait
- * policy": spinning threads made 2 threads 6x slower than 1 with a second busy process).
+ * Between jobs a worker spins for at most VITQ_SPIN_US (default 50 µs) before it sleeps on a condition
+ * variable, and the caller waiting for the last chunk does the same: a futex wake-up on this VM costs tens
+ * of µs, and a reconstruction step issues hundreds of short jobs back to back, so sleeping between them
+ * left the second core idle a third of the time. The bound keeps STYLE.md §9's lesson (OpenMP's
+ * unbounded spinning made 2 threads 6x slower than 1 with a second busy process): a busy neighbour loses
+ * at most 50 µs per job gap. A condition variable is only signalled when a thread sleeps on it.
  *
  * One threading model: vitq_threads_set keeps OpenBLAS (pthread build) at one thread and kernels split
  * their GEMMs by rows across this pool (ops.c). A vitq_parallel_for called from inside a pool task, or
@@ -20,6 +24,7 @@
 #include <cblas.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_THREADS 256
@@ -33,7 +38,11 @@ typedef struct {
     int n_workers;         /* threads started (T - 1) */
     int n_threads;         /* T, the caller included; 0 = not initialised yet */
     int stop;
-    /* the current job, valid while next < n_chunks or finished < n_chunks */
+    int sleepers;          /* workers waiting on `work` */
+    int caller_waits;      /* the caller waits on `done` */
+    long spin_ns;          /* spin budget before sleeping (VITQ_SPIN_US) */
+    /* the current job, valid while next < n_chunks or finished < n_chunks; gen and finished are also read
+     * without the mutex by spinning threads (atomic loads; written under the mutex with atomic stores) */
     uint64_t gen;
     vitq_range_fn fn;
     void *ctx;
@@ -65,8 +74,37 @@ static void run_chunks_locked(pool_state *p) {
         fn(ctx, chunk_begin(n, chunks, i), chunk_begin(n, chunks, i + 1));
         t_in_task = 0;
         pthread_mutex_lock(&p->mu);
-        if (++p->finished == p->n_chunks) pthread_cond_signal(&p->done);
+        __atomic_store_n(&p->finished, p->finished + 1, __ATOMIC_RELEASE);
+        if (p->finished == p->n_chunks && p->caller_waits) pthread_cond_signal(&p->done);
     }
+}
+
+static long now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000L + t.tv_nsec;
+}
+
+/* One spin iteration; 0 once `budget` ns have passed since t0 (the clock read every 64th call). */
+static int spin_on(int i, long t0, long budget) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+    return (i & 63) || now_ns() - t0 <= budget;
+}
+
+/* Spins (mutex not held) while a new job has not been posted, at most p->spin_ns. */
+static void spin_for_job(const pool_state *p, uint64_t seen) {
+    long t0 = p->spin_ns > 0 ? now_ns() : 0;
+    for (int i = 1; p->spin_ns > 0 && __atomic_load_n(&p->gen, __ATOMIC_ACQUIRE) == seen; i++)
+        if (!spin_on(i, t0, p->spin_ns)) return;
+}
+
+/* Spins (mutex not held) while chunks of the current job still run, at most p->spin_ns. */
+static void spin_for_finish(const pool_state *p, int chunks) {
+    long t0 = p->spin_ns > 0 ? now_ns() : 0;
+    for (int i = 1; p->spin_ns > 0 && __atomic_load_n(&p->finished, __ATOMIC_ACQUIRE) < chunks; i++)
+        if (!spin_on(i, t0, p->spin_ns)) return;
 }
 
 static void *worker_main(void *arg) {
@@ -74,7 +112,16 @@ static void *worker_main(void *arg) {
     pthread_mutex_lock(&p->mu);
     uint64_t seen = p->gen;
     for (;;) {
-        while (!p->stop && p->gen == seen) pthread_cond_wait(&p->work, &p->mu);
+        if (!p->stop && p->gen == seen) {
+            pthread_mutex_unlock(&p->mu);
+            spin_for_job(p, seen);
+            pthread_mutex_lock(&p->mu);
+        }
+        while (!p->stop && p->gen == seen) {
+            p->sleepers++;
+            pthread_cond_wait(&p->work, &p->mu);
+            p->sleepers--;
+        }
         if (p->stop) break;
         seen = p->gen;
         run_chunks_locked(p);
@@ -111,6 +158,8 @@ static int online_cpus(void) {
  * if the system refuses to create more. */
 static void start_locked(pool_state *p, int n) {
     pthread_once(&g_atexit_once, register_atexit);
+    const char *us = getenv("VITQ_SPIN_US");
+    p->spin_ns = us && *us ? atol(us) * 1000L : 50000L;
     openblas_set_num_threads(1);
     if (n <= 0) n = online_cpus();
     if (n > MAX_THREADS) n = MAX_THREADS;
@@ -170,11 +219,20 @@ void vitq_parallel_for(int64_t n, vitq_range_fn fn, void *ctx) {
     p->n = n;
     p->n_chunks = chunks;
     p->next = 0;
-    p->finished = 0;
-    p->gen++;
-    pthread_cond_broadcast(&p->work);
+    __atomic_store_n(&p->finished, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&p->gen, p->gen + 1, __ATOMIC_RELEASE);
+    if (p->sleepers) pthread_cond_broadcast(&p->work);
     run_chunks_locked(p);
-    while (p->finished < p->n_chunks) pthread_cond_wait(&p->done, &p->mu);
+    if (p->finished < p->n_chunks) { /* a worker still runs its chunk: spin on `finished` first */
+        pthread_mutex_unlock(&p->mu);
+        spin_for_finish(p, chunks);
+        pthread_mutex_lock(&p->mu);
+    }
+    while (p->finished < p->n_chunks) {
+        p->caller_waits = 1;
+        pthread_cond_wait(&p->done, &p->mu);
+        p->caller_waits = 0;
+    }
     p->n_chunks = 0;
     pthread_mutex_unlock(&p->mu);
     pthread_mutex_unlock(&p->call);
