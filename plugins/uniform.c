@@ -157,6 +157,8 @@ typedef struct {
 #define ADA_ZETA 1.1f
 #define ADA_SPAN 1.2f /* ζ − γ as the reference's float32 scalar */
 
+#include "adaround.h"
+
 /* ---------------------------------------------------------------------------------------------
  * Arithmetic
  * ------------------------------------------------------------------------------------------- */
@@ -847,7 +849,7 @@ static void fwd_tokens(void *ctx, int64_t begin, int64_t end) {
 
 /* AdaRound's rectified sigmoid h(α) = clamp(σ(α)(ζ−γ) + γ, 0, 1); *raw gets the value before the clamp. */
 static inline float ada_h(float a, float *raw) {
-    float sg = 1.0f / (1.0f + expf(-a));
+    float sg = 1.0f / (1.0f + ada_exp(0.0f - a)); /* as ada_fwd_soft */
     float h = sg * ADA_SPAN + ADA_GAMMA;
     if (raw) *raw = h;
     return h < 0 ? 0 : (h > 1 ? 1 : h);
@@ -870,6 +872,11 @@ static void ada_range(void *ctx, int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end;) {
         int64_t len = run - j < end - i ? run - j : end - i;
         float s = q->scale[g], z = q->zp[g];
+        if (q->ada == ADA_SOFT && q->afwd) {
+            ada_fwd_soft(jb->y + i, jb->x + i, q->alpha + i, q->hraw + i, q->afwd + i, len, s, z, q->qlo, q->qhi);
+            i += len, j = 0, g = g + 1 == q->G ? 0 : g + 1;
+            continue;
+        }
         for (int64_t k = i; k < i + len; k++) {
             float h;
             if (q->ada == ADA_SOFT) {
@@ -1049,6 +1056,7 @@ typedef struct {
     float *dx;
     double *part; /* [nb * G] or NULL (no scale gradient) */
     int64_t n, block;
+    int ada_fast; /* soft AdaRound, scale not learned, h cached for the current α: ada_bwd_soft */
 } bwd_job;
 
 /* One element: adds to *dx and returns dQ/ds · 1 (the caller multiplies by dy); AdaRound also adds dα. */
@@ -1127,7 +1135,10 @@ static void bwd_blocks(void *ctx, int64_t b0, int64_t b1) {
             int64_t len = run - k < end - i ? run - k : end - i;
             float s = q->scale[g], z = q->zp[g];
             double acc = 0;
-            if (q->ada == ADA_OFF && fast_ok(rintf(z)) && s > 0)
+            if (j->ada_fast)
+                ada_bwd_soft(j->x + i, j->dy + i, j->dx ? j->dx + i : NULL, q->hraw + i, q->galpha + i, len, s, z,
+                             q->qlo, q->qhi);
+            else if (q->ada == ADA_OFF && fast_ok(rintf(z)) && s > 0)
                 acc = bwd_run_nearest(q, j->x + i, j->dy + i, j->dx ? j->dx + i : NULL, len, s, z);
             else
                 for (int64_t t = i; t < i + len; t++)
@@ -1156,7 +1167,8 @@ static int uq_backward(void *qv, const vitq_view *x, const vitq_view *dy, vitq_v
     int grads = q->training && q->p.learnable;
     int64_t block = BWD_BLOCK, nb = (n + block - 1) / block;
     if (nb * q->G > (1 << 22)) block = n > 0 ? n : 1, nb = 1;
-    bwd_job job = {q, x->data, dy->data, dx ? dx->data : NULL, NULL, n, block};
+    bwd_job job = {q, x->data, dy->data, dx ? dx->data : NULL, NULL, n, block, 0};
+    job.ada_fast = q->ada == ADA_SOFT && q->training && !grads && q->afwd && ada_fresh(q->alpha, q->afwd, n);
     if (grads && !(job.part = calloc((size_t)(nb * q->G), sizeof(double))))
         return q->host->fail(q->host, VITQ_ENOMEM, "out of memory");
     if (nb > 1)
@@ -1185,6 +1197,7 @@ typedef struct {
     uq *q;
     float beta, lam;
     double *part; /* per block */
+    int fresh;    /* h cached for the current α: ada_reg */
 } reg_job;
 
 static void reg_blocks(void *ctx, int64_t b0, int64_t b1) {
@@ -1193,10 +1206,14 @@ static void reg_blocks(void *ctx, int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; b++) {
         double acc = 0;
         const int64_t i1 = (b + 1) * REG_BLOCK < q->nw ? (b + 1) * REG_BLOCK : q->nw;
+        if (j->fresh) {
+            j->part[b] = ada_reg(q->hraw + b * REG_BLOCK, q->galpha + b * REG_BLOCK, i1 - b * REG_BLOCK, j->beta, j->lam);
+            continue;
+        }
         for (int64_t i = b * REG_BLOCK; i < i1; i++) {
             float raw, h = ada_h_at(q, i, &raw);
             float d = 2.0f * h - 1.0f, a = fabsf(d);
-            float pm1 = a > 0 ? expf((j->beta - 1.0f) * logf(a)) : 0.0f; /* a^(β−1) */
+            float pm1 = a > 0 ? ada_exp((j->beta - 1.0f) * ada_log(a > 1e-30f ? a : 1e-30f)) : 0.0f; /* as ada_reg */
             acc += 1.0 - (double)(pm1 * a);
             if (raw >= 0 && raw <= 1 && a > 0) {
                 float sg = (raw - ADA_GAMMA) / ADA_SPAN; /* ada_h's sigmoid */
@@ -1212,7 +1229,8 @@ static int uq_regularize(void *qv, const vitq_reg *r, double *loss) {
     uq *q = qv;
     if (q->ada != ADA_SOFT || !q->training || !(r->weight != 0)) return 0;
     const int64_t nb = (q->nw + REG_BLOCK - 1) / REG_BLOCK;
-    reg_job job = {q, (float)r->beta, (float)r->weight, calloc((size_t)(nb > 0 ? nb : 1), sizeof(double))};
+    reg_job job = {q, (float)r->beta, (float)r->weight, calloc((size_t)(nb > 0 ? nb : 1), sizeof(double)), 0};
+    job.fresh = q->afwd && ada_fresh(q->alpha, q->afwd, q->nw);
     if (!job.part) return q->host->fail(q->host, VITQ_ENOMEM, "regularize: out of memory");
     if (nb > 1)
         q->host->parallel_for(nb, reg_blocks, &job);
