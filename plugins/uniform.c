@@ -1138,7 +1138,7 @@ static void bwd_blocks(void *ctx, int64_t b0, int64_t b1) {
             if (j->ada_fast)
                 ada_bwd_soft(j->x + i, j->dy + i, j->dx ? j->dx + i : NULL, q->hraw + i, q->galpha + i, len, s, z,
                              q->qlo, q->qhi);
-            else if (q->ada == ADA_OFF && fast_ok(rintf(z)) && s > 0)
+            else if (q->ada == ADA_OFF && fast_ok(rintf(z))) /* any sign of s: bwd_one's arithmetic */
                 acc = bwd_run_nearest(q, j->x + i, j->dy + i, j->dx ? j->dx + i : NULL, len, s, z);
             else
                 for (int64_t t = i; t < i + len; t++)

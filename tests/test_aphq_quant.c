@@ -995,22 +995,22 @@ TEST(aphq_lsq_scale_gradient) {
     drop(&in);
 }
 
-TEST(aphq_backward_blocks_match_serial) {
-    /* 200000 values: the blocked, threaded backward gives the serial sum's scale gradient (to float) and
-     * the same dx */
+/* 200000 values: the blocked, threaded backward gives the serial sum's scale gradient (to float) and the
+ * same dx, at scale sc (a learned scale can cross zero: the fast loop must not depend on its sign). */
+static void backward_blocks_case(float sc) {
     enum { n = 200000 };
     float *x = malloc(n * sizeof *x), *dy = malloc(n * sizeof *dy), *dx = calloc(n, sizeof *dx);
     double ds = 0;
     for (int i = 0; i < n; i++) {
         x[i] = sinf((float)i * 0.37f) * 5.0f;
         dy[i] = cosf((float)i * 0.11f);
-        float v = x[i] / 0.25f, r = rintf(v), u = r + 8;
+        float v = x[i] / sc, r = rintf(v), u = r + 8;
         ds += (double)dy[i] * (u < 0 ? -8.0 : u > 15 ? 7.0 : (double)(r - v));
     }
     const char *kv[] = {"bits=4", "learnable=true", "grad_scale=false"};
     inst in;
     if (made(&in, &act_tap, kv, 3)) return;
-    float s = 0.25f, z = 8;
+    float s = sc, z = 8;
     CHECK_EQ(load_sz(&in, &s, &z, 1), 0);
     CHECK_EQ(in.o->train(in.q, NULL), 0);
     vitq_view vx = view(x, 1, n, 0, 0, 0), vdy = view(dy, 1, n, 0, 0, 0), vdx = view(dx, 1, n, 0, 0, 0);
@@ -1019,10 +1019,15 @@ TEST(aphq_backward_blocks_match_serial) {
     CHECK_NEAR(tensor(&in, "scale", buf)->grad[0], ds, 1e-6 * fabs(ds) + 1e-3);
     int bad = 0;
     for (int i = 0; i < n; i++) {
-        float u = rintf(x[i] / 0.25f) + 8;
+        float u = rintf(x[i] / sc) + 8;
         bad += dx[i] != (u < 0 || u > 15 ? 0.0f : dy[i]);
     }
     CHECK_EQ(bad, 0);
     free(x), free(dy), free(dx);
     drop(&in);
+}
+
+TEST(aphq_backward_blocks_match_serial) {
+    backward_blocks_case(0.25f);
+    backward_blocks_case(-0.25f);
 }
