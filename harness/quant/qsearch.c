@@ -527,6 +527,43 @@ static int finalize_tap(vitq_qmodel *q, vitq_qtap *t, vitq_view v, vitq_err *e) 
     return VITQ_OK;
 }
 
+/* The unit's ops searched side by side: an op's two taps are its own (no tap feeds two ops), so op k's
+ * rounds depend on nothing another op does, and running the ops in any order or at once gives the same
+ * result. Each pool thread takes the next op until none is left (ops differ in cost: a block's fc1 and
+ * its attention matmuls take longest); inside an op everything runs on that thread, with the chunking
+ * of the pool's nested calls, so the numbers are those of any other thread count. A unit has at most a
+ * few ops, so this is the coarse parallelism that keeps both cores busy through the many short candidate
+ * evaluations (the single-op loop kept ~1.3 of 2 cores busy). */
+typedef struct {
+    oracle *or;
+    int nops, rounds, next; /* next: the next op to take (atomic) */
+    int rc[16];
+    vitq_err err[16];
+} ops_job;
+
+static void ops_task(void *ctx, int64_t c0, int64_t c1) {
+    (void)c0, (void)c1;
+    ops_job *j = ctx;
+    for (int k; (k = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED)) < j->nops;)
+        for (int r = 0; !j->rc[k] && r <= j->rounds; r++) {
+            if (vitq_interrupted) j->rc[k] = vitq_fail(&j->err[k], VITQ_ECANCELLED, "calibration search interrupted");
+            if (!j->rc[k]) j->rc[k] = search_tap(&j->or[k], 0, r, j->rounds, &j->err[k]);
+            if (!j->rc[k]) j->rc[k] = search_tap(&j->or[k], 1, r, j->rounds, &j->err[k]);
+        }
+}
+
+static int search_ops(oracle *or, int nops, int rounds, vitq_err *e) {
+    ops_job *j = calloc(1, sizeof *j);
+    if (!j) return vitq_fail(e, VITQ_ENOMEM, "calibration search: out of memory");
+    *j = (ops_job){.or = or, .nops = nops, .rounds = rounds};
+    vitq_parallel_for(vitq_threads_get() < nops ? vitq_threads_get() : nops, ops_task, j);
+    int rc = VITQ_OK;
+    for (int k = 0; !rc && k < nops; k++) /* the first failing op in forward order reports */
+        if ((rc = j->rc[k])) *e = j->err[k];
+    free(j);
+    return rc;
+}
+
 /* One unit: capture its taps over the n inputs `in` (writing its outputs to out), finalize its
  * activation quantizers, then the rounds of search over its ops. */
 static int search_unit(vitq_qmodel *q, int u, const float *in, int64_t n, int rounds, float *out, vitq_err *e) {
@@ -551,12 +588,7 @@ static int search_unit(vitq_qmodel *q, int u, const float *in, int64_t n, int ro
         or[k] = (oracle){.q = q, .op = &ops[k], .n = n * vitq_tap_rows_per_image(q->m, ops[k].in_tap)}; /* dim-0 rows */
         rc = ops[k].kind == VITQ_OP_LINEAR ? linear_setup(&or[k], cap.buf, q->src, e) : matmul_setup(&or[k], cap.buf, q->src, e);
     }
-    for (int r = 0; !rc && r <= rounds; r++)
-        for (int k = 0; !rc && k < nops; k++) {
-            if (vitq_interrupted) rc = vitq_fail(e, VITQ_ECANCELLED, "calibration search interrupted");
-            if (!rc) rc = search_tap(&or[k], 0, r, rounds, e);
-            if (!rc) rc = search_tap(&or[k], 1, r, rounds, e);
-        }
+    if (!rc) rc = search_ops(or, nops, rounds, e);
     for (int k = 0; k < nops; k++) oracle_free(&or[k]);
     for (int id = 0; cap.buf && id < q->n_act; id++) vitq_free(cap.buf[id]);
     free(cap.buf);
