@@ -157,3 +157,59 @@ out:
     for (int i = 0; i < 4; i++) free(g.buf[i]);
     vitq_model_free(m);
 }
+
+/* Logits of the tiny model quantized by APHQ-ViT's search (uniform, init = aphq: weights per row with
+ * AdaRound's start, inputs per tensor, q/k/v/probs per head, 4 bits) at `threads` threads, into out (B x 3).
+ * Returns 0 on success. */
+static int aphq_search_logits(int threads, const float *x, int B, float *out) {
+    vitq_threads_set(threads);
+    vitq_model *m = tiny();
+    vitq_kv kv[3][6] = {
+        {{"taps", "blocks.*.weight", "t.ini", 2}, {"plugin", "uniform", "t.ini", 3}, {"bits", "4", "t.ini", 4},
+         {"granularity", "per_channel", "t.ini", 5}, {"init", "aphq", "t.ini", 6}, {"symmetric", "false", "t.ini", 7}},
+        {{"taps", "blocks.*.input", "t.ini", 9}, {"plugin", "uniform", "t.ini", 10}, {"bits", "4", "t.ini", 11},
+         {"granularity", "per_tensor", "t.ini", 12}, {"init", "aphq", "t.ini", 13}, {"symmetric", "false", "t.ini", 14}},
+        {{"taps", "blocks.*.attn.q, blocks.*.attn.k, blocks.*.attn.v, blocks.*.attn.probs", "t.ini", 16},
+         {"plugin", "uniform", "t.ini", 17}, {"bits", "4", "t.ini", 18}, {"granularity", "per_head", "t.ini", 19},
+         {"init", "aphq", "t.ini", 20}, {"symmetric", "false", "t.ini", 21}}};
+    vitq_section secs[3] = {{"quantizer w", kv[0], 6, "t.ini", 1}, {"quantizer i", kv[1], 6, "t.ini", 8},
+                            {"quantizer a", kv[2], 6, "t.ini", 15}};
+    vitq_qmodel *q = NULL;
+    vitq_acts *a = NULL;
+    vitq_err e;
+    int rc = !m || vitq_qmodel_create(m, secs, 3, 1, &q, &e) || vitq_qmodel_calibrate_search(q, x, B, 2, &e) ||
+             vitq_acts_create(vitq_qmodel_model(q), B, 0, &a, &e) || vitq_forward(vitq_qmodel_model(q), a, x, B, &e);
+    CHECK_MSG(!rc, "%d threads: %s", threads, m ? e.msg : "no model");
+    if (!rc) memcpy(out, a->logits, sizeof(float) * (size_t)B * 3);
+    vitq_acts_free(a);
+    vitq_qmodel_free(q);
+    vitq_model_free(m);
+    vitq_threads_set(0);
+    return rc;
+}
+
+TEST(qsearch_same_result_for_any_thread_count) {
+    /* The ops of a unit are searched side by side on the pool (search_ops): 1 and 2 threads must agree bit
+     * for bit, and the quantized logits must differ from the float ones (the search did quantize). */
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/plugins", test_build_dir());
+    setenv("VITQ_PLUGIN_PATH", dir, 1);
+    enum { B = 6 };
+    float x[B * 64], l1[B * 3], l2[B * 3], lf[B * 3];
+    for (int i = 0; i < B * 64; i++) x[i] = sinf((float)i * 0.37f) * 1.1f + 0.2f * cosf((float)i * 1.3f);
+    if (aphq_search_logits(1, x, B, l1) || aphq_search_logits(2, x, B, l2)) return;
+    CHECK_EQ(memcmp(l1, l2, sizeof l1), 0);
+    vitq_model *m = tiny();
+    vitq_acts *a = NULL;
+    vitq_err e;
+    if (!m || vitq_acts_create(m, B, 0, &a, &e) || vitq_forward(m, a, x, B, &e)) {
+        CHECK_MSG(0, "float forward failed");
+    } else {
+        memcpy(lf, a->logits, sizeof lf);
+        double diff = 0;
+        for (int i = 0; i < B * 3; i++) diff += fabs((double)lf[i] - l1[i]);
+        CHECK_MSG(diff > 1e-4, "quantized logits equal the float ones (sum |diff| %g)", diff);
+    }
+    vitq_acts_free(a);
+    vitq_model_free(m);
+}
