@@ -399,9 +399,26 @@ static int matmul_setup(oracle *o, float *const *cap, const vitq_model *src, vit
     return VITQ_OK;
 }
 
+/* A 64-bit fingerprint of n floats, for change detection only (never stored): FNV-1a's step over 4
+ * interleaved 64-bit words at a time, ~8x faster than byte-wise FNV on the MB-sized partners. */
+static uint64_t floats_hash(const float *p, int64_t n) {
+    uint64_t h[4] = {VITQ_FNV1A64_INIT, VITQ_FNV1A64_INIT ^ 1, VITQ_FNV1A64_INIT ^ 2, VITQ_FNV1A64_INIT ^ 3};
+    const int64_t nw = n / 2; /* whole 64-bit words */
+    int64_t i = 0;
+    for (; i + 4 <= nw; i += 4)
+        for (int l = 0; l < 4; l++) {
+            uint64_t w;
+            memcpy(&w, p + 2 * (i + l), sizeof w);
+            h[l] = (h[l] ^ w) * 0x100000001b3ull;
+        }
+    uint64_t r = vitq_fnv1a64(p + 2 * i, (size_t)(n - 2 * i) * sizeof(float), VITQ_FNV1A64_INIT);
+    for (int l = 0; l < 4; l++) r = (r ^ h[l]) * 0x100000001b3ull;
+    return r;
+}
+
 /* Records whether the partner tensor p (n floats) differs from the one this side saw last time. */
 static void partner_seen(oracle *o, int side, const float *p, int64_t n) {
-    uint64_t h = vitq_fnv1a64(p, (size_t)n * sizeof(float), VITQ_FNV1A64_INIT);
+    uint64_t h = floats_hash(p, n);
     o->s.partner_changed = !o->partner_seen[side] || h != o->partner_hash[side];
     o->partner_seen[side] = 1;
     o->partner_hash[side] = h;
@@ -527,40 +544,61 @@ static int finalize_tap(vitq_qmodel *q, vitq_qtap *t, vitq_view v, vitq_err *e) 
     return VITQ_OK;
 }
 
-/* The unit's ops searched side by side: an op's two taps are its own (no tap feeds two ops), so op k's
- * rounds depend on nothing another op does, and running the ops in any order or at once gives the same
- * result. Each pool thread takes the next op until none is left (ops differ in cost: a block's fc1 and
- * its attention matmuls take longest); inside an op everything runs on that thread, with the chunking
- * of the pool's nested calls, so the numbers are those of any other thread count. A unit has at most a
- * few ops, so this is the coarse parallelism that keeps both cores busy through the many short candidate
- * evaluations (the single-op loop kept ~1.3 of 2 cores busy). */
+/* Items run side by side: each pool thread takes the next item until none is left, and inside an item
+ * everything runs on that thread (the pool's nested calls keep their chunking, so the numbers are those
+ * of any thread count). Used for a unit's ops: an op's two taps are its own (no tap feeds two ops), so
+ * op k's setup and rounds depend on nothing another op does, and any order gives the same result. A unit has a few of each, and this
+ * coarse parallelism keeps both cores busy through the many short candidate evaluations (the op-by-op
+ * loop kept ~1.3 of 2 cores busy). Ops differ in cost (a block's q·kᵀ search takes longest). */
+typedef int (*item_fn)(void *ctx, int k, vitq_err *e);
 typedef struct {
-    oracle *or;
-    int nops, rounds, next; /* next: the next op to take (atomic) */
-    int rc[16];
-    vitq_err err[16];
-} ops_job;
+    item_fn fn;
+    void *ctx;
+    int n, next; /* next: the next item to take (atomic) */
+    int *rc;
+    vitq_err *err;
+} items_job;
 
-static void ops_task(void *ctx, int64_t c0, int64_t c1) {
+static void items_task(void *vj, int64_t c0, int64_t c1) {
     (void)c0, (void)c1;
-    ops_job *j = ctx;
-    for (int k; (k = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED)) < j->nops;)
-        for (int r = 0; !j->rc[k] && r <= j->rounds; r++) {
-            if (vitq_interrupted) j->rc[k] = vitq_fail(&j->err[k], VITQ_ECANCELLED, "calibration search interrupted");
-            if (!j->rc[k]) j->rc[k] = search_tap(&j->or[k], 0, r, j->rounds, &j->err[k]);
-            if (!j->rc[k]) j->rc[k] = search_tap(&j->or[k], 1, r, j->rounds, &j->err[k]);
-        }
+    items_job *j = vj;
+    for (int k; (k = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED)) < j->n;)
+        j->rc[k] = vitq_interrupted ? vitq_fail(&j->err[k], VITQ_ECANCELLED, "calibration search interrupted")
+                                    : j->fn(j->ctx, k, &j->err[k]);
 }
 
-static int search_ops(oracle *or, int nops, int rounds, vitq_err *e) {
-    ops_job *j = calloc(1, sizeof *j);
-    if (!j) return vitq_fail(e, VITQ_ENOMEM, "calibration search: out of memory");
-    *j = (ops_job){.or = or, .nops = nops, .rounds = rounds};
-    vitq_parallel_for(vitq_threads_get() < nops ? vitq_threads_get() : nops, ops_task, j);
-    int rc = VITQ_OK;
-    for (int k = 0; !rc && k < nops; k++) /* the first failing op in forward order reports */
-        if ((rc = j->rc[k])) *e = j->err[k];
-    free(j);
+/* fn(ctx, k) for k in [0, n) side by side; the first failing item in index order reports. */
+static int run_items(int n, item_fn fn, void *ctx, vitq_err *e) {
+    if (n <= 0) return VITQ_OK;
+    items_job j = {fn, ctx, n, 0, calloc((size_t)n, sizeof(int)), calloc((size_t)n, sizeof(vitq_err))};
+    int rc = j.rc && j.err ? VITQ_OK : vitq_fail(e, VITQ_ENOMEM, "calibration search: out of memory");
+    if (!rc) vitq_parallel_for(vitq_threads_get() < n ? vitq_threads_get() : n, items_task, &j);
+    for (int k = 0; !rc && k < n; k++)
+        if ((rc = j.rc[k])) *e = j.err[k];
+    free(j.rc);
+    free(j.err);
+    return rc;
+}
+
+typedef struct {
+    vitq_qmodel *q;
+    float *const *cap;
+    int64_t n;          /* images */
+    int rounds;
+    oracle *or;
+    vitq_op_desc *ops;
+} unit_job;
+
+/* One op: its oracle (the float output), then rounds 0..R over its two sides. */
+static int op_item(void *vc, int k, vitq_err *e) {
+    unit_job *c = vc;
+    oracle *o = &c->or[k];
+    *o = (oracle){.q = c->q, .op = &c->ops[k], .n = c->n * vitq_tap_rows_per_image(c->q->m, c->ops[k].in_tap)};
+    int rc = c->ops[k].kind == VITQ_OP_LINEAR ? linear_setup(o, c->cap, c->q->src, e) : matmul_setup(o, c->cap, c->q->src, e);
+    for (int r = 0; !rc && r <= c->rounds; r++) {
+        if (vitq_interrupted) return vitq_fail(e, VITQ_ECANCELLED, "calibration search interrupted");
+        if (!(rc = search_tap(o, 0, r, c->rounds, e))) rc = search_tap(o, 1, r, c->rounds, e);
+    }
     return rc;
 }
 
@@ -579,16 +617,15 @@ static int search_unit(vitq_qmodel *q, int u, const float *in, int64_t n, int ro
     }
     if (rc) vitq_fail(e, rc, "calibration search: out of memory capturing %s over %lld images", un->name, (long long)n);
     if (!rc) rc = capture_unit(q, u, in, n, 32, &cap, out, e);
+    /* activation quantizers one after the other: a finalize (e.g. init = aphq's 128 candidates over a whole
+     * fc2 input) is parallel inside, and one tap can outweigh the others */
     for (int i = 0; !rc && i < q->n_taps; i++) {
         vitq_qtap *t = &q->taps[i];
         if (t->act >= un->tap_first && t->act < un->tap_end && t->plugin)
             rc = finalize_tap(q, t, tap_view(t, cap.buf[t->act], n * vitq_tap_rows_per_image(q->m, t->act)), e);
     }
-    for (int k = 0; !rc && k < nops; k++) {
-        or[k] = (oracle){.q = q, .op = &ops[k], .n = n * vitq_tap_rows_per_image(q->m, ops[k].in_tap)}; /* dim-0 rows */
-        rc = ops[k].kind == VITQ_OP_LINEAR ? linear_setup(&or[k], cap.buf, q->src, e) : matmul_setup(&or[k], cap.buf, q->src, e);
-    }
-    if (!rc) rc = search_ops(or, nops, rounds, e);
+    unit_job job = {q, cap.buf, n, rounds, or, ops};
+    if (!rc) rc = run_items(nops, op_item, &job, e);
     for (int k = 0; k < nops; k++) oracle_free(&or[k]);
     for (int id = 0; cap.buf && id < q->n_act; id++) vitq_free(cap.buf[id]);
     free(cap.buf);
