@@ -16,6 +16,7 @@ int bench_swin_throughput(void);
 int bench_quant_overhead(void);   /* bench_quant.c */
 int bench_train_throughput(void); /* bench_train.c */
 int bench_recon_step(void);       /* bench_recon.c */
+int bench_pipeline(void);         /* bench_pipeline.c: minutes; needs the repository root as cwd */
 
 /* Helpers shared by sections (bench_main.c). */
 double bench_now(void);

@@ -25,6 +25,7 @@ static const bench_section sections[] = {
     {.name = "quant", .fn = bench_quant_overhead, .what = "fake-quant overhead: quantized vs float forward (target <= 1.3x)"},
     {.name = "train", .fn = bench_train_throughput, .what = "training images/s of vit-fmnist vs PyTorch (target >= 2x)"},
     {.name = "recon", .fn = bench_recon_step, .what = "block-reconstruction step vs float forward+backward of the unit (target <= 1.5x)"},
+    {.name = "pipeline", .fn = bench_pipeline, .what = "APHQ-ViT's whole W4A4 pipeline on the bundled model vs the reference code (target >= 10x: < 108 s, < 116 s with MR)"},
 };
 
 double bench_now(void) {
