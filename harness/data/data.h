@@ -94,6 +94,10 @@ VITQ_API int vitq_floats_parse(const char *s, float v[3]);
  * shuffle over splitmix64 seeded from `seed` — the first k entries of the returned malloc'd permutation
  * of [0, n) (NULL when out of memory). Recorded in every cell file, so a result can be audited. */
 VITQ_API int64_t *vitq_calib_subset(uint64_t seed, int64_t n, int k);
+/* NumPy's `np.random.seed(seed); np.random.permutation(n)` (legacy RandomState, MT19937), bit for bit:
+ * the calibration subset of the APHQ-ViT / AIQViT reference code is its first k entries. A malloc'd
+ * permutation of [0, n), or NULL (out of memory, or n >= 2^32). */
+VITQ_API int64_t *vitq_calib_subset_numpy(uint32_t seed, int64_t n);
 
 
 /* ---- IDX files (idx.c) ------------------------------------------------------------------------- */

@@ -49,6 +49,9 @@ static const vitq_key g_keys[] = {
       "split the calibration subset is drawn from (test/val: the evaluation images, on purpose)"),
     K("data", "calib_size", VITQ_P_INT, VITQ_C_NATURAL, calib_size, "128", 1, 1000000, NULL, 0,
       "calibration images (a seeded random subset)"),
+    K("data", "calib_sampler", VITQ_P_ENUM, VITQ_C_TEXT, calib_sampler, "vitq", 0, 0, "vitq|numpy", 0,
+      "how [run] seed orders the calibration split: vitq (splitmix64) or numpy (np.random.seed(seed); "
+      "np.random.permutation(N), the reference code's subset; seed < 2^32)"),
     K("data", "convert_channels", VITQ_P_BOOL, VITQ_C_NATURAL, convert_channels, "false", 0, 0, NULL, 0,
       "IDX data: allow gray -> RGB for a 3-channel model (image files are converted per image always)"),
     K("data", "img_size", VITQ_P_INT, VITQ_C_NATURAL, img_size, "0", 0, 4096, NULL, 0,

@@ -66,18 +66,27 @@ static int stage_load(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
     return rc;
 }
 
+/* The calibration split's seeded order ([data] calib_sampler): its first calib_size entries are the
+ * calibration images, and a pass session's images are its first `images` (one permutation, as the
+ * reference code's). k: how many entries must be drawn (the vitq sampler stops there). */
+static int calib_order(const vitq_run_cfg *cfg, int64_t n, int k, int64_t **out, vitq_err *e) {
+    /* [run] seed is at most 2^32 - 1 (grid_keys.c), the range of NumPy's legacy seeding */
+    *out = !strcmp(cfg->calib_sampler, "numpy") ? vitq_calib_subset_numpy((uint32_t)cfg->seed, n)
+                                                : vitq_calib_subset(cfg->seed, n, k);
+    return *out ? VITQ_OK : vitq_fail(e, VITQ_ENOMEM, "out of memory for the calibration order of %lld images", (long long)n);
+}
+
 /* A pass: the session first (the calibration split in the cell's seeded order), then the plugin. */
 static int stage_pass(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
     const vitq_pass_binding *b = s->arg;
     int rc = VITQ_OK;
     if (!c->session) {
         const int64_t n = vitq_dataset_size(c->calib_data);
-        c->order = vitq_calib_subset(c->cfg->seed, n, (int)n); /* its first calib_size are the calibration images */
+        if ((rc = calib_order(c->cfg, n, (int)n, &c->order, e))) return rc;
         snprintf(c->partial, sizeof c->partial, "%s/partial/%s.h5", vitq_run_output(c->run), c->cell->id);
         vitq_session_cfg sc = {.teacher = c->fp, .student = c->student, .data = c->calib_data, .order = c->order,
                                .n_order = n, .seed = c->cfg->seed, .batch = 32, .state_path = c->partial,
                                .state_key = c->cell->hash};
-        if (!c->order) return vitq_fail(e, VITQ_ENOMEM, "out of memory");
         char dir[1100];
         snprintf(dir, sizeof dir, "%s/partial", vitq_run_output(c->run));
         if ((rc = vitq_mkdir_p(dir, e)) || (rc = vitq_session_create(&sc, &c->session, e))) return rc;
@@ -97,7 +106,7 @@ static int stage_quantizers(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) 
     if (rc) return rc;
     const int k = c->cfg->calib_size;
     const vitq_arch *a = &c->fp->arch;
-    c->calib_idx = vitq_calib_subset(c->cfg->seed, vitq_dataset_size(c->calib_data), k);
+    if ((rc = calib_order(c->cfg, vitq_dataset_size(c->calib_data), k, &c->calib_idx, e))) return rc;
     c->calib_images = vitq_alloc((size_t)k * (size_t)a->in_chans * (size_t)a->img_size * (size_t)a->img_size *
                                  sizeof(float));
     if (!c->calib_idx || !c->calib_images) return vitq_fail(e, VITQ_ENOMEM, "out of memory for %d calibration images", k);

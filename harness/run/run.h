@@ -89,6 +89,7 @@ typedef struct vitq_run_cfg {
     int64_t eval_limit;        /* [data] eval_limit, 0 = all */
     int batch;                 /* [data] batch */
     const char *calib_split;   /* [data] calib_split */
+    const char *calib_sampler; /* [data] calib_sampler: vitq | numpy */
     int calib_size;            /* [data] calib_size */
     int convert_channels;      /* [data] convert_channels */
     int img_size;              /* [data] img_size, crop_pct, interpolation, mean, std: timm validate.py's */
