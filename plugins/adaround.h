@@ -16,19 +16,29 @@
 
 #include <stdint.h>
 
-#include "core/cephes_exp.h" /* header only: a plugin links nothing from the library */
-
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define HAVE_ADA16 1
 #endif
 
-/* exp(x), x clamped to [-87, 88] (the float range's edge, where the sigmoid is 0 or 1 to float anyway);
- * n = x/ln 2 rounded to nearest even by adding and subtracting 1.5·2^23 (exact: |x/ln 2| < 2^22). */
+/* exp(x), x clamped to [-87, 88] (the float range's edge, where the sigmoid is 0 or 1 to float anyway). */
 static inline float ada_exp(float x) {
     x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
     float t = x * 1.44269504088896341f;
-    return vitq_cephes_exp_n(x, (int32_t)((t + 12582912.0f) - 12582912.0f));
+    float n = (t + 12582912.0f) - 12582912.0f; /* round to nearest even (exact: |t| < 2^22) */
+    int32_t ni = (int32_t)n;
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = (ni + 127) * (1 << 23);
+    float scale;
+    __builtin_memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
 }
 
 /* log(x) for normal x > 0 (Cephes logf: x = m·2^e with m in [√½, √2)). */
