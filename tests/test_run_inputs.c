@@ -168,3 +168,46 @@ TEST(run_data_config_keys) {
     vitq_experiment_free(x);
     free(text);
 }
+
+/* /calibration/indices of a cell file (n int64 values) into out; the count read, or -1. */
+static int cell_calib_indices(const char *dir, const char *id, int64_t *out, int n) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/cells/%s.h5", dir, id);
+    vitq_h5_quiet();
+    hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT), d = f < 0 ? -1 : H5Dopen2(f, "calibration/indices", H5P_DEFAULT);
+    hid_t sp = d < 0 ? -1 : H5Dget_space(d);
+    int got = sp < 0 ? -1 : (int)H5Sget_simple_extent_npoints(sp);
+    if (got < 0 || got > n || H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) got = -1;
+    if (sp >= 0) H5Sclose(sp);
+    if (d >= 0) H5Dclose(d);
+    if (f >= 0) H5Fclose(f);
+    return got;
+}
+
+/* [data] calib_sampler: the cell calibrates on (and records) the first calib_size entries of NumPy's
+ * permutation with `numpy`, of vitq's splitmix64 subset by default (6 training images, seed 3). */
+TEST(run_calib_sampler_orders_the_calibration_split) {
+    int64_t *np_perm = vitq_calib_subset_numpy(3, 6), *vq = vitq_calib_subset(3, 6, 2);
+    CHECK(np_perm && vq && (np_perm[0] != vq[0] || np_perm[1] != vq[1])); /* the two samplers differ here */
+    const char *extra[2] = {"", "calib_sampler = numpy\n"};
+    for (int s = 0; s < 2 && np_perm && vq; s++) {
+        char out[512], err[4096];
+        snprintf(out, sizeof out, "%s/out%d", test_tmpdir(), s);
+        char *text = ini(out, LAY "imagenet_root", extra[s]);
+        vitq_experiment *x = NULL;
+        vitq_run *r = open_run(text, &x, err, sizeof err);
+        CHECK_MSG(r && !err[0], "%s", err);
+        vitq_run_summary sum;
+        vitq_err e = {{0}};
+        if (r && !err[0]) CHECK_MSG(vitq_run_all(r, &sum, &e) == 0 && sum.failed == 0, "%s", e.msg);
+        int64_t got[2] = {-1, -1};
+        CHECK_EQ(cell_calib_indices(out, "bits=8", got, 2), 2);
+        const int64_t *want = s ? np_perm : vq;
+        CHECK_EQ(got[0], want[0]);
+        CHECK_EQ(got[1], want[1]);
+        vitq_run_close(r);
+        vitq_experiment_free(x);
+        free(text);
+    }
+    free(np_perm), free(vq);
+}
