@@ -547,9 +547,10 @@ static int finalize_tap(vitq_qmodel *q, vitq_qtap *t, vitq_view v, vitq_err *e) 
 /* Items run side by side: each pool thread takes the next item until none is left, and inside an item
  * everything runs on that thread (the pool's nested calls keep their chunking, so the numbers are those
  * of any thread count). Used for a unit's ops: an op's two taps are its own (no tap feeds two ops), so
- * op k's setup and rounds depend on nothing another op does, and any order gives the same result. A unit has a few of each, and this
- * coarse parallelism keeps both cores busy through the many short candidate evaluations (the op-by-op
- * loop kept ~1.3 of 2 cores busy). Ops differ in cost (a block's q·kᵀ search takes longest). */
+ * op k's setup and rounds depend on nothing another op does, and any order gives the same result. A block
+ * has six ops, and this coarse parallelism keeps both cores busy through the many short candidate
+ * evaluations (the op-by-op loop kept ~1.3 of 2 cores busy). Ops differ in cost (a block's q·kᵀ search
+ * takes longest). */
 typedef int (*item_fn)(void *ctx, int k, vitq_err *e);
 typedef struct {
     item_fn fn;

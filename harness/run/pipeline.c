@@ -109,7 +109,7 @@ static int stage_quantizers(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) 
     if ((rc = calib_order(c->cfg, vitq_dataset_size(c->calib_data), k, &c->calib_idx, e))) return rc;
     c->calib_images = vitq_alloc((size_t)k * (size_t)a->in_chans * (size_t)a->img_size * (size_t)a->img_size *
                                  sizeof(float));
-    if (!c->calib_idx || !c->calib_images) return vitq_fail(e, VITQ_ENOMEM, "out of memory for %d calibration images", k);
+    if (!c->calib_images) return vitq_fail(e, VITQ_ENOMEM, "out of memory for %d calibration images", k);
     return VITQ_OK;
 }
 
