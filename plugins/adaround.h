@@ -202,7 +202,8 @@ ADA16 static int64_t ada_reg16(const float *hraw, float *galpha, int64_t n, floa
 }
 #endif
 
-static int ada_avx512(void) {
+/* 1 when the CPU runs AVX-512F (checked once; uniform.c's fake-quant loops ask it too). */
+static int has_avx512(void) {
 #ifdef HAVE_ADA16
     static int on = -1;
     if (on < 0) on = __builtin_cpu_supports("avx512f") ? 1 : 0; /* a benign race: same value */
@@ -218,7 +219,7 @@ static void ada_fwd_soft(float *y, const float *x, const float *alpha, float *hr
                          float z, float qlo, float qhi) {
     int64_t k = 0;
 #ifdef HAVE_ADA16
-    if (ada_avx512()) k = ada_fwd_soft16(y, x, alpha, hraw, afwd, n, s, z, qlo, qhi);
+    if (has_avx512()) k = ada_fwd_soft16(y, x, alpha, hraw, afwd, n, s, z, qlo, qhi);
 #endif
     for (; k < n; k++) {
         float a = alpha[k], raw = (1.0f / (1.0f + ada_exp(0.0f - a))) * ADA_SPAN + ADA_GAMMA;
@@ -236,7 +237,7 @@ static double ada_reg(const float *hraw, float *galpha, int64_t n, float beta, f
     float lane[16] = {0};
     int64_t k = 0;
 #ifdef HAVE_ADA16
-    if (ada_avx512()) k = ada_reg16(hraw, galpha, n, beta, lam, lane);
+    if (has_avx512()) k = ada_reg16(hraw, galpha, n, beta, lam, lane);
 #endif
     for (; k + 16 <= n; k += 16)
         for (int l = 0; l < 16; l++) {
@@ -266,7 +267,7 @@ static void ada_bwd_soft(const float *x, const float *dy, float *dx, const float
                          float s, float z, float qlo, float qhi) {
     int64_t k = 0;
 #ifdef HAVE_ADA16
-    if (ada_avx512()) k = ada_bwd_soft16(x, dy, dx, hraw, galpha, n, s, z, qlo, qhi);
+    if (has_avx512()) k = ada_bwd_soft16(x, dy, dx, hraw, galpha, n, s, z, qlo, qhi);
 #endif
     for (; k < n; k++) {
         float raw = hraw[k], h = raw < 0 ? 0 : (raw > 1 ? 1 : raw);

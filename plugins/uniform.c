@@ -198,9 +198,7 @@ __attribute__((target("avx512f"))) static int64_t fq_run16(float *y, const float
 static void fq_run(float *y, const float *x, int64_t n, float s, float z, float qlo, float qhi) {
     int64_t i = 0;
 #ifdef HAVE_FQ_RUN16
-    static int avx512 = -1;
-    if (avx512 < 0) avx512 = __builtin_cpu_supports("avx512f") ? 1 : 0; /* a benign race: same value */
-    if (avx512 && n >= 16) {
+    if (has_avx512() && n >= 16) {
         i = fq_run16(y, x, n, s, z, qlo, qhi);
         x += i, y += i, n -= i;
         i = 0;
@@ -306,9 +304,7 @@ static double mse_of(const float *x, int64_t n, float s, float z, float qlo, flo
     if (fast_ok(z)) {
         double t[4] = {0, 0, 0, 0};
 #ifdef HAVE_FQ_RUN16
-        static int avx512 = -1;
-        if (avx512 < 0) avx512 = __builtin_cpu_supports("avx512f") ? 1 : 0; /* a benign race: same value */
-        if (avx512) i = mse_run16(x, n, s, z, qlo, qhi, t);
+        if (has_avx512()) i = mse_run16(x, n, s, z, qlo, qhi, t);
 #endif
         const __m128 M = _mm_set1_ps(12582912.0f), S = _mm_set1_ps(s), Z = _mm_set1_ps(z);
         const __m128 VLO = _mm_set1_ps(qlo - z - 1), VHI = _mm_set1_ps(qhi - z + 1);
@@ -1225,39 +1221,21 @@ static int uq_backward(void *qv, const vitq_view *x, const vitq_view *dy, vitq_v
 }
 
 /* AdaRound's rounding term (§2.7, §3.3): loss += λ·Σ(1 − |2h(α) − 1|^β), dα += its gradient (0 where the
- * clamp of h is active, as torch's). */
-/* AdaRound's rounding term λ·Σ(1 − |2h − 1|^β) and its gradient, over fixed blocks of weights (the same
- * sums for any thread count); |2h − 1|^(β−1) once per weight, in float (a regulariser: float is plenty). */
+ * clamp of h is active, as torch's); ada_reg over fixed blocks of weights (the same sums for any thread
+ * count), from h as cached by the last forward (recomputed first where α has changed since). */
 #define REG_BLOCK 4096
 typedef struct {
     uq *q;
     float beta, lam;
     double *part; /* per block */
-    int fresh;    /* h cached for the current α: ada_reg */
 } reg_job;
 
 static void reg_blocks(void *ctx, int64_t b0, int64_t b1) {
     const reg_job *j = ctx;
     uq *q = j->q;
     for (int64_t b = b0; b < b1; b++) {
-        double acc = 0;
-        const int64_t i1 = (b + 1) * REG_BLOCK < q->nw ? (b + 1) * REG_BLOCK : q->nw;
-        if (j->fresh) {
-            j->part[b] = ada_reg(q->hraw + b * REG_BLOCK, q->galpha + b * REG_BLOCK, i1 - b * REG_BLOCK, j->beta, j->lam);
-            continue;
-        }
-        for (int64_t i = b * REG_BLOCK; i < i1; i++) {
-            float raw, h = ada_h_at(q, i, &raw);
-            float d = 2.0f * h - 1.0f, a = fabsf(d);
-            float pm1 = a > 0 ? ada_exp((j->beta - 1.0f) * ada_log(a > 1e-30f ? a : 1e-30f)) : 0.0f; /* as ada_reg */
-            acc += 1.0 - (double)(pm1 * a);
-            if (raw >= 0 && raw <= 1 && a > 0) {
-                float sg = (raw - ADA_GAMMA) / ADA_SPAN; /* ada_h's sigmoid */
-                float df = -j->beta * pm1 * (d > 0 ? 2.0f : -2.0f);
-                q->galpha[i] += j->lam * df * ADA_SPAN * sg * (1.0f - sg);
-            }
-        }
-        j->part[b] = acc;
+        const int64_t i0 = b * REG_BLOCK, i1 = i0 + REG_BLOCK < q->nw ? i0 + REG_BLOCK : q->nw;
+        j->part[b] = ada_reg(q->hraw + i0, q->galpha + i0, i1 - i0, j->beta, j->lam);
     }
 }
 
@@ -1265,8 +1243,10 @@ static int uq_regularize(void *qv, const vitq_reg *r, double *loss) {
     uq *q = qv;
     if (q->ada != ADA_SOFT || !q->training || !(r->weight != 0)) return 0;
     const int64_t nb = (q->nw + REG_BLOCK - 1) / REG_BLOCK;
-    reg_job job = {q, (float)r->beta, (float)r->weight, calloc((size_t)(nb > 0 ? nb : 1), sizeof(double)), 0};
-    job.fresh = q->afwd && ada_fresh(q->alpha, q->afwd, q->nw);
+    if (!ada_fresh(q->alpha, q->afwd, q->nw)) /* α changed since the last forward (or none yet): h again */
+        for (int64_t i = 0; i < q->nw; i++)
+            if (!(q->afwd[i] == q->alpha[i])) ada_h(q->alpha[i], &q->hraw[i]), q->afwd[i] = q->alpha[i];
+    reg_job job = {q, (float)r->beta, (float)r->weight, calloc((size_t)(nb > 0 ? nb : 1), sizeof(double))};
     if (!job.part) return q->host->fail(q->host, VITQ_ENOMEM, "regularize: out of memory");
     if (nb > 1)
         q->host->parallel_for(nb, reg_blocks, &job);

@@ -52,7 +52,7 @@ static int same_bits(const float *a, const float *b, int n) {
 }
 
 TEST(adaround_avx512_loops_match_scalar) {
-    if (!ada_avx512()) test_skip("this CPU has no AVX-512F (only the scalar loops run)");
+    if (!has_avx512()) test_skip("this CPU has no AVX-512F (only the scalar loops run)");
 #ifdef HAVE_ADA16
     static ada_data d;
     fill(&d);
