@@ -231,8 +231,19 @@ static void ada_fwd_soft(float *y, const float *x, const float *alpha, float *hr
     }
 }
 
-/* The rounding term over n weights from the cached raw h: returns Σ(1 − |2h − 1|^β) (float partial sums in
- * 16 lanes, added in double) and adds λ·d/dα of it to galpha (0 where h's clamp is active, as torch's). */
+/* One weight's rounding term 1 − |2h − 1|^β from its raw h; adds λ·d/dα of it to *galpha (0 where h's clamp is
+ * active, as torch's). */
+static inline float ada_reg_one(float raw, float beta, float lam, float *galpha) {
+    float h = raw < 0 ? 0 : (raw > 1 ? 1 : raw);
+    float d = 2.0f * h - 1.0f, a = __builtin_fabsf(d);
+    float pm1 = a > 0 ? ada_exp((beta - 1.0f) * ada_log(a > 1e-30f ? a : 1e-30f)) : 0.0f; /* a^(β−1) */
+    float sg = (raw - ADA_GAMMA) / ADA_SPAN, df = -beta * pm1 * (d > 0 ? 2.0f : -2.0f);
+    if (raw >= 0 && raw <= 1 && a > 0) *galpha += lam * df * ADA_SPAN * sg * (1.0f - sg);
+    return 1.0f - pm1 * a;
+}
+
+/* The rounding term over n weights from the cached raw h: returns Σ ada_reg_one (float partial sums in 16
+ * lanes, added in double) and adds its gradient to galpha. */
 static double ada_reg(const float *hraw, float *galpha, int64_t n, float beta, float lam) {
     float lane[16] = {0};
     int64_t k = 0;
@@ -240,24 +251,10 @@ static double ada_reg(const float *hraw, float *galpha, int64_t n, float beta, f
     if (has_avx512()) k = ada_reg16(hraw, galpha, n, beta, lam, lane);
 #endif
     for (; k + 16 <= n; k += 16)
-        for (int l = 0; l < 16; l++) {
-            float raw = hraw[k + l], h = raw < 0 ? 0 : (raw > 1 ? 1 : raw);
-            float d = 2.0f * h - 1.0f, a = __builtin_fabsf(d);
-            float pm1 = a > 0 ? ada_exp((beta - 1.0f) * ada_log(a > 1e-30f ? a : 1e-30f)) : 0.0f; /* a^(β−1) */
-            lane[l] += 1.0f - pm1 * a;
-            float sg = (raw - ADA_GAMMA) / ADA_SPAN, df = -beta * pm1 * (d > 0 ? 2.0f : -2.0f);
-            if (raw >= 0 && raw <= 1 && a > 0) galpha[k + l] += lam * df * ADA_SPAN * sg * (1.0f - sg);
-        }
+        for (int l = 0; l < 16; l++) lane[l] += ada_reg_one(hraw[k + l], beta, lam, &galpha[k + l]);
     double acc = 0;
     for (int l = 0; l < 16; l++) acc += lane[l];
-    for (; k < n; k++) {
-        float raw = hraw[k], h = raw < 0 ? 0 : (raw > 1 ? 1 : raw);
-        float d = 2.0f * h - 1.0f, a = __builtin_fabsf(d);
-        float pm1 = a > 0 ? ada_exp((beta - 1.0f) * ada_log(a > 1e-30f ? a : 1e-30f)) : 0.0f;
-        acc += 1.0f - pm1 * a;
-        float sg = (raw - ADA_GAMMA) / ADA_SPAN, df = -beta * pm1 * (d > 0 ? 2.0f : -2.0f);
-        if (raw >= 0 && raw <= 1 && a > 0) galpha[k] += lam * df * ADA_SPAN * sg * (1.0f - sg);
-    }
+    for (; k < n; k++) acc += ada_reg_one(hraw[k], beta, lam, &galpha[k]);
     return acc;
 }
 
