@@ -1,8 +1,10 @@
 /* test_qsearch.c — output-error-guided calibration (quant/qsearch.c) against a brute force: a probe
  * quantizer (tests/plugins/search_probe.c) picks, through vitq_search.error, one of 8 step sizes per
  * group; here the same choice is made in double precision from the float activations captured
- * independently. Covers a weight's rows (the Gram form), a linear input per tensor, and the attention
- * probabilities per head (matmul with v), each with the other operand in float; and error_below's bounds. */
+ * independently. Covers a weight's rows (the Gram form), a linear input per tensor, the attention
+ * probabilities per head (matmul with v), and q and k per head (either side of q·kᵀ, which the oracle
+ * computes as a plain product against the partner transposed), each with the other operand in float; and
+ * error_below's bounds. */
 #include "test.h"
 
 #include <stdlib.h>
@@ -27,14 +29,14 @@ static vitq_model *tiny(void) {
 
 /* Float activations at three taps over the calibration images, by a hook on the float model. */
 typedef struct {
-    int id[4];
-    float *buf[4];
-    int64_t per[4];
+    int id[8];
+    float *buf[8];
+    int64_t per[8];
 } grab;
 
 static int grab_hook(void *ctx, int tap, float *x, int ndim, const int64_t *shape) {
     grab *g = ctx;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 8; i++)
         if (g->id[i] == tap) {
             int64_t n = 1;
             for (int d = 0; d < ndim; d++) n *= shape[d];
@@ -69,7 +71,8 @@ TEST(qsearch_matches_brute_force) {
     vitq_err e;
     /* the float tensors */
     grab g = {.id = {vitq_tap_id(m, VITQ_SITE_QKV_IN, 0), vitq_tap_id(m, VITQ_SITE_FC1_IN, 0),
-                     vitq_tap_id(m, VITQ_SITE_PROBS, 1), vitq_tap_id(m, VITQ_SITE_V, 1)}};
+                     vitq_tap_id(m, VITQ_SITE_PROBS, 1), vitq_tap_id(m, VITQ_SITE_V, 1), vitq_tap_id(m, VITQ_SITE_Q, 0),
+                     vitq_tap_id(m, VITQ_SITE_K, 0), vitq_tap_id(m, VITQ_SITE_Q, 1), vitq_tap_id(m, VITQ_SITE_K, 1)}};
     vitq_tap_hooks h = {.act = grab_hook, .ctx = &g};
     m->hooks = &h;
     vitq_acts *a = NULL;
@@ -77,13 +80,16 @@ TEST(qsearch_matches_brute_force) {
     vitq_acts_free(a);
     m->hooks = NULL;
     /* the search */
-    vitq_kv kv[3][2] = {{{"taps", "blocks.0.attn.qkv.weight", "s.ini", 2}, {"plugin", "search_probe", "s.ini", 3}},
+    vitq_kv kv[5][2] = {{{"taps", "blocks.0.attn.qkv.weight", "s.ini", 2}, {"plugin", "search_probe", "s.ini", 3}},
                         {{"taps", "blocks.0.mlp.fc1.input", "s.ini", 5}, {"plugin", "search_probe", "s.ini", 6}},
-                        {{"taps", "blocks.1.attn.probs", "s.ini", 8}, {"plugin", "search_probe", "s.ini", 9}}};
-    vitq_section secs[3] = {{"quantizer w", kv[0], 2, "s.ini", 1}, {"quantizer i", kv[1], 2, "s.ini", 4},
-                            {"quantizer p", kv[2], 2, "s.ini", 7}};
+                        {{"taps", "blocks.1.attn.probs", "s.ini", 8}, {"plugin", "search_probe", "s.ini", 9}},
+                        {{"taps", "blocks.0.attn.k", "s.ini", 11}, {"plugin", "search_probe", "s.ini", 12}},
+                        {{"taps", "blocks.1.attn.q", "s.ini", 14}, {"plugin", "search_probe", "s.ini", 15}}};
+    vitq_section secs[5] = {{"quantizer w", kv[0], 2, "s.ini", 1}, {"quantizer i", kv[1], 2, "s.ini", 4},
+                            {"quantizer p", kv[2], 2, "s.ini", 7}, {"quantizer k", kv[3], 2, "s.ini", 10},
+                            {"quantizer q", kv[4], 2, "s.ini", 13}};
     vitq_qmodel *q = NULL;
-    CHECK_MSG(vitq_qmodel_create(m, secs, 3, 1, &q, &e) == 0, "%s", e.msg);
+    CHECK_MSG(vitq_qmodel_create(m, secs, 5, 1, &q, &e) == 0, "%s", e.msg);
     if (!q) goto out;
     CHECK_MSG(vitq_qmodel_calibrate_search(q, x, B, 1, &e) == 0, "%s", e.msg);
 
@@ -141,20 +147,46 @@ TEST(qsearch_matches_brute_force) {
         }
         CHECK_EQ(probe_choice(q, "blocks.1.attn.probs", hh), bk);
     }
+    /* q·kᵀ per head: k of block 0 against float q, err_h(k) = Σ_b ‖Q (Q_k(K) − K)ᵀ‖²; q of block 1 against
+     * float k, err_h(k) = Σ_b ‖(Q_k(Q) − Q) Kᵀ‖² */
+    for (int side = 0; side < 2; side++)
+        for (int hh = 0; hh < H; hh++) {
+            const float *Qs = g.buf[side == 0 ? 6 : 4], *Ks = g.buf[side == 0 ? 7 : 5];
+            bk = -1;
+            for (int k = 0; k < 8; k++) {
+                double err = 0;
+                for (int b = 0; b < B; b++) {
+                    const float *Qh = Qs + ((int64_t)b * H + hh) * N * D, *Kh = Ks + ((int64_t)b * H + hh) * N * D;
+                    for (int i = 0; i < N; i++)
+                        for (int j = 0; j < N; j++) {
+                            double y = 0;
+                            for (int d = 0; d < D; d++)
+                                y += side == 0 ? (q_step(Qh[i * D + d], k) - Qh[i * D + d]) * Kh[j * D + d]
+                                               : Qh[i * D + d] * (q_step(Kh[j * D + d], k) - Kh[j * D + d]);
+                            err += y * y;
+                        }
+                }
+                if (bk < 0 || err < be) be = err, bk = k;
+            }
+            CHECK_MSG(probe_choice(q, side == 0 ? "blocks.1.attn.q" : "blocks.0.attn.k", hh) == bk,
+                      "%s head %d: chose %d, brute force %d", side == 0 ? "q" : "k", hh,
+                      probe_choice(q, side == 0 ? "blocks.1.attn.q" : "blocks.0.attn.k", hh), bk);
+        }
     /* every probe searched once per round (rounds 0 and 1): 8 candidates each time */
     vitq_qtensor t[3];
     CHECK(vitq_qmodel_tensors(q, "blocks.1.attn.probs", t, 3, &e) == 3);
     CHECK_EQ(t[1].value[0], 16.0f);
     /* error_below: exact without a bound or under it, above it when stopped (weight rows, the input per
      * tensor, the probabilities per head with one head stopped and the other not) */
-    static const char *const taps[] = {"blocks.0.attn.qkv.weight", "blocks.0.mlp.fc1.input", "blocks.1.attn.probs"};
-    for (int i = 0; i < 3; i++) {
+    static const char *const taps[] = {"blocks.0.attn.qkv.weight", "blocks.0.mlp.fc1.input", "blocks.1.attn.probs",
+                                       "blocks.0.attn.k", "blocks.1.attn.q"};
+    for (int i = 0; i < 5; i++) {
         CHECK(vitq_qmodel_tensors(q, taps[i], t, 3, &e) == 3);
         CHECK_MSG(t[2].value[0] == 0.0f, "%s: %g error_below violations", taps[i], t[2].value[0]);
     }
     vitq_qmodel_free(q);
 out:
-    for (int i = 0; i < 4; i++) free(g.buf[i]);
+    for (int i = 0; i < 8; i++) free(g.buf[i]);
     vitq_model_free(m);
 }
 

@@ -44,6 +44,7 @@ typedef struct {
     int64_t H, Ma, Ka, Mb, Kb, No;
     const float *A, *B, *Ym;
     float *Ah, *Bh;          /* the partner operand as quantized (NULL: float) */
+    float *Pt, *Yt;          /* q·kᵀ (NT): the partner transposed per (image, head), and outᵀ (see mm_range) */
     double *err_bh;          /* per (image, head) */
 } oracle;
 
@@ -232,7 +233,24 @@ static int linear_error(oracle *o, const vitq_view *xq, int per_group, const dou
     return 0;
 }
 
-/* Matmul candidates: per (image, head), out = L·op(R) with one side the candidate; error per head. */
+/* Σ (a − b)² over m floats: 16 float lanes (independent sums, no latency chain) flushed to double in lane
+ * order, the same bits on either clone (ISO C: no FMA contraction). */
+__attribute__((target_clones("avx512f", "default"), optimize("O3")))
+static double sq_diff(const float *a, const float *b, int64_t m) {
+    float lane[16] = {0};
+    int64_t k = 0;
+    for (; k + 16 <= m; k += 16)
+        for (int l = 0; l < 16; l++) lane[l] += (a[k + l] - b[k + l]) * (a[k + l] - b[k + l]);
+    for (; k < m; k++) lane[0] += (a[k] - b[k]) * (a[k] - b[k]);
+    double acc = 0;
+    for (int l = 0; l < 16; l++) acc += lane[l];
+    return acc;
+}
+
+/* Matmul candidates: per (image, head), out = L·op(R) with one side the candidate; error per head. q·kᵀ
+ * runs as a plain product, which OpenBLAS's small-matrix kernel takes (~1.5x faster than its path for a
+ * transposed operand at 50x50x32): the left candidate times the partner kᵀ (Pt), or the right candidate
+ * times qᵀ (Pt), which gives outᵀ, compared with the float outᵀ (Yt). */
 typedef struct {
     const oracle *o;
     const float *a, *b; /* the operands for this evaluation */
@@ -245,25 +263,23 @@ static void mm_range(void *vc, int64_t j0, int64_t j1) {
     const int64_t i0 = c->first + j0, i1 = c->first + j1;
     const oracle *o = c->o;
     const int nt = o->op->kind == VITQ_OP_MATMUL_NT;
-    float *out = malloc(sizeof(float) * (size_t)(o->Ma * o->No));
+    const int64_t m = o->Ma * o->No;
+    float *out = malloc(sizeof(float) * (size_t)m);
     for (int64_t i = i0; i < i1; i++) {
-        double acc = 0;
+        double acc = NAN;
         if (c->done[i % o->H]) {
             acc = 0;
+        } else if (out && nt) {
+            const float *pt = o->Pt + i * o->Ka * (o->side == 0 ? o->Mb : o->Ma);
+            if (o->side == 0)
+                vitq_gemm_serial(0, 0, o->Ma, o->Mb, o->Ka, 1.0f, c->a + i * o->Ma * o->Ka, pt, 0.0f, out);
+            else
+                vitq_gemm_serial(0, 0, o->Mb, o->Ma, o->Kb, 1.0f, c->b + i * o->Mb * o->Kb, pt, 0.0f, out);
+            acc = sq_diff(out, (o->side == 0 ? o->Ym : o->Yt) + i * m, m);
         } else if (out) {
-            vitq_gemm_serial(0, nt, o->Ma, o->No, o->Ka, 1.0f, c->a + i * o->Ma * o->Ka, c->b + i * o->Mb * o->Kb, 0.0f,
+            vitq_gemm_serial(0, 0, o->Ma, o->No, o->Ka, 1.0f, c->a + i * o->Ma * o->Ka, c->b + i * o->Mb * o->Kb, 0.0f,
                              out);
-            /* 8 float lanes (independent sums: vectorised, no latency chain), flushed to double */
-            const float *y = o->Ym + i * o->Ma * o->No;
-            const int64_t m = o->Ma * o->No;
-            float lane[8] = {0};
-            int64_t k = 0;
-            for (; k + 8 <= m; k += 8)
-                for (int l = 0; l < 8; l++) lane[l] += (out[k + l] - y[k + l]) * (out[k + l] - y[k + l]);
-            for (; k < m; k++) lane[0] += (out[k] - y[k]) * (out[k] - y[k]);
-            for (int l = 0; l < 8; l++) acc += lane[l];
-        } else {
-            acc = NAN;
+            acc = sq_diff(out, o->Ym + i * m, m);
         }
         o->err_bh[i] = acc;
     }
@@ -330,7 +346,8 @@ static vitq_qtap *bound(vitq_qmodel *q, int act, int row) {
 }
 
 static void oracle_free(oracle *o) {
-    float *f[] = {o->Xh, o->Wh, o->G, o->Cm, o->T, o->Y, o->E, o->tmp, o->Gw, o->F, o->TD, (float *)(o->P ? o->X : NULL), (float *)o->Ym};
+    float *f[] = {o->Xh, o->Wh, o->G, o->Cm, o->T, o->Y, o->E, o->tmp, o->Gw, o->F, o->TD,
+                  (float *)(o->P ? o->X : NULL), (float *)o->Ym, o->Pt, o->Yt};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) vitq_free(f[i]);
     free(o->e2);
     free(o->part);
@@ -376,6 +393,13 @@ static int linear_setup(oracle *o, float *const *cap, const vitq_model *src, vit
     return VITQ_OK;
 }
 
+/* dst[i] = src[i]ᵀ for count row-major (rows, cols) matrices. */
+static void transpose_each(float *dst, const float *src, int64_t count, int64_t rows, int64_t cols) {
+    for (int64_t i = 0; i < count; i++, src += rows * cols, dst += rows * cols)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < cols; c++) dst[c * rows + r] = src[r * cols + c];
+}
+
 static int matmul_setup(oracle *o, float *const *cap, const vitq_model *src, vitq_err *e) {
     const vitq_op_desc *op = o->op;
     const vitq_tap_desc *a = vitq_tap_get(src, op->in_tap), *b = vitq_tap_get(src, op->b_tap);
@@ -387,14 +411,19 @@ static int matmul_setup(oracle *o, float *const *cap, const vitq_model *src, vit
     float *Y = vitq_alloc((size_t)(nh * o->Ma * o->No) * sizeof(float));
     o->Xh = vitq_alloc((size_t)(nh * (o->Ma * o->Ka > o->Mb * o->Kb ? o->Ma * o->Ka : o->Mb * o->Kb)) * sizeof(float));
     o->err_bh = calloc((size_t)nh, sizeof *o->err_bh);
-    if (!Y || !o->Xh || !o->err_bh) {
+    const int nt = op->kind == VITQ_OP_MATMUL_NT;
+    if (nt) {
+        o->Pt = vitq_alloc((size_t)(nh * o->Ka * (o->Ma > o->Mb ? o->Ma : o->Mb)) * sizeof(float));
+        o->Yt = vitq_alloc((size_t)(nh * o->Ma * o->No) * sizeof(float));
+    }
+    if (!Y || !o->Xh || !o->err_bh || (nt && (!o->Pt || !o->Yt))) {
         vitq_free(Y);
         return vitq_fail(e, VITQ_ENOMEM, "calibration search: out of memory for a matmul over %lld images", (long long)o->n);
     }
-    const int nt = op->kind == VITQ_OP_MATMUL_NT;
     for (int64_t i = 0; i < nh; i++)
         vitq_gemm(0, nt, o->Ma, o->No, o->Ka, 1.0f, o->A + i * o->Ma * o->Ka, o->B + i * o->Mb * o->Kb, 0.0f,
                   Y + i * o->Ma * o->No);
+    if (nt) transpose_each(o->Yt, Y, nh, o->Ma, o->No);
     o->Ym = Y;
     return VITQ_OK;
 }
@@ -464,15 +493,18 @@ static int prepare(oracle *o, int side, vitq_err *e) {
     int rc = VITQ_OK;
     if (op->kind != VITQ_OP_LINEAR) {
         vitq_qtap *t = bound(q, side == 0 ? op->b_tap : op->in_tap, -1);
+        const int64_t rows = side == 0 ? o->Mb : o->Ma, cols = side == 0 ? o->Kb : o->Ka;
         o->Ah = o->Bh = NULL;
         if (!t) {
             partner_seen(o, side, side == 0 ? o->B : o->A, 1); /* float: never changes */
-            return VITQ_OK;
+        } else {
+            if (side == 0) o->Bh = o->Xh;
+            else o->Ah = o->Xh;
+            rc = quantize_into(q, t, tap_view(t, (float *)(side == 0 ? o->B : o->A), o->n), o->Xh, e);
+            if (!rc) partner_seen(o, side, o->Xh, o->n * o->H * rows * cols);
         }
-        if (side == 0) o->Bh = o->Xh;
-        else o->Ah = o->Xh;
-        rc = quantize_into(q, t, tap_view(t, (float *)(side == 0 ? o->B : o->A), o->n), o->Xh, e);
-        if (!rc) partner_seen(o, side, o->Xh, vitq_view_numel(&(vitq_view){.ndim = 4, .shape = {o->n, o->H, side == 0 ? o->Mb : o->Ma, side == 0 ? o->Kb : o->Ka}}));
+        if (!rc && op->kind == VITQ_OP_MATMUL_NT)
+            transpose_each(o->Pt, t ? o->Xh : side == 0 ? o->B : o->A, o->n * o->H, rows, cols);
         return rc;
     }
     if (side == 1) { /* the input's candidates meet the weights as quantized */
@@ -588,14 +620,56 @@ typedef struct {
     int rounds;
     oracle *or;
     vitq_op_desc *ops;
+    int order[16];      /* item k runs op order[k] */
 } unit_job;
 
-/* One op: its oracle (the float output), then rounds 0..R over its two sides. */
-static int op_item(void *vc, int k, vitq_err *e) {
+/* The items' order, longest first, so that the last op to start is short and neither thread waits long at
+ * the unit's end (measured on a ViT block: q·kᵀ 1.2 s, probs·v 0.9, fc2 0.55, qkv 0.3, fc1 0.3, proj 0.2;
+ * in forward order fc2 came last and the other thread idled ~0.35 s of each ~2 s block). Matmuls first
+ * (q·kᵀ before probs·v), then linears by IC·max(IC, OC): an input candidate's error costs R·IC·OC when
+ * IC ≥ OC and R·IC² in the Gram form otherwise. Stable: equal keys keep forward order. */
+static void order_longest_first(unit_job *c, int nops, const vitq_model *src) {
+    int64_t key[16];
+    for (int k = 0; k < nops; k++) {
+        const vitq_op_desc *op = &c->ops[k];
+        const vitq_tensor_ref *w = op->kind == VITQ_OP_LINEAR ? &src->table[op->w_row] : NULL;
+        const int64_t oc = w ? w->shape[0] : 0, ic = w ? w->numel / oc : 0;
+        key[k] = !w ? INT64_MAX - (op->kind != VITQ_OP_MATMUL_NT) : ic * (ic > oc ? ic : oc);
+        int j = k;
+        for (; j > 0 && key[c->order[j - 1]] < key[k]; j--) c->order[j] = c->order[j - 1];
+        c->order[j] = k;
+    }
+}
+
+/* Whether the activation tap act is one of op's operands (its input, or a matmul's right operand). */
+static int op_has_tap(const vitq_op_desc *op, int act) {
+    return act == op->in_tap || (op->kind != VITQ_OP_LINEAR && act == op->b_tap);
+}
+
+/* Finalizes the quantizers of op's activation operands from their captures. */
+static int finalize_operands(unit_job *c, const vitq_op_desc *op, vitq_err *e) {
+    vitq_qmodel *q = c->q;
+    int rc = VITQ_OK;
+    for (int i = 0; !rc && i < q->n_taps; i++) {
+        vitq_qtap *t = &q->taps[i];
+        if (t->act >= 0 && t->plugin && op_has_tap(op, t->act))
+            rc = finalize_tap(q, t, tap_view(t, c->cap[t->act], c->n * vitq_tap_rows_per_image(q->m, t->act)), e);
+    }
+    return rc;
+}
+
+/* One op: its operands' finalize, its oracle (the float output), then rounds 0..R over its two sides. A
+ * finalize is an item's work too: it depends on the op's own captures only, and some (init = aphq's 128
+ * candidates over a whole fc2 input) are as long as a small op's search. */
+static int op_item(void *vc, int item, vitq_err *e) {
     unit_job *c = vc;
+    const int k = c->order[item];
     oracle *o = &c->or[k];
     *o = (oracle){.q = c->q, .op = &c->ops[k], .n = c->n * vitq_tap_rows_per_image(c->q->m, c->ops[k].in_tap)};
-    int rc = c->ops[k].kind == VITQ_OP_LINEAR ? linear_setup(o, c->cap, c->q->src, e) : matmul_setup(o, c->cap, c->q->src, e);
+    int rc = finalize_operands(c, &c->ops[k], e);
+    if (!rc)
+        rc = c->ops[k].kind == VITQ_OP_LINEAR ? linear_setup(o, c->cap, c->q->src, e)
+                                               : matmul_setup(o, c->cap, c->q->src, e);
     for (int r = 0; !rc && r <= c->rounds; r++) {
         if (vitq_interrupted) return vitq_fail(e, VITQ_ECANCELLED, "calibration search interrupted");
         if (!(rc = search_tap(o, 0, r, c->rounds, e))) rc = search_tap(o, 1, r, c->rounds, e);
@@ -618,14 +692,16 @@ static int search_unit(vitq_qmodel *q, int u, const float *in, int64_t n, int ro
     }
     if (rc) vitq_fail(e, rc, "calibration search: out of memory capturing %s over %lld images", un->name, (long long)n);
     if (!rc) rc = capture_unit(q, u, in, n, 32, &cap, out, e);
-    /* activation quantizers one after the other: a finalize (e.g. init = aphq's 128 candidates over a whole
-     * fc2 input) is parallel inside, and one tap can outweigh the others */
+    /* activation quantizers that are no op's operand here; the operands' are finalized in their op's item */
     for (int i = 0; !rc && i < q->n_taps; i++) {
         vitq_qtap *t = &q->taps[i];
-        if (t->act >= un->tap_first && t->act < un->tap_end && t->plugin)
+        int operand = 0;
+        for (int k = 0; k < nops; k++) operand |= op_has_tap(&ops[k], t->act);
+        if (t->act >= un->tap_first && t->act < un->tap_end && t->plugin && !operand)
             rc = finalize_tap(q, t, tap_view(t, cap.buf[t->act], n * vitq_tap_rows_per_image(q->m, t->act)), e);
     }
-    unit_job job = {q, cap.buf, n, rounds, or, ops};
+    unit_job job = {q, cap.buf, n, rounds, or, ops, {0}};
+    order_longest_first(&job, nops, q->src);
     if (!rc) rc = run_items(nops, op_item, &job, e);
     for (int k = 0; k < nops; k++) oracle_free(&or[k]);
     for (int id = 0; cap.buf && id < q->n_act; id++) vitq_free(cap.buf[id]);
