@@ -966,19 +966,59 @@ static void scan_indices(const uq *q, int mode, int64_t g, int j, int *iu, int *
     *il = mode == SCAN_LINEAR ? 0 : mode == SCAN_UPPER ? q->il[g] : j;
 }
 
+/* The scan candidate j that group g's current pair is (-1: it is not one of the scan's candidates). */
+static int scan_current(const uq *q, int mode, int64_t g) {
+    switch (mode) {
+    case SCAN_LINEAR: return q->il[g] == 0 ? q->iu[g] : -1;
+    case SCAN_PAIRED: return q->iu[g] == q->il[g] ? q->iu[g] : -1;
+    case SCAN_LOWER: return q->il[g];
+    default: return q->iu[g];
+    }
+}
+
+/* The error of every group's current pair, the first bound of a scan (INFINITY where the pair is not one
+ * of the scan's candidates, so that a bound is always some candidate's error and the choice stays the
+ * sweep's first least error). */
+static int scan_seed(uq *q, const vitq_search *s, int mode, int per_group, vitq_view *xq, float *cs, float *cz,
+                     double *bound) {
+    int64_t G = q->G, seeded = 0;
+    for (int64_t g = 0; g < G; g++) {
+        bound[g] = INFINITY;
+        seeded += scan_current(q, mode, g) >= 0;
+        cs[g] = q->scale[g], cz[g] = q->zp[g];
+    }
+    if (seeded == 0 || (!per_group && seeded < G)) return 0;
+    fq_groups(q, s->x->data, xq->data, vitq_view_numel(s->x), cs, cz);
+    double *err = malloc((size_t)G * sizeof(double));
+    int rc = err ? s->error(s, xq, per_group, err) : VITQ_ENOMEM;
+    for (int64_t g = 0; !rc && g < G; g++) {
+        double e = err[per_group ? g : 0];
+        bound[g] = scan_current(q, mode, g) >= 0 && !isnan(e) ? e : INFINITY;
+    }
+    free(err);
+    return rc;
+}
+
 /* One scan over candidates 0..127: every group's candidate j fake-quantizes x at once, the harness's error
- * is read per group (per_group) or for the tensor, and each group keeps its first least error. */
+ * is read per group (per_group) or for the tensor, and each group keeps its first least error. The harness
+ * may stop early on a candidate whose error exceeds the group's bound (its err is then a partial sum above
+ * the bound, which a later exact error of at most the bound replaces); the bound starts at the current
+ * pair's error (scan_seed): in the sweep's order the good candidates come late. */
 static int aphq_scan(uq *q, const vitq_search *s, int mode, int per_group) {
     int64_t n = vitq_view_numel(s->x), G = q->G;
     float *y = malloc((size_t)n * sizeof(float)), *cs = malloc((size_t)G * sizeof(float));
     float *cz = malloc((size_t)G * sizeof(float));
     double *err = malloc((size_t)G * sizeof(double)), *best = malloc((size_t)G * sizeof(double));
+    double *bound = malloc((size_t)G * sizeof(double));
     int *bj = malloc((size_t)G * sizeof(int)), rc = 0;
-    if (!y || !cs || !cz || !err || !best || !bj) rc = q->host->fail(q->host, VITQ_ENOMEM, "search: out of memory");
-    for (int64_t g = 0; !rc && g < G; g++) best[g] = INFINITY, bj[g] = -1;
+    if (!y || !cs || !cz || !err || !best || !bound || !bj)
+        rc = q->host->fail(q->host, VITQ_ENOMEM, "search: out of memory");
+    for (int64_t g = 0; !rc && g < G; g++) best[g] = bound[g] = INFINITY, bj[g] = -1;
     vitq_view xq = *s->x;
     xq.data = y;
     const int below = s->size >= offsetof(vitq_search, error_below) + sizeof s->error_below && s->error_below;
+    if (!rc && below && (rc = scan_seed(q, s, mode, per_group, &xq, cs, cz, bound)))
+        rc = q->host->fail(q->host, rc < 0 ? rc : VITQ_EPLUGIN, "search: the output error failed (code %d)", rc);
     for (int j = 0; !rc && j < APHQ_EQ_N; j++) {
         for (int64_t g = 0; g < G; g++) {
             int iu, il;
@@ -986,8 +1026,7 @@ static int aphq_scan(uq *q, const vitq_search *s, int mode, int per_group) {
             aphq_candidate(q, g, iu, il, &cs[g], &cz[g]);
         }
         fq_groups(q, s->x->data, y, n, cs, cz);
-        /* with the best so far as the bound, the harness may stop early on a candidate that cannot win */
-        rc = below ? s->error_below(s, &xq, per_group, best, err) : s->error(s, &xq, per_group, err);
+        rc = below ? s->error_below(s, &xq, per_group, bound, err) : s->error(s, &xq, per_group, err);
         if (rc) {
             rc = q->host->fail(q->host, rc < 0 ? rc : VITQ_EPLUGIN, "search: the output error failed (code %d)", rc);
             break;
@@ -995,6 +1034,7 @@ static int aphq_scan(uq *q, const vitq_search *s, int mode, int per_group) {
         for (int64_t g = 0; g < G; g++) {
             double e = err[per_group ? g : 0];
             if (e < best[g]) best[g] = e, bj[g] = j;
+            if (e < bound[g]) bound[g] = e;
         }
     }
     for (int64_t g = 0; !rc && g < G; g++) {
@@ -1003,7 +1043,7 @@ static int aphq_scan(uq *q, const vitq_search *s, int mode, int per_group) {
         scan_indices(q, mode, g, bj[g], &iu, &il);
         aphq_select_pair(q, g, iu, il);
     }
-    free(y), free(cs), free(cz), free(err), free(best), free(bj);
+    free(y), free(cs), free(cz), free(err), free(best), free(bound), free(bj);
     return rc;
 }
 

@@ -705,6 +705,68 @@ TEST(aphq_o13_matmul_search_counts_and_pairs) {
     drop(&in);
 }
 
+/* error_below as the harness may do it: the exact error, or, where it exceeds the bound, a partial sum
+ * above the bound (half-way, and at least the next double up). Counts calls whose bounds were all finite. */
+static int mm_seen_finite;
+static int mm_error_below(const vitq_search *s, const vitq_view *xq, int per_group, const double *bound, double *err) {
+    int rc = mm_error(s, xq, per_group, err), finite = 1;
+    for (int h = 0; bound && h < MH; h++) {
+        finite &= isfinite(bound[h]);
+        if (err[h] > bound[h]) err[h] = fmax(bound[h] + 0.5 * (err[h] - bound[h]), nextafter(bound[h], INFINITY));
+    }
+    mm_seen_finite += bound && finite;
+    return rc;
+}
+
+TEST(aphq_search_with_stopping_picks_the_same) {
+    /* the seeded bound (uniform.c, scan_seed): every scan starts from the error of the current pair, so a
+     * harness may stop on any candidate from the first one on; the choices of every round must equal those
+     * made with exact errors throughout */
+    float A[MB * MH * MR * MK], M[MB * MH * MK * MR];
+    uint64_t r = 29;
+    for (size_t i = 0; i < sizeof A / sizeof *A; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        double u = (double)(r >> 40) / (double)(1ull << 24);
+        A[i] = (float)(u * u * 3 - 0.4 + 0.3 * sin((double)i));
+        M[i] = (float)(u - 0.5 + 0.1 * (double)(i % 7));
+    }
+    vitq_tap t = {.name = "blocks.0.attn.k", .kind = VITQ_TAPK_ACT, .id = 2, .ndim = 4, .shape = {0, MH, MR, MK},
+                  .dims = {VITQ_DIM_BATCH, VITQ_DIM_HEAD, VITQ_DIM_TOKEN, VITQ_DIM_HEAD_CH}};
+    const char *kv[] = {"bits=3", "init=aphq"};
+    inst plain, stop;
+    if (made(&plain, &t, kv, 2) || made(&stop, &t, kv, 2)) return;
+    vitq_view va = view(A, 4, MB, MH, MR, MK);
+    CHECK_EQ(plain.o->observe(plain.q, &va), 0);
+    CHECK_EQ(plain.o->finalize(plain.q), 0);
+    CHECK_EQ(stop.o->observe(stop.q, &va), 0);
+    CHECK_EQ(stop.o->finalize(stop.q), 0);
+    mm_ctx c = {.A = A, .M = M};
+    int changed = 0;
+    float first = 0;
+    vitq_qtensor b1[4], b2[4];
+    for (int round = 0; round <= 3; round++) {
+        vitq_search s = {.size = sizeof(vitq_search), .round = round, .rounds = 3, .x = &va, .groups = MH,
+                         .group_dim = VITQ_DIM_HEAD, .error = mm_error, .ctx = &c, .partner_changed = 1};
+        CHECK_MSG(plain.o->search(plain.q, &s) == 0, "%s", plain.ctx.msg);
+        s.error_below = mm_error_below;
+        mm_seen_finite = 0;
+        c.calls = 0;
+        CHECK_MSG(stop.o->search(stop.q, &s) == 0, "%s", stop.ctx.msg);
+        /* 128 candidates per scan (1 scan in round 0, 2 after), one seed each, every candidate bounded */
+        CHECK_EQ(c.calls, round == 0 ? 129 : 258);
+        CHECK_EQ(mm_seen_finite, round == 0 ? 128 : 256);
+        for (const char *name = "scale";; name = "zero_point") {
+            CHECK_ALLCLOSE(tensor(&stop, name, b2)->value, tensor(&plain, name, b1)->value, MH, 0, 0);
+            if (name[0] == 'z') break;
+        }
+        if (round == 0) first = tensor(&plain, "scale", b1)->value[0];
+        changed += round > 0 && tensor(&plain, "scale", b1)->value[0] != first;
+    }
+    CHECK_MSG(changed > 0, "the rounds after the first changed nothing: a weak test");
+    drop(&plain);
+    drop(&stop);
+}
+
 /* A weight-MSE stand-in for the conv's output error: err[o] = Σ over output channel o of (w − wq)². */
 static int conv_row_error(const vitq_search *s, const vitq_view *xq, int per_group, double *err) {
     mm_ctx *c = s->ctx;
