@@ -188,3 +188,40 @@ TEST(session_reconstruction_lowers_loss_and_resumes) {
     teardown(&g);
     teardown(&f);
 }
+
+TEST(session_backward_computes_float_gradients_once_asked) {
+    /* A reconstruction's backward leaves the biases' and LayerNorms' gradients out (no one reads them) until
+     * the plugin holds a float tensor's gradient through tensor(); the weights' gradients are there either way. */
+    fixture f;
+    if (setup(&f, NULL)) {
+        teardown(&f);
+        return;
+    }
+    vitq_session *s = f.s;
+    const vitq_session_api *A = f.api;
+    vitq_unit_info ui;
+    CHECK(A->images(s, 64) == 0 && A->unit(s, 1, &ui) == 0 && A->begin(s, 1, 16) == 0);
+    const int B = 16;
+    float *x = malloc(sizeof(float) * (size_t)(B * ui.in_numel));
+    float *y = malloc(sizeof(float) * (size_t)(B * ui.out_numel));
+    int64_t idx[16];
+    for (int b = 0; b < B; b++) idx[b] = b;
+    CHECK(A->io(s, 1, VITQ_IO_Q_IN, idx, B, x) == 0 && A->forward(s, 1, x, B, 1.0, y) == 0);
+    for (int64_t i = 0; i < B * ui.out_numel; i++) y[i] = 1e-3f * (float)(i % 17 - 8); /* dy */
+    vitq_model *qm = vitq_qmodel_model(f.q);
+    const float *gb = qm->g.blocks[0].fc1_b, *gn = qm->g.blocks[0].norm1_w, *gw = qm->g.blocks[0].fc1_w;
+    for (int pass = 0; pass < 2; pass++) {
+        vitq_model_zero_grads(qm);
+        CHECK(A->backward(s, 1, y, B, NULL) == 0);
+        double sb = 0, sn = 0, sw = 0;
+        for (int i = 0; i < 32; i++) sb += fabs(gb[i]), sw += fabs(gw[i]);
+        for (int i = 0; i < 16; i++) sn += fabs(gn[i]);
+        CHECK_MSG(sw > 0, "pass %d: no weight gradient", pass);
+        CHECK_MSG(pass == 0 ? sb == 0 && sn == 0 : sb > 0 && sn > 0, "pass %d: |bias grad| %g, |norm grad| %g", pass,
+                  sb, sn);
+        vitq_tensor t;
+        CHECK(A->tensor(s, "blocks.0.mlp.fc1.bias", &t) == 0 && t.grad == gb);
+    }
+    free(x), free(y);
+    teardown(&f);
+}

@@ -1,6 +1,7 @@
 /* test_units.c — the units of block-wise reconstruction (model/family.c, vit_units.c): their layout,
  * unit-by-unit forward and backward equal to the whole model's, and the tap hooks' backward reached at
- * every tap with the restore contract (a test that fails when a tap's backward is skipped or misplaced). */
+ * every tap with the restore contract (a test that fails when a tap's backward is skipped or misplaced),
+ * and the gradients a backward may leave out (vitq_model.grad_skip). */
 #include "test.h"
 
 #include <stdlib.h>
@@ -202,5 +203,67 @@ TEST(units_tap_backward_reached_in_order) {
     m->hooks = NULL;
     vitq_grad_acts_free(g);
     vitq_acts_free(a);
+    vitq_model_free(m);
+}
+
+/* ---- grad_skip -------------------------------------------------------------------------------------
+ * VITQ_GRAD_SKIP_AUX | INPUT on a block: the weight matrices' gradients are those of the full backward
+ * bit for bit, the biases' and LayerNorms' are left untouched, and so is the unit's input gradient; over
+ * two units the later unit's input gradient (the earlier one's dout) is still computed. */
+static int64_t off_of(const vitq_model *m, const float *p) { return (int64_t)(p - m->grad_slab); }
+
+TEST(units_grad_skip_leaves_out_only_what_it_says) {
+    vitq_model *m = tiny();
+    if (!m) return;
+    vitq_err e;
+    vitq_acts *tr = NULL;
+    vitq_grad_acts *g = NULL;
+    CHECK(vitq_acts_create(m, 3, 1, &tr, &e) == 0 && vitq_grad_acts_create(m, 3, &g, &e) == 0);
+    float x[3 * 64];
+    for (int i = 0; i < 3 * 64; i++) x[i] = (float)urand();
+    CHECK(vitq_forward(m, tr, x, 3, &e) == 0);
+    const int64_t nout = 3 * vitq_unit_get(m, 2)->out_numel, nin = 3 * vitq_unit_get(m, 1)->in_numel;
+    float *dout = malloc(sizeof(float) * (size_t)nout), *full = malloc(sizeof(float) * (size_t)m->n_params);
+    float *din_full = malloc(sizeof(float) * (size_t)nin);
+    for (int64_t i = 0; i < nout; i++) dout[i] = (float)urand();
+    for (int pass = 0; pass < 2; pass++) { /* units 1..2 (blocks 0 and 1), then unit 2 (block 1) alone */
+        const int u0 = pass == 0 ? 1 : 2;
+        vitq_model_zero_grads(m);
+        memcpy(vitq_unit_dout(m, g, 2), dout, sizeof(float) * (size_t)nout);
+        CHECK_MSG(vitq_backward_units(m, tr, g, u0, 3, 3, &e) == 0, "%s", e.msg);
+        memcpy(full, m->grad_slab, sizeof(float) * (size_t)m->n_params);
+        memcpy(din_full, vitq_unit_din(m, g, u0), sizeof(float) * (size_t)nin);
+        vitq_model_zero_grads(m);
+        float *din = vitq_unit_din(m, g, u0);
+        for (int64_t i = 0; i < nin; i++) din[i] = 7.0f; /* must stay */
+        memcpy(vitq_unit_dout(m, g, 2), dout, sizeof(float) * (size_t)nout);
+        m->grad_skip = VITQ_GRAD_SKIP_AUX | VITQ_GRAD_SKIP_INPUT;
+        CHECK_MSG(vitq_backward_units(m, tr, g, u0, 3, 3, &e) == 0, "%s", e.msg);
+        m->grad_skip = 0;
+        int kept = 1;
+        for (int64_t i = 0; i < nin; i++) kept &= din[i] == 7.0f;
+        CHECK_MSG(kept, "unit %d: the input gradient was computed", u0);
+        CHECK(memcmp(din_full, din, sizeof(float) * (size_t)nin) != 0);
+        for (int l = u0 - 1; l < 2; l++) {
+            const vitq_block_params *b = &m->g.blocks[l];
+            const float *w[4] = {b->qkv_w, b->proj_w, b->fc1_w, b->fc2_w};
+            const int64_t wn[4] = {36 * 12, 12 * 12, 24 * 12, 12 * 24};
+            for (int k = 0; k < 4; k++)
+                CHECK_MSG(memcmp(w[k], full + off_of(m, w[k]), sizeof(float) * (size_t)wn[k]) == 0,
+                          "block %d weight %d differs from the full backward", l, k);
+            const float *aux[6] = {b->qkv_b, b->proj_b, b->fc1_b, b->fc2_b, b->norm1_w, b->norm2_b};
+            const int64_t an[6] = {36, 12, 24, 12, 12, 12};
+            for (int k = 0; k < 6; k++) {
+                int zero = 1, nonzero_full = 0;
+                for (int64_t i = 0; i < an[k]; i++)
+                    zero &= aux[k][i] == 0, nonzero_full |= full[off_of(m, aux[k]) + i] != 0;
+                CHECK_MSG(zero && nonzero_full, "block %d aux %d: skipped %d, computed in full %d", l, k, zero,
+                          nonzero_full);
+            }
+        }
+    }
+    free(dout), free(full), free(din_full);
+    vitq_grad_acts_free(g);
+    vitq_acts_free(tr);
     vitq_model_free(m);
 }

@@ -122,9 +122,12 @@ int vitq_backward_units(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int u0, 
     if (!rc && u1 - u0 > 1 && !a->train)
         return vitq_fail(e, VITQ_EINVAL, "backward over %d units: activations were made in eval mode (need train = 1)",
                          u1 - u0);
+    const unsigned skip = m->grad_skip;
     for (int u = u1 - 1; !rc && u >= u0; u--) {
         if (vitq_interrupted) return vitq_fail(e, VITQ_ECANCELLED, "backward interrupted");
+        if (u > u0) m->grad_skip = skip & ~VITQ_GRAD_SKIP_INPUT; /* a later unit's input gradient is needed */
         rc = m->fam->unit_backward(m, a, g, u, B, e);
+        m->grad_skip = skip;
     }
     return rc;
 }

@@ -241,10 +241,19 @@ typedef struct vitq_model {
     vitq_unit *units;     /* the units of block-wise reconstruction, in forward order (family.c) */
     int n_units;
     const vitq_family *fam; /* the operations of the architecture's family */
+    unsigned grad_skip;   /* VITQ_GRAD_SKIP_* hints for backward (0: every gradient); see the enum */
     void *fam_p, *fam_g;  /* family-owned parameter pointers (families other than ViT), into slab / grad_slab */
     char source[512];     /* file it was loaded from, for messages */
     char sha256[65];      /* SHA-256 of that file as `sha256sum` prints it ("" for a model not loaded) */
 } vitq_model;
+
+/* Gradients a backward may leave out (vitq_model.grad_skip), hints that a family may ignore: a block
+ * reconstruction that trains only quantizer tensors needs the weight matrices' gradients (AdaRound's α,
+ * low-rank branches) and every tap's backward, but neither the biases', LayerNorms' and LayerScales'
+ * (AUX: left as they were) nor the gradient of the first unit's input (INPUT: vitq_backward_units applies
+ * it to its first unit only; the din buffer is then left as it was). ViT's blocks honour both (~5 % of a
+ * reconstruction step); other units and families compute everything. */
+enum { VITQ_GRAD_SKIP_AUX = 1u, VITQ_GRAD_SKIP_INPUT = 2u };
 
 /* Allocates a model with zeroed parameters for `arch` (validated first). */
 VITQ_API int vitq_model_create(const vitq_arch *arch, vitq_model **out, vitq_err *e);

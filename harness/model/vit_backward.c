@@ -100,13 +100,13 @@ static void copy_par(float *dst, const float *src, int64_t n) {
     vitq_parallel_for_work(n, 1, copy_range, &c);
 }
 
-/* LayerScale's backward (out = x + branch * gamma): dgamma (C) += sum over rows of dout * branch; returns
- * dbranch (R,C) = dout * gamma, written into scratch. */
+/* LayerScale's backward (out = x + branch * gamma): dgamma (C; NULL: not wanted) += sum over rows of
+ * dout * branch; returns dbranch (R,C) = dout * gamma, written into scratch. */
 static const float *layerscale_backward(float *dbranch, float *dgamma, const float *dout, const float *branch,
                                         const float *gamma, int64_t R, int64_t C) {
     for (int64_t r = 0; r < R; r++)
         for (int64_t c = 0; c < C; c++) {
-            dgamma[c] += dout[r * C + c] * branch[r * C + c];
+            if (dgamma) dgamma[c] += dout[r * C + c] * branch[r * C + c];
             dbranch[r * C + c] = dout[r * C + c] * gamma[c];
         }
     return dbranch;
@@ -126,28 +126,31 @@ static int block_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int l,
     const int64_t qkv_n = (int64_t)B * H * N * D; // one of q, k, v in qkvh (3,B,H,N,D)
     const int64_t rc_shape[3] = {B, N, C}, hd_shape[4] = {B, H, N, D}, pr_shape[4] = {B, H, N, N};
     const int64_t f_shape[3] = {B, N, F};
+    const int aux = !(m->grad_skip & VITQ_GRAD_SKIP_AUX), din = !(m->grad_skip & VITQ_GRAD_SKIP_INPUT);
+#define AUX(p) (aux ? (p) : NULL) /* a bias', LayerNorm's or LayerScale's gradient, unless skipped */
     int rc;
 
     // out = res1 + fc2(act): the residual passes dout to res1 unchanged. Buffers with one writer are
     // written by the *_to kernels (no zeroing pass); dres1 and dx gather two branches, so they accumulate.
     // With LayerScale the branch is gamma * fc2(act): dgamma += sum_r dout * fc2(act), the branch gets dout * gamma.
     copy_par(g->dres1, dout, R * C);
-    const float *dfc2 = p->ls2 ? layerscale_backward(g->dls, gp->ls2, dout, ba->fc2_out, p->ls2, R, C) : dout;
-    vitq_linear_backward_to(g->dact, gp->fc2_w, gp->fc2_b, dfc2, ba->act, p->fc2_w, R, F, C);
+    const float *dfc2 = p->ls2 ? layerscale_backward(g->dls, AUX(gp->ls2), dout, ba->fc2_out, p->ls2, R, C) : dout;
+    vitq_linear_backward_to(g->dact, gp->fc2_w, AUX(gp->fc2_b), dfc2, ba->act, p->fc2_w, R, F, C);
     if ((rc = vitq_tap_call_backward(m, VITQ_SITE_FC2_IN, l, ba->act, g->dact, 3, f_shape, e))) return rc;
     if (m->mlp_act[l] == VITQ_ACT_RELU)
         vitq_relu_backward_to(g->dfc1, ba->fc1, g->dact, R * F);
     else
         vitq_gelu_backward_to(g->dfc1, ba->fc1, g->dact, R * F);
-    vitq_linear_backward_to(g->dln2, gp->fc1_w, gp->fc1_b, g->dfc1, ba->ln2, p->fc1_w, R, C, F);
+    vitq_linear_backward_to(g->dln2, gp->fc1_w, AUX(gp->fc1_b), g->dfc1, ba->ln2, p->fc1_w, R, C, F);
     if ((rc = vitq_tap_call_backward(m, VITQ_SITE_FC1_IN, l, ba->ln2, g->dln2, 3, rc_shape, e))) return rc;
-    vitq_layernorm_backward(g->dres1, gp->norm2_w, gp->norm2_b, g->dln2, ba->res1, p->norm2_w, ba->ln2_mean,
+    vitq_layernorm_backward(g->dres1, AUX(gp->norm2_w), AUX(gp->norm2_b), g->dln2, ba->res1, p->norm2_w, ba->ln2_mean,
                             ba->ln2_rstd, R, C);
 
     // res1 = x + proj(atty)
-    copy_par(dx, g->dres1, R * C);
-    const float *dproj = p->ls1 ? layerscale_backward(g->dls, gp->ls1, g->dres1, ba->proj_out, p->ls1, R, C) : g->dres1;
-    vitq_linear_backward_to(g->datty, gp->proj_w, gp->proj_b, dproj, ba->atty, p->proj_w, R, C, C);
+    if (din) copy_par(dx, g->dres1, R * C);
+    const float *dproj =
+        p->ls1 ? layerscale_backward(g->dls, AUX(gp->ls1), g->dres1, ba->proj_out, p->ls1, R, C) : g->dres1;
+    vitq_linear_backward_to(g->datty, gp->proj_w, AUX(gp->proj_b), dproj, ba->atty, p->proj_w, R, C, C);
     if ((rc = vitq_tap_call_backward(m, VITQ_SITE_PROJ_IN, l, ba->atty, g->datty, 3, rc_shape, e))) return rc;
     float *q = ba->qkvh, *k = ba->qkvh + qkv_n, *v = ba->qkvh + 2 * qkv_n;
     float *dq = g->dqkvh, *dk = g->dqkvh + qkv_n, *dv = g->dqkvh + 2 * qkv_n;
@@ -160,11 +163,12 @@ static int block_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int l,
         (rc = vitq_tap_call_backward(m, VITQ_SITE_Q, l, q, dq, 4, hd_shape, e)))
         return rc;
     vitq_qkv_split_backward_to(g->dqkv, g->dqkvh, B, N, C, H);
-    vitq_linear_backward_to(g->dln1, gp->qkv_w, m->arch.qkv_bias ? gp->qkv_b : NULL, g->dqkv, ba->ln1, p->qkv_w,
+    vitq_linear_backward_to(g->dln1, gp->qkv_w, m->arch.qkv_bias ? AUX(gp->qkv_b) : NULL, g->dqkv, ba->ln1, p->qkv_w,
                             R, C, 3 * C);
     if ((rc = vitq_tap_call_backward(m, VITQ_SITE_QKV_IN, l, ba->ln1, g->dln1, 3, rc_shape, e))) return rc;
-    vitq_layernorm_backward(dx, gp->norm1_w, gp->norm1_b, g->dln1, x, p->norm1_w, ba->ln1_mean, ba->ln1_rstd,
-                            R, C);
+    vitq_layernorm_backward(din ? dx : NULL, AUX(gp->norm1_w), AUX(gp->norm1_b), g->dln1, x, p->norm1_w,
+                            ba->ln1_mean, ba->ln1_rstd, R, C);
+#undef AUX
     return VITQ_OK;
 }
 

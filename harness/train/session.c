@@ -129,6 +129,7 @@ static int ss_tensor(vitq_session *s, const char *name, vitq_tensor *out) {
     vitq_model *qm = s->q ? vitq_qmodel_model(s->q) : NULL;
     *out = (vitq_tensor){.name = r->name, .data = r->data, .ndim = r->ndim, .numel = r->numel,
                          .grad = qm && qm->grad_slab ? qm->grad_slab + (r->data - s->c.student->slab) : NULL};
+    if (out->grad) s->float_grads = 1; /* the plugin may read any float gradient from now on */
     memcpy(out->shape, r->shape, sizeof out->shape);
     return VITQ_OK;
 }

@@ -84,7 +84,11 @@ int vitq_ss_backward(vitq_session *s, int u, const float *dy, int B, float *dx) 
     const vitq_unit *un = vitq_unit_get(m, u);
     vitq_err e;
     memcpy(vitq_unit_dout(m, s->ug, u), dy, (size_t)(B * un->out_numel) * sizeof(float));
+    /* what no one reads is not computed: the unit's input gradient without dx, and the biases' and
+     * norms' gradients unless the plugin holds a float tensor's gradient (tensor()) */
+    m->grad_skip = (dx ? 0 : VITQ_GRAD_SKIP_INPUT) | (s->float_grads ? 0 : VITQ_GRAD_SKIP_AUX);
     rc = vitq_backward_units(m, s->ua, s->ug, u, u + 1, B, &e);
+    m->grad_skip = 0;
     if (!rc) rc = vitq_qmodel_weights_backward(s->q, u, &e);
     if (rc) return vitq_ss_fail(s, rc, "%s backward: %s", un->name, vitq_qmodel_error(s->q)[0] ? vitq_qmodel_error(s->q) : e.msg);
     const float *d = vitq_unit_din(m, s->ug, u);

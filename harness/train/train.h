@@ -207,6 +207,7 @@ struct vitq_session {
     vitq_grad_acts *ug;
     char (*tnames)[160];            /* names of the last trainables() answer */
     int n_tnames;
+    int float_grads;                /* a tensor() answer carried a gradient: backward computes every one */
     /* output (session.c) */
     vitq_curve *curves;
     int n_curves;
