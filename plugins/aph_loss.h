@@ -45,16 +45,47 @@ static inline void aph_draw_batch(aph_rng *r, int64_t *perm, int64_t n, int B, i
     }
 }
 
+/* The stream k draws later: splitmix64's state advances by a constant per draw, so any draw can be reached
+ * directly and a stream can be consumed in chunks on several threads with the bits of one thread. */
+static inline aph_rng aph_rng_skip(aph_rng r, int64_t k) {
+    r.s += (uint64_t)k * 0x9e3779b97f4a7c15ULL;
+    return r;
+}
+
+/* Elements [i0, i1) of the QDrop input mix, r being the stream at element 0 (see aph_mix_input). */
+static inline void aph_mix_range(aph_rng r, double p, const float *q, const float *fp, float *x, int64_t i0,
+                                 int64_t i1) {
+    r = aph_rng_skip(r, i0);
+    for (int64_t i = i0; i < i1; i++) x[i] = aph_rng_unit(&r) < p ? q[i] : fp[i];
+}
+
 /* The unit's input, element by element: the quantized-path input q with probability p, else the float
  * input fp (the reference's torch.where(rand < drop_prob, quant_inp, fp_inp)): p = 1 gives q exactly,
- * p = 0 fp exactly. One draw per element when 0 < p < 1, none otherwise. */
-static inline void aph_mix_input(aph_rng *r, double p, const float *q, const float *fp, float *x, int64_t n) {
+ * p = 0 fp exactly. One draw per element when 0 < p < 1 (element i takes the stream's i-th draw), none
+ * otherwise; par (may be NULL) runs the draws on the pool, with the same bits. */
+typedef struct {
+    aph_rng r;
+    double p;
+    const float *q, *fp;
+    float *x;
+} aph_mix_job;
+
+static inline void aph_mix_chunk(void *ctx, int64_t i0, int64_t i1) {
+    const aph_mix_job *m = ctx;
+    aph_mix_range(m->r, m->p, m->q, m->fp, m->x, i0, i1);
+}
+
+static inline void aph_mix_input(aph_rng *r, double p, const float *q, const float *fp, float *x, int64_t n,
+                                 void (*par)(int64_t n, vitq_plugin_range_fn fn, void *ctx)) {
     if (p >= 1) {
         memcpy(x, q, (size_t)n * sizeof *x);
     } else if (p <= 0) {
         memcpy(x, fp, (size_t)n * sizeof *x);
     } else {
-        for (int64_t i = 0; i < n; i++) x[i] = aph_rng_unit(r) < p ? q[i] : fp[i];
+        aph_mix_job m = {*r, p, q, fp, x};
+        if (par) par(n, aph_mix_chunk, &m);
+        else aph_mix_chunk(&m, 0, n);
+        *r = aph_rng_skip(*r, n);
     }
 }
 

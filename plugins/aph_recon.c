@@ -118,6 +118,8 @@ typedef struct {
     int64_t *perm, *idx;
     float *xq, *xf, *x, *y, *yh, *dy;
     double rec1;
+    double *row;   /* [batch] each sample's weighted squared error (rec_loss) */
+    double kc;     /* rec_loss's gradient factor for the rows */
 } unit_job;
 
 static int too_many(const unit_job *j) {
@@ -166,7 +168,8 @@ static int alloc_buffers(unit_job *j) {
     j->x = malloc(sizeof(float) * (size_t)in);
     j->y = malloc(sizeof(float) * (size_t)out), j->yh = malloc(sizeof(float) * (size_t)out);
     j->dy = malloc(sizeof(float) * (size_t)out);
-    if (!j->perm || !j->idx || !j->xq || !j->xf || !j->x || !j->y || !j->yh || !j->dy)
+    j->row = malloc(sizeof(double) * (size_t)B);
+    if (!j->perm || !j->idx || !j->xq || !j->xf || !j->x || !j->y || !j->yh || !j->dy || !j->row)
         return j->host->fail(j->host, VITQ_ENOMEM, "%s: out of memory for batch %d", j->ui.name, B);
     for (int64_t i = 0; i < j->p->images; i++) j->perm[i] = i;
     return VITQ_OK;
@@ -178,6 +181,23 @@ static void free_job(unit_job *j) {
     if (j->opt_s) api->adam_free(j->opt_s);
     aph_imp_free(&j->imp);
     free(j->perm), free(j->idx), free(j->xq), free(j->xf), free(j->x), free(j->y), free(j->yh), free(j->dy);
+    free(j->row);
+}
+
+/* Samples [b0, b1) of the batch: each one's weighted squared error (rows), then its gradient (grad_rows);
+ * on the pool, each sample's sum in one piece, so the result is that of one thread. */
+static void wse_rows(void *ctx, int64_t b0, int64_t b1) {
+    unit_job *j = ctx;
+    const int64_t P = j->ui.out_numel;
+    for (int64_t b = b0; b < b1; b++)
+        j->row[b] = aph_wse(j->yh + b * P, j->y + b * P, aph_imp_row(&j->imp, j->idx[b]), P);
+}
+
+static void wse_grad_rows(void *ctx, int64_t b0, int64_t b1) {
+    unit_job *j = ctx;
+    const int64_t P = j->ui.out_numel;
+    for (int64_t b = b0; b < b1; b++)
+        aph_wse_grad(j->yh + b * P, j->y + b * P, aph_imp_row(&j->imp, j->idx[b]), P, j->kc, j->dy + b * P);
 }
 
 /* The reconstruction term of one batch (§3.3) and its gradient into dy. */
@@ -191,11 +211,12 @@ static double rec_loss(unit_job *j, int B) {
         return term;
     }
     const double c = aph_rec_factor(form, B, P, j->ui.out_shape[0]);
+    j->host->parallel_for(B, wse_rows, j);
     double sum = 0;
-    for (int b = 0; b < B; b++) sum += aph_wse(j->yh + b * P, j->y + b * P, aph_imp_row(&j->imp, j->idx[b]), P);
+    for (int b = 0; b < B; b++) sum += j->row[b]; /* in sample order: the bits of one thread */
     term = aph_rec_term(form, c * sum, &j->rec1, &k);
-    for (int b = 0; b < B; b++)
-        aph_wse_grad(j->yh + b * P, j->y + b * P, aph_imp_row(&j->imp, j->idx[b]), P, k * c, j->dy + b * P);
+    j->kc = k * c;
+    j->host->parallel_for(B, wse_grad_rows, j);
     return term;
 }
 
@@ -211,7 +232,7 @@ static int step(unit_job *j, aph_rng *batches, aph_rng *mix, int64_t t, double *
     if (!rc && p->input_qdrop && p->drop_prob < 1) rc = api->io(j->s, u, VITQ_IO_FP_IN, j->idx, B, j->xf);
     if (!rc) rc = api->io(j->s, u, VITQ_IO_FP_OUT, j->idx, B, j->y);
     if (rc) return rc;
-    aph_mix_input(mix, p->input_qdrop ? p->drop_prob : 1.0, j->xq, j->xf, j->x, in);
+    aph_mix_input(mix, p->input_qdrop ? p->drop_prob : 1.0, j->xq, j->xf, j->x, in, j->host->parallel_for);
     if ((rc = api->zero_grad(j->s, u)) || (rc = api->forward(j->s, u, j->x, B, p->drop_prob, j->yh))) return rc;
     *rec = rec_loss(j, B);
     if ((rc = api->backward(j->s, u, j->dy, B, NULL))) return rc;

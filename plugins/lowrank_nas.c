@@ -321,7 +321,7 @@ static int unit_batch(lrn_job *j, int B, double drop, int back, double *loss, do
     if (!rc && drop < 1) rc = api->io(j->s, u, VITQ_IO_FP_IN, j->idx, B, j->xf);
     if (!rc) rc = api->io(j->s, u, VITQ_IO_FP_OUT, j->idx, B, j->y);
     if (rc) return rc;
-    aph_mix_input(&j->mix, drop, j->xq, j->xf, j->x, in);
+    aph_mix_input(&j->mix, drop, j->xq, j->xf, j->x, in, j->host->parallel_for);
     apply_branches(j);
     if ((rc = api->zero_grad(j->s, u)) || (rc = api->forward(j->s, u, j->x, B, drop, j->yh))) return rc;
     *loss = unit_loss(j, B, per);

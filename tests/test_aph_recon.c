@@ -41,25 +41,41 @@ TEST(aph_recon_rounding_schedule_o4_and_cosine_o5) {
     CHECK_NEAR(aph_cosine_lr(19999, T, 4e-5), 2.47e-13, 0.01e-13);
 }
 
+/* A stand-in for the pool: fn over uneven chunks of [0, n), the last chunk first. */
+static void uneven_pool(int64_t n, vitq_plugin_range_fn fn, void *ctx) {
+    const int64_t cut[4] = {0, n / 7, n / 2 + 3, n};
+    for (int c = 2; c >= 0; c--) fn(ctx, cut[c], cut[c + 1]);
+}
+
 TEST(aph_recon_qdrop_input_mix) {
     enum { N = 100000 };
     float *q = malloc(sizeof(float) * N), *fp = malloc(sizeof(float) * N), *x = malloc(sizeof(float) * N);
     for (int i = 0; i < N; i++) q[i] = (float)i + 0.5f, fp[i] = -(float)i - 0.25f;
     aph_rng r = {42};
-    aph_mix_input(&r, 1.0, q, fp, x, N);
+    aph_mix_input(&r, 1.0, q, fp, x, N, NULL);
     CHECK_EQ(memcmp(x, q, sizeof(float) * N), 0);
-    aph_mix_input(&r, 0.0, q, fp, x, N);
+    aph_mix_input(&r, 0.0, q, fp, x, N, NULL);
     CHECK_EQ(memcmp(x, fp, sizeof(float) * N), 0);
-    aph_mix_input(&r, 0.5, q, fp, x, N);
+    aph_mix_input(&r, 0.5, q, fp, x, N, NULL);
     int nq = 0, nf = 0;
     for (int i = 0; i < N; i++) nq += x[i] == q[i], nf += x[i] == fp[i];
     CHECK_EQ(nq + nf, N); /* every value is exactly one of the two */
     CHECK_NEAR((double)nq / N, 0.5, 0.01);
-    aph_mix_input(&r, 0.9, q, fp, x, N);
+    aph_mix_input(&r, 0.9, q, fp, x, N, NULL);
     nq = 0;
     for (int i = 0; i < N; i++) nq += x[i] == q[i];
     CHECK_NEAR((double)nq / N, 0.9, 0.01); /* drop_prob is the probability of the QUANTIZED value */
-    free(q), free(fp), free(x);
+    /* in chunks on a pool (here: uneven chunks, last first) the same bits, and the stream ends where one
+     * thread leaves it: the next mix too is the same */
+    float *y = malloc(sizeof(float) * N);
+    aph_rng r1 = {99}, r2 = {99};
+    for (int k = 0; k < 2; k++) {
+        aph_mix_input(&r1, 0.5, q, fp, x, N, NULL);
+        aph_mix_input(&r2, 0.5, q, fp, y, N, uneven_pool);
+        CHECK_EQ(memcmp(x, y, sizeof(float) * N), 0);
+        CHECK_EQ(r1.s, r2.s);
+    }
+    free(q), free(fp), free(x), free(y);
 }
 
 TEST(aph_recon_batches_are_distinct_and_uniform) {
