@@ -192,7 +192,8 @@ static int setup_training(mr_job *j) {
     const int B = j->p->batch;
     const int64_t R = (int64_t)B * j->N, C = j->C, F = j->F;
     j->m = (mr_mlp){.R = R, .N = j->N, .C = C, .F = F, .W1 = j->w1.data, .b1 = j->b1.data, .W2 = j->w2.data,
-                    .b2 = j->b2.data, .u = j->bound, .lambda = j->p->clamp_weight, .gemm = j->api->gemm};
+                    .b2 = j->b2.data, .u = j->bound, .lambda = j->p->clamp_weight, .gemm = j->api->gemm,
+                    .par = j->host->parallel_for};
     j->dW1 = malloc(sizeof(float) * (size_t)(F * C)), j->db1 = malloc(sizeof(float) * (size_t)F);
     j->dW2 = malloc(sizeof(float) * (size_t)(C * F)), j->db2 = malloc(sizeof(float) * (size_t)C);
     j->x = malloc(sizeof(float) * (size_t)(R * C)), j->t = malloc(sizeof(float) * (size_t)(R * C));

@@ -90,7 +90,22 @@ typedef struct {
     float *corr;                  /* (F, C): dy2ᵀ·D, transposed, accumulated contiguously */
     double *acc;                  /* (max(C, F)): column sums */
     int64_t *clamped, n_clamped;  /* the flat indices into H where H > u */
+    /* the pool (NULL: the calling thread) for the elementwise passes and column sums: every value is
+     * computed as on one thread (column sums in row order); only the loss's sum is taken per row first */
+    void (*par)(int64_t n, vitq_plugin_range_fn fn, void *ctx);
+    double *part;                 /* (2R): the loss's per-row sums */
 } mr_mlp;
+
+static inline void mr_for(const mr_mlp *m, int64_t n, vitq_plugin_range_fn fn, void *ctx) {
+    if (m->par) m->par(n, fn, ctx);
+    else fn(ctx, 0, n);
+}
+
+static inline void mr_mlp_free(mr_mlp *m) {
+    free(m->H), free(m->A), free(m->Y), free(m->W2t), free(m->clamped), free(m->corr), free(m->acc), free(m->part);
+    m->H = m->A = m->Y = m->W2t = m->corr = NULL;
+    m->clamped = NULL, m->acc = m->part = NULL;
+}
 
 /* Scratch for R rows; 0 or -1 (nothing held) when out of memory. */
 static inline int mr_mlp_alloc(mr_mlp *m) {
@@ -98,18 +113,10 @@ static inline int mr_mlp_alloc(mr_mlp *m) {
     m->H = malloc(sizeof(float) * R * F), m->A = malloc(sizeof(float) * R * F);
     m->Y = malloc(sizeof(float) * 2 * R * C), m->W2t = malloc(sizeof(float) * F * C);
     m->clamped = malloc(sizeof(int64_t) * R * F), m->corr = malloc(sizeof(float) * F * C);
-    m->acc = malloc(sizeof(double) * (C > F ? C : F));
-    if (m->H && m->A && m->Y && m->W2t && m->clamped && m->corr && m->acc) return 0;
-    free(m->H), free(m->A), free(m->Y), free(m->W2t), free(m->clamped), free(m->corr), free(m->acc);
-    m->H = m->A = m->Y = m->W2t = m->corr = NULL;
-    m->clamped = NULL, m->acc = NULL;
+    m->acc = malloc(sizeof(double) * (C > F ? C : F)), m->part = malloc(sizeof(double) * 2 * R);
+    if (m->H && m->A && m->Y && m->W2t && m->clamped && m->corr && m->acc && m->part) return 0;
+    mr_mlp_free(m);
     return -1;
-}
-
-static inline void mr_mlp_free(mr_mlp *m) {
-    free(m->H), free(m->A), free(m->Y), free(m->W2t), free(m->clamped), free(m->corr), free(m->acc);
-    m->H = m->A = m->Y = m->W2t = m->corr = NULL;
-    m->clamped = NULL, m->acc = NULL;
 }
 
 /* v where h > 0, else +0, without a branch (the sign of h is random: a branch mispredicts half the time):
@@ -131,12 +138,17 @@ static inline void mr_linear(mr_gemm_fn gemm, const float *X, const float *W, co
     gemm(0, 1, rows, out, in, 1.0f, X, W, 1.0f, Y);
 }
 
+static inline void mr_relu_chunk(void *ctx, int64_t i0, int64_t i1) {
+    mr_mlp *m = ctx;
+    for (int64_t i = i0; i < i1; i++) m->A[i] = mr_if_pos(m->H[i], m->H[i]);
+}
+
 /* Forward of the R rows x: H, A = relu(H), the clamped entries, y1 and y2 = y1 − max(H − u, 0)·W2ᵀ. */
 static inline void mr_forward(mr_mlp *m, const float *x) {
     const int64_t R = m->R, C = m->C, F = m->F;
     mr_linear(m->gemm, x, m->W1, m->b1, R, C, F, m->H);
     int64_t n = 0;
-    for (int64_t i = 0; i < R * F; i++) m->A[i] = mr_if_pos(m->H[i], m->H[i]);
+    mr_for(m, R * F, mr_relu_chunk, m);
     for (int64_t i = 0; i < R * F; i++)
         if (m->H[i] > m->u) m->clamped[n++] = i; /* rare: predicted */
     m->n_clamped = n;
@@ -155,30 +167,85 @@ static inline void mr_forward(mr_mlp *m, const float *x) {
 /* The loss of the rows after mr_forward against t (R, C), weighted by w[b] (the importance row of sample
  * b, (N, C); NULL: w ≡ 1), and the gradient of L with respect to Y into DY (2R, C) (DY NULL: loss only).
  * *distill and *clamp get the two terms (the second with its λ); returns their sum. */
+typedef struct {
+    const mr_mlp *m;
+    const float *t;
+    const float *const *w;
+    float *DY;
+    double f;
+} mr_loss_job;
+
+/* Rows [r0, r1): their two sums into part[r], part[R + r], and DY. */
+static inline void mr_loss_rows(void *ctx, int64_t r0, int64_t r1) {
+    const mr_loss_job *j = ctx;
+    const mr_mlp *m = j->m;
+    const int64_t R = m->R, N = m->N, C = m->C;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *wr = j->w && j->w[r / N] ? j->w[r / N] + (r % N) * C : NULL, *t = j->t + r * C;
+        const float *y1 = m->Y + r * C, *y2 = m->Y + (R + r) * C;
+        double s1 = 0, s2 = 0;
+        for (int64_t c = 0; c < C; c++) {
+            const double wi = wr ? wr[c] : 1.0, d1 = (double)y1[c] - t[c], d2 = (double)y2[c] - t[c];
+            s1 += wi * d1 * d1, s2 += wi * d2 * d2;
+            if (j->DY) {
+                j->DY[r * C + c] = (float)(2 * j->f * wi * d1);
+                j->DY[(R + r) * C + c] = (float)(2 * j->f * m->lambda * wi * d2);
+            }
+        }
+        m->part[r] = s1, m->part[R + r] = s2;
+    }
+}
+
 static inline double mr_loss(const mr_mlp *m, const float *t, const float *const *w, float *DY, double *distill,
                              double *clamp) {
     const int64_t R = m->R, N = m->N, C = m->C, B = R / N;
-    const double f = MR_LOSS_SCALE / ((double)B * (double)C);
+    mr_loss_job j = {m, t, w, DY, MR_LOSS_SCALE / ((double)B * (double)C)};
+    mr_for(m, R, mr_loss_rows, &j);
     double s1 = 0, s2 = 0;
-    for (int64_t r = 0; r < R; r++) {
-        const float *wr = w && w[r / N] ? w[r / N] + (r % N) * C : NULL;
-        for (int64_t c = 0; c < C; c++) {
-            const double wi = wr ? wr[c] : 1.0, d1 = (double)m->Y[r * C + c] - t[r * C + c],
-                         d2 = (double)m->Y[(R + r) * C + c] - t[r * C + c];
-            s1 += wi * d1 * d1, s2 += wi * d2 * d2;
-            if (DY) DY[r * C + c] = (float)(2 * f * wi * d1), DY[(R + r) * C + c] = (float)(2 * f * m->lambda * wi * d2);
-        }
-    }
-    *distill = f * s1, *clamp = f * m->lambda * s2;
+    for (int64_t r = 0; r < R; r++) s1 += m->part[r], s2 += m->part[R + r]; /* rows in order */
+    *distill = j.f * s1, *clamp = j.f * m->lambda * s2;
     return *distill + *clamp;
 }
 
+typedef struct {
+    const float *X;
+    int64_t rows, cols;
+    double *acc;
+    float *out;
+} mr_colsum_job;
+
+/* Columns [c0, c1): rows outer (the columns' sums side by side, vectorised), each in row order. */
+static inline void mr_colsum_cols(void *ctx, int64_t c0, int64_t c1) {
+    const mr_colsum_job *j = ctx;
+    double *acc = j->acc;
+    for (int64_t c = c0; c < c1; c++) acc[c] = 0;
+    for (int64_t r = 0; r < j->rows; r++) {
+        const float *x = j->X + r * j->cols;
+        for (int64_t c = c0; c < c1; c++) acc[c] += x[c];
+    }
+    for (int64_t c = c0; c < c1; c++) j->out[c] = (float)acc[c];
+}
+
 /* Column sums of X (rows, cols) into out (cols), in double (acc: cols doubles of scratch). */
-static inline void mr_colsum(const float *X, int64_t rows, int64_t cols, double *acc, float *out) {
-    memset(acc, 0, sizeof(double) * (size_t)cols);
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++) acc[c] += X[r * cols + c];
-    for (int64_t c = 0; c < cols; c++) out[c] = (float)acc[c];
+static inline void mr_colsum(const mr_mlp *m, const float *X, int64_t rows, int64_t cols, double *acc, float *out) {
+    mr_colsum_job j = {X, rows, cols, acc, out};
+    mr_for(m, cols, mr_colsum_cols, &j);
+}
+
+typedef struct {
+    mr_mlp *m;
+    float *S, *dH;
+    const float *dy2;
+} mr_bwd_job;
+
+static inline void mr_add_chunk(void *ctx, int64_t i0, int64_t i1) {
+    const mr_bwd_job *j = ctx;
+    for (int64_t i = i0; i < i1; i++) j->S[i] += j->dy2[i];
+}
+
+static inline void mr_mask_chunk(void *ctx, int64_t i0, int64_t i1) {
+    const mr_bwd_job *j = ctx;
+    for (int64_t i = i0; i < i1; i++) j->dH[i] = mr_if_pos(j->m->H[i], j->dH[i]);
 }
 
 /* Backward of the rows x after mr_forward and mr_loss's DY (2R, C): dW2, db2, dW1, db1 (overwritten).
@@ -187,12 +254,13 @@ static inline void mr_backward(mr_mlp *m, const float *x, float *DY) {
     const int64_t R = m->R, C = m->C, F = m->F;
     float *S = DY;
     const float *dy2 = DY + R * C;
-    for (int64_t i = 0; i < R * C; i++) S[i] += dy2[i];
+    mr_bwd_job bj = {m, S, m->A, dy2};                  /* dH = A: relu(H) is no longer needed then */
+    mr_for(m, R * C, mr_add_chunk, &bj);
     m->gemm(1, 0, C, F, R, 1.0f, S, m->A, 0.0f, m->dW2); /* (dy1 + dy2)ᵀ·relu(H) */
-    mr_colsum(S, R, C, m->acc, m->db2);
-    float *dH = m->A;                                   /* relu(H) is no longer needed */
+    mr_colsum(m, S, R, C, m->acc, m->db2);
+    float *dH = m->A;
     m->gemm(0, 0, R, F, C, 1.0f, S, m->W2, 0.0f, dH);   /* (dy1 + dy2)·W2 */
-    for (int64_t i = 0; i < R * F; i++) dH[i] = mr_if_pos(m->H[i], dH[i]);
+    mr_for(m, R * F, mr_mask_chunk, &bj);
     if (m->n_clamped > 0) memset(m->corr, 0, sizeof(float) * (size_t)(F * C));
     for (int64_t k = 0; k < m->n_clamped; k++) {        /* the clamped entries: their y2 path is cut */
         const int64_t r = m->clamped[k] / F, j = m->clamped[k] % F;
@@ -205,7 +273,7 @@ static inline void mr_backward(mr_mlp *m, const float *x, float *DY) {
     for (int64_t j = 0; m->n_clamped > 0 && j < F; j++)
         for (int64_t c = 0; c < C; c++) m->dW2[c * F + j] -= m->corr[j * C + c];
     m->gemm(1, 0, F, C, R, 1.0f, dH, x, 0.0f, m->dW1); /* dW1 = dHᵀ·x */
-    mr_colsum(dH, R, F, m->acc, m->db1);
+    mr_colsum(m, dH, R, F, m->acc, m->db1);
 }
 
 #endif

@@ -444,3 +444,39 @@ TEST(mlp_relu_refuses_a_changed_block) {
     CHECK_EQ(memcmp(sf->data, tf->data, sizeof(float) * (size_t)sf->numel), 0); /* block 0 was not trained either */
     teardown(&f);
 }
+
+/* A stand-in for the pool: fn over uneven chunks of [0, n), the last chunk first. */
+static void uneven_pool(int64_t n, vitq_plugin_range_fn fn, void *ctx) {
+    const int64_t cut[4] = {0, n / 5, n / 2 + 1, n};
+    for (int c = 2; c >= 0; c--)
+        if (cut[c + 1] > cut[c]) fn(ctx, cut[c], cut[c + 1]);
+}
+
+/* On a pool (m.par) a step computes every value as on the calling thread: Y, DY and the four gradients
+ * bit for bit; the loss's sum is taken per row first, so it may differ in its last bits. */
+TEST(mlp_relu_step_on_a_pool_gives_the_same_bits) {
+    static toy z, p;
+    toy_init(&z, 2.0);
+    toy_init(&p, 2.0);
+    p.m.u = z.m.u;
+    p.m.par = uneven_pool;
+    const float *w[TB] = {z.w[0], z.w[1]};
+    double d[2], c[2];
+    toy *t[2] = {&z, &p};
+    for (int k = 0; k < 2; k++) {
+        mr_forward(&t[k]->m, t[k]->x);
+        mr_loss(&t[k]->m, t[k]->t, w, t[k]->DY, &d[k], &c[k]);
+    }
+    CHECK_EQ(memcmp(z.m.Y, p.m.Y, sizeof(float) * 2 * TR * TC), 0);
+    CHECK_EQ(memcmp(z.DY, p.DY, sizeof z.DY), 0);
+    CHECK_NEAR(d[1], d[0], 1e-14 * d[0]);
+    CHECK_NEAR(c[1], c[0], 1e-14 * c[0]);
+    CHECK(z.m.n_clamped > 0);
+    for (int k = 0; k < 2; k++) mr_backward(&t[k]->m, t[k]->x, t[k]->DY);
+    CHECK_EQ(memcmp(z.dW1, p.dW1, sizeof z.dW1), 0);
+    CHECK_EQ(memcmp(z.db1, p.db1, sizeof z.db1), 0);
+    CHECK_EQ(memcmp(z.dW2, p.dW2, sizeof z.dW2), 0);
+    CHECK_EQ(memcmp(z.db2, p.db2, sizeof z.db2), 0);
+    mr_mlp_free(&z.m);
+    mr_mlp_free(&p.m);
+}
