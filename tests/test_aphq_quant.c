@@ -624,15 +624,19 @@ static void head_tables(const float *A, int h, float *U, float *L) {
     aphq_matmul_levels(p, U, L);
 }
 
-TEST(aphq_o13_matmul_search_counts_and_pairs) {
-    float A[MB * MH * MR * MK], M[MB * MH * MK * MR];
-    uint64_t r = 11;
-    for (size_t i = 0; i < sizeof A / sizeof *A; i++) {
+/* A left operand skewed towards its top (u² scaled, plus `wiggle`·sin i) and a right one, from seed. */
+static void mm_operands(float *A, float *M, uint64_t r, double wiggle) {
+    for (size_t i = 0; i < MB * MH * MR * MK; i++) {
         r = r * 6364136223846793005ull + 1442695040888963407ull;
         double u = (double)(r >> 40) / (double)(1ull << 24);
-        A[i] = (float)(u * u * 3 - 0.4);
+        A[i] = (float)(u * u * 3 - 0.4 + wiggle * sin((double)i));
         M[i] = (float)(u - 0.5 + 0.1 * (double)(i % 7));
     }
+}
+
+TEST(aphq_o13_matmul_search_counts_and_pairs) {
+    float A[MB * MH * MR * MK], M[MB * MH * MK * MR];
+    mm_operands(A, M, 11, 0);
     vitq_tap t = {.name = "blocks.0.attn.q", .kind = VITQ_TAPK_ACT, .id = 2, .ndim = 4, .shape = {0, MH, MR, MK},
                   .dims = {VITQ_DIM_BATCH, VITQ_DIM_HEAD, VITQ_DIM_TOKEN, VITQ_DIM_HEAD_CH}};
     const char *kv[] = {"bits=3", "init=aphq"};
@@ -723,13 +727,7 @@ TEST(aphq_search_with_stopping_picks_the_same) {
      * harness may stop on any candidate from the first one on; the choices of every round must equal those
      * made with exact errors throughout */
     float A[MB * MH * MR * MK], M[MB * MH * MK * MR];
-    uint64_t r = 29;
-    for (size_t i = 0; i < sizeof A / sizeof *A; i++) {
-        r = r * 6364136223846793005ull + 1442695040888963407ull;
-        double u = (double)(r >> 40) / (double)(1ull << 24);
-        A[i] = (float)(u * u * 3 - 0.4 + 0.3 * sin((double)i));
-        M[i] = (float)(u - 0.5 + 0.1 * (double)(i % 7));
-    }
+    mm_operands(A, M, 29, 0.3);
     vitq_tap t = {.name = "blocks.0.attn.k", .kind = VITQ_TAPK_ACT, .id = 2, .ndim = 4, .shape = {0, MH, MR, MK},
                   .dims = {VITQ_DIM_BATCH, VITQ_DIM_HEAD, VITQ_DIM_TOKEN, VITQ_DIM_HEAD_CH}};
     const char *kv[] = {"bits=3", "init=aphq"};
