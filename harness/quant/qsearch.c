@@ -265,21 +265,17 @@ static void mm_range(void *vc, int64_t j0, int64_t j1) {
     const int nt = o->op->kind == VITQ_OP_MATMUL_NT;
     const int64_t m = o->Ma * o->No;
     float *out = malloc(sizeof(float) * (size_t)m);
+    /* the product lhs (M, K) · rhs (K, N) against ref: NN as written; NT side 0 a·kᵀ, side 1 b·qᵀ = outᵀ */
+    const int right = nt && o->side == 1;
+    const int64_t M = right ? o->Mb : o->Ma, N = right ? o->Ma : o->No, K = o->Ka;
+    const float *L = right ? c->b : c->a, *Rm = nt ? o->Pt : c->b, *ref = right ? o->Yt : o->Ym;
     for (int64_t i = i0; i < i1; i++) {
         double acc = NAN;
         if (c->done[i % o->H]) {
             acc = 0;
-        } else if (out && nt) {
-            const float *pt = o->Pt + i * o->Ka * (o->side == 0 ? o->Mb : o->Ma);
-            if (o->side == 0)
-                vitq_gemm_serial(0, 0, o->Ma, o->Mb, o->Ka, 1.0f, c->a + i * o->Ma * o->Ka, pt, 0.0f, out);
-            else
-                vitq_gemm_serial(0, 0, o->Mb, o->Ma, o->Kb, 1.0f, c->b + i * o->Mb * o->Kb, pt, 0.0f, out);
-            acc = sq_diff(out, (o->side == 0 ? o->Ym : o->Yt) + i * m, m);
         } else if (out) {
-            vitq_gemm_serial(0, 0, o->Ma, o->No, o->Ka, 1.0f, c->a + i * o->Ma * o->Ka, c->b + i * o->Mb * o->Kb, 0.0f,
-                             out);
-            acc = sq_diff(out, o->Ym + i * m, m);
+            vitq_gemm_serial(0, 0, M, N, K, 1.0f, L + i * M * K, Rm + i * K * N, 0.0f, out);
+            acc = sq_diff(out, ref + i * m, m);
         }
         o->err_bh[i] = acc;
     }
