@@ -19,8 +19,10 @@ typedef struct {
     uint64_t s;
 } aph_rng;
 
+#define APH_RNG_GAMMA 0x9e3779b97f4a7c15ULL /* splitmix64's increment of the state per draw */
+
 static inline uint64_t aph_rng_next(aph_rng *r) {
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ULL);
+    uint64_t z = (r->s += APH_RNG_GAMMA);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
@@ -48,7 +50,7 @@ static inline void aph_draw_batch(aph_rng *r, int64_t *perm, int64_t n, int B, i
 /* The stream k draws later: splitmix64's state advances by a constant per draw, so any draw can be reached
  * directly and a stream can be consumed in chunks on several threads with the bits of one thread. */
 static inline aph_rng aph_rng_skip(aph_rng r, int64_t k) {
-    r.s += (uint64_t)k * 0x9e3779b97f4a7c15ULL;
+    r.s += (uint64_t)k * APH_RNG_GAMMA;
     return r;
 }
 

@@ -980,7 +980,7 @@ static int scan_current(const uq *q, int mode, int64_t g) {
  * of the scan's candidates, so that a bound is always some candidate's error and the choice stays the
  * sweep's first least error). */
 static int scan_seed(uq *q, const vitq_search *s, int mode, int per_group, vitq_view *xq, float *cs, float *cz,
-                     double *bound) {
+                     double *err, double *bound) {
     int64_t G = q->G, seeded = 0;
     for (int64_t g = 0; g < G; g++) {
         bound[g] = INFINITY;
@@ -989,13 +989,11 @@ static int scan_seed(uq *q, const vitq_search *s, int mode, int per_group, vitq_
     }
     if (seeded == 0 || (!per_group && seeded < G)) return 0;
     fq_groups(q, s->x->data, xq->data, vitq_view_numel(s->x), cs, cz);
-    double *err = malloc((size_t)G * sizeof(double));
-    int rc = err ? s->error(s, xq, per_group, err) : VITQ_ENOMEM;
+    int rc = s->error(s, xq, per_group, err);
     for (int64_t g = 0; !rc && g < G; g++) {
         double e = err[per_group ? g : 0];
         bound[g] = scan_current(q, mode, g) >= 0 && !isnan(e) ? e : INFINITY;
     }
-    free(err);
     return rc;
 }
 
@@ -1017,7 +1015,7 @@ static int aphq_scan(uq *q, const vitq_search *s, int mode, int per_group) {
     vitq_view xq = *s->x;
     xq.data = y;
     const int below = s->size >= offsetof(vitq_search, error_below) + sizeof s->error_below && s->error_below;
-    if (!rc && below && (rc = scan_seed(q, s, mode, per_group, &xq, cs, cz, bound)))
+    if (!rc && below && (rc = scan_seed(q, s, mode, per_group, &xq, cs, cz, err, bound)))
         rc = q->host->fail(q->host, rc < 0 ? rc : VITQ_EPLUGIN, "search: the output error failed (code %d)", rc);
     for (int j = 0; !rc && j < APHQ_EQ_N; j++) {
         for (int64_t g = 0; g < G; g++) {
