@@ -634,11 +634,16 @@ static void mm_operands(float *A, float *M, uint64_t r, double wiggle) {
     }
 }
 
+/* An attention operand tap (B, MH, MR, MK), per head. */
+static vitq_tap head_tap(const char *name) {
+    return (vitq_tap){.name = name, .kind = VITQ_TAPK_ACT, .id = 2, .ndim = 4, .shape = {0, MH, MR, MK},
+                      .dims = {VITQ_DIM_BATCH, VITQ_DIM_HEAD, VITQ_DIM_TOKEN, VITQ_DIM_HEAD_CH}};
+}
+
 TEST(aphq_o13_matmul_search_counts_and_pairs) {
     float A[MB * MH * MR * MK], M[MB * MH * MK * MR];
     mm_operands(A, M, 11, 0);
-    vitq_tap t = {.name = "blocks.0.attn.q", .kind = VITQ_TAPK_ACT, .id = 2, .ndim = 4, .shape = {0, MH, MR, MK},
-                  .dims = {VITQ_DIM_BATCH, VITQ_DIM_HEAD, VITQ_DIM_TOKEN, VITQ_DIM_HEAD_CH}};
+    vitq_tap t = head_tap("blocks.0.attn.q");
     const char *kv[] = {"bits=3", "init=aphq"};
     inst in;
     if (made(&in, &t, kv, 2)) return;
@@ -728,8 +733,7 @@ TEST(aphq_search_with_stopping_picks_the_same) {
      * made with exact errors throughout */
     float A[MB * MH * MR * MK], M[MB * MH * MK * MR];
     mm_operands(A, M, 29, 0.3);
-    vitq_tap t = {.name = "blocks.0.attn.k", .kind = VITQ_TAPK_ACT, .id = 2, .ndim = 4, .shape = {0, MH, MR, MK},
-                  .dims = {VITQ_DIM_BATCH, VITQ_DIM_HEAD, VITQ_DIM_TOKEN, VITQ_DIM_HEAD_CH}};
+    vitq_tap t = head_tap("blocks.0.attn.k");
     const char *kv[] = {"bits=3", "init=aphq"};
     inst plain, stop;
     if (made(&plain, &t, kv, 2) || made(&stop, &t, kv, 2)) return;
