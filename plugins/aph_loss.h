@@ -54,11 +54,19 @@ static inline aph_rng aph_rng_skip(aph_rng r, int64_t k) {
     return r;
 }
 
-/* Elements [i0, i1) of the QDrop input mix, r being the stream at element 0 (see aph_mix_input). */
-static inline void aph_mix_range(aph_rng r, double p, const float *q, const float *fp, float *x, int64_t i0,
-                                 int64_t i1) {
-    r = aph_rng_skip(r, i0);
-    for (int64_t i = i0; i < i1; i++) x[i] = aph_rng_unit(&r) < p ? q[i] : fp[i];
+/* Elements [i0, i1) of the QDrop input mix, r being the stream at element 0 (see aph_mix_input). Draw i
+ * is splitmix64 at state s + (i + 1)·γ, and aph_rng_unit(draw) < p exactly when draw >> 11 < ⌈p·2^53⌉ (p·2^53
+ * is exact in double and k·2^-53 exact for k < 2^53): integer lanes with no loop-carried state, so that the
+ * AVX-512 clone (64-bit multiplies: AVX512DQ) takes 8 elements a step with the scalar loop's bits. */
+__attribute__((target_clones("arch=x86-64-v4", "default"), optimize("O3"), unused)) static void
+aph_mix_range(aph_rng r, double p, const float *q, const float *fp, float *x, int64_t i0, int64_t i1) {
+    const uint64_t s0 = r.s, below = (uint64_t)ceil(p * 0x1p53);
+    for (int64_t i = i0; i < i1; i++) {
+        uint64_t z = s0 + (uint64_t)(i + 1) * APH_RNG_GAMMA;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        x[i] = ((z ^ (z >> 31)) >> 11) < below ? q[i] : fp[i];
+    }
 }
 
 /* The unit's input, element by element: the quantized-path input q with probability p, else the float

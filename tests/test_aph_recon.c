@@ -78,6 +78,28 @@ TEST(aph_recon_qdrop_input_mix) {
     free(q), free(fp), free(x), free(y);
 }
 
+/* The mix's integer comparison (draw >> 11 < ⌈p·2^53⌉, in vector lanes) against the stream drawn one value
+ * at a time as doubles, aph_rng_unit(r) < p, for p with p·2^53 whole (0.5, 0.25) and not (0.9, 1/3), and
+ * for p one ulp either side of a drawn value in [1/4, 1/2), where a threshold rounded down would show. */
+TEST(aph_recon_qdrop_mix_equals_draw_by_draw) {
+    enum { N = 4099 };
+    float q[N], fp[N], x[N];
+    for (int i = 0; i < N; i++) q[i] = (float)i + 0.5f, fp[i] = -(float)i - 0.25f;
+    aph_rng probe = {5};
+    double u = 1;
+    for (int i = 0; i < N && !(u >= 0.25 && u < 0.5); i++) u = aph_rng_unit(&probe);
+    CHECK(u >= 0.25 && u < 0.5); /* a draw whose neighbours' p·2^53 are not whole (ulp 2^-54) */
+    const double ps[] = {0.5, 0.25, 0.9, 1.0 / 3.0, u, nextafter(u, 0), nextafter(u, 1)};
+    for (size_t k = 0; k < sizeof ps / sizeof *ps; k++) {
+        aph_rng r = {5}, ref = {5};
+        aph_mix_input(&r, ps[k], q, fp, x, N, NULL);
+        int bad = 0;
+        for (int i = 0; i < N; i++) bad += x[i] != (aph_rng_unit(&ref) < ps[k] ? q[i] : fp[i]);
+        CHECK_EQ(bad, 0);
+        CHECK_EQ(r.s, ref.s);
+    }
+}
+
 TEST(aph_recon_batches_are_distinct_and_uniform) {
     enum { N = 50, B = 32, DRAWS = 2000 };
     int64_t perm[N], idx[B];
