@@ -261,6 +261,16 @@ TEST(units_grad_skip_leaves_out_only_what_it_says) {
                           nonzero_full);
             }
         }
+        /* the teacher's tail (tail_backward): only the input gradient, the full backward's bit for bit */
+        vitq_model_zero_grads(m);
+        memcpy(vitq_unit_dout(m, g, 2), dout, sizeof(float) * (size_t)nout);
+        m->grad_skip = VITQ_GRAD_SKIP_AUX | VITQ_GRAD_SKIP_WEIGHTS;
+        CHECK_MSG(vitq_backward_units(m, tr, g, u0, 3, 3, &e) == 0, "%s", e.msg);
+        m->grad_skip = 0;
+        CHECK(memcmp(din_full, vitq_unit_din(m, g, u0), sizeof(float) * (size_t)nin) == 0);
+        int untouched = 1;
+        for (int64_t i = 0; i < m->n_params; i++) untouched &= m->grad_slab[i] == 0;
+        CHECK_MSG(untouched, "unit %d: a parameter gradient was computed with AUX | WEIGHTS skipped", u0);
     }
     free(dout), free(full), free(din_full);
     vitq_grad_acts_free(g);

@@ -251,9 +251,11 @@ typedef struct vitq_model {
  * reconstruction that trains only quantizer tensors needs the weight matrices' gradients (AdaRound's α,
  * low-rank branches) and every tap's backward, but neither the biases', LayerNorms' and LayerScales'
  * (AUX: left as they were) nor the gradient of the first unit's input (INPUT: vitq_backward_units applies
- * it to its first unit only; the din buffer is then left as it was). ViT's blocks honour both (~5 % of a
- * reconstruction step); other units and families compute everything. */
-enum { VITQ_GRAD_SKIP_AUX = 1u, VITQ_GRAD_SKIP_INPUT = 2u };
+ * it to its first unit only; the din buffer is then left as it was). A backward that only carries a
+ * gradient to an activation (the teacher's tail: Fisher and APH maps) needs no weight matrix's gradient
+ * either (WEIGHTS: a third of a block's backward GEMMs). ViT's blocks honour all three; other units and
+ * families compute everything. */
+enum { VITQ_GRAD_SKIP_AUX = 1u, VITQ_GRAD_SKIP_INPUT = 2u, VITQ_GRAD_SKIP_WEIGHTS = 4u };
 
 /* Allocates a model with zeroed parameters for `arch` (validated first). */
 VITQ_API int vitq_model_create(const vitq_arch *arch, vitq_model **out, vitq_err *e);

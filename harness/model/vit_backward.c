@@ -127,7 +127,9 @@ static int block_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int l,
     const int64_t rc_shape[3] = {B, N, C}, hd_shape[4] = {B, H, N, D}, pr_shape[4] = {B, H, N, N};
     const int64_t f_shape[3] = {B, N, F};
     const int aux = !(m->grad_skip & VITQ_GRAD_SKIP_AUX), din = !(m->grad_skip & VITQ_GRAD_SKIP_INPUT);
+    const int wgt = !(m->grad_skip & VITQ_GRAD_SKIP_WEIGHTS);
 #define AUX(p) (aux ? (p) : NULL) /* a bias', LayerNorm's or LayerScale's gradient, unless skipped */
+#define WGT(p) (wgt ? (p) : NULL) /* a weight matrix's gradient, unless skipped */
     int rc;
 
     // out = res1 + fc2(act): the residual passes dout to res1 unchanged. Buffers with one writer are
@@ -135,13 +137,13 @@ static int block_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int l,
     // With LayerScale the branch is gamma * fc2(act): dgamma += sum_r dout * fc2(act), the branch gets dout * gamma.
     copy_par(g->dres1, dout, R * C);
     const float *dfc2 = p->ls2 ? layerscale_backward(g->dls, AUX(gp->ls2), dout, ba->fc2_out, p->ls2, R, C) : dout;
-    vitq_linear_backward_to(g->dact, gp->fc2_w, AUX(gp->fc2_b), dfc2, ba->act, p->fc2_w, R, F, C);
+    vitq_linear_backward_to(g->dact, WGT(gp->fc2_w), AUX(gp->fc2_b), dfc2, ba->act, p->fc2_w, R, F, C);
     if ((rc = vitq_tap_call_backward(m, VITQ_SITE_FC2_IN, l, ba->act, g->dact, 3, f_shape, e))) return rc;
     if (m->mlp_act[l] == VITQ_ACT_RELU)
         vitq_relu_backward_to(g->dfc1, ba->fc1, g->dact, R * F);
     else
         vitq_gelu_backward_to(g->dfc1, ba->fc1, g->dact, R * F);
-    vitq_linear_backward_to(g->dln2, gp->fc1_w, AUX(gp->fc1_b), g->dfc1, ba->ln2, p->fc1_w, R, C, F);
+    vitq_linear_backward_to(g->dln2, WGT(gp->fc1_w), AUX(gp->fc1_b), g->dfc1, ba->ln2, p->fc1_w, R, C, F);
     if ((rc = vitq_tap_call_backward(m, VITQ_SITE_FC1_IN, l, ba->ln2, g->dln2, 3, rc_shape, e))) return rc;
     vitq_layernorm_backward(g->dres1, AUX(gp->norm2_w), AUX(gp->norm2_b), g->dln2, ba->res1, p->norm2_w, ba->ln2_mean,
                             ba->ln2_rstd, R, C);
@@ -150,7 +152,7 @@ static int block_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int l,
     if (din) copy_par(dx, g->dres1, R * C);
     const float *dproj =
         p->ls1 ? layerscale_backward(g->dls, AUX(gp->ls1), g->dres1, ba->proj_out, p->ls1, R, C) : g->dres1;
-    vitq_linear_backward_to(g->datty, gp->proj_w, AUX(gp->proj_b), dproj, ba->atty, p->proj_w, R, C, C);
+    vitq_linear_backward_to(g->datty, WGT(gp->proj_w), AUX(gp->proj_b), dproj, ba->atty, p->proj_w, R, C, C);
     if ((rc = vitq_tap_call_backward(m, VITQ_SITE_PROJ_IN, l, ba->atty, g->datty, 3, rc_shape, e))) return rc;
     float *q = ba->qkvh, *k = ba->qkvh + qkv_n, *v = ba->qkvh + 2 * qkv_n;
     float *dq = g->dqkvh, *dk = g->dqkvh + qkv_n, *dv = g->dqkvh + 2 * qkv_n;
@@ -163,12 +165,13 @@ static int block_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int l,
         (rc = vitq_tap_call_backward(m, VITQ_SITE_Q, l, q, dq, 4, hd_shape, e)))
         return rc;
     vitq_qkv_split_backward_to(g->dqkv, g->dqkvh, B, N, C, H);
-    vitq_linear_backward_to(g->dln1, gp->qkv_w, m->arch.qkv_bias ? AUX(gp->qkv_b) : NULL, g->dqkv, ba->ln1, p->qkv_w,
+    vitq_linear_backward_to(g->dln1, WGT(gp->qkv_w), m->arch.qkv_bias ? AUX(gp->qkv_b) : NULL, g->dqkv, ba->ln1, p->qkv_w,
                             R, C, 3 * C);
     if ((rc = vitq_tap_call_backward(m, VITQ_SITE_QKV_IN, l, ba->ln1, g->dln1, 3, rc_shape, e))) return rc;
     vitq_layernorm_backward(din ? dx : NULL, AUX(gp->norm1_w), AUX(gp->norm1_b), g->dln1, x, p->norm1_w,
                             ba->ln1_mean, ba->ln1_rstd, R, C);
 #undef AUX
+#undef WGT
     return VITQ_OK;
 }
 

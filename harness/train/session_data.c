@@ -226,7 +226,9 @@ int vitq_ss_tail_backward(vitq_session *s, int u0, const float *dlogits, int B, 
         return vitq_ss_fail(s, VITQ_EINVAL, "tail_backward: call tail_forward(%d) with the same batch first", u0);
     vitq_err e;
     memcpy(vitq_unit_dout(m, s->tail_g, U - 1), dlogits, (size_t)(B * vitq_unit_get(m, U - 1)->out_numel) * sizeof(float));
+    m->grad_skip = VITQ_GRAD_SKIP_AUX | VITQ_GRAD_SKIP_WEIGHTS; /* only dx leaves: the teacher's grads are unread */
     int rc = vitq_backward_units(m, s->tail_a, s->tail_g, u0, U, B, &e);
+    m->grad_skip = 0;
     if (rc) return vitq_ss_fail(s, rc, "tail_backward: %s", e.msg);
     const float *d = vitq_unit_din(m, s->tail_g, u0);
     if (dx && !d) return vitq_ss_fail(s, VITQ_EINVAL, "tail_backward: unit %d's input gets no gradient", u0);
