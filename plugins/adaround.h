@@ -16,6 +16,8 @@
 
 #include <stdint.h>
 
+#include "uq_kernels.h" /* has_avx512 */
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define HAVE_ADA16 1
@@ -202,16 +204,6 @@ ADA16 static int64_t ada_reg16(const float *hraw, float *galpha, int64_t n, floa
 }
 #endif
 
-/* 1 when the CPU runs AVX-512F (checked once; uniform.c's fake-quant loops ask it too). */
-static int has_avx512(void) {
-#ifdef HAVE_ADA16
-    static int on = -1;
-    if (on < 0) on = __builtin_cpu_supports("avx512f") ? 1 : 0; /* a benign race: same value */
-    return on;
-#else
-    return 0;
-#endif
-}
 
 /* Soft AdaRound forward of n weights sharing scale s and zero point z: raw = σ(α)(ζ−γ) + γ (kept in hraw, and
  * α in afwd, for backward and the regulariser), h = clamp(raw, 0, 1), y = s·(clamp(⌊x/s⌋ + h + z, qlo, qhi) − z). */

@@ -158,71 +158,13 @@ typedef struct {
 #define ADA_SPAN 1.2f /* ζ − γ as the reference's float32 scalar */
 
 #include "adaround.h"
+#include "uq_kernels.h"
 
 /* ---------------------------------------------------------------------------------------------
  * Arithmetic
  * ------------------------------------------------------------------------------------------- */
-static inline float fq(float x, float s, float z, float qlo, float qhi) {
-    float v = rintf(x / s) + z;
-    v = v < qlo ? qlo : (v > qhi ? qhi : v);
-    return (v - z) * s;
-}
-
-/* y[i] = fq(x[i]) for n values, bit-identical to fq: x/s is first clamped to one level beyond the range
- * (which changes nothing after the final clamp), then rounded half to even by adding and subtracting
- * 1.5·2^23, exact for |v| < 2^22. SSE2 does 4 values at a time; MAXPS/MINPS with the bound as FIRST
- * operand return the second (x's value) when it is NaN, so NaN propagates as in fq. y may equal x.
- * The caller checks |z| + 2^16 + 2 < 2^22 (fast_ok). */
-#if defined(__x86_64__) && defined(__GNUC__)
-/* The same arithmetic 16 values at a time (AVX-512F; VMINPS/VMAXPS have SSE's NaN rule, VDIVPS is IEEE
- * division like DIVPS): bit-identical to the SSE2 loop. The division dominates a candidate sweep, and
- * AVX-512 does four times the values per instruction. Chosen at run time (fq_run). */
-__attribute__((target("avx512f"))) static int64_t fq_run16(float *y, const float *x, int64_t n, float s, float z,
-                                                          float qlo, float qhi) {
-    const __m512 M = _mm512_set1_ps(12582912.0f), S = _mm512_set1_ps(s), Z = _mm512_set1_ps(z);
-    const __m512 VLO = _mm512_set1_ps(qlo - z - 1), VHI = _mm512_set1_ps(qhi - z + 1);
-    const __m512 QLO = _mm512_set1_ps(qlo), QHI = _mm512_set1_ps(qhi);
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m512 v = _mm512_div_ps(_mm512_loadu_ps(x + i), S);
-        v = _mm512_min_ps(VHI, _mm512_max_ps(VLO, v));
-        v = _mm512_add_ps(_mm512_sub_ps(_mm512_add_ps(v, M), M), Z);
-        v = _mm512_min_ps(QHI, _mm512_max_ps(QLO, v));
-        _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_sub_ps(v, Z), S));
-    }
-    return i;
-}
-#define HAVE_FQ_RUN16 1
-#endif
-
-static void fq_run(float *y, const float *x, int64_t n, float s, float z, float qlo, float qhi) {
-    int64_t i = 0;
-#ifdef HAVE_FQ_RUN16
-    if (has_avx512() && n >= 16) {
-        i = fq_run16(y, x, n, s, z, qlo, qhi);
-        x += i, y += i, n -= i;
-        i = 0;
-    }
-#endif
-#ifdef __SSE2__
-    const __m128 M = _mm_set1_ps(12582912.0f), S = _mm_set1_ps(s), Z = _mm_set1_ps(z);
-    const __m128 VLO = _mm_set1_ps(qlo - z - 1), VHI = _mm_set1_ps(qhi - z + 1);
-    const __m128 QLO = _mm_set1_ps(qlo), QHI = _mm_set1_ps(qhi);
-    for (; i + 4 <= n; i += 4) {
-        __m128 v = _mm_div_ps(_mm_loadu_ps(x + i), S);
-        v = _mm_min_ps(VHI, _mm_max_ps(VLO, v));
-        v = _mm_add_ps(_mm_sub_ps(_mm_add_ps(v, M), M), Z);
-        v = _mm_min_ps(QHI, _mm_max_ps(QLO, v));
-        _mm_storeu_ps(y + i, _mm_mul_ps(_mm_sub_ps(v, Z), S));
-    }
-#endif
-    for (; i < n; i++) y[i] = fq(x[i], s, z, qlo, qhi);
-}
-
 /* Values in a row sharing one group: the whole tensor when there is a single group. */
 static inline int64_t run_len(const uq *q) { return q->G == 1 ? INT64_MAX / 4 : q->inner; }
-
-static inline int fast_ok(float z) { return fabsf(z) + 65538.0f < 4194304.0f; }
 
 /* Scale and zero point of the range [lo, hi]. */
 static void range_to_sz(const uq *q, double lo, double hi, float *s, float *z) {
@@ -1153,46 +1095,6 @@ static inline float bwd_one(const uq *q, int64_t i, float x, float dy, float s, 
     return d;
 }
 
-/* bwd_one over a run of one group with nearest rounding: Σ dy·dQ/ds (returned, in double) and dx += dy inside
- * the range. SSE2 4 lanes: x/s pre-clamped one level beyond the range, then rounded half to even by adding
- * and subtracting 1.5·2^23 (exact there, as in fq_run), so every lane takes bwd_one's branch; float partial
- * sums over 1024 values flushed to double. The caller checks fast_ok(z). */
-static double bwd_run_nearest(const uq *q, const float *x, const float *dy, float *dx, int64_t len, float s, float z) {
-    const float zr = rintf(z);
-    double total = 0;
-    int64_t i = 0;
-#ifdef __SSE2__
-    const __m128 S = _mm_set1_ps(s), Z = _mm_set1_ps(zr), LO = _mm_set1_ps(q->qlo), HI = _mm_set1_ps(q->qhi);
-    const __m128 VLO = _mm_set1_ps(q->qlo - zr - 1), VHI = _mm_set1_ps(q->qhi - zr + 1), M = _mm_set1_ps(12582912.0f);
-    const __m128 DLO = _mm_set1_ps(q->qlo - zr), DHI = _mm_set1_ps(q->qhi - zr);
-    __m128 acc = _mm_setzero_ps();
-    int cnt = 0;
-    for (; i + 4 <= len; i += 4) {
-        __m128 v = _mm_div_ps(_mm_loadu_ps(x + i), S);
-        __m128 r = _mm_sub_ps(_mm_add_ps(_mm_min_ps(VHI, _mm_max_ps(VLO, v)), M), M);
-        __m128 u = _mm_add_ps(r, Z);
-        __m128 below = _mm_cmplt_ps(u, LO), above = _mm_cmpgt_ps(u, HI), out = _mm_or_ps(below, above);
-        __m128 d = _mm_or_ps(_mm_andnot_ps(out, _mm_sub_ps(r, v)),
-                             _mm_or_ps(_mm_and_ps(below, DLO), _mm_and_ps(above, DHI)));
-        __m128 g = _mm_loadu_ps(dy + i);
-        if (dx) _mm_storeu_ps(dx + i, _mm_add_ps(_mm_loadu_ps(dx + i), _mm_andnot_ps(out, g)));
-        acc = _mm_add_ps(acc, _mm_mul_ps(g, d));
-        if (++cnt == 256) {
-            float l[4];
-            _mm_storeu_ps(l, acc);
-            total += (double)l[0] + l[1] + l[2] + l[3];
-            acc = _mm_setzero_ps();
-            cnt = 0;
-        }
-    }
-    float l[4];
-    _mm_storeu_ps(l, acc);
-    total += (double)l[0] + l[1] + l[2] + l[3];
-#endif
-    for (; i < len; i++) total += (double)dy[i] * bwd_one(q, i, x[i], dy[i], s, z, dx ? dx + i : NULL);
-    return total;
-}
-
 static void bwd_blocks(void *ctx, int64_t b0, int64_t b1) {
     const bwd_job *j = ctx;
     const uq *q = j->q;
@@ -1209,7 +1111,7 @@ static void bwd_blocks(void *ctx, int64_t b0, int64_t b1) {
                 ada_bwd_soft(j->x + i, j->dy + i, j->dx ? j->dx + i : NULL, q->hraw + i, q->galpha + i, len, s, z,
                              q->qlo, q->qhi);
             else if (q->ada == ADA_OFF && fast_ok(rintf(z))) /* any sign of s: bwd_one's arithmetic */
-                acc = bwd_run_nearest(q, j->x + i, j->dy + i, j->dx ? j->dx + i : NULL, len, s, z);
+                acc = uq_bwd_nearest(j->x + i, j->dy + i, j->dx ? j->dx + i : NULL, len, s, z, q->qlo, q->qhi, has_avx512());
             else
                 for (int64_t t = i; t < i + len; t++)
                     acc += (double)j->dy[t] * bwd_one(q, t, j->x[t], j->dy[t], s, z, j->dx ? j->dx + t : NULL);
