@@ -225,3 +225,51 @@ TEST(session_backward_computes_float_gradients_once_asked) {
     free(x), free(y);
     teardown(&f);
 }
+
+/* QDrop in the training hooks (quant/qtrain.c), on fc2's input of block 0: with drop_prob 0.5 each element
+ * takes its quantized value where its mask bit is set and keeps its float value elsewhere (about half
+ * each); backward gives the quantizer's straight-through gradient where quantized (what an all-quantized
+ * pass gives there), the identity elsewhere, and restores the float input. */
+TEST(session_qdrop_hooks_mix_and_split_by_the_mask) {
+    fixture f;
+    if (setup(&f, NULL)) return;
+    vitq_err e;
+    CHECK_MSG(vitq_qmodel_train(f.q, 1, &e) == 0, "%s", e.msg);
+    const int tap = vitq_tap_id(f.q->m, VITQ_SITE_FC2_IN, 0);
+    vitq_qtap *t = NULL;
+    for (int i = 0; i < f.q->n_taps; i++)
+        if (f.q->taps[i].act == tap) t = &f.q->taps[i];
+    CHECK(t != NULL && t->training);
+    if (!t) return teardown(&f);
+    enum { B = 2, N = 17, F = 32, n = B * N * F };
+    const int64_t shape[3] = {B, N, F};
+    static float x[n], yq[n], qv[n], y[n], d0[n], dq[n], dx[n];
+    for (int i = 0; i < n; i++) x[i] = (float)((i * 7919) % 201 - 60) / 40.0f, d0[i] = (float)((i * 31) % 17 - 8) / 8.0f;
+    memcpy(yq, x, sizeof x), memcpy(y, x, sizeof x), memcpy(dq, d0, sizeof d0), memcpy(dx, d0, sizeof d0);
+    vitq_qmodel_set_qdrop(f.q, 1.0, 9); /* every element quantized */
+    CHECK(vitq_qmodel_hook(f.q, tap, yq, 3, shape) == 0);
+    memcpy(qv, yq, sizeof yq);
+    CHECK(vitq_qmodel_hook_backward(f.q, tap, yq, dq, 3, shape) == 0);
+    vitq_qmodel_set_qdrop(f.q, 0.5, 9);
+    CHECK(vitq_qmodel_hook(f.q, tap, y, 3, shape) == 0);
+    int quantized = 0, bad_fwd = 0, changed = 0;
+    for (int i = 0; i < n; i++) {
+        const int bit = (int)((t->mask[i >> 6] >> (i & 63)) & 1);
+        quantized += bit;
+        bad_fwd += bit ? y[i] != qv[i] : y[i] != x[i];
+        changed += bit && y[i] != x[i];
+    }
+    CHECK_EQ(bad_fwd, 0);
+    CHECK_MSG(quantized > n / 2 - 80 && quantized < n / 2 + 80, "%d of %d quantized", quantized, n);
+    CHECK(changed > n / 4); /* the quantized ones do move */
+    CHECK(vitq_qmodel_hook_backward(f.q, tap, y, dx, 3, shape) == 0);
+    int bad_bwd = 0;
+    for (int i = 0; i < n; i++) {
+        const int bit = (int)((t->mask[i >> 6] >> (i & 63)) & 1);
+        bad_bwd += bit ? dx[i] != dq[i] : dx[i] != d0[i];
+    }
+    CHECK_EQ(bad_bwd, 0);
+    CHECK(memcmp(y, x, sizeof x) == 0); /* the float input restored */
+    teardown(&f);
+}
+
