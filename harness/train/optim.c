@@ -33,22 +33,34 @@ void vitq_adamw_release(vitq_adamw *o) {
     o->m = o->v = NULL;
 }
 
-void vitq_adamw_update(vitq_adamw *o, float *params, const float *grads, int64_t off, int64_t n, float lr,
-                       float wd, int64_t t) {
-    const float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
-    // bias corrections in double, then used in float as PyTorch does (step_size, bias_correction2_sqrt)
-    const float step_size = (float)(lr / (1.0 - pow(b1, (double)t)));
-    const float bc2_sqrt = (float)sqrt(1.0 - pow(b2, (double)t));
-    const float decay = 1.0f - lr * wd;
-    float *m = o->m + off, *v = o->v + off;
-    for (int64_t i = 0; i < n; i++) {
-        float g = grads[i];
-        params[i] *= decay;
+typedef struct {
+    float *params, *m, *v;
+    const float *grads;
+    float b1, b2, eps, step_size, bc2_sqrt, decay;
+} adamw_job;
+
+/* Elements [i0, i1): each one's update depends on that element alone, so any split gives the same bits. */
+static void adamw_range(void *ctx, int64_t i0, int64_t i1) {
+    const adamw_job *j = ctx;
+    float *params = j->params, *m = j->m, *v = j->v;
+    const float b1 = j->b1, b2 = j->b2;
+    for (int64_t i = i0; i < i1; i++) {
+        float g = j->grads[i];
+        params[i] *= j->decay;
         m[i] = b1 * m[i] + (1.0f - b1) * g;
         v[i] = b2 * v[i] + (1.0f - b2) * g * g;
-        float denom = sqrtf(v[i]) / bc2_sqrt + eps;
-        params[i] -= step_size * m[i] / denom;
+        float denom = sqrtf(v[i]) / j->bc2_sqrt + j->eps;
+        params[i] -= j->step_size * m[i] / denom;
     }
+}
+
+void vitq_adamw_update(vitq_adamw *o, float *params, const float *grads, int64_t off, int64_t n, float lr,
+                       float wd, int64_t t) {
+    // bias corrections in double, then used in float as PyTorch does (step_size, bias_correction2_sqrt)
+    adamw_job j = {params, o->m + off, o->v + off, grads, o->beta1, o->beta2, o->eps,
+                   (float)(lr / (1.0 - pow(o->beta1, (double)t))), (float)sqrt(1.0 - pow(o->beta2, (double)t)),
+                   1.0f - lr * wd};
+    vitq_parallel_for_work(n, 16, adamw_range, &j); /* ~16 flops an element (a sqrt and two divisions) */
 }
 
 int vitq_param_decays(const vitq_tensor_ref *r) {
