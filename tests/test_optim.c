@@ -29,6 +29,25 @@ TEST(optim_adamw_two_steps) {
     vitq_adamw_release(&o);
 }
 
+/* Updated 16 at a time (the AVX-512 loop, where the CPU has it) or one element per call (the scalar loop:
+ * a call of one element never takes the vector path): the same bits, over three steps with decay. */
+TEST(optim_adamw_vector_loop_same_bits) {
+    enum { N = 37 };
+    vitq_adamw a, b;
+    vitq_err e;
+    CHECK(vitq_adamw_init(&a, N, 0.9f, 0.999f, 1e-8f, 0.1f, &e) == 0 && vitq_adamw_init(&b, N, 0.9f, 0.999f, 1e-8f, 0.1f, &e) == 0);
+    float pa[N], pb[N], g[N];
+    for (int i = 0; i < N; i++) pa[i] = pb[i] = (float)(i % 9 - 4) * 0.37f;
+    for (int t = 1; t <= 3; t++) {
+        for (int i = 0; i < N; i++) g[i] = i % 5 == 0 ? 0.0f : (float)((i * 7 + t * 13) % 23 - 11) * 1e-3f;
+        vitq_adamw_update(&a, pa, g, 0, N, 0.01f, 0.1f, t);
+        for (int i = 0; i < N; i++) vitq_adamw_update(&b, pb + i, g + i, i, 1, 0.01f, 0.1f, t);
+    }
+    CHECK(memcmp(pa, pb, sizeof pa) == 0);
+    CHECK(memcmp(a.m, b.m, sizeof(float) * N) == 0 && memcmp(a.v, b.v, sizeof(float) * N) == 0);
+    vitq_adamw_release(&a), vitq_adamw_release(&b);
+}
+
 TEST(optim_adamw_no_decay_and_offsets) {
     // wd = 0: step 1 is exactly -lr * sign(g) (|m_hat / sqrt(v_hat)| = 1), whatever the gradient's size
     vitq_adamw o;

@@ -39,12 +39,42 @@ typedef struct {
     float b1, b2, eps, step_size, bc2_sqrt, decay;
 } adamw_job;
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* adamw_range's loop 16 elements at a time: the same IEEE operations in the same order (sqrt and division
+ * are correctly rounded in every width; -std=c11 contracts nothing), so the same bits. Returns where it
+ * stopped. */
+__attribute__((target("avx512f"))) static int64_t adamw16(const adamw_job *j, int64_t i0, int64_t i1) {
+    const __m512 b1 = _mm512_set1_ps(j->b1), b2 = _mm512_set1_ps(j->b2), c1 = _mm512_set1_ps(1.0f - j->b1);
+    const __m512 c2 = _mm512_set1_ps(1.0f - j->b2), bc2 = _mm512_set1_ps(j->bc2_sqrt), eps = _mm512_set1_ps(j->eps);
+    const __m512 step = _mm512_set1_ps(j->step_size), decay = _mm512_set1_ps(j->decay);
+    int64_t i = i0;
+    for (; i + 16 <= i1; i += 16) {
+        const __m512 g = _mm512_loadu_ps(j->grads + i);
+        __m512 p = _mm512_mul_ps(_mm512_loadu_ps(j->params + i), decay);
+        const __m512 m = _mm512_add_ps(_mm512_mul_ps(b1, _mm512_loadu_ps(j->m + i)), _mm512_mul_ps(c1, g));
+        const __m512 v = _mm512_add_ps(_mm512_mul_ps(b2, _mm512_loadu_ps(j->v + i)), _mm512_mul_ps(_mm512_mul_ps(c2, g), g));
+        const __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(v), bc2), eps);
+        p = _mm512_sub_ps(p, _mm512_div_ps(_mm512_mul_ps(step, m), denom));
+        _mm512_storeu_ps(j->m + i, m), _mm512_storeu_ps(j->v + i, v), _mm512_storeu_ps(j->params + i, p);
+    }
+    return i;
+}
+#define HAVE_ADAMW16 1
+#endif
+
 /* Elements [i0, i1): each one's update depends on that element alone, so any split gives the same bits. */
 static void adamw_range(void *ctx, int64_t i0, int64_t i1) {
     const adamw_job *j = ctx;
     float *params = j->params, *m = j->m, *v = j->v;
     const float b1 = j->b1, b2 = j->b2;
-    for (int64_t i = i0; i < i1; i++) {
+    int64_t i = i0;
+#ifdef HAVE_ADAMW16
+    static int wide = -1;
+    if (wide < 0) wide = __builtin_cpu_supports("avx512f") ? 1 : 0; /* a benign race: same value */
+    if (wide) i = adamw16(j, i0, i1);
+#endif
+    for (; i < i1; i++) {
         float g = j->grads[i];
         params[i] *= j->decay;
         m[i] = b1 * m[i] + (1.0f - b1) * g;
