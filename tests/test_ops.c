@@ -183,6 +183,23 @@ TEST(ops_layernorm_matches_naive) {
 
 /* ---- elementwise -------------------------------------------------------------------------- */
 
+/* ReLU forward and backward over vector lengths, bit for bit against x > 0 ? x : +0 (and dy where x > 0):
+ * −0 and NaN give +0, in the vector loops as in the scalar tail. */
+TEST(ops_relu_bits_over_vector_lengths) {
+    enum { N = 103 };
+    float x[N], y[N], d[N], dx[N];
+    for (int i = 0; i < N; i++) x[i] = (float)(i % 7 - 3) * 0.75f, d[i] = (float)(i % 5) - 2.5f;
+    x[5] = -0.0f, x[20] = NAN, x[33] = 0.0f, x[40] = -NAN, x[101] = -0.0f;
+    vitq_relu_forward(y, x, N);
+    vitq_relu_backward_to(dx, x, d, N);
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        float want = x[i] > 0.0f ? x[i] : 0.0f, dwant = x[i] > 0.0f ? d[i] : 0.0f;
+        bad += memcmp(&want, y + i, sizeof want) != 0 || memcmp(&dwant, dx + i, sizeof dwant) != 0;
+    }
+    CHECK_EQ(bad, 0);
+}
+
 TEST(ops_gelu_relu_add_values) {
     /* exact GELU x * Phi(x), values from erf in double precision */
     const float x[] = {-3.0f, -1.0f, -0.5f, 0.0f, 0.5f, 1.0f, 2.0f, 5.0f};

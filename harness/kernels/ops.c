@@ -151,9 +151,14 @@ static void gelu_range(void *vc, int64_t i0, int64_t i1) {
 #endif
 }
 
-static void relu_range(void *vc, int64_t i0, int64_t i1) {
+/* ReLU without a branch (a 50 % taken one cost ~5 ns a value, half a reconstruction step's GEMM time
+ * after MLP reconstruction): x > 0 ? x : +0 is MAXPS(x, 0) — −0 and NaN give the second operand, +0. */
+__attribute__((target_clones("avx512f", "default"), optimize("O3"))) static void relu_range(void *vc, int64_t i0,
+                                                                                             int64_t i1) {
     const ew_ctx *c = vc;
-    for (int64_t i = i0 * EW_CHUNK, e = ew_end(c, i1); i < e; i++) c->out[i] = c->a[i] > 0.0f ? c->a[i] : 0.0f;
+    const float *restrict a = c->a;
+    float *restrict out = c->out;
+    for (int64_t i = i0 * EW_CHUNK, e = ew_end(c, i1); i < e; i++) out[i] = a[i] > 0.0f ? a[i] : 0.0f;
 }
 
 static void add_range(void *vc, int64_t i0, int64_t i1) {
