@@ -66,15 +66,30 @@ static int matches(const char *globs, const char *name) {
     return 0;
 }
 
-/* Channel c's (s, z) by the §2.3 grid and its own MSE: values x[i·C + c] of R rows. */
-static void channel_params(const float *x, int64_t R, int64_t C, int bits, float *vals, float *s, float *z) {
-    double err[APHQ_EQ_N];
-    for (int64_t c = 0; c < C; c++) {
-        for (int64_t i = 0; i < R; i++) vals[i] = x[i * C + c];
-        aphq_lgrid g;
-        int best = aphq_lgrid_search_self(&g, vals, R, bits, 1, err);
-        aphq_lgrid_at(&g, best, &s[c], &z[c]);
+/* Channels [c0, c1)'s (s, z) by the §2.3 grid and each channel's own MSE: values x[i·C + c] of R rows.
+ * Channels are independent, so the pool's split leaves every (s, z) as one thread finds it. */
+typedef struct {
+    const float *x;
+    int64_t R, C;
+    int bits, failed;
+    float *s, *z;
+} channel_job;
+
+static void channel_params(void *ctx, int64_t c0, int64_t c1) {
+    channel_job *j = ctx;
+    float *vals = malloc(sizeof(float) * (size_t)j->R);
+    if (!vals) { /* a benign race: every failing chunk writes the same 1 */
+        j->failed = 1;
+        return;
     }
+    double err[APHQ_EQ_N];
+    for (int64_t c = c0; c < c1; c++) {
+        for (int64_t i = 0; i < j->R; i++) vals[i] = j->x[i * j->C + c];
+        aphq_lgrid g;
+        int best = aphq_lgrid_search_self(&g, vals, j->R, j->bits, 1, err);
+        aphq_lgrid_at(&g, best, &j->s[c], &j->z[c]);
+    }
+    free(vals);
 }
 
 typedef struct {
@@ -93,16 +108,18 @@ static int measure(vitq_session *s, const vitq_session_api *api, const vitq_host
     if (api->capture(s, tap, 1, NULL, &per) || api->tensor(s, gname, &gamma))
         return h->fail(h, VITQ_EINVAL, "repq: tap '%s' or its LayerNorm '%s' does not exist", tap, f->norm);
     const int64_t C = gamma.numel, R = n * (per / C);
-    float *x = malloc(sizeof(float) * (size_t)(n * per)), *vals = malloc(sizeof(float) * (size_t)R);
+    float *x = malloc(sizeof(float) * (size_t)(n * per));
     float *sc = malloc(sizeof(float) * (size_t)C), *zc = malloc(sizeof(float) * (size_t)C);
     f->r = malloc(sizeof(float) * (size_t)C), f->b = malloc(sizeof(float) * (size_t)C), f->C = C;
-    int rc = !x || !vals || !sc || !zc || !f->r || !f->b ? h->fail(h, VITQ_ENOMEM, "repq: out of memory") : 0;
+    int rc = !x || !sc || !zc || !f->r || !f->b ? h->fail(h, VITQ_ENOMEM, "repq: out of memory") : 0;
     if (!rc && (rc = api->capture(s, tap, 1, x, NULL))) h->fail(h, rc, "repq: cannot capture '%s'", tap);
     if (!rc) {
-        channel_params(x, R, C, p->bits, vals, sc, zc);
-        repq_factors(sc, zc, C, f->r, f->b, NULL);
+        channel_job j = {x, R, C, p->bits, 0, sc, zc};
+        h->parallel_for(C, channel_params, &j);
+        if (j.failed) rc = h->fail(h, VITQ_ENOMEM, "repq: out of memory");
+        else repq_factors(sc, zc, C, f->r, f->b, NULL);
     }
-    free(x), free(vals), free(sc), free(zc);
+    free(x), free(sc), free(zc);
     return rc;
 }
 
