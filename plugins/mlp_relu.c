@@ -177,7 +177,8 @@ static int teacher_data(mr_job *j) {
     if (!rc) rc = api->teacher_tensor(j->s, name, &w2);
     snprintf(name, sizeof name, "%s.mlp.fc2.bias", j->ui.name);
     if (!rc) rc = api->teacher_tensor(j->s, name, &b2);
-    if (!rc) mr_linear(api->gemm, g, w2.data, b2.data, n * j->N, j->F, j->C, j->T); /* t = fc2(GELU(...)) */
+    const mr_mlp lin = {.gemm = api->gemm, .par = j->host->parallel_for};
+    if (!rc) mr_linear(&lin, g, w2.data, b2.data, n * j->N, j->F, j->C, j->T); /* t = fc2(GELU(...)) */
     int64_t count = 0;
     if (!rc) j->bound = mr_clamp_bound(g, n * per_g, j->p->pct, &count);
     free(g);
@@ -210,17 +211,23 @@ static int setup_training(mr_job *j) {
     return VITQ_OK;
 }
 
-/* One step at iteration t (1-based) of `iters`: batch, forward, loss, backward, Adam. */
-static int step(mr_job *j, aph_rng *batches, int64_t t, double *distill, double *clamp) {
-    const mr_params *p = j->p;
-    const int B = p->batch;
+/* Samples [b0, b1) of the batch: their MLP inputs and teacher outputs gathered, their importance rows. */
+static void gather_rows(void *ctx, int64_t b0, int64_t b1) {
+    mr_job *j = ctx;
     const int64_t per = j->N * j->C;
-    aph_draw_batch(batches, j->perm, p->images, B, j->idx);
-    for (int b = 0; b < B; b++) {
+    for (int64_t b = b0; b < b1; b++) {
         memcpy(j->x + b * per, j->X + j->idx[b] * per, sizeof(float) * (size_t)per);
         memcpy(j->t + b * per, j->T + j->idx[b] * per, sizeof(float) * (size_t)per);
         j->wrow[b] = aph_imp_row(&j->imp, j->idx[b]);
     }
+}
+
+/* One step at iteration t (1-based) of `iters`: batch, forward, loss, backward, Adam. */
+static int step(mr_job *j, aph_rng *batches, int64_t t, double *distill, double *clamp) {
+    const mr_params *p = j->p;
+    const int B = p->batch;
+    aph_draw_batch(batches, j->perm, p->images, B, j->idx);
+    j->host->parallel_for(B, gather_rows, j);
     mr_forward(&j->m, j->x);
     mr_loss(&j->m, j->t, j->wrow, j->DY, distill, clamp);
     if (t == p->iters) { /* the clamp at work: the share of the student's post-ReLU values above u */

@@ -131,11 +131,120 @@ static inline float mr_if_pos(float h, float v) {
     return v;
 }
 
-/* Y (rows, out) = X (rows, in) · Wᵀ + b, W (out, in). */
-static inline void mr_linear(mr_gemm_fn gemm, const float *X, const float *W, const float *b, int64_t rows,
+typedef struct {
+    const float *b;
+    float *Y;
+    int64_t out;
+} mr_bias_job;
+
+static inline void mr_bias_rows(void *ctx, int64_t r0, int64_t r1) {
+    const mr_bias_job *j = ctx;
+    for (int64_t r = r0; r < r1; r++) memcpy(j->Y + r * j->out, j->b, sizeof(float) * (size_t)j->out);
+}
+
+/* Y (rows, out) = X (rows, in) · Wᵀ + b, W (out, in); the bias rows written on m's pool. */
+static inline void mr_linear(const mr_mlp *m, const float *X, const float *W, const float *b, int64_t rows,
                              int64_t in, int64_t out, float *Y) {
-    for (int64_t r = 0; r < rows; r++) memcpy(Y + r * out, b, sizeof(float) * (size_t)out);
-    gemm(0, 1, rows, out, in, 1.0f, X, W, 1.0f, Y);
+    mr_bias_job j = {b, Y, out};
+    mr_for(m, rows, mr_bias_rows, &j);
+    m->gemm(0, 1, rows, out, in, 1.0f, X, W, 1.0f, Y);
+}
+
+/* The flat indices i of H (n values) where H[i] > u, in increasing order, into out; returns their count.
+ * 16 compares at a time with AVX-512 (a NaN compares false, as in the scalar tail); the entries are rare
+ * (about 1 − pct of the positives), so the loop over a mask's set bits rarely runs. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+__attribute__((target("avx512f"))) static inline int64_t mr_above16(const float *H, int64_t n, float u, int64_t *out,
+                                                                   int64_t *done) {
+    const __m512 U = _mm512_set1_ps(u);
+    int64_t i = 0, k = 0;
+    for (; i + 16 <= n; i += 16)
+        for (unsigned mk = _mm512_cmp_ps_mask(_mm512_loadu_ps(H + i), U, _CMP_GT_OQ); mk; mk &= mk - 1)
+            out[k++] = i + __builtin_ctz(mk);
+    *done = i;
+    return k;
+}
+#define HAVE_MR_ABOVE16 1
+#endif
+
+static inline int64_t mr_above(const float *H, int64_t n, float u, int64_t *out) {
+    int64_t i = 0, k = 0;
+#ifdef HAVE_MR_ABOVE16
+    if (__builtin_cpu_supports("avx512f")) k = mr_above16(H, n, u, out, &i);
+#endif
+    for (; i < n; i++)
+        if (H[i] > u) out[k++] = i;
+    return k;
+}
+
+/* The sparse corrections over the clamped entries (sorted flat indices r·F + j), on the pool:
+ *   rows  [r0, r1) of y2 −= d·W2ᵀ (forward), each row's entries in order;
+ *   dots  dH[i_k] −= dy2[r]·W2[:, j] for entries [k0, k1) (backward; each dot in double, in c order, four
+ *         entries side by side: independent sums);
+ *   cols  corr[j] += d·dy2[r] for hidden channels [j0, j1) (backward), every entry of those j in order.
+ * Each value gets the operations of the serial loops in the same order: the same bits. */
+typedef struct {
+    mr_mlp *m;
+    const float *dy2;
+    float *y2, *dH;
+} mr_sparse_job;
+
+/* First k with clamped[k] >= v (clamped sorted). */
+static inline int64_t mr_lower(const int64_t *c, int64_t n, int64_t v) {
+    int64_t lo = 0, hi = n;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (c[mid] < v) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+static inline void mr_y2_rows(void *ctx, int64_t r0, int64_t r1) {
+    const mr_sparse_job *sj = ctx;
+    const mr_mlp *m = sj->m;
+    const int64_t C = m->C, F = m->F, n = m->n_clamped;
+    for (int64_t k = mr_lower(m->clamped, n, r0 * F); k < n && m->clamped[k] < r1 * F; k++) {
+        const int64_t r = m->clamped[k] / F, j = m->clamped[k] % F;
+        const float d = m->H[m->clamped[k]] - m->u, *w = m->W2t + j * C;
+        for (int64_t c = 0; c < C; c++) sj->y2[r * C + c] -= d * w[c];
+    }
+}
+
+static inline double mr_dot1(const float *g, const float *w, int64_t C) {
+    double dot = 0;
+    for (int64_t c = 0; c < C; c++) dot += (double)g[c] * w[c];
+    return dot;
+}
+
+static inline void mr_dots(void *ctx, int64_t k0, int64_t k1) {
+    const mr_sparse_job *sj = ctx;
+    const mr_mlp *m = sj->m;
+    const int64_t C = m->C, F = m->F, *cl = m->clamped;
+    int64_t k = k0;
+    for (; k + 4 <= k1; k += 4) {
+        const float *g[4], *w[4];
+        double dot[4] = {0, 0, 0, 0};
+        for (int e = 0; e < 4; e++) g[e] = sj->dy2 + cl[k + e] / F * C, w[e] = m->W2t + cl[k + e] % F * C;
+        for (int64_t c = 0; c < C; c++)
+            for (int e = 0; e < 4; e++) dot[e] += (double)g[e][c] * w[e][c];
+        for (int e = 0; e < 4; e++) sj->dH[cl[k + e]] -= (float)dot[e];
+    }
+    for (; k < k1; k++) sj->dH[cl[k]] -= (float)mr_dot1(sj->dy2 + cl[k] / F * C, m->W2t + cl[k] % F * C, C);
+}
+
+static inline void mr_corr_cols(void *ctx, int64_t j0, int64_t j1) {
+    const mr_sparse_job *sj = ctx;
+    const mr_mlp *m = sj->m;
+    const int64_t C = m->C, F = m->F;
+    for (int64_t k = 0; k < m->n_clamped; k++) {
+        const int64_t j = m->clamped[k] % F;
+        if (j < j0 || j >= j1) continue;
+        const float d = m->H[m->clamped[k]] - m->u, *g = sj->dy2 + m->clamped[k] / F * C;
+        float *cj = m->corr + j * C;
+        for (int64_t c = 0; c < C; c++) cj[c] += d * g[c];
+    }
 }
 
 static inline void mr_relu_chunk(void *ctx, int64_t i0, int64_t i1) {
@@ -146,22 +255,16 @@ static inline void mr_relu_chunk(void *ctx, int64_t i0, int64_t i1) {
 /* Forward of the R rows x: H, A = relu(H), the clamped entries, y1 and y2 = y1 − max(H − u, 0)·W2ᵀ. */
 static inline void mr_forward(mr_mlp *m, const float *x) {
     const int64_t R = m->R, C = m->C, F = m->F;
-    mr_linear(m->gemm, x, m->W1, m->b1, R, C, F, m->H);
-    int64_t n = 0;
+    mr_linear(m, x, m->W1, m->b1, R, C, F, m->H);
     mr_for(m, R * F, mr_relu_chunk, m);
-    for (int64_t i = 0; i < R * F; i++)
-        if (m->H[i] > m->u) m->clamped[n++] = i; /* rare: predicted */
-    m->n_clamped = n;
-    mr_linear(m->gemm, m->A, m->W2, m->b2, R, F, C, m->Y);
+    m->n_clamped = mr_above(m->H, R * F, m->u, m->clamped);
+    mr_linear(m, m->A, m->W2, m->b2, R, F, C, m->Y);
     for (int64_t j = 0; j < F; j++)
         for (int64_t c = 0; c < C; c++) m->W2t[j * C + c] = m->W2[c * F + j];
     float *y2 = m->Y + R * C;
     memcpy(y2, m->Y, sizeof(float) * (size_t)(R * C));
-    for (int64_t k = 0; k < n; k++) {
-        const int64_t r = m->clamped[k] / F, j = m->clamped[k] % F;
-        const float d = m->H[m->clamped[k]] - m->u, *w = m->W2t + j * C;
-        for (int64_t c = 0; c < C; c++) y2[r * C + c] -= d * w[c];
-    }
+    mr_sparse_job sj = {m, NULL, y2, NULL};
+    if (m->n_clamped > 0) mr_for(m, R, mr_y2_rows, &sj);
 }
 
 /* The loss of the rows after mr_forward against t (R, C), weighted by w[b] (the importance row of sample
@@ -214,8 +317,10 @@ typedef struct {
     float *out;
 } mr_colsum_job;
 
-/* Columns [c0, c1): rows outer (the columns' sums side by side, vectorised), each in row order. */
-static inline void mr_colsum_cols(void *ctx, int64_t c0, int64_t c1) {
+/* Columns [c0, c1): rows outer (the columns' sums side by side, vectorised: 8 doubles a step in the AVX-512
+ * clone), each in row order. */
+__attribute__((target_clones("avx512f", "default"), optimize("O3"), unused)) static void
+mr_colsum_cols(void *ctx, int64_t c0, int64_t c1) {
     const mr_colsum_job *j = ctx;
     double *acc = j->acc;
     for (int64_t c = c0; c < c1; c++) acc[c] = 0;
@@ -261,14 +366,11 @@ static inline void mr_backward(mr_mlp *m, const float *x, float *DY) {
     float *dH = m->A;
     m->gemm(0, 0, R, F, C, 1.0f, S, m->W2, 0.0f, dH);   /* (dy1 + dy2)·W2 */
     mr_for(m, R * F, mr_mask_chunk, &bj);
-    if (m->n_clamped > 0) memset(m->corr, 0, sizeof(float) * (size_t)(F * C));
-    for (int64_t k = 0; k < m->n_clamped; k++) {        /* the clamped entries: their y2 path is cut */
-        const int64_t r = m->clamped[k] / F, j = m->clamped[k] % F;
-        const float d = m->H[m->clamped[k]] - m->u, *w = m->W2t + j * C, *g = dy2 + r * C;
-        float *cj = m->corr + j * C;
-        double dot = 0;
-        for (int64_t c = 0; c < C; c++) dot += (double)g[c] * w[c], cj[c] += d * g[c];
-        dH[m->clamped[k]] -= (float)dot;
+    if (m->n_clamped > 0) { /* the clamped entries: their y2 path is cut */
+        memset(m->corr, 0, sizeof(float) * (size_t)(F * C));
+        mr_sparse_job sj = {m, dy2, NULL, dH};
+        mr_for(m, m->n_clamped, mr_dots, &sj);
+        mr_for(m, F, mr_corr_cols, &sj);
     }
     for (int64_t j = 0; m->n_clamped > 0 && j < F; j++)
         for (int64_t c = 0; c < C; c++) m->dW2[c * F + j] -= m->corr[j * C + c];
