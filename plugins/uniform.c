@@ -1111,7 +1111,8 @@ static void bwd_blocks(void *ctx, int64_t b0, int64_t b1) {
                 ada_bwd_soft(j->x + i, j->dy + i, j->dx ? j->dx + i : NULL, q->hraw + i, q->galpha + i, len, s, z,
                              q->qlo, q->qhi);
             else if (q->ada == ADA_OFF && fast_ok(rintf(z))) /* any sign of s: bwd_one's arithmetic */
-                acc = uq_bwd_nearest(j->x + i, j->dy + i, j->dx ? j->dx + i : NULL, len, s, z, q->qlo, q->qhi, has_avx512());
+                acc = uq_bwd_nearest(j->x + i, j->dy + i, j->dx ? j->dx + i : NULL, len, s, z, q->qlo, q->qhi,
+                                     has_avx512());
             else
                 for (int64_t t = i; t < i + len; t++)
                     acc += (double)j->dy[t] * bwd_one(q, t, j->x[t], j->dy[t], s, z, j->dx ? j->dx + t : NULL);

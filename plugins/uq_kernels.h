@@ -98,11 +98,12 @@ static inline float uq_bwd_nearest_one(float x, float dy, float *dx, float s, fl
  * the SSE2 loop makes, one per 4 values — flushed to double every 1024 values as there. Returns the values
  * done (whole 1024s, so that the SSE2 loop carries on at a flush); *acc_io and *total_io carry on. */
 #ifdef HAVE_FQ_RUN16
-__attribute__((target("avx512f"))) static inline int64_t uq_bwd_run16(const float *x, const float *dy, float *dx, int64_t len,
-                                                              float s, float zr, float qlo, float qhi, __m128 *acc_io,
-                                                              double *total_io) {
+__attribute__((target("avx512f"))) static inline int64_t uq_bwd_run16(const float *x, const float *dy, float *dx,
+                                                                     int64_t len, float s, float zr, float qlo,
+                                                                     float qhi, __m128 *acc_io, double *total_io) {
     const __m512 S = _mm512_set1_ps(s), Z = _mm512_set1_ps(zr), LO = _mm512_set1_ps(qlo), HI = _mm512_set1_ps(qhi);
-    const __m512 VLO = _mm512_set1_ps(qlo - zr - 1), VHI = _mm512_set1_ps(qhi - zr + 1), M = _mm512_set1_ps(12582912.0f);
+    const __m512 VLO = _mm512_set1_ps(qlo - zr - 1), VHI = _mm512_set1_ps(qhi - zr + 1);
+    const __m512 M = _mm512_set1_ps(12582912.0f);
     const __m512 DLO = _mm512_set1_ps(qlo - zr), DHI = _mm512_set1_ps(qhi - zr);
     __m128 acc = *acc_io;
     double total = *total_io;
@@ -140,8 +141,8 @@ __attribute__((target("avx512f"))) static inline int64_t uq_bwd_run16(const floa
  * uq_bwd_nearest_one's branch; float partial sums over 1024 values flushed to double. wide: the first
  * whole 1024s 16 values at a time (uq_bwd_run16, the same bits; the caller passes has_avx512()). The caller
  * checks fast_ok(rint(z)). */
-static inline double uq_bwd_nearest(const float *x, const float *dy, float *dx, int64_t len, float s, float z, float qlo,
-                             float qhi, int wide) {
+static inline double uq_bwd_nearest(const float *x, const float *dy, float *dx, int64_t len, float s, float z,
+                                    float qlo, float qhi, int wide) {
     const float zr = rintf(z);
     double total = 0;
     int64_t i = 0;

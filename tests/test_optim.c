@@ -35,7 +35,8 @@ TEST(optim_adamw_vector_loop_same_bits) {
     enum { N = 37 };
     vitq_adamw a, b;
     vitq_err e;
-    CHECK(vitq_adamw_init(&a, N, 0.9f, 0.999f, 1e-8f, 0.1f, &e) == 0 && vitq_adamw_init(&b, N, 0.9f, 0.999f, 1e-8f, 0.1f, &e) == 0);
+    CHECK(vitq_adamw_init(&a, N, 0.9f, 0.999f, 1e-8f, 0.1f, &e) == 0);
+    CHECK(vitq_adamw_init(&b, N, 0.9f, 0.999f, 1e-8f, 0.1f, &e) == 0);
     float pa[N], pb[N], g[N];
     for (int i = 0; i < N; i++) pa[i] = pb[i] = (float)(i % 9 - 4) * 0.37f;
     for (int t = 1; t <= 3; t++) {

@@ -244,7 +244,8 @@ TEST(session_qdrop_hooks_mix_and_split_by_the_mask) {
     enum { B = 2, N = 17, F = 32, n = B * N * F };
     const int64_t shape[3] = {B, N, F};
     static float x[n], yq[n], qv[n], y[n], d0[n], dq[n], dx[n];
-    for (int i = 0; i < n; i++) x[i] = (float)((i * 7919) % 201 - 60) / 40.0f, d0[i] = (float)((i * 31) % 17 - 8) / 8.0f;
+    for (int i = 0; i < n; i++)
+        x[i] = (float)((i * 7919) % 201 - 60) / 40.0f, d0[i] = (float)((i * 31) % 17 - 8) / 8.0f;
     memcpy(yq, x, sizeof x), memcpy(y, x, sizeof x), memcpy(dq, d0, sizeof d0), memcpy(dx, d0, sizeof d0);
     vitq_qmodel_set_qdrop(f.q, 1.0, 9); /* every element quantized */
     CHECK(vitq_qmodel_hook(f.q, tap, yq, 3, shape) == 0);

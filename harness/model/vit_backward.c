@@ -165,8 +165,8 @@ static int block_backward(vitq_model *m, vitq_acts *a, vitq_grad_acts *g, int l,
         (rc = vitq_tap_call_backward(m, VITQ_SITE_Q, l, q, dq, 4, hd_shape, e)))
         return rc;
     vitq_qkv_split_backward_to(g->dqkv, g->dqkvh, B, N, C, H);
-    vitq_linear_backward_to(g->dln1, WGT(gp->qkv_w), m->arch.qkv_bias ? AUX(gp->qkv_b) : NULL, g->dqkv, ba->ln1, p->qkv_w,
-                            R, C, 3 * C);
+    vitq_linear_backward_to(g->dln1, WGT(gp->qkv_w), m->arch.qkv_bias ? AUX(gp->qkv_b) : NULL, g->dqkv, ba->ln1,
+                            p->qkv_w, R, C, 3 * C);
     if ((rc = vitq_tap_call_backward(m, VITQ_SITE_QKV_IN, l, ba->ln1, g->dln1, 3, rc_shape, e))) return rc;
     vitq_layernorm_backward(din ? dx : NULL, AUX(gp->norm1_w), AUX(gp->norm1_b), g->dln1, x, p->norm1_w,
                             ba->ln1_mean, ba->ln1_rstd, R, C);

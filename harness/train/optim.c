@@ -53,7 +53,8 @@ __attribute__((target("avx512f"))) static int64_t adamw16(const adamw_job *j, in
         const __m512 g = _mm512_loadu_ps(j->grads + i);
         __m512 p = _mm512_mul_ps(_mm512_loadu_ps(j->params + i), decay);
         const __m512 m = _mm512_add_ps(_mm512_mul_ps(b1, _mm512_loadu_ps(j->m + i)), _mm512_mul_ps(c1, g));
-        const __m512 v = _mm512_add_ps(_mm512_mul_ps(b2, _mm512_loadu_ps(j->v + i)), _mm512_mul_ps(_mm512_mul_ps(c2, g), g));
+        const __m512 v =
+            _mm512_add_ps(_mm512_mul_ps(b2, _mm512_loadu_ps(j->v + i)), _mm512_mul_ps(_mm512_mul_ps(c2, g), g));
         const __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(v), bc2), eps);
         p = _mm512_sub_ps(p, _mm512_div_ps(_mm512_mul_ps(step, m), denom));
         _mm512_storeu_ps(j->m + i, m), _mm512_storeu_ps(j->v + i, v), _mm512_storeu_ps(j->params + i, p);

@@ -132,7 +132,8 @@ typedef struct {
 
 static void gather_rows(void *ctx, int64_t b0, int64_t b1) {
     const gather_job *j = ctx;
-    for (int64_t b = b0; b < b1; b++) memcpy(j->out + b * j->per, j->src + j->idx[b] * j->per, (size_t)j->per * sizeof(float));
+    for (int64_t b = b0; b < b1; b++)
+        memcpy(j->out + b * j->per, j->src + j->idx[b] * j->per, (size_t)j->per * sizeof(float));
 }
 
 int vitq_ss_io(vitq_session *s, int u, vitq_io_kind which, const int64_t *idx, int B, float *out) {
