@@ -66,7 +66,8 @@ static void qdrop_mask(vitq_qmodel *q, uint64_t *mask, int64_t n, double p) {
 /* Elementwise work of the hooks over the pool: keep (pre = x), mix (QDrop: x keeps its quantized value
  * where the mask bit is set, takes pre elsewhere), split (dq = dx where quantized, 0 elsewhere; dx = dx
  * where kept float — the identity —, 0 elsewhere: the quantizer's backward then adds into dx). The bit
- * selects use 4-lane masks from a 16-entry table (SSE2). */
+ * selects take 16 mask bits at a time as an AVX-512 lane mask (ew_bits16), else 4-lane masks from a 16-entry
+ * table (SSE2). */
 typedef enum { EW_KEEP, EW_MIX, EW_SPLIT } ew_kind;
 typedef struct {
     ew_kind kind;
