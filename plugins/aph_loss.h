@@ -21,12 +21,14 @@ typedef struct {
 
 #define APH_RNG_GAMMA 0x9e3779b97f4a7c15ULL /* splitmix64's increment of the state per draw */
 
-static inline uint64_t aph_rng_next(aph_rng *r) {
-    uint64_t z = (r->s += APH_RNG_GAMMA);
+/* splitmix64's output of state z. */
+static inline uint64_t aph_rng_mix(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
 }
+
+static inline uint64_t aph_rng_next(aph_rng *r) { return aph_rng_mix(r->s += APH_RNG_GAMMA); }
 
 /* Uniform in [0, 1) with 53 random bits. */
 static inline double aph_rng_unit(aph_rng *r) { return (double)(aph_rng_next(r) >> 11) * 0x1p-53; }
@@ -61,12 +63,8 @@ static inline aph_rng aph_rng_skip(aph_rng r, int64_t k) {
 __attribute__((target_clones("arch=x86-64-v4", "default"), optimize("O3"), unused)) static void
 aph_mix_range(aph_rng r, double p, const float *q, const float *fp, float *x, int64_t i0, int64_t i1) {
     const uint64_t s0 = r.s, below = (uint64_t)ceil(p * 0x1p53);
-    for (int64_t i = i0; i < i1; i++) {
-        uint64_t z = s0 + (uint64_t)(i + 1) * APH_RNG_GAMMA;
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-        x[i] = ((z ^ (z >> 31)) >> 11) < below ? q[i] : fp[i];
-    }
+    for (int64_t i = i0; i < i1; i++)
+        x[i] = aph_rng_mix(s0 + (uint64_t)(i + 1) * APH_RNG_GAMMA) >> 11 < below ? q[i] : fp[i];
 }
 
 /* The unit's input, element by element: the quantized-path input q with probability p, else the float

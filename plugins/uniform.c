@@ -1073,18 +1073,10 @@ typedef struct {
 
 /* One element: adds to *dx and returns dQ/ds · 1 (the caller multiplies by dy); AdaRound also adds dα. */
 static inline float bwd_one(const uq *q, int64_t i, float x, float dy, float s, float z, float *dx) {
-    float u, d, raw = 0, h = 0;
-    if (q->ada == ADA_SOFT || q->ada == ADA_HARD) {
-        h = q->ada == ADA_SOFT ? ada_h_at(q, i, &raw) : (float)q->up[i];
-        float fl = floorf(x / s);
-        u = fl + h + z;
-        d = fl + h; /* dQ/ds = clamp(u) − z: ⌊w/s⌋ passes no gradient */
-    } else { /* nearest: z rounded at use; AdaRound above uses it as stored, as the reference */
-        float v = x / s, r = rintf(v);
-        z = rintf(z);
-        u = r + z;
-        d = r - v;
-    }
+    if (q->ada == ADA_OFF) /* nearest: z rounded at use; AdaRound below uses it as stored, as the reference */
+        return uq_bwd_nearest_one(x, dy, dx, s, rintf(z), q->qlo, q->qhi);
+    float raw = 0, h = q->ada == ADA_SOFT ? ada_h_at(q, i, &raw) : (float)q->up[i];
+    float fl = floorf(x / s), u = fl + h + z, d = fl + h; /* dQ/ds = clamp(u) − z: ⌊w/s⌋ passes no gradient */
     if (u < q->qlo) return q->qlo - z;
     if (u > q->qhi) return q->qhi - z;
     if (dx) *dx += dy;

@@ -97,6 +97,16 @@ VITQ_API int vitq_is_file(const char *path);
 /* mkdir -p; errors name the part that could not be made. */
 VITQ_API int vitq_mkdir_p(const char *dir, vitq_err *e);
 
+/* 1 when the CPU runs AVX-512F. The kernels' 16-lane loops (qtrain.c's QDrop selects, optim.c's AdamW) are
+ * chosen by it; each has an SSE2 or scalar twin that gives its bits. */
+static inline int vitq_cpu_avx512f(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Threads (pool.c). One process-wide pool; OpenBLAS is kept single-threaded and GEMMs are split
  * across the pool's threads by rows, so there is exactly one threading model.

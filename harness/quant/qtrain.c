@@ -115,9 +115,7 @@ __attribute__((target("avx512f"))) static int64_t ew_bits16(const ew_job *j, int
 static void ew_bits(const ew_job *j, int64_t i0, int64_t i1) {
     int64_t i = i0;
 #ifdef HAVE_EW_BITS16
-    static int wide = -1;
-    if (wide < 0) wide = __builtin_cpu_supports("avx512f") ? 1 : 0; /* a benign race: same value */
-    if (wide) i = ew_bits16(j, i0, i1);
+    if (vitq_cpu_avx512f()) i = ew_bits16(j, i0, i1);
 #endif
 #ifdef __SSE2__
     for (; i + 4 <= i1; i += 4) {

@@ -71,9 +71,7 @@ static void adamw_range(void *ctx, int64_t i0, int64_t i1) {
     const float b1 = j->b1, b2 = j->b2;
     int64_t i = i0;
 #ifdef HAVE_ADAMW16
-    static int wide = -1;
-    if (wide < 0) wide = __builtin_cpu_supports("avx512f") ? 1 : 0; /* a benign race: same value */
-    if (wide) i = adamw16(j, i0, i1);
+    if (vitq_cpu_avx512f()) i = adamw16(j, i0, i1);
 #endif
     for (; i < i1; i++) {
         float g = j->grads[i];
