@@ -228,6 +228,53 @@ TEST(ops_gelu_relu_add_values) {
     free(a), free(c);
 }
 
+/* The AVX-512 erf (erf16.c) against libmvec's 4-lane SSE4 erff, bit for bit: every 256th bit pattern of
+ * all 2^32 (16.8 million: every exponent, both signs, NaNs and infinities), every grid point 1/128 of its
+ * table with its neighbours, and GELU's forward over odd lengths (the masked tail) against the SSE4 erf.
+ * Skipped where the CPU has no AVX-512 (the SSE4 path is then the only one). */
+TEST(ops_erf16_same_bits_as_sse4_erff) {
+    enum { N = 1 << 16 };
+    float *x = calloc(3 * N, sizeof(float)), *a = x + N, *b = a + N;
+    if (!x) return;
+    if (vitq_erf_avx512(x, a, 0) != 0) {
+        free(x);
+        test_skip("no AVX-512 here: GELU keeps the SSE4 erf");
+    }
+    CHECK(vitq_erf16_ready()); /* its self-check passed: GELU uses it */
+    int64_t differ = 0;
+    uint32_t first = 0;
+    for (uint64_t base = 0; base < (1ull << 32); base += 256ull * N) {
+        for (uint32_t k = 0; k < N; k++) {
+            uint32_t u = (uint32_t)(base + 256ull * k + (k & 255));
+            memcpy(&x[k], &u, sizeof u);
+        }
+        CHECK_EQ(vitq_erf_avx512(x, a, N), 0);
+        vitq_erf_sse(x, b, N);
+        for (int k = 0; k < N; k++)
+            if (memcmp(&a[k], &b[k], sizeof(float)) && !differ++) memcpy(&first, &x[k], sizeof first);
+    }
+    CHECK_MSG(differ == 0, "%lld inputs differ, the first 0x%08x", (long long)differ, first);
+    int n = 0;
+    for (int i = 0; i < 504; i++)
+        for (int sgn = -1; sgn <= 1; sgn += 2) {
+            float g = sgn * (float)i / 128.0f;
+            x[n++] = g, x[n++] = nextafterf(g, -INFINITY), x[n++] = nextafterf(g, INFINITY);
+        }
+    CHECK_EQ(vitq_erf_avx512(x, a, n), 0);
+    vitq_erf_sse(x, b, n);
+    CHECK(!memcmp(a, b, sizeof(float) * (size_t)n));
+    /* GELU over lengths 1..40 (16-lane blocks and masked tails) against 0.5x(1 + erf(x/sqrt 2)) on SSE4 */
+    for (int len = 1; len <= 40; len++) {
+        float y[40], t[40], e[40];
+        for (int i = 0; i < len; i++) x[i] = (float)(i * 37 % 23 - 11) * 0.37f, t[i] = x[i] * (float)M_SQRT1_2;
+        vitq_gelu_forward(y, x, len);
+        vitq_erf_sse(t, e, len);
+        for (int i = 0; i < len; i++) e[i] = 0.5f * x[i] * (1.0f + e[i]);
+        CHECK_MSG(!memcmp(y, e, sizeof(float) * (size_t)len), "GELU over %d values", len);
+    }
+    free(x);
+}
+
 /* ---- qkv split and attention -------------------------------------------------------------- */
 
 TEST(ops_qkv_split_layout) {

@@ -34,6 +34,14 @@ VITQ_API void vitq_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
                         const float *B, float beta, float *C);
 VITQ_API void vitq_gemm_serial(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                                const float *A, const float *B, float beta, float *C);
+/* erf of n floats (erf16.c): vitq_erf_sse through libmvec's 4-lane SSE4 erff (what GELU computes);
+ * vitq_erf_avx512 the same method 16 at a time, or -1 (nothing written) where the CPU lacks AVX-512.
+ * vitq_erf16_ready: 1 when GELU uses it (AVX-512, and its self-check against the SSE4 function passed;
+ * checked once). vitq_gelu16 is GELU's forward on that path (only after vitq_erf16_ready() returned 1). */
+VITQ_API int vitq_erf16_ready(void);
+VITQ_API int vitq_erf_avx512(const float *x, float *y, int64_t n);
+VITQ_API void vitq_erf_sse(const float *x, float *y, int64_t n);
+void vitq_gelu16(float *out, const float *inp, int64_t n);
 /* out (R,OC) = inp (R,IC) · w (OC,IC)^T + bias (OC, may be NULL). sgemm, rows split over threads. */
 VITQ_API void vitq_linear_forward(float *out, const float *inp, const float *w, const float *bias,
                                   int64_t R, int64_t IC, int64_t OC);

@@ -1,0 +1,139 @@
+/* erf16.c — erf of 16 floats at a time with AVX-512, bit for bit the 4-lane erff that GELU has always used
+ * (glibc's libmvec _ZGVbN4v_erff, its SSE4 variant since glibc 2.35): the same method, operations and
+ * table, only four times as wide. libmvec's own AVX-512 erff (_ZGVeN16v_erff) uses another method and
+ * rounds differently on about half of all inputs, so it cannot replace the SSE4 one without changing every
+ * GELU model's numbers; this does, at ~4x fewer instructions per value.
+ *
+ * The method (svml_s_erff4_core_sse4.S): for a = min(|x|, 3.9296875) (NaN: 3.9296875), r0 = a rounded to
+ * the grid of 1/128 (by adding and subtracting 2^16) and d = a − r0,
+ *     erf(a) ≈ erf(r0) + erf'(r0)·p,   p = d + (c·d² − r0·d)·d,   c = −1/3 (float 0xbeaaaade)
+ * (the Taylor series of erf about r0 to third order), with erf(r0) and erf'(r0) = 2/√π·exp(−r0²) from a
+ * table of 504 float pairs, and erf(x) = sign(x)·erf(a). The d² term is dropped where a <= 2^-32, and p uses
+ * min(d, |x|) as its first factor (so NaN propagates). Each operation is an IEEE float add, sub, mul or min
+ * in the order above (no FMA), so 16 lanes give exactly the 4 lanes' results — which vitq_erf16_ready
+ * checks on 65,536 inputs before the AVX-512 path is used (tests/test_ops.c compares 17 million more).
+ * The table is computed once in double and rounded to float: the same pairs as libmvec's on every entry
+ * (the self-check would fail on the first that differs). */
+#include "kernels/kernels.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__GLIBC__) && \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+#include <immintrin.h>
+#define VITQ_ERF16 1
+__m128 _ZGVbN4v_erff(__m128 x);
+
+enum { GRID = 128, ENTRIES = 504 }; /* r0 = i / 128 for i = 0 .. 503 (3.9296875 = 503 / 128) */
+static float erf_tab[ENTRIES][2];   /* erf(r0), 2/√π·exp(−r0²) */
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int ready;
+
+__attribute__((target("avx512f"))) static __m512 erf16(__m512 x) {
+    const __m512i absmask = _mm512_set1_epi32(0x7fffffff);
+    const __m512 ax = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), absmask));
+    const __m512i sign = _mm512_xor_si512(_mm512_castps_si512(x), _mm512_castps_si512(ax));
+    const __m512 a = _mm512_min_ps(ax, _mm512_set1_ps(3.9296875f)); /* MINPS: NaN gives the bound */
+    const __m512 shifter = _mm512_set1_ps(65536.0f), s = _mm512_add_ps(a, shifter);
+    const __mmask16 big = _mm512_cmp_ps_mask(_mm512_set1_ps(0x1p-32f), a, _CMP_LT_OS);
+    /* the grid index is the low mantissa bits of s; bits(2^16) = 0x47800000 is subtracted */
+    const __m512i idx = _mm512_sub_epi32(_mm512_castps_si512(s), _mm512_set1_epi32(0x47800000));
+    const __m512 r0 = _mm512_sub_ps(s, shifter), d = _mm512_sub_ps(a, r0);
+    const __m512 dm = _mm512_maskz_mov_ps(big, d);
+    const __m512 d2 = _mm512_mul_ps(dm, dm), t1 = _mm512_mul_ps(r0, d);
+    const __m512 dmin = _mm512_min_ps(d, ax); /* MINPS: NaN gives |x| */
+    const __m512 t3 = _mm512_sub_ps(_mm512_mul_ps(d2, _mm512_castsi512_ps(_mm512_set1_epi32((int)0xbeaaaadeu))), t1);
+    const __m512 p = _mm512_add_ps(dmin, _mm512_mul_ps(t3, dmin));
+    const __m512i off = _mm512_slli_epi32(idx, 1);
+    const __m512 e0 = _mm512_i32gather_ps(off, &erf_tab[0][0], 4), e1 = _mm512_i32gather_ps(off, &erf_tab[0][1], 4);
+    const __m512 y = _mm512_add_ps(e0, _mm512_mul_ps(e1, p));
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(y), sign));
+}
+
+__attribute__((target("avx512f"))) static void erf16_run(const float *x, float *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, erf16(_mm512_loadu_ps(x + i)));
+    if (i < n) {
+        const __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(y + i, k, erf16(_mm512_maskz_loadu_ps(k, x + i)));
+    }
+}
+
+static void sse_run(const float *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i += 4) {
+        float t[4] = {0, 0, 0, 0};
+        memcpy(t, x + i, (size_t)(n - i < 4 ? n - i : 4) * sizeof(float));
+        _mm_storeu_ps(t, _ZGVbN4v_erff(_mm_loadu_ps(t)));
+        memcpy(y + i, t, (size_t)(n - i < 4 ? n - i : 4) * sizeof(float));
+    }
+}
+
+/* The table, then the check: every grid point and its neighbours, the special values, and a stride
+ * through all 2^32 bit patterns. */
+static void setup(void) {
+    for (int i = 0; i < ENTRIES; i++) {
+        const double r = (double)i / GRID;
+        erf_tab[i][0] = (float)erf(r);
+        erf_tab[i][1] = (float)(M_2_SQRTPI * exp(-r * r));
+    }
+    if (!__builtin_cpu_supports("avx512f")) return;
+    enum { N = 65536 };
+    float *x = malloc(3 * sizeof(float) * N), *a = x + N, *b = a + N;
+    if (!x) return;
+    const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN, 0x1p-32f, 0x1p-149f, 3.9296875f, 3.93f, 1e30f};
+    int n = 0;
+    for (; n < (int)(sizeof special / sizeof *special); n++) x[n] = special[n];
+    for (int i = 0; i < ENTRIES && n + 3 <= N / 2; i++) {
+        const float g = (float)i / GRID;
+        x[n++] = g, x[n++] = nextafterf(g, 0), x[n++] = -nextafterf(g, 8);
+    }
+    for (uint32_t u = 0x9e3779b9u; n < N; n++, u += 0x00010dcdu) memcpy(&x[n], &u, sizeof u);
+    erf16_run(x, a, N);
+    sse_run(x, b, N);
+    ready = !memcmp(a, b, sizeof(float) * N);
+    free(x);
+}
+
+int vitq_erf16_ready(void) {
+    pthread_once(&once, setup);
+    return ready;
+}
+
+int vitq_erf_avx512(const float *x, float *y, int64_t n) {
+    pthread_once(&once, setup); /* the table */
+    if (!__builtin_cpu_supports("avx512f")) return -1;
+    erf16_run(x, y, n);
+    return 0;
+}
+
+void vitq_erf_sse(const float *x, float *y, int64_t n) { sse_run(x, y, n); }
+
+__attribute__((target("avx512f"))) void vitq_gelu16(float *out, const float *inp, int64_t n) {
+    const __m512 r2 = _mm512_set1_ps((float)M_SQRT1_2), half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 x = _mm512_loadu_ps(inp + i);
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_mul_ps(half, x), _mm512_add_ps(one, erf16(_mm512_mul_ps(x, r2)))));
+    }
+    if (i < n) {
+        const __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+        const __m512 x = _mm512_maskz_loadu_ps(k, inp + i);
+        _mm512_mask_storeu_ps(out + i, k, _mm512_mul_ps(_mm512_mul_ps(half, x), _mm512_add_ps(one, erf16(_mm512_mul_ps(x, r2)))));
+    }
+}
+#else
+int vitq_erf16_ready(void) { return 0; }
+int vitq_erf_avx512(const float *x, float *y, int64_t n) {
+    (void)x, (void)y, (void)n;
+    return -1;
+}
+void vitq_erf_sse(const float *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = erff(x[i]);
+}
+void vitq_gelu16(float *out, const float *inp, int64_t n) {
+    (void)out, (void)inp, (void)n;
+}
+#endif
