@@ -5,6 +5,7 @@
 
 #include "test.h"
 
+#include <float.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -228,11 +229,12 @@ TEST(ops_gelu_relu_add_values) {
     free(a), free(c);
 }
 
-/* The AVX-512 erf (erf16.c) against libmvec's 4-lane SSE4 erff, bit for bit: every 256th bit pattern of
- * all 2^32 (16.8 million: every exponent, both signs, NaNs and infinities), every grid point 1/128 of its
- * table with its neighbours, and GELU's forward over odd lengths (the masked tail) against the SSE4 erf.
- * Skipped where the CPU has no AVX-512 (the SSE4 path is then the only one). */
-TEST(ops_erf16_same_bits_as_sse4_erff) {
+/* The AVX-512 erf and exp (mvec16.c) against libmvec's 4-lane SSE4 erff and expf, bit for bit: every
+ * 256th bit pattern of all 2^32 (16.8 million: every exponent, both signs, NaNs and infinities; exp's
+ * rare lanes through the scalar expf), every grid point 1/128 of erf's table with its neighbours, and GELU's
+ * forward over odd lengths (the masked tail) against the SSE4 erf. Skipped where the CPU has no AVX-512
+ * (the SSE4 path is then the only one). */
+TEST(ops_mvec16_same_bits_as_sse4) {
     enum { N = 1 << 16 };
     float *x = calloc(3 * N, sizeof(float)), *a = x + N, *b = a + N;
     if (!x) return;
@@ -240,7 +242,7 @@ TEST(ops_erf16_same_bits_as_sse4_erff) {
         free(x);
         test_skip("no AVX-512 here: GELU keeps the SSE4 erf");
     }
-    CHECK(vitq_erf16_ready()); /* its self-check passed: GELU uses it */
+    CHECK(vitq_mvec16_ready()); /* its self-check passed: GELU uses it */
     int64_t differ = 0;
     uint32_t first = 0;
     for (uint64_t base = 0; base < (1ull << 32); base += 256ull * N) {
@@ -248,10 +250,12 @@ TEST(ops_erf16_same_bits_as_sse4_erff) {
             uint32_t u = (uint32_t)(base + 256ull * k + (k & 255));
             memcpy(&x[k], &u, sizeof u);
         }
-        CHECK_EQ(vitq_erf_avx512(x, a, N), 0);
-        vitq_erf_sse(x, b, N);
-        for (int k = 0; k < N; k++)
-            if (memcmp(&a[k], &b[k], sizeof(float)) && !differ++) memcpy(&first, &x[k], sizeof first);
+        for (int f = 0; f < 2; f++) {
+            CHECK_EQ(f ? vitq_exp_avx512(x, a, N) : vitq_erf_avx512(x, a, N), 0);
+            (f ? vitq_exp_sse : vitq_erf_sse)(x, b, N);
+            for (int k = 0; k < N; k++)
+                if (memcmp(&a[k], &b[k], sizeof(float)) && !differ++) memcpy(&first, &x[k], sizeof first);
+        }
     }
     CHECK_MSG(differ == 0, "%lld inputs differ, the first 0x%08x", (long long)differ, first);
     int n = 0;
@@ -273,6 +277,30 @@ TEST(ops_erf16_same_bits_as_sse4_erff) {
         CHECK_MSG(!memcmp(y, e, sizeof(float) * (size_t)len), "GELU over %d values", len);
     }
     free(x);
+}
+
+/* The softmax of rows of 1..70 values (16-lane blocks and masked tails of the AVX-512 exp) against the
+ * arithmetic it always had: the max, exp(max(x − max, −87)) through the SSE4 expf, four partial sums (lane
+ * k: the values k, k + 4, ... in order) added as (s0 + s1) + (s2 + s3), then the product by 1 / sum. */
+TEST(ops_softmax_same_bits_as_sse4_sums) {
+    float probe = 0;
+    if (vitq_exp_avx512(&probe, &probe, 0) != 0) test_skip("no AVX-512 here: the softmax keeps the SSE4 exp");
+    CHECK(vitq_mvec16_ready()); /* its self-check passed: the softmax uses it */
+    for (int n = 1; n <= 70; n++) {
+        float row[70], want[70], sh[70];
+        for (int i = 0; i < n; i++) row[i] = (float)((i * 29 + n) % 31 - 15) * 0.61f;
+        row[n / 2] = -200.0f; /* below the clamp */
+        float mx = -FLT_MAX;
+        for (int i = 0; i < n; i++) mx = row[i] > mx ? row[i] : mx;
+        for (int i = 0; i < n; i++) sh[i] = row[i] - mx > -87.0f ? row[i] - mx : -87.0f;
+        vitq_exp_sse(sh, want, n);
+        float s4[4] = {0, 0, 0, 0};
+        for (int i = 0; i < n; i++) s4[i % 4] += want[i];
+        const float inv = 1.0f / ((s4[0] + s4[1]) + (s4[2] + s4[3]));
+        for (int i = 0; i < n; i++) want[i] *= inv;
+        vitq_softmax_rows(row, 1, n);
+        CHECK_MSG(!memcmp(row, want, sizeof(float) * (size_t)n), "softmax over %d values", n);
+    }
 }
 
 /* ---- qkv split and attention -------------------------------------------------------------- */

@@ -34,14 +34,18 @@ VITQ_API void vitq_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
                         const float *B, float beta, float *C);
 VITQ_API void vitq_gemm_serial(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                                const float *A, const float *B, float beta, float *C);
-/* erf of n floats (erf16.c): vitq_erf_sse through libmvec's 4-lane SSE4 erff (what GELU computes);
- * vitq_erf_avx512 the same method 16 at a time, or -1 (nothing written) where the CPU lacks AVX-512.
- * vitq_erf16_ready: 1 when GELU uses it (AVX-512, and its self-check against the SSE4 function passed;
- * checked once). vitq_gelu16 is GELU's forward on that path (only after vitq_erf16_ready() returned 1). */
-VITQ_API int vitq_erf16_ready(void);
+/* erf and exp of n floats (mvec16.c): vitq_*_sse through libmvec's 4-lane SSE4 erff / expf (what GELU
+ * and the softmax compute); vitq_*_avx512 the same methods 16 at a time, or -1 (nothing written) where the
+ * CPU lacks AVX-512. vitq_mvec16_ready: 1 when GELU and the softmax use them (AVX-512, and the self-check
+ * against the SSE4 functions passed; checked once). Only after it returned 1: vitq_gelu16, GELU's forward,
+ * and vitq_exp16_shifted, row[i] = exp(max(row[i] − mx, −87)) for i < n (the softmax's numerators). */
+VITQ_API int vitq_mvec16_ready(void);
 VITQ_API int vitq_erf_avx512(const float *x, float *y, int64_t n);
+VITQ_API int vitq_exp_avx512(const float *x, float *y, int64_t n);
 VITQ_API void vitq_erf_sse(const float *x, float *y, int64_t n);
+VITQ_API void vitq_exp_sse(const float *x, float *y, int64_t n);
 void vitq_gelu16(float *out, const float *inp, int64_t n);
+void vitq_exp16_shifted(float *row, int64_t n, float mx);
 /* out (R,OC) = inp (R,IC) · w (OC,IC)^T + bias (OC, may be NULL). sgemm, rows split over threads. */
 VITQ_API void vitq_linear_forward(float *out, const float *inp, const float *w, const float *bias,
                                   int64_t R, int64_t IC, int64_t OC);

@@ -126,7 +126,7 @@ static void gelu_range(void *vc, int64_t i0, int64_t i1) {
     const ew_ctx *c = vc;
     int64_t i = i0 * EW_CHUNK, e = ew_end(c, i1);
 #ifdef VITQ_MVEC
-    if (vitq_erf16_ready()) { /* the same bits, 16 at a time (erf16.c) */
+    if (vitq_mvec16_ready()) { /* the same bits, 16 at a time (mvec16.c) */
         vitq_gelu16(c->out + i, c->a + i, e - i);
         return;
     }
@@ -240,20 +240,28 @@ static void softmax_row(float *row, int64_t n) {
     mx = m4[2] > mx ? m4[2] : mx;
     mx = m4[3] > mx ? m4[3] : mx;
     const __m128 vm = _mm_set1_ps(mx), lo = _mm_set1_ps(-87.0f);
-    __m128 vsum = _mm_setzero_ps();
-    for (int64_t i = 0; i < n4; i += 4) {
-        __m128 ex = _ZGVbN4v_expf(_mm_max_ps(_mm_sub_ps(_mm_loadu_ps(row + i), vm), lo));
-        _mm_storeu_ps(row + i, ex);
-        vsum = _mm_add_ps(vsum, ex);
+    __m128 vsum = _mm_setzero_ps(), ext;
+    if (vitq_mvec16_ready()) { /* the same exps 16 at a time (mvec16.c), then the same 4-lane sums */
+        vitq_exp16_shifted(row, n, mx);
+        for (int64_t i = 0; i < n4; i += 4) vsum = _mm_add_ps(vsum, _mm_loadu_ps(row + i));
+        float t[4] = {0, 0, 0, 0};
+        memcpy(t, row + n4, (size_t)(n - n4) * sizeof(float));
+        ext = _mm_loadu_ps(t);
+    } else {
+        for (int64_t i = 0; i < n4; i += 4) {
+            __m128 ex = _ZGVbN4v_expf(_mm_max_ps(_mm_sub_ps(_mm_loadu_ps(row + i), vm), lo));
+            _mm_storeu_ps(row + i, ex);
+            vsum = _mm_add_ps(vsum, ex);
+        }
+        ext = _ZGVbN4v_expf(_mm_max_ps(_mm_sub_ps(_mm_loadu_ps(tail), vm), lo));
+        if (n4 == n) ext = _mm_setzero_ps();
+        else if (n - n4 < 4) /* drop the padding lanes from the sum */
+            ext = _mm_and_ps(ext, _mm_castsi128_ps(_mm_set_epi32(n - n4 > 3 ? -1 : 0, n - n4 > 2 ? -1 : 0,
+                                                                 n - n4 > 1 ? -1 : 0, -1)));
+        _mm_storeu_ps(tail, ext);
+        memcpy(row + n4, tail, (size_t)(n - n4) * sizeof(float));
     }
-    __m128 ext = _ZGVbN4v_expf(_mm_max_ps(_mm_sub_ps(_mm_loadu_ps(tail), vm), lo));
-    if (n4 == n) ext = _mm_setzero_ps();
-    else if (n - n4 < 4) /* drop the padding lanes from the sum */
-        ext = _mm_and_ps(ext, _mm_castsi128_ps(_mm_set_epi32(n - n4 > 3 ? -1 : 0, n - n4 > 2 ? -1 : 0,
-                                                             n - n4 > 1 ? -1 : 0, -1)));
     vsum = _mm_add_ps(vsum, ext);
-    _mm_storeu_ps(tail, ext);
-    memcpy(row + n4, tail, (size_t)(n - n4) * sizeof(float));
     float s4[4];
     _mm_storeu_ps(s4, vsum);
     const __m128 vinv = _mm_set1_ps(1.0f / ((s4[0] + s4[1]) + (s4[2] + s4[3])));

@@ -1,19 +1,25 @@
-/* erf16.c — erf of 16 floats at a time with AVX-512, bit for bit the 4-lane erff that GELU has always used
- * (glibc's libmvec _ZGVbN4v_erff, its SSE4 variant since glibc 2.35): the same method, operations and
- * table, only four times as wide. libmvec's own AVX-512 erff (_ZGVeN16v_erff) uses another method and
- * rounds differently on about half of all inputs, so it cannot replace the SSE4 one without changing every
- * GELU model's numbers; this does, at ~4x fewer instructions per value.
+/* mvec16.c — erf and exp of 16 floats at a time with AVX-512, bit for bit the 4-lane erff and expf that
+ * GELU and the softmax have always used (glibc's libmvec _ZGVbN4v_erff and _ZGVbN4v_expf, their SSE4
+ * variants since glibc 2.35): the same methods, operations and constants, only four times as wide.
+ * libmvec's own AVX-512 erff (_ZGVeN16v_erff) uses another method and rounds differently on about half of
+ * all inputs, so it cannot replace the SSE4 one without changing every GELU model's numbers; these do, at
+ * ~5x fewer cycles per value.
  *
- * The method (svml_s_erff4_core_sse4.S): for a = min(|x|, 3.9296875) (NaN: 3.9296875), r0 = a rounded to
+ * erf (svml_s_erff4_core_sse4.S): for (svml_s_erff4_core_sse4.S): for a = min(|x|, 3.9296875) (NaN: 3.9296875), r0 = a rounded to
  * the grid of 1/128 (by adding and subtracting 2^16) and d = a − r0,
  *     erf(a) ≈ erf(r0) + erf'(r0)·p,   p = d + (c·d² − r0·d)·d,   c = −1/3 (float 0xbeaaaade)
  * (the Taylor series of erf about r0 to third order), with erf(r0) and erf'(r0) = 2/√π·exp(−r0²) from a
  * table of 504 float pairs, and erf(x) = sign(x)·erf(a). The d² term is dropped where a <= 2^-32, and p uses
  * min(d, |x|) as its first factor (so NaN propagates). Each operation is an IEEE float add, sub, mul or min
- * in the order above (no FMA), so 16 lanes give exactly the 4 lanes' results — which vitq_erf16_ready
- * checks on 65,536 inputs before the AVX-512 path is used (tests/test_ops.c compares 17 million more).
- * The table is computed once in double and rounded to float: the same pairs as libmvec's on every entry
- * (the self-check would fail on the first that differs). */
+ * in the order above (no FMA). The table is computed once in double and rounded to float: the same pairs
+ * as libmvec's on every entry (the self-check would fail on the first that differs).
+ *
+ * exp (svml_s_expf4_core_sse4.S): n = x·log2(e) rounded (by adding and subtracting 1.5·2^23),
+ * r = (x − n·ln2_hi) − n·ln2_lo, exp(x) = 2^n·(1 + r·p(r)), p of degree 4 by Horner; lanes with
+ * |x| > 87.3365 (overflow, underflow, NaN) take glibc's scalar expf, as libmvec's callout does.
+ *
+ * Each path is used only after vitq_mvec16_ready has compared it with the SSE4 function on 65,536 inputs
+ * (tests/test_ops.c compares 17 million more; all 2^32 inputs agree on this machine's glibc 2.36). */
 #include "kernels/kernels.h"
 
 #include <math.h>
@@ -26,6 +32,7 @@
 #include <immintrin.h>
 #define VITQ_ERF16 1
 __m128 _ZGVbN4v_erff(__m128 x);
+__m128 _ZGVbN4v_expf(__m128 x);
 
 enum { GRID = 128, ENTRIES = 504 }; /* r0 = i / 128 for i = 0 .. 503 (3.9296875 = 503 / 128) */
 static float erf_tab[ENTRIES][2];   /* erf(r0), 2/√π·exp(−r0²) */
@@ -62,11 +69,45 @@ __attribute__((target("avx512f"))) static void erf16_run(const float *x, float *
     }
 }
 
-static void sse_run(const float *x, float *y, int64_t n) {
+/* exp: the constants of libmvec's __svml_sexp_data, by their bits */
+#define F32(bits) _mm512_castsi512_ps(_mm512_set1_epi32((int)(bits)))
+__attribute__((target("avx512f"))) static __m512 exp16(__m512 x) {
+    const __m512 shifter = F32(0x4b400000u); /* 1.5·2^23 */
+    const __m512 t = _mm512_add_ps(_mm512_mul_ps(F32(0x3fb8aa3bu), x), shifter);
+    const __m512 n = _mm512_sub_ps(t, shifter);
+    const __m512 r = _mm512_sub_ps(_mm512_sub_ps(x, _mm512_mul_ps(F32(0x3f317200u), n)), _mm512_mul_ps(n, F32(0x35bfbe8eu)));
+    __m512 p = _mm512_add_ps(_mm512_mul_ps(F32(0x3c07d9feu), r), F32(0x3d2b8392u));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), F32(0x3e2aacacu));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), F32(0x3effff34u));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), F32(0x3f7ffffeu));
+    const __m512 q = _mm512_add_ps(_mm512_mul_ps(r, p), F32(0x3f800000u));
+    const __m512i two_n = _mm512_slli_epi32(_mm512_add_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(127)), 23);
+    __m512 y = _mm512_mul_ps(_mm512_castsi512_ps(two_n), q);
+    const __m512i ax = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff));
+    __mmask16 rare = _mm512_cmpgt_epi32_mask(ax, _mm512_set1_epi32(0x42aeac4f));
+    if (rare) { /* libmvec's callout: those lanes through the scalar expf */
+        float xs[16], ys[16];
+        _mm512_storeu_ps(xs, x), _mm512_storeu_ps(ys, y);
+        for (; rare; rare &= (__mmask16)(rare - 1)) ys[__builtin_ctz(rare)] = expf(xs[__builtin_ctz(rare)]);
+        y = _mm512_loadu_ps(ys);
+    }
+    return y;
+}
+
+__attribute__((target("avx512f"))) static void exp16_run(const float *x, float *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, exp16(_mm512_loadu_ps(x + i)));
+    if (i < n) {
+        const __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(y + i, k, exp16(_mm512_maskz_loadu_ps(k, x + i)));
+    }
+}
+
+static void sse_run(__m128 (*f)(__m128), const float *x, float *y, int64_t n) {
     for (int64_t i = 0; i < n; i += 4) {
         float t[4] = {0, 0, 0, 0};
         memcpy(t, x + i, (size_t)(n - i < 4 ? n - i : 4) * sizeof(float));
-        _mm_storeu_ps(t, _ZGVbN4v_erff(_mm_loadu_ps(t)));
+        _mm_storeu_ps(t, f(_mm_loadu_ps(t)));
         memcpy(y + i, t, (size_t)(n - i < 4 ? n - i : 4) * sizeof(float));
     }
 }
@@ -92,12 +133,15 @@ static void setup(void) {
     }
     for (uint32_t u = 0x9e3779b9u; n < N; n++, u += 0x00010dcdu) memcpy(&x[n], &u, sizeof u);
     erf16_run(x, a, N);
-    sse_run(x, b, N);
+    sse_run(_ZGVbN4v_erff, x, b, N);
     ready = !memcmp(a, b, sizeof(float) * N);
+    exp16_run(x, a, N);
+    sse_run(_ZGVbN4v_expf, x, b, N);
+    ready = ready && !memcmp(a, b, sizeof(float) * N);
     free(x);
 }
 
-int vitq_erf16_ready(void) {
+int vitq_mvec16_ready(void) {
     pthread_once(&once, setup);
     return ready;
 }
@@ -109,7 +153,27 @@ int vitq_erf_avx512(const float *x, float *y, int64_t n) {
     return 0;
 }
 
-void vitq_erf_sse(const float *x, float *y, int64_t n) { sse_run(x, y, n); }
+int vitq_exp_avx512(const float *x, float *y, int64_t n) {
+    if (!__builtin_cpu_supports("avx512f")) return -1;
+    exp16_run(x, y, n);
+    return 0;
+}
+
+void vitq_erf_sse(const float *x, float *y, int64_t n) { sse_run(_ZGVbN4v_erff, x, y, n); }
+void vitq_exp_sse(const float *x, float *y, int64_t n) { sse_run(_ZGVbN4v_expf, x, y, n); }
+
+/* row[i] = exp(max(row[i] − mx, −87)) for i < n (the softmax's numerators, ops.c) */
+__attribute__((target("avx512f"))) void vitq_exp16_shifted(float *row, int64_t n, float mx) {
+    const __m512 vm = _mm512_set1_ps(mx), lo = _mm512_set1_ps(-87.0f);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(row + i, exp16(_mm512_max_ps(_mm512_sub_ps(_mm512_loadu_ps(row + i), vm), lo)));
+    if (i < n) {
+        const __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+        const __m512 x = _mm512_max_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + i), vm), lo);
+        _mm512_mask_storeu_ps(row + i, k, exp16(x));
+    }
+}
 
 __attribute__((target("avx512f"))) void vitq_gelu16(float *out, const float *inp, int64_t n) {
     const __m512 r2 = _mm512_set1_ps((float)M_SQRT1_2), half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
@@ -125,7 +189,7 @@ __attribute__((target("avx512f"))) void vitq_gelu16(float *out, const float *inp
     }
 }
 #else
-int vitq_erf16_ready(void) { return 0; }
+int vitq_mvec16_ready(void) { return 0; }
 int vitq_erf_avx512(const float *x, float *y, int64_t n) {
     (void)x, (void)y, (void)n;
     return -1;
