@@ -164,8 +164,10 @@ TEST(swin_units_one_by_one_equal_whole_model) {
     vitq_model_free(m);
 }
 
-/* ---- tap backward: each tap scales its buffer by its own factor and restores it in backward -------------- */
+/* ---- tap backward: each tap scales its buffer by its own factor; backward restores it where the tap asks,
+ * poisons it with NaN elsewhere (nothing may read it then) -------------------------------------------- */
 typedef struct {
+    const vitq_model *m;
     float *saved[64];
     int64_t n[64];
     int order[64], n_calls, bad_x;
@@ -197,7 +199,10 @@ static int scale_bwd(void *ctx, int tap, float *x, float *dx, int ndim, const in
         h->bad_x += x[i] != h->saved[tap][i] * factor(tap);
         dx[i] *= factor(tap);
     }
-    memcpy(x, h->saved[tap], sizeof(float) * (size_t)n);
+    /* x restored only where the op before reads it; elsewhere poisoned, so that a read shows as NaN */
+    if (vitq_tap_get(h->m, tap)->restore) memcpy(x, h->saved[tap], sizeof(float) * (size_t)n);
+    else
+        for (int64_t i = 0; i < n; i++) x[i] = NAN;
     return 0;
 }
 
@@ -213,7 +218,7 @@ TEST(swin_units_tap_backward_reached_in_order) {
     vitq_model *m = small();
     if (!m) return;
     m->mlp_act[2] = VITQ_ACT_GELU; /* smooth, for finite differences */
-    scale_hook h = {0};
+    scale_hook h = {.m = m};
     vitq_tap_hooks hooks = {.act = scale_fwd, .act_backward = scale_bwd, .ctx = &h};
     m->hooks = &hooks;
     vitq_err e;

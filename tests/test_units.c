@@ -114,9 +114,10 @@ TEST(units_one_by_one_equal_whole_model) {
 
 /* ---- tap backward ------------------------------------------------------------------------------------
  * A hook that scales each tap by its own factor s_t in place (1.2 .. 1.35) and keeps the input. The
- * backward hook checks that x still holds what the forward left there, multiplies dx by s_t and restores
- * x. Gradients of the hooked model then match finite differences of the hooked forward only if every tap's
- * backward runs at its place (dx scaled) and restores x before the op below reads it (softmax backward). */
+ * backward hook checks that x still holds what the forward left there, multiplies dx by s_t, restores x
+ * where the tap asks (vitq_tap_desc.restore: the softmax's probabilities) and fills it with NaN elsewhere.
+ * Gradients of the hooked model then match finite differences of the hooked forward only if every tap's
+ * backward runs at its place (dx scaled) and no op reads a tap's buffer after its backward but those. */
 typedef struct {
     const vitq_model *m;
     float *saved[64];
@@ -150,7 +151,10 @@ static int scale_bwd(void *ctx, int tap, float *x, float *dx, int ndim, const in
         h->bad_x += x[i] != h->saved[tap][i] * factor(tap);
         dx[i] *= factor(tap);
     }
-    memcpy(x, h->saved[tap], sizeof(float) * (size_t)n);
+    /* x restored only where the op before reads it; elsewhere poisoned, so that a read shows as NaN */
+    if (vitq_tap_get(h->m, tap)->restore) memcpy(x, h->saved[tap], sizeof(float) * (size_t)n);
+    else
+        for (int64_t i = 0; i < n; i++) x[i] = NAN;
     return 0;
 }
 

@@ -51,8 +51,10 @@ static vitq_model *make(const vitq_arch *a) {
     return m;
 }
 
-/* A hook scaling tap t by 1.2 + 0.05 (t % 4), checking and restoring x in backward (test_units.c's). */
+/* A hook scaling tap t by 1.2 + 0.05 (t % 4), checking x in backward and restoring it where the tap asks
+ * (vitq_tap_desc.restore), poisoning it with NaN elsewhere (test_units.c's). */
 typedef struct {
+    const vitq_model *m;
     float *saved[64];
     int64_t n[64];
     int order[64], n_calls, bad_x;
@@ -80,7 +82,10 @@ static int scale_bwd(void *ctx, int tap, float *x, float *dx, int ndim, const in
         h->bad_x += x[i] != h->saved[tap][i] * factor(tap);
         dx[i] *= factor(tap);
     }
-    memcpy(x, h->saved[tap], sizeof(float) * (size_t)n);
+    /* x restored only where the op before reads it; elsewhere poisoned, so that a read shows as NaN */
+    if (vitq_tap_get(h->m, tap)->restore) memcpy(x, h->saved[tap], sizeof(float) * (size_t)n);
+    else
+        for (int64_t i = 0; i < n; i++) x[i] = NAN;
     return 0;
 }
 
@@ -96,7 +101,7 @@ static double loss(vitq_model *m, vitq_acts *a, const float *x, const float *w) 
 static void check_grads(const variant *v) {
     vitq_model *m = make(&v->a);
     if (!m) return;
-    scale_hook h = {0};
+    scale_hook h = {.m = m};
     vitq_tap_hooks hooks = {.act = scale_fwd, .act_backward = scale_bwd, .ctx = &h};
     m->hooks = &hooks;
     vitq_err e;

@@ -345,6 +345,8 @@ struct vitq_tap_desc {
     int64_t shape[4];      /* shape[0] (batch) is 0 */
     vitq_dim dims[4];
     int64_t per_image;     /* rows of dim 0 per image: 1, or (Swin's window-layout taps) windows per image */
+    int restore;           /* 1: the backward of the op before the tap reads the tap's buffer (the softmax's
+                            * probabilities; tanh's output before a head): act_backward must restore x */
 };
 
 typedef struct vitq_tap_hooks {
@@ -355,8 +357,9 @@ typedef struct vitq_tap_hooks {
     /* The mirror of act in the backward pass (may be NULL: every tap is the identity, straight through).
      * Called at the tap's place in reverse order: on entry x holds what act left there (the tap's output)
      * and dx the gradient with respect to it; on return dx must hold the gradient with respect to the
-     * tap's input and x the tap's input again (the pre-quantization values), because the backward of the
-     * op before the tap may read x (softmax backward reads the probabilities). */
+     * tap's input. Where the tap's descriptor has `restore` set, x must hold the tap's input again (the
+     * pre-quantization values): the backward of the op before the tap reads it (softmax backward reads
+     * the probabilities). Elsewhere nothing reads x after the tap's backward: it may keep the output. */
     int (*act_backward)(void *ctx, int tap, float *x, float *dx, int ndim, const int64_t *shape);
     void *ctx;
     const unsigned char *enabled; /* [vitq_tap_count(m)] or NULL = all */

@@ -113,6 +113,9 @@ static int fill(const vitq_arch *a, const vitq_tap_row *r, int block, vitq_tap_d
         t->dims[d] = r->dims[d];
     }
     t->per_image = r->size[0] == VITQ_SZ_WIN_BATCH ? f->tap_size(a, VITQ_SZ_WINDOWS, block) : 1;
+    /* the ops whose backward reads their own output: the softmax, and tanh (pre_logits) before the head;
+     * every other tap's producer reads its input, or nothing (model.h, act_backward) */
+    t->restore = r->site == VITQ_SITE_PROBS || (r->site == VITQ_SITE_HEAD_IN && a->representation_size > 0);
     return 1;
 }
 

@@ -216,7 +216,8 @@ int vitq_qmodel_hook_backward(void *ctx, int tap, float *x, float *dx, int ndim,
         int rc = ops->backward(t->inst, &v, &vdy, &vdx);
         if (rc) return vitq_qtap_failed(q, t, rc, "backward");
     }
-    ew(&(ew_job){.kind = EW_KEEP, .x = t->pre, .pre = x}, n); /* x = pre: the op below reads the tap's input */
+    if (vitq_tap_get(q->m, tap)->restore) /* x = pre: the op before reads it (a 6 MB copy a block step saved elsewhere) */
+        ew(&(ew_job){.kind = EW_KEEP, .x = t->pre, .pre = x}, n);
     return 0;
 }
 

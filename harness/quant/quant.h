@@ -189,7 +189,8 @@ VITQ_API void vitq_qmodel_free(vitq_qmodel *q);
 /* The hook vitq_forward calls (exposed for tests): ctx is the vitq_qmodel. */
 VITQ_API int vitq_qmodel_hook(void *ctx, int tap, float *x, int ndim, const int64_t *shape);
 /* Its mirror in backward (vitq_tap_hooks.act_backward): for a tap in training, the quantizer's
- * straight-through backward on the elements QDrop quantized, the identity on the others; restores x. */
+ * straight-through backward on the elements QDrop quantized, the identity on the others; restores x
+ * where the tap's descriptor asks (vitq_tap_desc.restore). */
 VITQ_API int vitq_qmodel_hook_backward(void *ctx, int tap, float *x, float *dx, int ndim, const int64_t *shape);
 
 /* ---------------------------------------------------------------------------------------------
