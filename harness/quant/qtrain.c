@@ -63,11 +63,12 @@ static void qdrop_mask(vitq_qmodel *q, uint64_t *mask, int64_t n, double p) {
     vitq_parallel_for_work((n + MASK_BLOCK - 1) / MASK_BLOCK, MASK_BLOCK, mask_blocks, &j);
 }
 
-/* Elementwise work of the hooks over the pool: keep (pre = x), mix (QDrop: x keeps its quantized value
- * where the mask bit is set, takes pre elsewhere), split (dq = dx where quantized, 0 elsewhere; dx = dx
- * where kept float — the identity —, 0 elsewhere: the quantizer's backward then adds into dx). The bit
- * selects take 16 mask bits at a time as an AVX-512 lane mask (ew_bits16), else 4-lane masks from a 16-entry
- * table (SSE2). */
+/* Elementwise work of the hooks over the pool: keep (pre = x), mix (QDrop, one pass: on entry x holds
+ * the float input and pre its quantized values; on exit x holds the quantized value where the mask bit is
+ * set and the float one elsewhere, and pre the float input), split (dq = dx where quantized, 0 elsewhere;
+ * dx = dx where kept float — the identity —, 0 elsewhere: the quantizer's backward then adds into dx). The
+ * bit selects take 16 mask bits at a time as an AVX-512 lane mask (ew_bits16), else 4-lane masks from a
+ * 16-entry table (SSE2). */
 typedef enum { EW_KEEP, EW_MIX, EW_SPLIT } ew_kind;
 typedef struct {
     ew_kind kind;
@@ -99,7 +100,9 @@ __attribute__((target("avx512f"))) static int64_t ew_bits16(const ew_job *j, int
     for (; i + 16 <= i1; i += 16) {
         const __mmask16 m = (__mmask16)(j->mask[i >> 6] >> (i & 63));
         if (j->kind == EW_MIX) {
-            _mm512_storeu_ps(j->x + i, _mm512_mask_mov_ps(_mm512_loadu_ps(j->pre + i), m, _mm512_loadu_ps(j->x + i)));
+            const __m512 f = _mm512_loadu_ps(j->x + i);
+            _mm512_storeu_ps(j->x + i, _mm512_mask_mov_ps(f, m, _mm512_loadu_ps(j->pre + i)));
+            _mm512_storeu_ps(j->pre + i, f);
         } else {
             const __m512 d = _mm512_loadu_ps(j->dx + i);
             _mm512_storeu_ps(j->dq + i, _mm512_maskz_mov_ps(m, d));
@@ -121,8 +124,9 @@ static void ew_bits(const ew_job *j, int64_t i0, int64_t i1) {
     for (; i + 4 <= i1; i += 4) {
         __m128 m = lane_mask((unsigned)(j->mask[i >> 6] >> (i & 63)) & 15u);
         if (j->kind == EW_MIX) {
-            __m128 y = _mm_loadu_ps(j->x + i), p = _mm_loadu_ps(j->pre + i);
-            _mm_storeu_ps(j->x + i, _mm_or_ps(_mm_and_ps(m, y), _mm_andnot_ps(m, p)));
+            __m128 f = _mm_loadu_ps(j->x + i), qv = _mm_loadu_ps(j->pre + i);
+            _mm_storeu_ps(j->x + i, _mm_or_ps(_mm_and_ps(m, qv), _mm_andnot_ps(m, f)));
+            _mm_storeu_ps(j->pre + i, f);
         } else {
             __m128 d = _mm_loadu_ps(j->dx + i);
             _mm_storeu_ps(j->dq + i, _mm_and_ps(m, d));
@@ -133,7 +137,9 @@ static void ew_bits(const ew_job *j, int64_t i0, int64_t i1) {
     for (; i < i1; i++) {
         int bit = (int)((j->mask[i >> 6] >> (i & 63)) & 1);
         if (j->kind == EW_MIX) {
-            if (!bit) j->x[i] = j->pre[i];
+            const float f = j->x[i];
+            if (bit) j->x[i] = j->pre[i];
+            j->pre[i] = f;
         } else {
             j->dq[i] = bit ? j->dx[i] : 0;
             if (bit) j->dx[i] = 0;
@@ -169,13 +175,18 @@ int vitq_qtrain_forward(vitq_qmodel *q, vitq_qtap *t, vitq_view *v) {
         snprintf(q->err, sizeof q->err, "tap '%s': out of memory for the training forward", t->name);
         return VITQ_ENOMEM;
     }
+    if (q->drop_prob < 1) { /* QDrop: quantized into pre, then x takes them where the mask is set, pre x */
+        vitq_view qv = *v;
+        qv.data = t->pre;
+        int rc = t->plugin->quantizer->forward(t->inst, v, &qv);
+        if (rc) return vitq_qtap_failed(q, t, rc, "forward");
+        qdrop_mask(q, t->mask, n, q->drop_prob);
+        ew(&(ew_job){.kind = EW_MIX, .x = v->data, .pre = t->pre, .mask = t->mask}, n);
+        return 0;
+    }
     ew(&(ew_job){.kind = EW_KEEP, .x = v->data, .pre = t->pre}, n); /* pre = x */
     int rc = t->plugin->quantizer->forward(t->inst, v, v);
     if (rc) return vitq_qtap_failed(q, t, rc, "forward");
-    if (q->drop_prob < 1) { /* QDrop: elements outside the mask keep their float value */
-        qdrop_mask(q, t->mask, n, q->drop_prob);
-        ew(&(ew_job){.kind = EW_MIX, .x = v->data, .pre = t->pre, .mask = t->mask}, n);
-    }
     return 0;
 }
 
