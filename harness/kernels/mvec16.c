@@ -2,8 +2,8 @@
  * GELU and the softmax have always used (glibc's libmvec _ZGVbN4v_erff and _ZGVbN4v_expf, their SSE4
  * variants since glibc 2.35): the same methods, operations and constants, only four times as wide.
  * libmvec's own AVX-512 erff (_ZGVeN16v_erff) uses another method and rounds differently on about half of
- * all inputs, so it cannot replace the SSE4 one without changing every GELU model's numbers; these do, at
- * ~5x fewer cycles per value.
+ * all inputs, so it cannot replace the SSE4 one without changing every GELU model's numbers; these do,
+ * 1.5x (erf: the table lookups stay 16 loads) and 3x (exp) faster per value than the 4-lane loop here.
  *
  * erf (svml_s_erff4_core_sse4.S): for (svml_s_erff4_core_sse4.S): for a = min(|x|, 3.9296875) (NaN: 3.9296875), r0 = a rounded to
  * the grid of 1/128 (by adding and subtracting 2^16) and d = a − r0,
@@ -54,8 +54,14 @@ __attribute__((target("avx512f"))) static __m512 erf16(__m512 x) {
     const __m512 dmin = _mm512_min_ps(d, ax); /* MINPS: NaN gives |x| */
     const __m512 t3 = _mm512_sub_ps(_mm512_mul_ps(d2, _mm512_castsi512_ps(_mm512_set1_epi32((int)0xbeaaaadeu))), t1);
     const __m512 p = _mm512_add_ps(dmin, _mm512_mul_ps(t3, dmin));
-    const __m512i off = _mm512_slli_epi32(idx, 1);
-    const __m512 e0 = _mm512_i32gather_ps(off, &erf_tab[0][0], 4), e1 = _mm512_i32gather_ps(off, &erf_tab[0][1], 4);
+    /* the (erf, erf') pairs as 8-byte elements, two gathers of 8 (half the element loads of two 16-float
+     * gathers, which cost ~1 cycle each on AMD), then even and odd floats apart */
+    const __m512i p0 = _mm512_i32gather_epi64(_mm512_castsi512_si256(idx), (const void *)erf_tab, 8);
+    const __m512i p1 = _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(idx, 1), (const void *)erf_tab, 8);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const __m512 e0 = _mm512_permutex2var_ps(_mm512_castsi512_ps(p0), even, _mm512_castsi512_ps(p1));
+    const __m512 e1 = _mm512_permutex2var_ps(_mm512_castsi512_ps(p0), odd, _mm512_castsi512_ps(p1));
     const __m512 y = _mm512_add_ps(e0, _mm512_mul_ps(e1, p));
     return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(y), sign));
 }
