@@ -175,7 +175,8 @@ int vitq_qtrain_forward(vitq_qmodel *q, vitq_qtap *t, vitq_view *v) {
         snprintf(q->err, sizeof q->err, "tap '%s': out of memory for the training forward", t->name);
         return VITQ_ENOMEM;
     }
-    if (q->drop_prob < 1) { /* QDrop: quantized into pre, then x takes them where the mask is set, pre x */
+    if (q->drop_prob < 1) { /* QDrop: quantized into pre; one pass puts them in x where the mask is set and
+                               * the float input into pre */
         vitq_view qv = *v;
         qv.data = t->pre;
         int rc = t->plugin->quantizer->forward(t->inst, v, &qv);
@@ -227,7 +228,7 @@ int vitq_qmodel_hook_backward(void *ctx, int tap, float *x, float *dx, int ndim,
         int rc = ops->backward(t->inst, &v, &vdy, &vdx);
         if (rc) return vitq_qtap_failed(q, t, rc, "backward");
     }
-    if (vitq_tap_get(q->m, tap)->restore) /* x = pre: the op before reads it (a 6 MB copy a block step saved elsewhere) */
+    if (vitq_tap_get(q->m, tap)->restore) /* x = pre: the op before reads it (elsewhere the copy is saved) */
         ew(&(ew_job){.kind = EW_KEEP, .x = t->pre, .pre = x}, n);
     return 0;
 }
