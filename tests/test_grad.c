@@ -685,3 +685,76 @@ TEST(grad_write_variants) {
     free(q), free(k), free(v), free(att), free(datt), free(dy), free(dq1), free(dk1), free(dq2), free(dk2);
     free(da1), free(da2), free(dv1), free(dv2), free(s1), free(s2), free(dqkvh);
 }
+
+/* ---- vectorised kernels keep the written order -------------------------------------------------------
+ * LayerNorm's input and parameter gradients, the bias gradient and the softmax backward run vectorised and
+ * K rows at a time (ops_backward.c); every sum must still be taken in the order one row alone, one element
+ * at a time, takes. References here are that scalar code; sizes leave row tails (R mod 4, N mod 4) and
+ * vector tails (C mod 16) and go through the threaded path. */
+static void ln_backward_scalar(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                               const float *mean, const float *rstd, int64_t R, int64_t C) {
+    for (int64_t r = 0; r < R; r++) {
+        float m1 = 0.0f, m2 = 0.0f;
+        for (int64_t i = 0; i < C; i++) {
+            float norm = (x[r * C + i] - mean[r]) * rstd[r], dnorm = w[i] * dy[r * C + i];
+            m1 += dnorm;
+            m2 += dnorm * norm;
+        }
+        m1 /= (float)C, m2 /= (float)C;
+        for (int64_t i = 0; i < C; i++) {
+            float norm = (x[r * C + i] - mean[r]) * rstd[r], dnorm = w[i] * dy[r * C + i];
+            dx[r * C + i] += (dnorm - m1 - norm * m2) * rstd[r];
+            dw[i] += dy[r * C + i] * norm;
+            db[i] += dy[r * C + i];
+        }
+    }
+}
+
+TEST(grad_vectorised_kernels_keep_scalar_order) {
+    const int64_t Cs[] = {96, 37};
+    for (int t = 0; t < 2; t++) {
+        const int64_t R = 203, C = Cs[t];
+        float *x = frand(R * C, 3), *w = frand(C, 1), *dy = frand(R * C, 1), *mean = frand(R, 1), *rstd = frand(R, 1);
+        float *y = malloc(sizeof(float) * (size_t)(R * C)), *b = frand(C, 1);
+        vitq_layernorm_forward(y, mean, rstd, x, w, b, R, C, 1e-6f);
+        float *dx1 = frand(R * C, 1), *dw1 = frand(C, 1), *db1 = frand(C, 1);
+        float *dx2 = malloc(sizeof(float) * (size_t)(R * C)), *dw2 = malloc(sizeof(float) * (size_t)C);
+        float *db2 = malloc(sizeof(float) * (size_t)C);
+        memcpy(dx2, dx1, sizeof(float) * (size_t)(R * C)), memcpy(dw2, dw1, sizeof(float) * (size_t)C);
+        memcpy(db2, db1, sizeof(float) * (size_t)C);
+        vitq_layernorm_backward(dx1, dw1, db1, dy, x, w, mean, rstd, R, C);
+        ln_backward_scalar(dx2, dw2, db2, dy, x, w, mean, rstd, R, C);
+        CHECK_SAME_BITS(dx1, dx2, R * C);
+        CHECK_SAME_BITS(dw1, dw2, C);
+        CHECK_SAME_BITS(db1, db2, C);
+        /* the bias gradient of a linear layer: column sums of dout over rows in order */
+        float *bw = frand(C * 8, 1), *bx = frand(R * 8, 1), *dbias = filled(C, 0.5f), *dbref = filled(C, 0.5f);
+        vitq_linear_backward(NULL, NULL, dbias, dy, bx, bw, R, 8, C);
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t o = 0; o < C; o++) dbref[o] += dy[r * C + o];
+        CHECK_SAME_BITS(dbias, dbref, C);
+        free(x), free(w), free(dy), free(mean), free(rstd), free(y), free(b), free(dx1), free(dw1), free(db1);
+        free(dx2), free(dw2), free(db2), free(bw), free(bx), free(dbias), free(dbref);
+    }
+    /* softmax backward: dq = dpre · k with dpre = scale · a ⊙ (da − Σ_j a da), per row in order */
+    const int64_t B = 4, H = 3, N = 50, D = 16, nq = B * H * N * D, na = B * H * N * N;
+    float *q = frand(nq, 1), *k = frand(nq, 1), *att = malloc(sizeof(float) * (size_t)na), *datt = frand(na, 1);
+    vitq_attn_softmax_forward(att, q, k, B, H, N, D, 0.25f);
+    float *dq = filled(nq, 0.0f), *dk = filled(nq, 0.0f), *dqr = filled(nq, 0.0f), *dkr = filled(nq, 0.0f);
+    float *dpre = malloc(sizeof(float) * (size_t)(N * N));
+    vitq_attn_softmax_backward(dq, dk, datt, att, q, k, B, H, N, D, 0.25f);
+    for (int64_t bh = 0; bh < B * H; bh++) {
+        for (int64_t i = 0; i < N; i++) {
+            const float *a = att + (bh * N + i) * N, *da = datt + (bh * N + i) * N;
+            float dot = 0.0f;
+            for (int64_t j = 0; j < N; j++) dot += a[j] * da[j];
+            for (int64_t j = 0; j < N; j++) dpre[i * N + j] = 0.25f * a[j] * (da[j] - dot);
+        }
+        /* the kernel's own products on its dpre: what differs would be dpre */
+        vitq_gemm_serial(0, 0, N, D, N, 1.0f, dpre, k + bh * N * D, 1.0f, dqr + bh * N * D);
+        vitq_gemm_serial(1, 0, N, D, N, 1.0f, dpre, q + bh * N * D, 1.0f, dkr + bh * N * D);
+    }
+    CHECK_SAME_BITS(dq, dqr, nq);
+    CHECK_SAME_BITS(dk, dkr, nq);
+    free(q), free(k), free(att), free(datt), free(dq), free(dk), free(dqr), free(dkr), free(dpre);
+}

@@ -72,7 +72,7 @@ typedef struct {
     float eps;
 } ln_ctx;
 
-static void ln_rows(void *vc, int64_t r0, int64_t r1) {
+VITQ_VECTORIZE static void ln_rows(void *vc, int64_t r0, int64_t r1) {
     const ln_ctx *c = vc;
     const int64_t C = c->C;
     for (int64_t r = r0; r < r1; r++) {
@@ -157,17 +157,18 @@ static void gelu_range(void *vc, int64_t i0, int64_t i1) {
 
 /* ReLU without a branch (a 50 % taken one cost ~5 ns a value, half a reconstruction step's GEMM time
  * after MLP reconstruction): x > 0 ? x : +0 is MAXPS(x, 0) — −0 and NaN give the second operand, +0. */
-__attribute__((target_clones("avx512f", "default"), optimize("O3"))) static void relu_range(void *vc, int64_t i0,
-                                                                                             int64_t i1) {
+VITQ_VECTORIZE static void relu_range(void *vc, int64_t i0, int64_t i1) {
     const ew_ctx *c = vc;
     const float *restrict a = c->a;
     float *restrict out = c->out;
     for (int64_t i = i0 * EW_CHUNK, e = ew_end(c, i1); i < e; i++) out[i] = a[i] > 0.0f ? a[i] : 0.0f;
 }
 
-static void add_range(void *vc, int64_t i0, int64_t i1) {
+VITQ_VECTORIZE static void add_range(void *vc, int64_t i0, int64_t i1) {
     const ew_ctx *c = vc;
-    for (int64_t i = i0 * EW_CHUNK, e = ew_end(c, i1); i < e; i++) c->out[i] = c->a[i] + c->b[i];
+    const float *a = c->a, *b = c->b;
+    float *out = c->out; /* may alias a or b (x += y): no restrict; O3 checks at run time */
+    for (int64_t i = i0 * EW_CHUNK, e = ew_end(c, i1); i < e; i++) out[i] = a[i] + b[i];
 }
 
 static void ew_run(int64_t n, int64_t cost, vitq_range_fn fn, ew_ctx c) {

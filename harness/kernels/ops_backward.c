@@ -40,19 +40,22 @@ static void linear_dinp_rows(void *vctx, int64_t r0, int64_t r1) {
                 c->dout + r0 * c->OC, (int)c->OC, c->w, (int)c->IC, c->beta, c->dinp + r0 * c->IC, (int)c->IC);
 }
 
+/* db[o0:o1] += column sums of dout (R, OC), each column summed over rows in order. */
+VITQ_VECTORIZE static void bias_grad(float *restrict db, const float *restrict dout, int64_t R, int64_t OC,
+                                     int64_t o0, int64_t o1) {
+    for (int64_t r = 0; r < R; r++) {
+        const float *restrict row = dout + r * OC;
+        for (int64_t o = o0; o < o1; o++) db[o] += row[o];
+    }
+}
+
 /* dw rows [o0, o1) += dout[:, o0:o1]^T · inp; dbias[o0:o1] += column sums of dout. */
 static void linear_dw_rows(void *vctx, int64_t o0, int64_t o1) {
     const linear_ctx *c = vctx;
     if (c->dw)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(o1 - o0), (int)c->IC, (int)c->R, 1.0f,
                     c->dout + o0, (int)c->OC, c->inp, (int)c->IC, 1.0f, c->dw + o0 * c->IC, (int)c->IC);
-    if (c->dbias) {
-        float *restrict db = c->dbias;
-        for (int64_t r = 0; r < c->R; r++) {
-            const float *restrict row = c->dout + r * c->OC;
-            for (int64_t o = o0; o < o1; o++) db[o] += row[o];
-        }
-    }
+    if (c->dbias) bias_grad(c->dbias, c->dout, c->R, c->OC, o0, o1);
 }
 
 /* dw columns [i0, i1) += dout^T · inp[:, i0:i1]. */
@@ -96,42 +99,64 @@ typedef struct {
     int64_t R, C;
 } ln_ctx;
 
-static void ln_dinp_rows(void *vctx, int64_t r0, int64_t r1) {
+/* Rows [r, r + K) of the two reductions of LayerNorm's input gradient, mean(dnorm) and mean(dnorm · norm)
+ * with dnorm = w · dy: each row's sums run over i in order, as one row alone would, but K rows at once so
+ * the K·2 dependent add chains overlap (one chain is latency-bound: 4 cycles an add). */
+static inline __attribute__((always_inline)) void ln_dinp_sums(const ln_ctx *c, int64_t r, int K, float *m1,
+                                                               float *m2) {
+    const int64_t C = c->C;
+    float s1[4] = {0}, s2[4] = {0};
+    for (int64_t i = 0; i < C; i++)
+        for (int k = 0; k < K; k++) {
+            const int64_t j = (r + k) * C + i;
+            const float norm = (c->inp[j] - c->mean[r + k]) * c->rstd[r + k], dnorm = c->w[i] * c->dout[j];
+            s1[k] += dnorm;
+            s2[k] += dnorm * norm;
+        }
+    for (int k = 0; k < K; k++) m1[k] = s1[k] / (float)C, m2[k] = s2[k] / (float)C;
+}
+
+VITQ_VECTORIZE static void ln_dinp_rows(void *vctx, int64_t r0, int64_t r1) {
     const ln_ctx *c = vctx;
     const int64_t C = c->C;
-    for (int64_t r = r0; r < r1; r++) {
-        const float *x = c->inp + r * C, *dy = c->dout + r * C;
-        float *dx = c->dinp + r * C;
-        const float mu = c->mean[r], rs = c->rstd[r];
-        // two reductions: mean(dnorm) and mean(dnorm * norm), with dnorm = dy * w
-        float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
-        for (int64_t i = 0; i < C; i++) {
-            float norm = (x[i] - mu) * rs;
-            float dnorm = c->w[i] * dy[i];
-            dnorm_mean += dnorm;
-            dnorm_norm_mean += dnorm * norm;
-        }
-        dnorm_mean /= (float)C;
-        dnorm_norm_mean /= (float)C;
-        for (int64_t i = 0; i < C; i++) {
-            float norm = (x[i] - mu) * rs;
-            float dnorm = c->w[i] * dy[i];
-            dx[i] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * rs;
+    for (int64_t r = r0; r < r1; r += 4) {
+        const int K = r1 - r < 4 ? (int)(r1 - r) : 4;
+        float m1[4], m2[4]; /* dnorm_mean, dnorm_norm_mean per row */
+        if (K == 4) ln_dinp_sums(c, r, 4, m1, m2); /* a constant K: the compiler unrolls over the rows */
+        else ln_dinp_sums(c, r, K, m1, m2);
+        for (int k = 0; k < K; k++) {
+            const float *x = c->inp + (r + k) * C, *dy = c->dout + (r + k) * C, *w = c->w;
+            float *dx = c->dinp + (r + k) * C; /* no restrict: O3 checks aliasing at run time */
+            const float mu = c->mean[r + k], rs = c->rstd[r + k];
+            for (int64_t i = 0; i < C; i++) {
+                const float norm = (x[i] - mu) * rs, dnorm = w[i] * dy[i];
+                dx[i] += (dnorm - m1[k] - norm * m2[k]) * rs;
+            }
         }
     }
 }
 
-static void ln_dparam_cols(void *vctx, int64_t c0, int64_t c1) {
-    const ln_ctx *c = vctx;
+/* dw[c0:c1] += Σ_r dy · norm and db[c0:c1] += Σ_r dy, over rows in order; has_w / has_b are constants at
+ * every call, so each variant is a straight loop. */
+static inline __attribute__((always_inline)) void ln_dparam_loop(const ln_ctx *c, int64_t c0, int64_t c1, int has_w,
+                                                                 int has_b) {
     const int64_t C = c->C;
+    float *restrict dw = c->dw, *restrict db = c->db;
     for (int64_t r = 0; r < c->R; r++) {
-        const float *x = c->inp + r * C, *dy = c->dout + r * C;
+        const float *restrict x = c->inp + r * C, *restrict dy = c->dout + r * C;
         const float mu = c->mean[r], rs = c->rstd[r];
         for (int64_t i = c0; i < c1; i++) {
-            if (c->dw) c->dw[i] += dy[i] * ((x[i] - mu) * rs);
-            if (c->db) c->db[i] += dy[i];
+            if (has_w) dw[i] += dy[i] * ((x[i] - mu) * rs);
+            if (has_b) db[i] += dy[i];
         }
     }
+}
+
+VITQ_VECTORIZE static void ln_dparam_cols(void *vctx, int64_t c0, int64_t c1) {
+    const ln_ctx *c = vctx;
+    if (c->dw && c->db) ln_dparam_loop(c, c0, c1, 1, 1);
+    else if (c->dw) ln_dparam_loop(c, c0, c1, 1, 0);
+    else ln_dparam_loop(c, c0, c1, 0, 1);
 }
 
 void vitq_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
@@ -207,10 +232,9 @@ static inline float gelu_grad(float x, float dy) {
 
 static inline float relu_grad(float x, float dy) { return x > 0.0f ? dy : 0.0f; }
 
-/* O3 and an AVX-512 clone for GELU and ReLU: GCC's -O2 cost model does not vectorise them (4 floats per SSE op;
- * ReLU's select then stays a branch that mispredicts on half the values). */
-ELTWISE_BACKWARD(gelu, __attribute__((target_clones("avx512f", "default"), optimize("O3"))), gelu_grad)
-ELTWISE_BACKWARD(relu, __attribute__((target_clones("avx512f", "default"), optimize("O3"))), relu_grad)
+/* Vectorised (ReLU's select would otherwise stay a branch that mispredicts on half the values). */
+ELTWISE_BACKWARD(gelu, VITQ_VECTORIZE, gelu_grad)
+ELTWISE_BACKWARD(relu, VITQ_VECTORIZE, relu_grad)
 
 void vitq_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n) {
     elt_ctx c = {dinp, inp, dout};
@@ -242,7 +266,7 @@ typedef struct {
     int accumulate;
 } split_ctx;
 
-static void split_rows(void *vctx, int64_t r0, int64_t r1) {
+VITQ_VECTORIZE static void split_rows(void *vctx, int64_t r0, int64_t r1) {
     const split_ctx *c = vctx;
     const int64_t B = c->B, N = c->N, C = c->C, H = c->H, D = C / H;
     for (int64_t r = r0; r < r1; r++) { // r = b*N + n
@@ -280,7 +304,18 @@ typedef struct {
     float scale, beta; /* beta 1: dq, dk accumulate; 0: written */
 } smax_ctx;
 
-static void smax_heads(void *vctx, int64_t bh0, int64_t bh1) {
+/* dp rows [i, i + K) of one head: dp[i,j] = scale · a[i,j] · (da[i,j] − Σ_j' a[i,j'] da[i,j']), each row's sum
+ * over j in order, K rows at once so their add chains overlap. */
+static inline __attribute__((always_inline)) void smax_rows(float *dp, const float *a, const float *da, int64_t N,
+                                                            int K, float scale) {
+    float dot[4] = {0};
+    for (int64_t j = 0; j < N; j++)
+        for (int k = 0; k < K; k++) dot[k] += a[k * N + j] * da[k * N + j];
+    for (int k = 0; k < K; k++)
+        for (int64_t j = 0; j < N; j++) dp[k * N + j] = scale * a[k * N + j] * (da[k * N + j] - dot[k]);
+}
+
+VITQ_VECTORIZE static void smax_heads(void *vctx, int64_t bh0, int64_t bh1) {
     const smax_ctx *c = vctx;
     const int64_t N = c->N, D = c->D;
     float *dpre = malloc(sizeof(float) * (size_t)(N * N)); // one scratch per chunk, not per head
@@ -294,12 +329,9 @@ static void smax_heads(void *vctx, int64_t bh0, int64_t bh1) {
     for (int64_t bh = bh0; bh < bh1; bh++) {
         const float *A = c->att + bh * N * N, *dA = c->datt + bh * N * N;
         // softmax backward: dpre[i,j] = att[i,j] * (datt[i,j] - sum_j' att[i,j'] datt[i,j']), times scale
-        for (int64_t i = 0; i < N; i++) {
-            const float *a = A + i * N, *da = dA + i * N;
-            float dot = 0.0f;
-            for (int64_t j = 0; j < N; j++) dot += a[j] * da[j];
-            float *dp = dpre + i * N;
-            for (int64_t j = 0; j < N; j++) dp[j] = c->scale * a[j] * (da[j] - dot);
+        for (int64_t i = 0; i < N; i += 4) {
+            if (N - i >= 4) smax_rows(dpre + i * N, A + i * N, dA + i * N, N, 4, c->scale);
+            else smax_rows(dpre + i * N, A + i * N, dA + i * N, N, (int)(N - i), c->scale);
         }
         const float *q = c->q + bh * N * D, *k = c->k + bh * N * D;
         // dq (N,D) += dpre (N,N) · k (N,D);  dk (N,D) += dpre^T · q
