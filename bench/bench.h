@@ -38,6 +38,8 @@ typedef struct {
  * dweight of each (23 shapes; none for the image's gradient). Return the number written to s. */
 int bench_forward_gemms(const vitq_arch *a, int B, gemm_shape *s);
 int bench_train_gemms(const vitq_arch *a, int B, gemm_shape *s);
+/* One block's training-step GEMMs at batch B: its 6 forward shapes, then dinput and dweight of each (18). */
+int bench_block_train_gemms(const vitq_arch *a, int B, gemm_shape *s);
 double bench_gemm_flops(const gemm_shape *s, int n);
 /* Median seconds of `reps` (<= 32) passes over all shapes, OpenBLAS at `threads` threads, after a warm-up
  * pass; < 0 if out of memory. Leaves OpenBLAS at 1 thread again (the pool's setting). */

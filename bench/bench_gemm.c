@@ -11,30 +11,45 @@ static gemm_shape mk(int M, int N, int K, int ta, int tb, int count, int ldc) {
     return (gemm_shape){.M = M, .N = N, .K = K, .transa = ta, .transb = tb, .count = count, .ldc = ldc};
 }
 
+/* One block's forward GEMMs (qkv, q kᵀ, att v, proj, fc1, fc2), each repeated `depth` blocks over. */
+static int block_forward(const vitq_arch *a, int B, int depth, gemm_shape *s) {
+    int n = 0, N = vitq_arch_tokens(a), C = a->embed_dim, H = a->num_heads, D = C / H, F = vitq_arch_hidden(a), R = B * N;
+    s[n++] = mk(R, 3 * C, C, 0, 1, depth, 3 * C);   /* qkv */
+    s[n++] = mk(N, N, D, 0, 1, depth * B * H, N);   /* q k^T per (image, head) */
+    s[n++] = mk(N, D, N, 0, 0, depth * B * H, C);   /* att v, heads merged */
+    s[n++] = mk(R, C, C, 0, 1, depth, C);           /* proj */
+    s[n++] = mk(R, F, C, 0, 1, depth, F);           /* fc1 */
+    s[n++] = mk(R, C, F, 0, 1, depth, C);           /* fc2 */
+    return n;
+}
+
+/* Appends dinput and dweight of s[first..n) (same FLOPs each); first = 0 marks s[0] as the patch embedding,
+ * which has no dinput: nothing needs the gradient of the image. Returns the new count. */
+static int add_backward(gemm_shape *s, int n, int patch_first) {
+    const int nf = n;
+    for (int i = 0; i < nf; i++) {
+        gemm_shape f = s[i];
+        /* C (M,N) = A (M,K) · B (K,N or N,K): dA (M,K) = dC · B^T-ish and dB = A^T · dC */
+        if (!(patch_first && i == 0)) s[n++] = mk(f.M, f.K, f.N, 0, !f.transb, f.count, f.K);
+        s[n++] = f.transb ? mk(f.N, f.K, f.M, 1, 0, f.count, f.K) : mk(f.K, f.N, f.M, 1, 0, f.count, f.N);
+    }
+    return n;
+}
+
 int bench_forward_gemms(const vitq_arch *a, int B, gemm_shape *s) {
-    int n = 0, N = vitq_arch_tokens(a), C = a->embed_dim, H = a->num_heads, D = C / H, F = vitq_arch_hidden(a);
-    int R = B * N, Np = N - 1, pd = a->in_chans * a->patch_size * a->patch_size;
-    s[n++] = mk(B * Np, C, pd, 0, 1, 1, C);                /* patch embedding */
-    s[n++] = mk(R, 3 * C, C, 0, 1, a->depth, 3 * C);       /* qkv */
-    s[n++] = mk(N, N, D, 0, 1, a->depth * B * H, N);       /* q k^T per (image, head) */
-    s[n++] = mk(N, D, N, 0, 0, a->depth * B * H, C);       /* att v, heads merged */
-    s[n++] = mk(R, C, C, 0, 1, a->depth, C);               /* proj */
-    s[n++] = mk(R, F, C, 0, 1, a->depth, F);               /* fc1 */
-    s[n++] = mk(R, C, F, 0, 1, a->depth, C);               /* fc2 */
+    int n = 0, Np = vitq_arch_tokens(a) - 1, C = a->embed_dim, pd = a->in_chans * a->patch_size * a->patch_size;
+    s[n++] = mk(B * Np, C, pd, 0, 1, 1, C); /* patch embedding */
+    n += block_forward(a, B, a->depth, s + n);
     s[n++] = mk(B, a->num_classes, C, 0, 1, 1, a->num_classes); /* head */
     return n;
 }
 
 int bench_train_gemms(const vitq_arch *a, int B, gemm_shape *s) {
-    int n = bench_forward_gemms(a, B, s), nf = n;
-    for (int i = 0; i < nf; i++) {
-        gemm_shape f = s[i];
-        /* C (M,N) = A (M,K) · B (K,N or N,K): dA (M,K) = dC · B^T-ish and dB = A^T · dC, same FLOPs each.
-         * The patch embedding has no dA: nothing needs the gradient of the image. */
-        if (i > 0) s[n++] = mk(f.M, f.K, f.N, 0, !f.transb, f.count, f.K);
-        s[n++] = f.transb ? mk(f.N, f.K, f.M, 1, 0, f.count, f.K) : mk(f.K, f.N, f.M, 1, 0, f.count, f.N);
-    }
-    return n;
+    return add_backward(s, bench_forward_gemms(a, B, s), 1);
+}
+
+int bench_block_train_gemms(const vitq_arch *a, int B, gemm_shape *s) {
+    return add_backward(s, block_forward(a, B, 1, s), 0);
 }
 
 double bench_gemm_flops(const gemm_shape *s, int n) {

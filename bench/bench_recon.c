@@ -126,6 +126,7 @@ int bench_recon_step(void) {
     const double fwd = 2 * R * (C * 3 * C + C * C + 2 * C * F) + 2 * 2 * B * H * N * N * D;
     printf("block of vit-fmnist at batch %d: %.2f GFLOP forward, %.2f GFLOP forward+backward (GEMMs)\n", B, fwd / 1e9,
            3 * fwd / 1e9);
+    double tf1 = 0, tr1 = 0; /* one thread's float and reconstruction steps */
     for (int th = 1; th <= 2; th++) {
         vitq_threads_set(th);
         double tf = float_step(teacher, x), mem = 0, tr = recon_step(teacher, student, x, &mem);
@@ -133,6 +134,7 @@ int bench_recon_step(void) {
             free(x);
             return 1;
         }
+        if (th == 1) tf1 = tf, tr1 = tr;
         printf("%d thread%s: float forward+backward %.2f ms (%.0f GFLOP/s), reconstruction step %.2f ms: %.2fx\n", th,
                th > 1 ? "s" : "", tf * 1e3, 3 * fwd / tf / 1e9, tr * 1e3, tr / tf);
         if (th == 2) {
@@ -144,6 +146,17 @@ int bench_recon_step(void) {
             vitq_acts_free(ta);
         }
     }
+    /* Where a step's time goes: sgemm alone on the step's GEMM shapes, one thread, against the 1-thread steps.
+     * The rest is the work around the GEMMs (LayerNorm, softmax, GELU, quantizers, copies); with 2 threads
+     * the step can at best halve the sum. */
+    gemm_shape gs[32];
+    const int ng = bench_block_train_gemms(&FMNIST, B, gs);
+    const double tg = bench_time_gemms(gs, ng, 1, 15);
+    if (tg > 0)
+        printf("1 thread: sgemm alone on the step's %d GEMM shapes %.2f ms (%.0f GFLOP/s); the rest: float step %.2f ms, "
+               "reconstruction step %.2f ms (%.0f %% of it)\n",
+               ng, tg * 1e3, bench_gemm_flops(gs, ng) / tg / 1e9, (tf1 - tg) * 1e3, (tr1 - tg) * 1e3,
+               100 * (tr1 - tg) / tr1);
     free(x);
     vitq_model_free(student);
     vitq_model_free(teacher);
