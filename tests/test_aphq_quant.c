@@ -311,6 +311,29 @@ TEST(aphq_o6_weight_grid_and_self_search) {
     drop(&in);
 }
 
+/* aphq_lgrid_mse takes 8 candidates side by side; each error must be aphq_mse's, bit for bit (the same sum
+ * in the same order), at 3 and 4 bits, over a length with a tail and values past the grid's ends. */
+TEST(aphq_lgrid_mse_is_each_candidates_mse) {
+    enum { N = 1001 };
+    float x[N];
+    for (int i = 0; i < N; i++) x[i] = (float)((i * 7919) % 2003) / 500.0f - 2.0f + (i % 13 == 0 ? 9.0f : 0.0f);
+    for (int bits = 3; bits <= 4; bits++) {
+        const float p[4] = {1.5f, 6.0f, -1.5f, -2.0f};
+        aphq_lgrid g;
+        aphq_lgrid_init(&g, bits, 1, p);
+        double err[APHQ_EQ_N];
+        aphq_lgrid_mse(&g, x, N, err);
+        int bad = 0;
+        for (int i = 0; i < aphq_lgrid_count(&g); i++) {
+            float s, z;
+            aphq_lgrid_at(&g, i, &s, &z);
+            const double want = aphq_mse(x, N, s, z, g.qmax);
+            bad += memcmp(&want, &err[i], sizeof want) != 0;
+        }
+        CHECK_MSG(bad == 0, "%d bits: %d of %d candidates differ from aphq_mse", bits, bad, aphq_lgrid_count(&g));
+    }
+}
+
 TEST(aphq_activation_grid_clamps_scale) {
     /* activations' candidate scales are at least 1e-4; a 129th candidate is never made */
     const float p[4] = {1e-5f, 2e-5f, 0, 0};
