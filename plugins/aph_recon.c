@@ -189,8 +189,14 @@ static void free_job(unit_job *j) {
 static void wse_rows(void *ctx, int64_t b0, int64_t b1) {
     unit_job *j = ctx;
     const int64_t P = j->ui.out_numel;
-    for (int64_t b = b0; b < b1; b++)
-        j->row[b] = aph_wse(j->yh + b * P, j->y + b * P, aph_imp_row(&j->imp, j->idx[b]), P);
+    int64_t b = b0;
+    for (; b + 4 <= b1; b += 4) { /* 4 samples' sums side by side (aph_wse4: the same bits) */
+        const float *yh[4], *y[4], *w[4];
+        for (int k = 0; k < 4; k++)
+            yh[k] = j->yh + (b + k) * P, y[k] = j->y + (b + k) * P, w[k] = aph_imp_row(&j->imp, j->idx[b + k]);
+        aph_wse4(yh, y, w, P, j->row + b);
+    }
+    for (; b < b1; b++) j->row[b] = aph_wse(j->yh + b * P, j->y + b * P, aph_imp_row(&j->imp, j->idx[b]), P);
 }
 
 static void wse_grad_rows(void *ctx, int64_t b0, int64_t b1) {

@@ -155,6 +155,20 @@ TEST(aph_recon_losses_and_their_gradients) {
     }
     CHECK_NEAR(s, want, 1e-12);
     CHECK_NEAR(aph_wse(yh0, y, NULL, 5), aph_wse(yh0, y, (const float[]){1, 1, 1, 1, 1}, 5), 1e-15);
+    { /* 4 samples side by side (one unweighted): each aph_wse's bits, over a long sample */
+        enum { P = 4801 };
+        float *buf = malloc(sizeof(float) * 12 * P);
+        for (int i = 0; i < 12 * P; i++) buf[i] = (float)((i * 2654435761u) % 100003) / 7919.0f - 6.0f;
+        const float *a4[4], *b4[4], *w4[4];
+        for (int q = 0; q < 4; q++) a4[q] = buf + q * P, b4[q] = buf + (4 + q) * P, w4[q] = q == 2 ? NULL : buf + 8 * P;
+        double got[4];
+        aph_wse4(a4, b4, w4, P, got);
+        for (int q = 0; q < 4; q++) {
+            const double one = aph_wse(a4[q], b4[q], w4[q], P);
+            CHECK_MSG(memcmp(&one, &got[q], sizeof one) == 0, "sample %d: %.17g != aph_wse's %.17g", q, got[q], one);
+        }
+        free(buf);
+    }
     /* current: 2 at the first call, 2·rec/rec1 after; original: rec, no division */
     double rec1 = 0, k = 0;
     CHECK_EQ(aph_rec_term(APH_LOSS_CURRENT, 0.125, &rec1, &k), 2.0);
