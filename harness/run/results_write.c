@@ -172,9 +172,26 @@ int vitq_results_cell_done(vitq_results *r, const char *cell_id, const char *con
     return done;
 }
 
+int vitq_results_cell_origin(vitq_results *r, const char *cell_id, char *blas, size_t n, int *threads) {
+    vitq_h5_quiet();
+    blas[0] = 0;
+    *threads = 0;
+    char *p = r && check_id(cell_id, "", NULL) == 0 ? vitq_results_cell_path(r, cell_id) : NULL;
+    hid_t f = p ? H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+    free(p);
+    if (f < 0) return -1;
+    char *b = vitq_h5_read_str(f, ".", "blas_core");
+    if (b) snprintf(blas, n, "%s", b);
+    if (vitq_h5_read_num(f, ".", "threads", H5T_NATIVE_INT, threads) < 0) *threads = 0;
+    free(b);
+    H5Fclose(f);
+    H5Eclear2(H5E_DEFAULT);
+    return 0;
+}
+
 static const char *const k_reserved[] = {"cell_id", "seed", "status", "error", "config_hash", "config_ini",
                                          "plugins", "vitq_version", "checkpoint_sha256", "transform", "eval_split",
-                                         "calib_split", "shared_stage"};
+                                         "calib_split", "shared_stage", "blas_core", "threads"};
 
 int vitq_results_is_reserved(const char *name, const char *const *list, int n) {
     for (int i = 0; i < n; i++)
@@ -328,6 +345,8 @@ static int write_cell_body(const vitq_results *r, const vitq_cell_result *c, hid
     TRY(vitq_h5_attr_str(f, "transform", c->transform ? c->transform : ""));
     TRY(vitq_h5_attr_str(f, "eval_split", c->eval_split ? c->eval_split : ""));
     TRY(vitq_h5_attr_str(f, "calib_split", c->calib_split ? c->calib_split : ""));
+    TRY(vitq_h5_attr_str(f, "blas_core", vitq_blas_core())); /* what made the numbers: see vitq_run_start */
+    TRY(vitq_h5_attr_int(f, "threads", vitq_threads_get()));
 
     obj = "/axes";
     TRY(g = H5Gcreate2(f, "axes", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));

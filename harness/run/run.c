@@ -24,12 +24,43 @@ void vitq_run_log(const vitq_run *r, const char *fmt, ...) {
     fflush(stderr);
 }
 
+/* A done cell is skipped on a rerun, so it must have been computed as this process would: with the same
+ * OpenBLAS kernels and thread count (results depend on both; the stage keys hold them too). A cell that
+ * differs refuses the run before any cell runs; --force recomputes. Cells that predate the record pass. */
+static int check_done_origin(vitq_run *r, vitq_err *e) {
+    const char *core = vitq_blas_core();
+    const int threads = vitq_threads_get();
+    for (int i = 0; i < r->n_cells && !r->o.force; i++) {
+        vitq_run_cell *c = &r->cells[i];
+        vitq_err ke;
+        if (!c->selected || (!c->sha256[0] && vitq_run_cell_key(r, c, &ke))) continue;
+        if (!vitq_results_cell_done(r->res, c->id, c->hash)) continue;
+        char blas[128];
+        int t = 0;
+        if (vitq_results_cell_origin(r->res, c->id, blas, sizeof blas, &t)) continue;
+        if (blas[0] && strcmp(blas, core))
+            return vitq_fail(e, VITQ_EINVAL, "%s/cells/%s.h5: cell %s was computed with the OpenBLAS %s kernels, this "
+                             "run has %s (results depend on them): rerun with VITQ_BLAS_CORETYPE=%s, or --force to "
+                             "recompute", vitq_run_output(r), c->id, c->id, blas, core, blas);
+        if (t > 0 && t != threads)
+            return vitq_fail(e, VITQ_EINVAL, "%s/cells/%s.h5: cell %s was computed with %d thread%s, this run has %d "
+                             "(results depend on them): rerun with --threads %d, or --force to recompute",
+                             vitq_run_output(r), c->id, c->id, t, t == 1 ? "" : "s", threads, t);
+    }
+    return VITQ_OK;
+}
+
 int vitq_run_start(vitq_run *r, vitq_err *e) {
     if (r->res) return VITQ_OK;
     if (r->o.absent_ok)
         return vitq_fail(e, VITQ_EINVAL, "%s: opened to validate absent inputs (absent_ok): it cannot run", r->x->path);
     const vitq_experiment *x = r->x;
-    return vitq_results_open(vitq_run_output(r), x->path, x->text, x->axis_names, x->n_axes, &r->res, e);
+    int rc = vitq_results_open(vitq_run_output(r), x->path, x->text, x->axis_names, x->n_axes, &r->res, e);
+    if (!rc && (rc = check_done_origin(r, e))) {
+        vitq_results_close(r->res);
+        r->res = NULL;
+    }
+    return rc;
 }
 
 int vitq_run_index(vitq_run *r, vitq_err *e) {

@@ -207,7 +207,8 @@ VITQ_API void vitq_passes_free(vitq_pass_binding *b, int n);
  *                reserved names below, seed (uint64), status ("done" | "failed"), error ("" if none),
  *                config_hash, config_ini, plugins (array of "name version" strings), vitq_version,
  *                checkpoint_sha256 (of the model file, as `sha256sum` prints it), transform (the eval
- *                transform, one line), eval_split and calib_split (the splits actually read; "" if none)
+ *                transform, one line), eval_split and calib_split (the splits actually read; "" if none),
+ *                blas_core (the OpenBLAS kernels, vitq_blas_core) and threads (int) that computed it
  *   /axes        attrs: <axis name> = value (text) for every axis (always, reserved names included);
  *                attr axis_names (array, in the run's order)
  *   /metrics     attrs: top1, top5 (percent), loss (nats, mean cross-entropy), n_eval (int64),
@@ -248,6 +249,9 @@ VITQ_API int vitq_results_removed_tmp(const vitq_results *r);
 /* 1 if DIR/cells/<id>.h5 exists, opens, has status "done" and the same config_hash attribute; 0 otherwise
  * (missing, corrupt, failed, other hash). */
 VITQ_API int vitq_results_cell_done(vitq_results *r, const char *cell_id, const char *config_hash);
+/* What computed DIR/cells/<id>.h5: the OpenBLAS kernels (vitq_blas_core) and the thread count, as recorded
+ * ("" and 0 when the file predates the record). 0, or -1 when the file cannot be opened. */
+VITQ_API int vitq_results_cell_origin(vitq_results *r, const char *cell_id, char *blas, size_t n, int *threads);
 
 /* Seconds a stage of the cell pipeline took (stages sharing a timer add up). */
 typedef struct vitq_stage_time {

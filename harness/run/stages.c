@@ -6,10 +6,10 @@
  * reconstruction settings then calibrates once per bit-width; MR runs once for every cell that shares it.
  *
  * A key chains: the base (checkpoint SHA-256 and architecture, the [data] keys that choose and preprocess
- * the calibration images, the seed and the thread count — results are bit-exact only for one thread
- * count), then each stage's text in pipeline order (a pass: its name and every parameter's value; the
- * calibration: every [quantizer] section, sorted, with calib_mode, search_rounds, calib_size and
- * calib_split). Evaluation keys do not enter: cells that differ only in evaluation share everything.
+ * the calibration images, the seed, the thread count and the OpenBLAS kernels — results are bit-exact
+ * only for one thread count and one set of kernels), then each stage's text in pipeline order (a pass:
+ * its name and every parameter's value; the calibration: every [quantizer] section, sorted, with
+ * calib_mode, search_rounds, calib_size and calib_split). Evaluation keys do not enter: cells that differ only in evaluation share everything.
  * The files stay until every selected cell of the run is done (a rerun after a kill reuses them). */
 #include "run/run.h"
 
@@ -54,9 +54,9 @@ static uint64_t mix_sections(uint64_t h, const vitq_grid_cell *g, const char *pr
 void vitq_stage_keys(const vitq_run_cell *c, const vitq_stage *st, int n, uint64_t *keys) {
     const vitq_run_cfg *cfg = c->cfg;
     static const char *const eval_only[] = {"eval_split", "eval_limit", "batch"};
-    char base[256];
-    snprintf(base, sizeof base, "sha256 %s\nseed %llu\nthreads %d\n", c->sha256, (unsigned long long)cfg->seed,
-             vitq_threads_get());
+    char base[384];
+    snprintf(base, sizeof base, "sha256 %s\nseed %llu\nthreads %d\nblas %s\n", c->sha256,
+             (unsigned long long)cfg->seed, vitq_threads_get(), vitq_blas_core());
     uint64_t h = mix(VITQ_FNV1A64_INIT, base);
     h = mix_sections(h, c->grid, "model", NULL, 0);
     h = mix_sections(h, c->grid, "data", eval_only, 3);
