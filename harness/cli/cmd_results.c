@@ -45,6 +45,22 @@ static void md_clean(char *s) {
         if (*s == '|' || *s == '\n' || *s == '\r') *s = ' ';
 }
 
+/* A float baseline row (every axis "-") of a run with several: its id "fp32,m=final" names the grid values
+ * that pick its model or data (run/cells.c), shown in those axes' columns. Else the row's own value. */
+static const char *axis_text(const vitq_summary *s, int i, int a, char *buf, size_t n) {
+    const char *v = s->axis_values[i][a], *id = s->cell_ids[i];
+    if (strcmp(v, "-") || strncmp(id, "fp32,", 5)) return v;
+    for (int b = 0; b < s->n_axes; b++)
+        if (strcmp(s->axis_values[i][b], "-")) return v;
+    size_t ln = strlen(s->axis_names[a]);
+    for (const char *p = id + 4; p && *p == ','; p = strchr(p + 1, ','))
+        if (!strncmp(p + 1, s->axis_names[a], ln) && p[1 + ln] == '=') {
+            snprintf(buf, n, "%.*s", (int)strcspn(p + 2 + ln, ","), p + 2 + ln);
+            return buf;
+        }
+    return v;
+}
+
 static int print_markdown(const vitq_summary *s) {
     int show_id = s->n_axes == 0;
     int ncol = s->n_axes + show_id + 6;
@@ -67,7 +83,7 @@ static int print_markdown(const vitq_summary *s) {
         char b[64];
         c = 0;
         if (show_id) row[c++] = strdup(s->cell_ids[i]);
-        for (int a = 0; a < s->n_axes; a++) row[c++] = strdup(s->axis_values[i][a]);
+        for (int a = 0; a < s->n_axes; a++) row[c++] = strdup(axis_text(s, i, a, b, sizeof b));
         row[c++] = strdup(s->status[i]);
         int done = !strcmp(s->status[i], "done");
         fmt_num(b, sizeof b, done ? s->top1[i] : NAN, "%.2f"), row[c++] = strdup(b);

@@ -1,6 +1,7 @@
 /* cells.c — a run's cells and caches. The cells are the distinct float baselines (one per distinct
- * model + evaluation data when [run] baseline is on: "fp32", "fp32-2", ...) and then the grid cells, in
- * that stable order; each model file and each (dataset, split, preprocessing) is opened once per run.
+ * model + evaluation data when [run] baseline is on: "fp32"; several are named by the grid values that
+ * pick them, "fp32,m=final") and then the grid cells, in that stable order; each model file and each
+ * (dataset, split, preprocessing) is opened once per run.
  * Does not: validate (validate.c) or compute anything (pipeline.c). */
 #include "run/run.h"
 
@@ -150,8 +151,8 @@ int vitq_run_cell_key(vitq_run *r, vitq_run_cell *c, vitq_err *e) {
     return VITQ_OK;
 }
 
-/* Adds the baseline of grid cell g unless an identical one is listed. */
-static int add_baseline(vitq_run *r, const vitq_grid_cell *g) {
+/* Adds the baseline of grid cell g unless an identical one is listed; *which = its cell index. */
+static int add_baseline(vitq_run *r, const vitq_grid_cell *g, int *which) {
     char *t = baseline_text(&g->cfg);
     if (!t) return VITQ_ENOMEM;
     int nb = 0;
@@ -160,9 +161,11 @@ static int add_baseline(vitq_run *r, const vitq_grid_cell *g) {
             nb++;
             if (!strcmp(r->cells[j].config_text, t)) {
                 free(t);
+                *which = j;
                 return VITQ_OK;
             }
         }
+    *which = r->n_cells;
     int k = r->n_cells++;
     vitq_run_cell *c = &r->cells[k];
     if (nb == 0) snprintf(c->id, sizeof c->id, "fp32");
@@ -176,11 +179,61 @@ static int add_baseline(vitq_run *r, const vitq_grid_cell *g) {
     return VITQ_OK;
 }
 
+/* "fp32,m=final": baseline b named by the values of the axes that take several values in the grid and one
+ * in every grid cell evaluated against b (the value that picks its model or data); 0 when there is none. */
+static int baseline_name(const vitq_run *r, const int *base_of, int b, char *out, size_t cap) {
+    const vitq_experiment *x = r->x;
+    const char *names[64], *values[64];
+    int n = 0;
+    for (int a = 0; a < x->n_axes && n < 64; a++) {
+        const char *v = NULL;
+        int one = 1, several = 0;
+        for (int i = 0; i < x->n_cells; i++) {
+            several |= strcmp(x->cells[i].values[a], x->cells[0].values[a]) != 0;
+            if (base_of[i] != b) continue;
+            if (v && strcmp(v, x->cells[i].values[a])) one = 0;
+            v = x->cells[i].values[a];
+        }
+        if (v && one && several) names[n] = x->axis_names[a], values[n++] = v;
+    }
+    if (n == 0) return 0;
+    char id[sizeof r->cells[0].id - 5];
+    vitq_grid_cell_id(names, values, n, id, sizeof id);
+    snprintf(out, cap, "fp32,%s", id);
+    return 1;
+}
+
+/* Several baselines (a grid over models or evaluation data) are named by what tells them apart
+ * (baseline_name), so that the table, the CSV, the plots and --dry-run can; one stays "fp32". When a
+ * baseline has no such name, or two get the same, all keep "fp32", "fp32-2", ... */
+static void name_baselines(vitq_run *r, const int *base_of) {
+    int nb = 0;
+    while (nb < r->n_cells && r->cells[nb].baseline) nb++;
+    if (nb < 2) return;
+    char (*ids)[sizeof r->cells[0].id] = calloc((size_t)nb, sizeof *ids);
+    int ok = ids != NULL;
+    for (int b = 0; ok && b < nb; b++) {
+        ok = baseline_name(r, base_of, b, ids[b], sizeof ids[b]);
+        for (int j = 0; ok && j < b; j++) ok = strcmp(ids[j], ids[b]) != 0;
+    }
+    for (int b = 0; ok && b < nb; b++) memcpy(r->cells[b].id, ids[b], sizeof ids[b]);
+    free(ids);
+}
+
 /* Baselines first, then the grid cells; the index order; the selection. */
 static int list_cells(vitq_run *r) {
     const vitq_experiment *x = r->x;
-    for (int i = 0; i < x->n_cells; i++)
-        if (x->cells[i].cfg.baseline && add_baseline(r, &x->cells[i])) return VITQ_ENOMEM;
+    int *base_of = calloc((size_t)x->n_cells, sizeof *base_of);
+    if (!base_of) return VITQ_ENOMEM;
+    for (int i = 0; i < x->n_cells; i++) {
+        base_of[i] = -1;
+        if (x->cells[i].cfg.baseline && add_baseline(r, &x->cells[i], &base_of[i])) {
+            free(base_of);
+            return VITQ_ENOMEM;
+        }
+    }
+    name_baselines(r, base_of);
+    free(base_of);
     for (int i = 0; i < x->n_cells; i++) {
         vitq_run_cell *c = &r->cells[r->n_cells++];
         snprintf(c->id, sizeof c->id, "%s", x->cells[i].id);

@@ -454,7 +454,7 @@ typedef struct vitq_run_opts {
 /* One cell of a run. Its index is stable (it depends on the INI only): the distinct float baselines
  * first (when [run] baseline), then the grid cells in expansion order. */
 typedef struct vitq_run_cell {
-    char id[160];                   /* "bits=4,softmax=log2"; baselines "fp32", "fp32-2", ... */
+    char id[160];                   /* "bits=4,softmax=log2"; baselines "fp32", or "fp32,m=final", ... (cells.c) */
     int baseline;                   /* 1: the float model, no quantizers */
     const vitq_grid_cell *grid;     /* the grid cell, NULL for a baseline */
     const vitq_grid_cell *src;      /* whose configuration (and INI lines) it uses */
