@@ -112,10 +112,34 @@ static int seen_before(uint64_t *keys, int *n, int cap, uint64_t key) {
     return 0;
 }
 
+/* The results folder (or a parent) must not exist as anything but a folder: vitq_run_start would refuse it,
+ * so it is reported here with everything else (--dry-run included), naming [run] output's line or --output. */
+static void check_output(vitq_run *r) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", vitq_run_output(r));
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p) continue;
+        char c = *p;
+        *p = 0;
+        if (access(buf, F_OK) == 0 && !vitq_is_dir(buf)) break;
+        if (!(*p = c)) return;
+    }
+    char msg[4200];
+    snprintf(msg, sizeof msg, "%s: exists and is not a folder", buf);
+    if (r->o.output) {
+        char line[4300];
+        snprintf(line, sizeof line, "--output %s", msg);
+        add(r, line);
+    } else {
+        add_at(r, &r->x->cells[0], "run", "output", msg);
+    }
+}
+
 int vitq_run_validate(vitq_run *r, vitq_err *e) {
     vitq_strs_free(r->errors, r->n_errors);
     r->errors = NULL;
     r->n_errors = 0;
+    check_output(r);
     uint64_t *qkeys = malloc(sizeof(uint64_t) * (size_t)(r->n_cells + 1));
     int nq = 0;
     if (!qkeys) return vitq_fail(e, VITQ_ENOMEM, "out of memory");

@@ -40,4 +40,13 @@ set -e
 grep -q "bad2.ini:12: \[data\] batch: expected an integer in \[1, 4096\], got '0'" "$T/err2" || { cat "$T/err2"; fail "no batch error"; }
 grep -q 'bad2.ini:29: \[quantizer probs\] plugin: undefined ${softmx}' "$T/err2" || { cat "$T/err2"; fail "no undefined-axis error"; }
 [ "$(grep -c 'vitq: error:' "$T/err2")" -ge 3 ] || { cat "$T/err2"; fail "not all errors reported"; }
+
+# a results folder that exists as a file: --dry-run says so, as the run would (--output, and [run] output's line)
+touch "$T/afile"
+"$VITQ" run "$T/g.ini" --output "$T/afile" --dry-run >/dev/null 2>"$T/err3" && fail "dry run into a file: exit 0"
+grep -q "^vitq: error: --output $T/afile: exists and is not a folder$" "$T/err3" || { cat "$T/err3"; fail "--output file"; }
+sed "s#^output = .*#output = $T/afile/sub#" "$T/g.ini" >"$T/file.ini"
+"$VITQ" run "$T/file.ini" --dry-run >/dev/null 2>"$T/err4" && fail "dry run into a file's child: exit 0"
+grep -q "^vitq: error: $T/file.ini:3: \[run\] output: $T/afile: exists and is not a folder$" "$T/err4" ||
+    { cat "$T/err4"; fail "[run] output under a file"; }
 echo "ok"
