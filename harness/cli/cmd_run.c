@@ -46,9 +46,11 @@ static void print_passes(const vitq_run_cell *c) {
 }
 
 void cli_run_print_dry(const vitq_run *r, const vitq_experiment *x) {
+    int n_base = 0;
     for (int i = 0; i < vitq_run_count(r); i++) {
         const vitq_run_cell *c = vitq_run_cell_at(r, i);
         if (!c->selected) continue;
+        n_base += c->baseline;
         printf("%-40s", c->id);
         if (c->baseline) printf("  float baseline (no quantizers)");
         for (int a = 0; !c->baseline && a < x->n_axes; a++) printf("  %s=%s", x->axis_names[a], c->axis_values[a]);
@@ -56,8 +58,10 @@ void cli_run_print_dry(const vitq_run *r, const vitq_experiment *x) {
         printf("\n");
     }
     int n = vitq_run_selected(r);
-    printf("%d cell%s (%d grid, %d baseline) -> %s; nothing run (--dry-run)\n", n, n == 1 ? "" : "s", x->n_cells,
-           vitq_run_count(r) - x->n_cells, vitq_run_output(r));
+    char of[32] = "";
+    if (n < vitq_run_count(r)) snprintf(of, sizeof of, " of %d", vitq_run_count(r));
+    printf("%d cell%s (%d grid, %d baseline)%s -> %s; nothing run (--dry-run)\n", n, n == 1 ? "" : "s", n - n_base,
+           n_base, of, vitq_run_output(r));
     const char *const *notes = NULL;
     int nn = 0;
     vitq_run_notes(r, &notes, &nn);

@@ -18,7 +18,10 @@ tail -n 1 "$T/dry" | grep -q '^5 cells (4 grid, 1 baseline) -> .*/out; nothing r
 
 # --only narrows the listing
 "$VITQ" run "$T/g.ini" --dry-run --only '*log2' >"$T/dry2" 2>/dev/null || fail "--only dry run failed"
-[ "$(grep -c 'softmax=log2$' "$T/dry2")" = 2 ] && tail -n 1 "$T/dry2" | grep -q '^2 cells' || fail "--only listing wrong"
+[ "$(grep -c 'softmax=log2$' "$T/dry2")" = 2 ] && tail -n 1 "$T/dry2" | grep -q '^2 cells (2 grid, 0 baseline) of 5 ' ||
+    { cat "$T/dry2"; fail "--only listing wrong"; }
+"$VITQ" run "$T/g.ini" --dry-run --only fp32 2>/dev/null | tail -n 1 | grep -q '^1 cell (0 grid, 1 baseline) of 5 ' ||
+    fail "--only fp32: the count line does not count what was selected"
 
 # a plugin parameter out of range: error with file:line, exit 1, nothing written
 sed "0,/^bits = \${bits}$/s//bits = 40/" "$T/g.ini" >"$T/bad.ini"
