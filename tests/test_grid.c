@@ -90,7 +90,8 @@ TEST(grid_interpolation_in_harness_keys_is_typed) {
     CHECK(strcmp(x->cells[0].cfg.name, "t") == 0); /* default name: the INI base name */
     vitq_experiment_free(x);
     parse_err("[run]\nseed = ${s}\n" MODEL "[grid]\ns = 1, x\n",
-              "t.ini:2: [run] seed: expected an integer in [0, 4294967295], got 'x' (in cell s=x)");
+              "t.ini:2: [run] seed: expected an integer in [0, 4294967295], got 'x' (in cell s=x); "
+              "${s} is 'x' from t.ini:6 ([grid])");
 }
 
 TEST(grid_defaults_and_types) {
@@ -304,7 +305,8 @@ TEST(grid_bundle_axis_also_usable_directly_and_in_harness_keys) {
     }
     vitq_experiment_free(x);
     parse_err(MODEL "[data]\ncalib_size = ${n}\n[grid]\nrecon = a, b\n[recon = a]\nn = 32\n[recon = b]\nn = many\n",
-              "t.ini:4: [data] calib_size: expected an integer in [1, 1000000], got 'many' (in cell recon=b)");
+              "t.ini:4: [data] calib_size: expected an integer in [1, 1000000], got 'many' (in cell recon=b); "
+              "${n} is 'many' from t.ini:10 ([recon = b])");
 }
 
 TEST(grid_bundle_errors_each_with_file_and_line) {
@@ -356,7 +358,9 @@ TEST(grid_pass_sections_names_and_enabled) {
               "t.ini:4: [pass a b]: a pass name is one word of [A-Za-z0-9_.-] (the plugin's name)\n"
               "t.ini:6: [pass  noop_pass]: pass 'noop_pass' given twice (first on line 5); a pass runs once per cell");
     parse_err(MODEL "[pass noop_pass]\nenabled = ${on}\n[grid]\non = yes, maybe\n",
-              "t.ini:4: [pass noop_pass] enabled: expected true/false, yes/no, on/off or 1/0, got 'maybe' (in cell on=maybe)");
+              "t.ini:4: [pass noop_pass] enabled: expected true/false, yes/no, on/off or 1/0, got 'maybe' "
+              "(in cell on=maybe); "
+              "${on} is 'maybe' from t.ini:6 ([grid])");
     vitq_experiment *x = parse_ok(MODEL "[pass noop_pass]\nenabled = ${on}\n[grid]\non = yes, OFF\n");
     if (x) {
         CHECK_STR_CONTAINS(x->cells[0].config_text, "[pass noop_pass]\nenabled = true\n");

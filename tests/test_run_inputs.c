@@ -211,3 +211,25 @@ TEST(run_calib_sampler_orders_the_calibration_split) {
     }
     free(np_perm), free(vq);
 }
+
+/* Validation errors name the line at fault: calib_size's own line when it exceeds the calibration split, and
+ * for a bad grid value both the line that uses ${bits} and the [grid] line where the value was typed. */
+TEST(run_validation_errors_name_the_lines) {
+    char out[512], err[4096], text[2048];
+    snprintf(out, sizeof out, "%s/out", test_tmpdir());
+    snprintf(text, sizeof text,
+             "[run]\noutput = %s\nthreads = 1\n"                                       /* 1-3 */
+             "[model]\npath = " LAY "model_3cls.safetensors\n"                        /* 4-5 */
+             "[data]\ndataset = " LAY "imagenet_root\nbatch = 4\ncalib_size = 50\n"   /* 6-9 */
+             "[quantizer w]\ntaps = blocks.*.weight\nplugin = uniform\nbits = ${bits}\n" /* 10-13 */
+             "[grid]\nbits = 8, four\n",                                              /* 14-15 */
+             out);
+    vitq_experiment *x = NULL;
+    vitq_run *r = open_run(text, &x, err, sizeof err);
+    CHECK_STR_CONTAINS(err, "t.ini:9: [data] calib_size: 50 exceeds the 6 images of " LAY "imagenet_root (train "
+                            "split)\n");
+    CHECK_STR_CONTAINS(err, "t.ini:13: [quantizer w] bits: expected an integer in [2, 16], got 'four' (plugin "
+                            "'uniform'); ${bits} is 'four' from t.ini:15 ([grid])\n");
+    vitq_run_close(r);
+    vitq_experiment_free(x);
+}

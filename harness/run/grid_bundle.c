@@ -199,3 +199,37 @@ void vitq_grid_parse_bundles(vitq_experiment *x, vitq_errs *E) {
     free(sec);
     free(base);
 }
+
+/* The section and line in x->secs whose value is the very string v (a bundle variable's text), or NULL. */
+static const vitq_section *kv_holding(const vitq_experiment *x, const char *v, int *line) {
+    for (int i = 0; i < x->n_secs; i++)
+        for (int k = 0; k < x->secs[i].n_kv; k++)
+            if (x->secs[i].kv[k].value == v) return *line = x->secs[i].kv[k].line, &x->secs[i];
+    return NULL;
+}
+
+const char *vitq_grid_origin(const vitq_experiment *x, const vitq_grid_cell *c, const char *raw, char *buf, size_t n) {
+    const vitq_section *grid = vitq_section_find(x->secs, x->n_secs, "grid");
+    size_t u = 0;
+    buf[0] = 0;
+    for (const char *d = strstr(raw, "${"); d && grid && u < n; d = strstr(d + 2, "${")) {
+        const char *end = strchr(d + 2, '}');
+        if (!end) break;
+        int len = (int)(end - d - 2), line = 0;
+        const char *val = NULL;
+        const vitq_section *where = grid;
+        for (int a = 0; a < x->n_axes && !val; a++)
+            if ((int)strlen(x->axes[a].name) == len && !strncmp(x->axes[a].name, d + 2, (size_t)len))
+                val = c->values[a], line = x->axes[a].line;
+        int v = val ? -1 : vitq_grid_var_index(x, d + 2, (size_t)len);
+        for (int k = 0; v >= 0 && k < x->axes[x->vars[v].axis].n_values; k++) /* the cell's value of the axis */
+            if (x->axes[x->vars[v].axis].values[k] == c->values[x->vars[v].axis])
+                val = x->vars[v].values[k], where = kv_holding(x, val, &line);
+        char ref[80];
+        snprintf(ref, sizeof ref, "${%.*s}", len, d + 2);
+        if (!val || !where || strstr(buf, ref)) continue;
+        u += (size_t)snprintf(buf + u, n - u, "; %s is '%s' from %s:%d ([%s])", ref, val, where->file, line,
+                              where->name);
+    }
+    return buf;
+}

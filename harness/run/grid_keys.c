@@ -140,9 +140,10 @@ static void bad_value(const vitq_experiment *x, const vitq_grid_cell *c, const c
                       const char *key, const char *v, const char *why, vitq_errs *E) {
     const vitq_kv *raw = vitq_section_get(vitq_section_find(x->secs, x->n_secs, sec), key);
     int templ = raw && strstr(raw->value, "${");
-    char got[1200], msg[1400];
-    snprintf(got, sizeof got, "%s, got '%s'%s%s%s", why, v, templ ? " (in cell " : "", templ ? c->id : "",
-             templ ? ")" : "");
+    char got[1200], msg[1400], from[600] = "";
+    if (templ) vitq_grid_origin(x, c, raw->value, from, sizeof from);
+    snprintf(got, sizeof got, "%s, got '%s'%s%s%s%s", why, v, templ ? " (in cell " : "", templ ? c->id : "",
+             templ ? ")" : "", from);
     vitq_errs_add(E, kv ? kv->line : 0, "%s", vitq_key_msg(msg, sizeof msg, sec, key, got));
 }
 

@@ -163,6 +163,10 @@ int vitq_grid_is_bundle_section(const char *name);
 void vitq_grid_parse_bundles(vitq_experiment *x, vitq_errs *E);
 /* grid_bundle.c: index of the variable named name[0..n) in x->vars, or -1. */
 int vitq_grid_var_index(const vitq_experiment *x, const char *name, size_t n);
+/* grid_bundle.c: where the ${...} of `raw` (an INI value as written) got their text in cell c, for errors
+ * reported at the line that uses them: "; ${bits} is 'four' from FILE:37 ([grid])" per axis, "; ${mp} is
+ * '...' from FILE:41 ([m = final])" per bundle variable; "" when raw names none. Returns buf. */
+const char *vitq_grid_origin(const vitq_experiment *x, const vitq_grid_cell *c, const char *raw, char *buf, size_t n);
 /* grid_pass.c: the `enabled` key of a [pass NAME] section: 0 with *on set (default 1), or -1 with
  * "expected ..." in why and *kv (if non-NULL) the key. */
 int vitq_grid_pass_enabled(const vitq_section *s, int *on, const vitq_kv **kv, char *why, size_t n);

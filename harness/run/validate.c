@@ -13,6 +13,26 @@
 
 static void add(vitq_run *r, const char *s) { vitq_run_add_line(&r->errors, &r->n_errors, s); }
 
+/* An error of cell c, "FILE:LINE: ...": when that line's value is a template, the message also names where
+ * its ${...} got their text in c (vitq_grid_origin: the [grid] or bundle line the user typed it on). */
+static void add_in(vitq_run *r, const vitq_grid_cell *c, const char *s) {
+    const vitq_experiment *x = r->x;
+    size_t lp = strlen(x->path);
+    int line = 0;
+    if (!strncmp(s, x->path, lp) && sscanf(s + lp, ":%d:", &line) == 1)
+        for (int i = 0; i < x->n_secs; i++)
+            for (int k = 0; k < x->secs[i].n_kv; k++) {
+                const vitq_kv *kv = &x->secs[i].kv[k];
+                char from[600], buf[2000];
+                if (kv->line != line || !strstr(kv->value, "${")) continue;
+                if (!*vitq_grid_origin(x, c, kv->value, from, sizeof from)) continue;
+                snprintf(buf, sizeof buf, "%s%s", s, from);
+                add(r, buf);
+                return;
+            }
+    add(r, s);
+}
+
 /* "FILE:LINE: [section] key: MSG" for the key's line in cell c, or "FILE: [section] key (default): MSG". */
 static void add_at(vitq_run *r, const vitq_grid_cell *c, const char *section, const char *key, const char *msg) {
     const vitq_kv *kv = vitq_section_get(vitq_section_find(c->secs, c->n_secs, section), key);
@@ -21,17 +41,17 @@ static void add_at(vitq_run *r, const vitq_grid_cell *c, const char *section, co
         snprintf(buf, sizeof buf, "%s:%d: %s", kv->file, kv->line, vitq_key_msg(m, sizeof m, section, key, msg));
     else
         snprintf(buf, sizeof buf, "%s: [%s] %s (default): %s", r->x->path, section, key, msg);
-    add(r, buf);
+    add_in(r, c, buf);
 }
 
 /* Each line of a multi-line message (vitq_passes_bind's) as its own error. */
-static void add_lines(vitq_run *r, const char *msg) {
+static void add_lines(vitq_run *r, const vitq_grid_cell *c, const char *msg) {
     char line[1024];
     for (const char *p = msg; *p;) {
         const char *nl = strchr(p, '\n');
         size_t l = nl ? (size_t)(nl - p) : strlen(p);
         snprintf(line, sizeof line, "%.*s", (int)l, p);
-        add(r, line);
+        add_in(r, c, line);
         p += l + (nl ? 1 : 0);
     }
 }
@@ -81,9 +101,9 @@ static void check_data(vitq_run *r, const vitq_run_cell *c, vitq_model *m) {
         add_at(r, c->src, "data", strstr(e.msg, "no train split") ? "calib_split" : "dataset", e.msg);
     } else if (vitq_dataset_size(dc) < cfg->calib_size) {
         char buf[1400];
-        snprintf(buf, sizeof buf, "%s: [data] calib_size %d exceeds the %lld images of %s (%s split)", r->x->path,
-                 cfg->calib_size, (long long)vitq_dataset_size(dc), cfg->dataset, cfg->calib_split);
-        add(r, buf);
+        snprintf(buf, sizeof buf, "%d exceeds the %lld images of %s (%s split)", cfg->calib_size,
+                 (long long)vitq_dataset_size(dc), cfg->dataset, cfg->calib_split);
+        add_at(r, c->src, "data", "calib_size", buf);
     }
 }
 
@@ -156,12 +176,12 @@ int vitq_run_validate(vitq_run *r, vitq_err *e) {
         if (c->baseline) continue; /* no quantizers, no passes */
         vitq_pass_binding *passes = NULL;
         int np = 0;
-        if (vitq_passes_bind(c->grid->secs, c->grid->n_secs, &passes, &np, &me)) add_lines(r, me.msg);
+        if (vitq_passes_bind(c->grid->secs, c->grid->n_secs, &passes, &np, &me)) add_lines(r, c->grid, me.msg);
         vitq_passes_free(passes, np);
         if (seen_before(qkeys, &nq, r->n_cells, qmodel_key(m, c->grid))) continue;
         vitq_qmodel *q = NULL;
         if (vitq_qmodel_create(m, c->grid->secs, c->grid->n_secs, c->cfg->seed, &q, &me)) {
-            add(r, me.msg); /* names the INI file:line */
+            add_in(r, c->grid, me.msg); /* names the INI file:line */
             continue;
         }
         if (c->cfg->hist_taps[0]) check_hist_taps(r, c->grid, q);
