@@ -233,3 +233,24 @@ TEST(run_validation_errors_name_the_lines) {
     vitq_run_close(r);
     vitq_experiment_free(x);
 }
+
+/* eval_limit beyond the evaluation split is refused at its line, as calib_size is (it evaluated fewer
+ * images without a word); the split's own size is fine. */
+TEST(run_eval_limit_beyond_the_split_refused) {
+    char out[512], err[4096];
+    snprintf(out, sizeof out, "%s/out", test_tmpdir());
+    char *text = ini(out, LAY "imagenet_root", "eval_limit = 8\n"); /* line 11; val/ holds 7 images */
+    vitq_experiment *x = NULL;
+    vitq_run *r = open_run(text, &x, err, sizeof err);
+    CHECK_STREQ(err, "t.ini:11: [data] eval_limit: 8 exceeds the 7 images of " LAY "imagenet_root (val split; 0 "
+                     "evaluates them all)\n");
+    vitq_run_close(r);
+    vitq_experiment_free(x);
+    free(text);
+    text = ini(out, LAY "imagenet_root", "eval_limit = 7\n");
+    r = open_run(text, &x, err, sizeof err);
+    CHECK_STREQ(err, "");
+    vitq_run_close(r);
+    vitq_experiment_free(x);
+    free(text);
+}

@@ -1,8 +1,8 @@
 /* validate.c — everything a run needs, checked before any cell runs, with every error at once: each
- * model file loads, each dataset opens, the calibration split holds calib_size images, each selected
- * cell's quantizer sections bind to the model (plugins found, ABI, parameters), its [pass NAME] sections
- * bind to pass plugins (vitq_passes_bind: every bad section and parameter) and its [hist] taps match
- * quantized activation taps. Every message names the INI file:line at fault; identical messages
+ * model file loads, each dataset opens, the calibration split holds calib_size images and the evaluation
+ * split eval_limit, each selected cell's quantizer sections bind to the model (plugins found, ABI,
+ * parameters), its [pass NAME] sections bind to pass plugins (vitq_passes_bind: every bad section and
+ * parameter) and its [hist] taps match quantized activation taps. Every message names the INI file:line at fault; identical messages
  * of several cells are kept once. */
 #include "run/run.h"
 
@@ -95,12 +95,18 @@ static void check_data(vitq_run *r, const vitq_run_cell *c, vitq_model *m) {
         vitq_run_note(r, "%s: absent; the dataset was not opened (a run needs it)", cfg->dataset);
         return;
     }
-    if (vitq_run_dataset(r, cfg, m, cfg->eval_split, &de, &e)) add_at(r, c->src, "data", "dataset", e.msg);
+    char buf[1400];
+    if (vitq_run_dataset(r, cfg, m, cfg->eval_split, &de, &e)) {
+        add_at(r, c->src, "data", "dataset", e.msg);
+    } else if (cfg->eval_limit > vitq_dataset_size(de)) { /* refused as calib_size is: not silently fewer */
+        snprintf(buf, sizeof buf, "%lld exceeds the %lld images of %s (%s split; 0 evaluates them all)",
+                 (long long)cfg->eval_limit, (long long)vitq_dataset_size(de), cfg->dataset, vitq_dataset_split(de));
+        add_at(r, c->src, "data", "eval_limit", buf);
+    }
     if (c->baseline) return;
     if (vitq_run_dataset(r, cfg, m, cfg->calib_split, &dc, &e)) {
         add_at(r, c->src, "data", strstr(e.msg, "no train split") ? "calib_split" : "dataset", e.msg);
     } else if (vitq_dataset_size(dc) < cfg->calib_size) {
-        char buf[1400];
         snprintf(buf, sizeof buf, "%d exceeds the %lld images of %s (%s split)", cfg->calib_size,
                  (long long)vitq_dataset_size(dc), cfg->dataset, cfg->calib_split);
         add_at(r, c->src, "data", "calib_size", buf);
