@@ -535,3 +535,21 @@ TEST(model_io_inspect_cli) {
     free(out);
     vitq_model_free(m);
 }
+
+/* An architecture asked for (--arch) that is not the file's own (__metadata__ arch) is refused: the file's
+ * metadata would override it key by key and it would be ignored without a word. Its name with a timm
+ * pretrained tag is the same architecture. */
+TEST(model_io_arch_asked_for_must_be_the_files) {
+    const char *k[] = {"arch"}, *v[] = {"vit_small_patch16_224.augreg_in1k"};
+    expect_arch_error(k, v, 1, "deit_tiny_patch16_224",
+                      "architecture deit_tiny_patch16_224 asked for, but the file's __metadata__ names its own, "
+                      "'vit_small_patch16_224.augreg_in1k' (leave the architecture out to use the file's)");
+    char path[512];
+    vitq_st_file *f = meta_file(k, v, 1, path, sizeof path);
+    if (!f) return;
+    vitq_arch a;
+    vitq_err e = {{0}};
+    CHECK_MSG(vitq_arch_from_st(f, "vit_small_patch16_224", &a, NULL, &e) == 0, "%s", e.msg);
+    CHECK_EQ(a.embed_dim, 384);
+    vitq_st_close(f);
+}

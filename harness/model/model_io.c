@@ -194,8 +194,21 @@ static void builtin_list(char *buf, size_t n) {
         k += (size_t)snprintf(buf + k, n - k, "%s%s", i ? ", " : "", vitq_arch_builtin_name(i));
 }
 
+/* An architecture asked for (--arch, [model] arch) that is not the one the file's __metadata__ names (its
+ * name, or its name with a timm pretrained tag: "vit_base_patch16_224.augreg_in1k") would be overridden by
+ * the metadata key by key, silently: refused. A file without an `arch` key takes the one asked for. */
+static int check_asked_arch(const vitq_st_file *f, const char *asked, vitq_err *e) {
+    const char *meta = vitq_st_meta(f, "arch");
+    size_t n = asked ? strlen(asked) : 0;
+    if (!n || !meta || (!strncmp(meta, asked, n) && (meta[n] == 0 || meta[n] == '.'))) return VITQ_OK;
+    return vitq_fail(e, VITQ_EINVAL, "%s: architecture %s asked for, but the file's __metadata__ names its own, "
+                     "'%s' (leave the architecture out to use the file's)", f->path, asked, meta);
+}
+
 int vitq_arch_from_st(const vitq_st_file *f, const char *arch_name, vitq_arch *out, vitq_arch_origin *origin,
                       vitq_err *e) {
+    int rc0 = check_asked_arch(f, arch_name, e);
+    if (rc0) return rc0;
     if (vitq_swin_arch_wanted(f, arch_name)) return vitq_swin_arch_from_st(f, arch_name, out, origin, e);
     vitq_arch_origin org_local;
     vitq_arch_origin *org = origin ? origin : &org_local;
