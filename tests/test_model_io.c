@@ -552,4 +552,9 @@ TEST(model_io_arch_asked_for_must_be_the_files) {
     CHECK_MSG(vitq_arch_from_st(f, "vit_small_patch16_224", &a, NULL, &e) == 0, "%s", e.msg);
     CHECK_EQ(a.embed_dim, 384);
     vitq_st_close(f);
+    const char *vg[] = {"custom"}; /* a family's generic name: no named architecture, the one asked for is used */
+    if (!(f = meta_file(k, vg, 1, path, sizeof path))) return;
+    CHECK_MSG(vitq_arch_from_st(f, "vit_small_patch16_224", &a, NULL, &e) == 0, "%s", e.msg);
+    CHECK_EQ(a.embed_dim, 384);
+    vitq_st_close(f);
 }

@@ -196,11 +196,13 @@ static void builtin_list(char *buf, size_t n) {
 
 /* An architecture asked for (--arch, [model] arch) that is not the one the file's __metadata__ names (its
  * name, or its name with a timm pretrained tag: "vit_base_patch16_224.augreg_in1k") would be overridden by
- * the metadata key by key, silently: refused. A file without an `arch` key takes the one asked for. */
+ * the metadata key by key, silently: refused. A file without an `arch` key, or with a family's generic one
+ * ("custom", "swin": no named architecture, the keys describe it), takes the one asked for. */
 static int check_asked_arch(const vitq_st_file *f, const char *asked, vitq_err *e) {
     const char *meta = vitq_st_meta(f, "arch");
     size_t n = asked ? strlen(asked) : 0;
-    if (!n || !meta || (!strncmp(meta, asked, n) && (meta[n] == 0 || meta[n] == '.'))) return VITQ_OK;
+    if (!n || !meta || !strcmp(meta, timm_defaults.name) || !strcmp(meta, "swin")) return VITQ_OK;
+    if (!strncmp(meta, asked, n) && (meta[n] == 0 || meta[n] == '.')) return VITQ_OK;
     return vitq_fail(e, VITQ_EINVAL, "%s: architecture %s asked for, but the file's __metadata__ names its own, "
                      "'%s' (leave the architecture out to use the file's)", f->path, asked, meta);
 }
