@@ -183,6 +183,10 @@ int cmd_results(int argc, char **argv) {
         usage(help ? stdout : stderr);
         return help ? 0 : 2;
     }
+    if (csv && curves) {
+        cli_error("--csv and --curves print different things: give one (vitq results --help)");
+        return 2;
+    }
     vitq_err e = {{0}};
     vitq_summary *s = NULL;
     int rc = vitq_summary_read(run, &s, &e);

@@ -12,6 +12,7 @@ static void usage(FILE *to) {
     fprintf(to,
             "usage: vitq run FILE.ini [--dry-run] [--force] [--fail-fast] [--threads N] [--only GLOB]\n"
             "                [--shard K/N] [--output DIR] [-q]\n"
+            "       vitq run --keys\n"
             "       mpirun -np R vitq run FILE.ini ...      (a vitq built with `make MPI=1`)\n\n"
             "Runs every cell of the INI's [grid] (cartesian product of its axes, zipped axes paired) and\n"
             "writes results/<name>/run.h5 plus one HDF5 file per cell. A rerun skips finished cells.\n\n"

@@ -42,7 +42,7 @@ int main(int argc, char **argv) {
     vitq_blas_setup(argv);  /* may re-execute with the chosen OpenBLAS kernels (kernels/blas.c) */
     setlocale(LC_ALL, "C"); /* numbers are always read and written with '.' */
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-        usage(stdout);
+        usage(argc < 2 ? stderr : stdout); /* no command is an error: usage on stderr, as for an unknown one */
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "--version")) {

@@ -128,6 +128,8 @@ done
 
 # experiments/aphq-swin-imagenet.ini validates: its ImageNet checkpoints and data replaced by the fixture (under
 # the three Swin names) and Fashion-MNIST, every key, plugin parameter and tap glob is checked against a Swin
+grep -q '^path = checkpoints/${model}.safetensors$' "$ROOT/experiments/aphq-swin-imagenet.ini" ||
+    fail "aphq-swin-imagenet.ini: checkpoints not in checkpoints/ as in the other ImageNet INIs"
 mkdir "$T/models"
 for n in swin_tiny_patch4_window7_224 swin_small_patch4_window7_224 swin_base_patch4_window7_224; do
     ln -s "$SWIN" "$T/models/$n.safetensors"
