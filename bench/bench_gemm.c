@@ -13,7 +13,8 @@ static gemm_shape mk(int M, int N, int K, int ta, int tb, int count, int ldc) {
 
 /* One block's forward GEMMs (qkv, q kᵀ, att v, proj, fc1, fc2), each repeated `depth` blocks over. */
 static int block_forward(const vitq_arch *a, int B, int depth, gemm_shape *s) {
-    int n = 0, N = vitq_arch_tokens(a), C = a->embed_dim, H = a->num_heads, D = C / H, F = vitq_arch_hidden(a), R = B * N;
+    int n = 0, N = vitq_arch_tokens(a), C = a->embed_dim, H = a->num_heads, D = C / H, F = vitq_arch_hidden(a);
+    int R = B * N;
     s[n++] = mk(R, 3 * C, C, 0, 1, depth, 3 * C);   /* qkv */
     s[n++] = mk(N, N, D, 0, 1, depth * B * H, N);   /* q k^T per (image, head) */
     s[n++] = mk(N, D, N, 0, 0, depth * B * H, C);   /* att v, heads merged */

@@ -153,7 +153,8 @@ int bench_recon_step(void) {
     const int ng = bench_block_train_gemms(&FMNIST, B, gs);
     const double tg = bench_time_gemms(gs, ng, 1, 15);
     if (tg > 0)
-        printf("1 thread: sgemm alone on the step's %d GEMM shapes %.2f ms (%.0f GFLOP/s); the rest: float step %.2f ms, "
+        printf("1 thread: sgemm alone on the step's %d GEMM shapes %.2f ms (%.0f GFLOP/s); the rest: "
+               "float step %.2f ms, "
                "reconstruction step %.2f ms (%.0f %% of it)\n",
                ng, tg * 1e3, bench_gemm_flops(gs, ng) / tg / 1e9, (tf1 - tg) * 1e3, (tr1 - tg) * 1e3,
                100 * (tr1 - tg) / tr1);

@@ -9,7 +9,8 @@
  * the calibration images, the seed, the thread count and the OpenBLAS kernels — results are bit-exact
  * only for one thread count and one set of kernels), then each stage's text in pipeline order (a pass:
  * its name and every parameter's value; the calibration: every [quantizer] section, sorted, with
- * calib_mode, search_rounds, calib_size and calib_split). Evaluation keys do not enter: cells that differ only in evaluation share everything.
+ * calib_mode, search_rounds, calib_size and calib_split). Evaluation keys do not enter: cells that differ
+ * only in evaluation share everything.
  * The files stay until every selected cell of the run is done (a rerun after a kill reuses them). */
 #include "run/run.h"
 

@@ -2,8 +2,8 @@
  * model file loads, each dataset opens, the calibration split holds calib_size images and the evaluation
  * split eval_limit, each selected cell's quantizer sections bind to the model (plugins found, ABI,
  * parameters), its [pass NAME] sections bind to pass plugins (vitq_passes_bind: every bad section and
- * parameter) and its [hist] taps match quantized activation taps. Every message names the INI file:line at fault; identical messages
- * of several cells are kept once. */
+ * parameter) and its [hist] taps match quantized activation taps. Every message names the INI file:line at
+ * fault; identical messages of several cells are kept once. */
 #include "run/run.h"
 
 #include <stdlib.h>
