@@ -234,6 +234,29 @@ TEST(run_validation_errors_name_the_lines) {
     vitq_experiment_free(x);
 }
 
+/* Every bad quantizer parameter is reported at once, one line each, across keys of one section and across
+ * sections (the parser stops at a section's first bad key: validation used to show only that one). */
+TEST(run_validation_reports_every_bad_quantizer_key) {
+    char out[512], err[4096], text[2048];
+    snprintf(out, sizeof out, "%s/out", test_tmpdir());
+    snprintf(text, sizeof text,
+             "[run]\noutput = %s\nthreads = 1\n"                                              /* 1-3 */
+             "[model]\npath = " LAY "model_3cls.safetensors\n"                               /* 4-5 */
+             "[data]\ndataset = " LAY "imagenet_root\nbatch = 4\ncalib_size = 4\n"          /* 6-9 */
+             "[quantizer w]\ntaps = blocks.*.weight\nplugin = uniform\nsymmetric = maybe\n" /* 10-13 */
+             "bits = 4\ngranularity = per_tensr\n"                                           /* 14-15 */
+             "[quantizer a]\ntaps = blocks.*.input\nplugin = uniform\nbits = 99\n",         /* 16-19 */
+             out);
+    vitq_experiment *x = NULL;
+    vitq_run *r = open_run(text, &x, err, sizeof err);
+    CHECK_STR_CONTAINS(err, "t.ini:13: [quantizer w] symmetric: expected true/false");
+    CHECK_STR_CONTAINS(err, "t.ini:15: [quantizer w] granularity: expected one of");
+    CHECK_STR_CONTAINS(err, "t.ini:19: [quantizer a] bits: expected an integer in [2, 16], got '99'");
+    CHECK_MSG(!strstr(err, "t.ini:14:"), "a good key reported: %s", err);
+    vitq_run_close(r);
+    vitq_experiment_free(x);
+}
+
 /* eval_limit beyond the evaluation split is refused at its line, as calib_size is (it evaluated fewer
  * images without a word); the split's own size is fine. */
 TEST(run_eval_limit_beyond_the_split_refused) {

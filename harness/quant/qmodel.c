@@ -42,6 +42,24 @@ void vitq_qmodel_free(vitq_qmodel *q) {
 static const vitq_param q_enabled = {.name = "enabled", .type = VITQ_P_BOOL, .def = "true",
                                      .help = "bind this section's taps in the cell (false: checked, binds nothing)"};
 
+/* Appends line to e's message ("\n" between lines; a line that does not fit is left out). */
+static void add_line(vitq_err *e, const char *line) {
+    const size_t used = strlen(e->msg);
+    if (used + 1 + strlen(line) < sizeof e->msg)
+        snprintf(e->msg + used, sizeof e->msg - used, "%s%s", used ? "\n" : "", line);
+}
+
+/* After a failed parse of n keys: every bad key, one line each (the parser stops at the first), by parsing
+ * the keys one at a time (each parameter is checked alone, so this finds exactly the bad ones). */
+static void every_bad_key(const vitq_plugin *p, const char *section, const vitq_kv *pk, int n, vitq_err *e) {
+    void *scratch = calloc(1, p->params_size ? p->params_size : 1);
+    vitq_err all = {{0}}, one;
+    for (int i = 0; scratch && i < n; i++)
+        if (vitq_plugin_params_parse(p, section, &pk[i], 1, scratch, &one)) add_line(&all, one.msg);
+    if (all.msg[0]) memcpy(e->msg, all.msg, sizeof e->msg);
+    free(scratch);
+}
+
 /* Parses one "quantizer ..." section: globs, plugin, parameters, and `enabled` (false: the section is
  * checked like any other but binds no tap, so a grid axis can switch between sections whose plugins take
  * different parameters). */
@@ -83,6 +101,7 @@ static int parse_section(vitq_qsection *qs, vitq_err *e) {
         if (strcmp(k, "taps") && strcmp(k, "plugin") && strcmp(k, "exclude") && strcmp(k, "enabled")) pk[n++] = s->kv[i];
     }
     rc = vitq_plugin_params_parse(qs->plugin, s->name, pk, n, qs->params, e);
+    if (rc == VITQ_EINVAL && n > 1) every_bad_key(qs->plugin, s->name, pk, n, e);
     free(pk);
     return rc;
 }
@@ -227,12 +246,18 @@ int vitq_qmodel_create(const vitq_model *fp, const vitq_section *secs, int n_sec
     q->taps = calloc((size_t)(fp->n_table + q->n_act), sizeof *q->taps);
     if (!q->enabled || !q->by_act || !q->secs || !q->taps) rc = vitq_fail(e, VITQ_ENOMEM, "out of memory");
     for (int i = 0; !rc && i < q->n_act; i++) q->by_act[i] = -1;
+    int bad = 0; /* every section is parsed: all their errors at once, one line each */
+    if (!rc) e->msg[0] = 0;
     for (int i = 0; !rc && i < n_secs; i++) {
         if (strncmp(secs[i].name, "quantizer ", 10) != 0 && strcmp(secs[i].name, "quantizer") != 0) continue;
         vitq_qsection *qs = &q->secs[q->n_secs++];
         qs->s = &secs[i];
-        rc = parse_section(qs, e);
+        vitq_err se;
+        const int r = parse_section(qs, &se);
+        if (r == VITQ_ENOMEM) rc = vitq_fail(e, r, "%s", se.msg);
+        else if (r) bad = bad ? bad : r, add_line(e, se.msg);
     }
+    if (!rc) rc = bad;
     if (!rc) rc = match_taps(q, list_candidates(q, fp), e);
     if (!rc) rc = make_instances(q, seed, e);
     if (rc) {

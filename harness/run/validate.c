@@ -187,7 +187,7 @@ int vitq_run_validate(vitq_run *r, vitq_err *e) {
         if (seen_before(qkeys, &nq, r->n_cells, qmodel_key(m, c->grid))) continue;
         vitq_qmodel *q = NULL;
         if (vitq_qmodel_create(m, c->grid->secs, c->grid->n_secs, c->cfg->seed, &q, &me)) {
-            add_in(r, c->grid, me.msg); /* names the INI file:line */
+            add_lines(r, c->grid, me.msg); /* each names the INI file:line */
             continue;
         }
         if (c->cfg->hist_taps[0]) check_hist_taps(r, c->grid, q);
