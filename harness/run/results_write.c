@@ -151,8 +151,12 @@ char *vitq_results_cell_path(const vitq_results *r, const char *id) {
     return p;
 }
 
-int vitq_results_cell_done(vitq_results *r, const char *cell_id, const char *config_hash) {
+/* Whether DIR/cells/<id>.h5 is done with config_hash (vitq_results_cell_done); if so and blas is set, also
+ * what computed it (vitq_results_cell_origin). One opening of the file for both. */
+static int read_done(vitq_results *r, const char *cell_id, const char *config_hash, char *blas, size_t n,
+                     int *threads) {
     vitq_h5_quiet();
+    if (blas) blas[0] = 0, *threads = 0;
     if (!r || check_id(cell_id, "", NULL) != 0) return 0;
     char *p = vitq_results_cell_path(r, cell_id);
     struct stat st;
@@ -164,6 +168,12 @@ int vitq_results_cell_done(vitq_results *r, const char *cell_id, const char *con
             done = status && hash && !strcmp(status, "done") && !strcmp(hash, config_hash ? config_hash : "");
             free(status);
             free(hash);
+            if (done && blas) {
+                char *b = vitq_h5_read_str(f, ".", "blas_core");
+                if (b) snprintf(blas, n, "%s", b);
+                if (vitq_h5_read_num(f, ".", "threads", H5T_NATIVE_INT, threads) < 0) *threads = 0;
+                free(b);
+            }
             H5Fclose(f);
         }
         H5Eclear2(H5E_DEFAULT);
@@ -172,21 +182,13 @@ int vitq_results_cell_done(vitq_results *r, const char *cell_id, const char *con
     return done;
 }
 
-int vitq_results_cell_origin(vitq_results *r, const char *cell_id, char *blas, size_t n, int *threads) {
-    vitq_h5_quiet();
-    blas[0] = 0;
-    *threads = 0;
-    char *p = r && check_id(cell_id, "", NULL) == 0 ? vitq_results_cell_path(r, cell_id) : NULL;
-    hid_t f = p ? H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
-    free(p);
-    if (f < 0) return -1;
-    char *b = vitq_h5_read_str(f, ".", "blas_core");
-    if (b) snprintf(blas, n, "%s", b);
-    if (vitq_h5_read_num(f, ".", "threads", H5T_NATIVE_INT, threads) < 0) *threads = 0;
-    free(b);
-    H5Fclose(f);
-    H5Eclear2(H5E_DEFAULT);
-    return 0;
+int vitq_results_cell_done(vitq_results *r, const char *cell_id, const char *config_hash) {
+    return read_done(r, cell_id, config_hash, NULL, 0, NULL);
+}
+
+int vitq_results_cell_origin(vitq_results *r, const char *cell_id, const char *config_hash, char *blas, size_t n,
+                             int *threads) {
+    return read_done(r, cell_id, config_hash, blas, n, threads);
 }
 
 static const char *const k_reserved[] = {"cell_id", "seed", "status", "error", "config_hash", "config_ini",

@@ -34,10 +34,9 @@ static int check_done_origin(vitq_run *r, vitq_err *e) {
         vitq_run_cell *c = &r->cells[i];
         vitq_err ke;
         if (!c->selected || (!c->sha256[0] && vitq_run_cell_key(r, c, &ke))) continue;
-        if (!vitq_results_cell_done(r->res, c->id, c->hash)) continue;
         char blas[128];
         int t = 0;
-        if (vitq_results_cell_origin(r->res, c->id, blas, sizeof blas, &t)) continue;
+        if (!vitq_results_cell_origin(r->res, c->id, c->hash, blas, sizeof blas, &t)) continue;
         if (blas[0] && strcmp(blas, core))
             return vitq_fail(e, VITQ_EINVAL, "%s/cells/%s.h5: cell %s was computed with the OpenBLAS %s kernels, this "
                              "run has %s (results depend on them): rerun with VITQ_BLAS_CORETYPE=%s, or --force to "
