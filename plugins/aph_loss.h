@@ -8,6 +8,7 @@
 #ifndef APH_LOSS_H
 #define APH_LOSS_H
 
+#include "vectorize.h"
 #include "vitq_plugin.h"
 
 #include <math.h>
@@ -147,8 +148,8 @@ static inline void aph_wse4(const float *const yh[4], const float *const y[4], c
 }
 
 /* dy_i = k · 2 w_i (yh_i − y_i) over one sample. */
-__attribute__((target_clones("avx512f", "default"), optimize("O3"), unused)) static void
-aph_wse_grad(const float *yh, const float *y, const float *w, int64_t P, double k, float *dy) {
+PLUGIN_VECTORIZE static void aph_wse_grad(const float *yh, const float *y, const float *w, int64_t P, double k,
+                                          float *dy) {
     for (int64_t i = 0; i < P; i++) {
         double d = (double)yh[i] - (double)y[i];
         dy[i] = (float)(k * 2.0 * (w ? (double)w[i] : 1.0) * d);

@@ -22,6 +22,8 @@
 #ifndef VITQ_APHQ_GRID_H
 #define VITQ_APHQ_GRID_H
 
+#include "vectorize.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -202,8 +204,8 @@ static inline double aphq_mse(const float *x, int64_t n, float s, float z, float
 /* aphq_mse of 8 candidates (s[k], z[k]) over the same x[n], into err[0..7]: each candidate's sum is
  * aphq_mse's, in the same order, but the 8 run side by side (independent add chains; the AVX-512 clone
  * takes the 8 as one vector, with rintf as one instruction instead of a libm call per value). */
-__attribute__((target_clones("avx512f", "default"), optimize("O3"), unused)) static void
-aphq_mse8(const float *x, int64_t n, const float *s, const float *z, float qmax, double *err) {
+PLUGIN_VECTORIZE static void aphq_mse8(const float *x, int64_t n, const float *s, const float *z, float qmax,
+                                       double *err) {
     double acc[8] = {0};
     for (int64_t i = 0; i < n; i++)
         for (int k = 0; k < 8; k++) {

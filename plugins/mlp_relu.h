@@ -15,16 +15,14 @@
 #ifndef MLP_RELU_H
 #define MLP_RELU_H
 
+#include "vectorize.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* C (M,N) = alpha·op(A)·op(B) + beta·C, row-major (vitq_session_api.gemm's signature). */
-/* Element-wise loops: O3 and an AVX-512 clone (GCC 12's -O2 vectorises no loop that needs an epilogue).
- * The same bits: each value gets the same operations, no sum is reordered, no FMA is contracted (ISO C). */
-#define MR_VECTORIZE __attribute__((target_clones("avx512f", "default"), optimize("O3"), unused))
-
 typedef void (*mr_gemm_fn)(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                            const float *B, float beta, float *C);
 
@@ -205,7 +203,7 @@ static inline int64_t mr_lower(const int64_t *c, int64_t n, int64_t v) {
     return lo;
 }
 
-MR_VECTORIZE static void mr_y2_rows(void *ctx, int64_t r0, int64_t r1) {
+PLUGIN_VECTORIZE static void mr_y2_rows(void *ctx, int64_t r0, int64_t r1) {
     const mr_sparse_job *sj = ctx;
     const mr_mlp *m = sj->m;
     const int64_t C = m->C, F = m->F, n = m->n_clamped;
@@ -238,7 +236,7 @@ static inline void mr_dots(void *ctx, int64_t k0, int64_t k1) {
     for (; k < k1; k++) sj->dH[cl[k]] -= (float)mr_dot1(sj->dy2 + cl[k] / F * C, m->W2t + cl[k] % F * C, C);
 }
 
-MR_VECTORIZE static void mr_corr_cols(void *ctx, int64_t j0, int64_t j1) {
+PLUGIN_VECTORIZE static void mr_corr_cols(void *ctx, int64_t j0, int64_t j1) {
     const mr_sparse_job *sj = ctx;
     const mr_mlp *m = sj->m;
     const int64_t C = m->C, F = m->F;
@@ -251,7 +249,7 @@ MR_VECTORIZE static void mr_corr_cols(void *ctx, int64_t j0, int64_t j1) {
     }
 }
 
-MR_VECTORIZE static void mr_relu_chunk(void *ctx, int64_t i0, int64_t i1) {
+PLUGIN_VECTORIZE static void mr_relu_chunk(void *ctx, int64_t i0, int64_t i1) {
     mr_mlp *m = ctx;
     for (int64_t i = i0; i < i1; i++) m->A[i] = mr_if_pos(m->H[i], m->H[i]);
 }
@@ -323,7 +321,7 @@ typedef struct {
 
 /* Columns [c0, c1): rows outer (the columns' sums side by side, vectorised: 8 doubles a step in the AVX-512
  * clone), each in row order. */
-MR_VECTORIZE static void mr_colsum_cols(void *ctx, int64_t c0, int64_t c1) {
+PLUGIN_VECTORIZE static void mr_colsum_cols(void *ctx, int64_t c0, int64_t c1) {
     const mr_colsum_job *j = ctx;
     double *acc = j->acc;
     for (int64_t c = c0; c < c1; c++) acc[c] = 0;
@@ -346,12 +344,12 @@ typedef struct {
     const float *dy2;
 } mr_bwd_job;
 
-MR_VECTORIZE static void mr_add_chunk(void *ctx, int64_t i0, int64_t i1) {
+PLUGIN_VECTORIZE static void mr_add_chunk(void *ctx, int64_t i0, int64_t i1) {
     const mr_bwd_job *j = ctx;
     for (int64_t i = i0; i < i1; i++) j->S[i] += j->dy2[i];
 }
 
-MR_VECTORIZE static void mr_mask_chunk(void *ctx, int64_t i0, int64_t i1) {
+PLUGIN_VECTORIZE static void mr_mask_chunk(void *ctx, int64_t i0, int64_t i1) {
     const mr_bwd_job *j = ctx;
     for (int64_t i = i0; i < i1; i++) j->dH[i] = mr_if_pos(j->m->H[i], j->dH[i]);
 }
