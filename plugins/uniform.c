@@ -1059,8 +1059,11 @@ static int uq_train(void *qv, const vitq_view *w) {
 }
 
 /* Backward in blocks of BWD_BLOCK values: dx and dα are per element, the scale gradient is summed per block
- * and group in double and the blocks are added in order (the same numbers for any thread count). */
+ * and group in double and the blocks are added in order (the same numbers for any thread count). Without a
+ * scale gradient nothing is summed, so the blocks are BWD_BLOCK_NOSUM values: a unit's weights (AdaRound's
+ * dα, 10^4-10^5 values) then spread over the pool instead of one block on the calling thread. */
 #define BWD_BLOCK 65536
+#define BWD_BLOCK_NOSUM 8192
 
 typedef struct {
     uq *q;
@@ -1130,8 +1133,8 @@ static int uq_backward(void *qv, const vitq_view *x, const vitq_view *dy, vitq_v
     if (q->ada != ADA_OFF && n != q->nw)
         return q->host->fail(q->host, VITQ_EINVAL, "AdaRound: %lld weights, expected %lld", (long long)n, (long long)q->nw);
     int grads = q->training && q->p.learnable;
-    int64_t block = BWD_BLOCK, nb = (n + block - 1) / block;
-    if (nb * q->G > (1 << 22)) block = n > 0 ? n : 1, nb = 1;
+    int64_t block = grads ? BWD_BLOCK : BWD_BLOCK_NOSUM, nb = (n + block - 1) / block;
+    if (grads && nb * q->G > (1 << 22)) block = n > 0 ? n : 1, nb = 1;
     bwd_job job = {q, x->data, dy->data, dx ? dx->data : NULL, NULL, n, block, 0};
     job.ada_fast = q->ada == ADA_SOFT && q->training && !grads && q->afwd && ada_fresh(q->alpha, q->afwd, n);
     if (grads && !(job.part = calloc((size_t)(nb * q->G), sizeof(double))))

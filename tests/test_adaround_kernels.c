@@ -65,6 +65,12 @@ TEST(adaround_avx512_loops_match_scalar) {
     CHECK(same_bits(h16, h1, N));
     CHECK(same_bits(a16, d.alpha, N));
     CHECK_EQ(ada_fresh(d.alpha, a1, N), 1);
+    CHECK_EQ(ada_fresh(d.alpha, a1, N - 3), 1); /* a part block at the end */
+    const float last = a1[N - 1];
+    a1[N - 1] = nextafterf(last, 1e9f); /* one ulp, in the last block's last place */
+    CHECK_EQ(ada_fresh(d.alpha, a1, N), 0);
+    CHECK_EQ(ada_fresh(d.alpha, a1, N - 1), 1);
+    a1[N - 1] = last;
     a1[700] = NAN; /* no forward yet */
     CHECK_EQ(ada_fresh(d.alpha, a1, N), 0);
     int lo = 0, hi = 0, mid = 0;

@@ -326,6 +326,32 @@ TEST(uniform_backward_lsq) {
     drop(&in);
 }
 
+/* Without a scale gradient (learnable = false) the backward runs in blocks of 8192 values over the pool: every
+ * value of a tensor of several blocks (and a part block) gets the straight-through dx, once. */
+TEST(uniform_backward_without_scale_gradient_covers_every_block) {
+    inst in;
+    const char *kv[] = {"bits=4"};
+    if (make(&in, "uniform", &act_tap, kv, 1)) return;
+    float c[] = {-1.0f, 2.75f}; /* s = 0.25, z = 4: x/s rounded + 4 inside [0, 15] passes dy */
+    calibrate(&in, c, 2);
+    CHECK_EQ(in.p->quantizer->train(in.q, NULL), 0);
+    enum { NV = 3 * 8192 + 77 };
+    float *x = malloc(sizeof(float) * NV), *dy = malloc(sizeof(float) * NV), *dx = malloc(sizeof(float) * NV);
+    if (!x || !dy || !dx) return (void)test_failf(__FILE__, __LINE__, "out of memory");
+    for (int i = 0; i < NV; i++) x[i] = -2.0f + 0.25f * (float)(i % 23), dy[i] = (float)(i % 7 + 1), dx[i] = 0.5f;
+    vitq_view vx = view1(x, NV), vdy = view1(dy, NV), vdx = view1(dx, NV);
+    CHECK(in.p->quantizer->backward(in.q, &vx, &vdy, &vdx) == 0);
+    int wrong = 0, passed = 0;
+    for (int i = 0; i < NV; i++) {
+        const float u = rintf(x[i] / 0.25f) + 4.0f, want = u >= 0 && u <= 15 ? 0.5f + dy[i] : 0.5f;
+        wrong += dx[i] != want, passed += dx[i] != 0.5f;
+    }
+    CHECK_MSG(wrong == 0, "%d of %d values have the wrong dx", wrong, (int)NV);
+    CHECK_MSG(passed > NV / 2 && passed < NV, "%d of %d values pass the gradient", passed, (int)NV);
+    free(x), free(dy), free(dx);
+    drop(&in);
+}
+
 TEST(uniform_state_roundtrip_and_errors) {
     inst a, b;
     const char *kv[] = {"bits=3", "granularity=per_channel"};
