@@ -183,14 +183,6 @@ int vitq_qmodel_state_load(vitq_qmodel *q, vitq_model *student, const char *path
     if (rc) return rc;
     q->phase = VITQ_QPHASE_CALIBRATED;
     if ((rc = vitq_qmodel_sync(q, e))) return rc;
-    for (int i = 0; i < q->n_taps; i++) { /* the weights' statistics, as calibration measures them */
-        vitq_qtap *t = &q->taps[i];
-        if (t->act >= 0 || !t->plugin) continue;
-        t->sum_x2 = t->sum_e2 = 0, t->count = 0;
-        int save_hist = t->hist;
-        t->hist = -1;
-        vitq_qstats_measure(q, t, t->w_fp->data, t->w_q, t->w_fp->numel, NULL);
-        t->hist = save_hist;
-    }
+    vitq_qmodel_stats_weights(q); /* the weights' statistics, as calibration measures them */
     return VITQ_OK;
 }

@@ -192,6 +192,18 @@ void vitq_qmodel_stats_reset(vitq_qmodel *q) {
     }
 }
 
+void vitq_qmodel_stats_weights(vitq_qmodel *q) {
+    for (int i = 0; i < q->n_taps; i++) {
+        vitq_qtap *t = &q->taps[i];
+        if (t->act >= 0 || !t->plugin || !t->finalized) continue;
+        t->sum_x2 = t->sum_e2 = 0, t->count = 0;
+        const int save_hist = t->hist; /* weights have no histogram */
+        t->hist = -1;
+        vitq_qstats_measure(q, t, t->w_fp->data, t->w_q, t->w_fp->numel, NULL);
+        t->hist = save_hist;
+    }
+}
+
 void vitq_qmodel_stats_enable(vitq_qmodel *q, int on) { q->stats_on = on != 0; }
 
 int vitq_qmodel_hist_enable(vitq_qmodel *q, const char *globs, int bins, vitq_err *e) {

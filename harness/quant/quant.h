@@ -141,10 +141,14 @@ VITQ_API int vitq_qmodel_calibrate_search(vitq_qmodel *q, const float *images, i
  * vitq_evaluate. Owned by q. */
 VITQ_API vitq_model *vitq_qmodel_model(vitq_qmodel *q);
 
-/* Statistics over every forward after calibration (weights: their one quantization), one entry per
+/* Statistics over every forward after calibration (weights: as last measured, see below), one entry per
  * tap bound to a plugin (float taps excluded), weights first then activation taps in forward order.
  * The array is owned by q and refreshed by each call. */
 VITQ_API int vitq_qmodel_stats(const vitq_qmodel *q, const vitq_tap_stat **stats, int *n);
+/* Measures every quantized weight's statistics again from its current values (W_q against the float
+ * student's W): calibration and a state load measure them, and reconstruction changes W_q after that
+ * (AdaRound's rounding), so a run measures them once more before it collects the cell's statistics. */
+VITQ_API void vitq_qmodel_stats_weights(vitq_qmodel *q);
 /* Zeroes the activation statistics and histogram counts (weights keep theirs). */
 VITQ_API void vitq_qmodel_stats_reset(vitq_qmodel *q);
 /* on = 0 turns statistics off for speed (forward in place, nothing measured); default on. */

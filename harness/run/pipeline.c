@@ -180,6 +180,7 @@ static int collect_qtensors(vitq_cell_ctx *c) {
 static int stage_collect(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
     (void)s;
     vitq_cell_result *res = &c->res;
+    vitq_qmodel_stats_weights(c->q); /* the weights as evaluated: reconstruction changed them after calibration */
     int rc = vitq_qmodel_stats(c->q, &res->taps, &res->n_taps);
     if (!rc) rc = collect_qtensors(c);
     if (!rc && c->cfg->hist_taps[0]) rc = vitq_qmodel_hists(c->q, &res->hists, &res->n_hists);

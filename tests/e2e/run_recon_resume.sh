@@ -5,7 +5,8 @@
 # without timings) and every recorded loss of every unit and iteration (`vitq results --curves`, 17
 # digits), which the quantized weights of every committed unit feed. The curves are also read back per
 # unit: one point per iteration, <unit>/loss and <unit>/round for the four units (the image is quantized
-# with a learnable scale, so that patch_embed trains whether or not uniform has AdaRound).
+# with a learnable scale, so that patch_embed trains whether or not uniform has AdaRound). Last, the two
+# cell files are compared whole (tests/tools/cellcmp).
 . tests/e2e/run_common.inc
 
 # AdaRound when this build's uniform has it (`rounding`), else nearest rounding with learnable scales only.
@@ -107,4 +108,16 @@ for cell in 'recon=qdrop' 'recon=brecq'; do
 done
 first=$(awk -F'\t' '$1 == "recon=qdrop" && $2 == "blocks.0/loss" && $3 == 1 {print $4}' "$T/curves_killed")
 [ "$first" = 2 ] || fail "the current loss form starts at 2, got '$first'"
+# every dataset and attribute of both cells, bit for bit: /layers too, whose weight rows are measured on the
+# weights as evaluated (they were the calibration-time weights in an uninterrupted run, the reconstructed
+# ones after a resume). Only shared_stage may differ: the resumed cell computed its calibration itself.
+case "$BUILD" in
+/*) CELLCMP="$BUILD/tests/tools/cellcmp" ;;
+*) CELLCMP="$ROOT/$BUILD/tests/tools/cellcmp" ;;
+esac
+"$CELLCMP" "$T/killed" "$T/clean" >"$T/cmp" 2>&1 || true
+grep -q '^2 cells in A, 2 in B' "$T/cmp" || { cat "$T/cmp"; fail "cellcmp did not compare the 2 cells"; }
+if grep ' differs$' "$T/cmp" | grep -v ': / attribute shared_stage differs$'; then
+    fail "resumed cells differ from an uninterrupted run's (above)"
+fi
 echo "ok"
