@@ -389,7 +389,8 @@ typedef struct vitq_session_api {
     int (*teacher_tensor)(vitq_session *s, const char *name, vitq_tensor *out);
     /* Writes the float student as it stands to a safetensors checkpoint at path (atomically), with the
      * architecture and each block's MLP activation (`mlp_act`) in its metadata, so that `vitq eval
-     * --model path` (or a [model] path) evaluates what the before-calibration passes made of it. */
+     * --model path` (or a [model] path) evaluates what the before-calibration passes made of it. A
+     * relative path is inside the run's output folder (`vitq run --output`), an absolute one as given. */
     int (*save_student)(vitq_session *s, const char *path);
 } vitq_session_api;
 

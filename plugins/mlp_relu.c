@@ -85,7 +85,8 @@ static const vitq_param mr_param_table[] = {
     {.name = "record_every", .type = VITQ_P_INT, .offset = P_(record_every), .def = "10", .min = 1, .max = 1e9,
      .help = "curves <block>.mlp/loss and <block>.mlp/clamp: one point per this many steps (their mean)"},
     {.name = "save", .type = VITQ_P_STRING, .offset = P_(save), .def = "",
-     .help = "write the ReLU float model here as safetensors (metadata mlp_act = relu); empty: do not"},
+     .help = "write the ReLU float model here as safetensors (metadata mlp_act = relu; a relative path is inside "
+             "the run's output folder); empty: do not"},
 };
 #undef P_
 

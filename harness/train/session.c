@@ -177,11 +177,16 @@ static int ss_teacher_tensor(vitq_session *s, const char *name, vitq_tensor *out
 }
 
 /* The float student as a checkpoint: vitq_model_save writes the architecture and mlp_act; the metadata
- * also names the teacher's file (its SHA-256) and the pass that saved it. The path's folder is made if
- * missing (a run's output folder may be elsewhere than the INI's path assumed). */
-static int ss_save_student(vitq_session *s, const char *path) {
-    if (!path || !*path) return vitq_ss_fail(s, VITQ_EINVAL, "save_student: no path");
-    char dir[1024];
+ * also names the teacher's file (its SHA-256) and the pass that saved it. A relative path is taken inside
+ * the run's output folder (so a trial run with --output elsewhere never overwrites another run's file), an
+ * absolute one as it is; the folder is made if missing. */
+static int ss_save_student(vitq_session *s, const char *given) {
+    if (!given || !*given) return vitq_ss_fail(s, VITQ_EINVAL, "save_student: no path");
+    char path[2048], dir[2048];
+    const int rel = given[0] != '/' && s->c.out_dir && *s->c.out_dir;
+    const int len = rel ? snprintf(path, sizeof path, "%s/%s", s->c.out_dir, given)
+                        : snprintf(path, sizeof path, "%s", given);
+    if (len < 0 || (size_t)len >= sizeof path) return vitq_ss_fail(s, VITQ_EINVAL, "save_student: path too long");
     vitq_err de;
     const char *slash = strrchr(path, '/');
     if (slash && slash > path && (size_t)(slash - path) < sizeof dir) {

@@ -144,6 +144,7 @@ typedef struct vitq_session_cfg {
     int batch;                   /* batch of the cache computations (images per forward) */
     const char *state_path;      /* where committed units are saved for resume (NULL: none) */
     const char *state_key;       /* what must match for a saved state to be resumed (a configuration hash) */
+    const char *out_dir;         /* the run's output folder: save_student's relative paths (NULL: as given) */
 } vitq_session_cfg;
 
 typedef struct vitq_curve {

@@ -20,7 +20,7 @@ eval_limit = 300
 calib_size = 32
 
 [$4]
-$(if [ "$4" = "pass mlp_relu" ]; then echo "images = 32"; echo "iters = 5"; echo "batch = 8"; echo "save = $2/mr.safetensors"; else echo "bits = \${bits}"; echo "images = 32"; fi)
+$(if [ "$4" = "pass mlp_relu" ]; then echo "images = 32"; echo "iters = 5"; echo "batch = 8"; echo "save = mr.safetensors"; else echo "bits = \${bits}"; echo "images = 32"; fi)
 
 [$5]
 $(if [ "$5" = "pass mlp_relu" ]; then echo "images = 32"; echo "iters = 5"; echo "batch = 8"; else echo "bits = \${bits}"; echo "images = 32"; fi)
@@ -49,6 +49,9 @@ ini "$T/both.ini" "$T/both" "8, 4" "pass mlp_relu" "pass repq"
 "$VITQ" run "$T/both.ini" >"$T/both.md" 2>"$T/both.log" || { cat "$T/both.log"; fail "the MR run failed"; }
 n=$(grep -c "mlp_relu: loaded from" "$T/both.log" || true)
 [ "$n" = 1 ] || { cat "$T/both.log"; fail "expected the second bit-width to load the first one's MR model, saw $n loads"; }
+# save = mr.safetensors is relative: inside the run's output folder, not the working directory
+[ ! -e "$ROOT/mr.safetensors" ] || { rm -f "$ROOT/mr.safetensors"; fail "the MR model was saved in the working directory"; }
+[ -f "$T/both/mr.safetensors" ] || fail "no MR model in the run's output folder ($T/both/mr.safetensors)"
 "$VITQ" inspect "$T/both/mr.safetensors" 2>/dev/null | grep -qE '^ +mlp_act +relu +\(metadata\)' || fail "the saved MR model does not say mlp_act = relu"
 "$VITQ" eval -q --model "$T/both/mr.safetensors" --limit 100 >"$T/eval.txt" 2>&1 || { cat "$T/eval.txt"; fail "the saved MR model does not evaluate"; }
 grep -q '^top-1' "$T/eval.txt" || { cat "$T/eval.txt"; fail "no top-1 from the MR model"; }
