@@ -8,6 +8,7 @@
 
 #include <stdarg.h>
 #include <string.h>
+#include <unistd.h>
 
 void vitq_run_log(const vitq_run *r, const char *fmt, ...) {
     if (r->o.quiet && !r->o.log) return; /* -q: nothing but the final table and errors */
@@ -97,8 +98,14 @@ int vitq_run_exec(vitq_run *r, int i, const char *label, vitq_cell_outcome *out,
         return VITQ_OK;
     }
     int rc = vitq_cell_run(r, c, label, out, e);
-    if (rc == VITQ_ECANCELLED)
-        vitq_run_log(r, "%s: interrupted; nothing written for this cell (rerun to resume)", label);
+    if (rc == VITQ_ECANCELLED) {
+        char part[1200];
+        snprintf(part, sizeof part, "%s/partial/%s.h5", vitq_run_output(r), c->id);
+        if (access(part, F_OK) == 0)
+            vitq_run_log(r, "%s: interrupted; its committed units are in %s (rerun to resume from there)", label, part);
+        else
+            vitq_run_log(r, "%s: interrupted; nothing written for this cell (rerun to compute it)", label);
+    }
     if (rc) return rc;
     char t[256];
     if (out->status == VITQ_CELL_FAILED) { /* an error: printed even with -q */

@@ -85,6 +85,9 @@ wait $pid 2>/dev/null || true
 # the resumed qdrop cell starts after its committed units: only the brecq cell reconstructs patch_embed
 n=$(grep -c '^patch_embed recon \[####################\]' "$T/log_resume" || true)
 [ "$n" = 1 ] || { cat "$T/log_resume"; fail "patch_embed reconstructed $n times in the resumed run, expected 1"; }
+# and says so, naming the state file
+grep -qE '^cell 1/2 recon=qdrop pass aph_recon: resuming after its [1-9][0-9]* committed unit\(s\) from .*/partial/recon=qdrop\.h5' \
+    "$T/log_resume" || { cat "$T/log_resume"; fail "the resumed run does not say it resumed"; }
 
 "$VITQ" run "$T/b.ini" >/dev/null 2>"$T/log_b" || { cat "$T/log_b"; fail "uninterrupted run failed"; }
 n=$(grep -c '^patch_embed recon \[####################\]' "$T/log_b" || true)
@@ -120,4 +123,19 @@ grep -q '^2 cells in A, 2 in B' "$T/cmp" || { cat "$T/cmp"; fail "cellcmp did no
 if grep ' differs$' "$T/cmp" | grep -v ': / attribute shared_stage differs$'; then
     fail "resumed cells differ from an uninterrupted run's (above)"
 fi
+# Ctrl-C once a unit is committed: exit 130, and the line says where the committed units are
+write_recon_ini "$T/c.ini" "$T/int"
+"$VITQ" run "$T/c.ini" >/dev/null 2>"$T/log_int" &
+pid=$!
+for _ in $(seq 1 1200); do
+    [ -f "$T/int/partial/recon=qdrop.h5" ] && break
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.02
+done
+kill -INT $pid 2>/dev/null || fail "the run ended before it could be interrupted"
+rc=0
+wait $pid 2>/dev/null || rc=$?
+[ "$rc" = 130 ] || { cat "$T/log_int"; fail "Ctrl-C: exit $rc, expected 130"; }
+grep -qF "recon=qdrop: interrupted; its committed units are in $T/int/partial/recon=qdrop.h5 (rerun to resume" \
+    "$T/log_int" || { cat "$T/log_int"; fail "the interruption does not name the partial state"; }
 echo "ok"
