@@ -197,7 +197,7 @@ VITQ_API void vitq_passes_free(vitq_pass_binding *b, int n);
 
 
 /* ---- Results (results_write.c, results_index.c, results_read.c): a run's results in HDF5: one folder per run, one file per finished cell, an index
- * rebuilt atomically (../shared/STYLE.md section 6).
+ * rebuilt atomically (a temporary file renamed into place).
  *
  *   DIR/run.h5           index: root attributes (creator, vitq_version, git_rev, ini_path, ini_text,
  *                        created_utc, host, blas_config, threads, axis_names, summary_axis_columns),
