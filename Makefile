@@ -5,6 +5,7 @@
 #   make check      install missing Debian packages, build, run the test suite
 #   make demo       install, build, quantize the bundled model (experiments/demo.ini)
 #   make bench      throughput and memory against OpenBLAS sgemm measured in the same run
+#                   (SECTIONS="recon eval": only those; build/bench/bench --help lists them)
 #   make bench-shard     the speed-up of 2 shards over 1 on an 8-cell grid (bench/shard_bench.sh)
 #   make install    PREFIX=/usr/local: vitq, libvitq.so, vitq_plugin.h, vitq.h + layer headers, plugins, vitq.pc
 #   make MPI=1      the same with `mpirun -np R vitq run` (OpenMPI or any `pkg-config mpi-c`), in build-mpi/
@@ -176,7 +177,7 @@ demo: deps
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH)
-	$(BENCH)
+	$(BENCH) $(SECTIONS)
 
 # The speed-up of 2 shards over 1 on an 8-cell grid (README "Scale-out").
 bench-shard: deps

@@ -84,9 +84,23 @@ vitq_model *bench_random_model(const vitq_arch *a) {
     return m;
 }
 
+static void usage(FILE *to, int n) {
+    fprintf(to, "usage: bench [SECTION...]   (make bench SECTIONS=\"...\"): every section, or those named\n");
+    for (int i = 0; i < n; i++) fprintf(to, "  %-9s %s\n", sections[i].name, sections[i].what);
+}
+
 int main(int argc, char **argv) {
-    vitq_blas_setup(argv); /* the kernels `vitq` uses (VITQ_BLAS_CORETYPE), so its figures are the command's */
     const int n = (int)(sizeof sections / sizeof sections[0]);
+    for (int a = 1; a < argc; a++) { /* every name checked before anything runs: a typo is not a silent no-op */
+        if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) return usage(stdout, n), 0;
+        int known = 0;
+        for (int i = 0; i < n; i++) known |= !strcmp(argv[a], sections[i].name);
+        if (!known) {
+            fprintf(stderr, "bench: unknown section '%s'\n", argv[a]);
+            return usage(stderr, n), 2;
+        }
+    }
+    vitq_blas_setup(argv); /* the kernels `vitq` uses (VITQ_BLAS_CORETYPE), so its figures are the command's */
     printf("vitq %s bench: %ld online CPUs\n", VITQ_VERSION, sysconf(_SC_NPROCESSORS_ONLN));
     printf("BLAS: OpenBLAS %s\n", openblas_get_config());
     int failed = 0;
