@@ -452,6 +452,14 @@ static void check_unused(const vitq_experiment *x, vitq_errs *E, int *used, int 
 
 static int build(vitq_experiment *x, vitq_experiment **out, vitq_err *e) {
     vitq_errs E = {.file = x->path};
+    const vitq_section *recipe = vitq_section_find(x->secs, x->n_secs, "recipe");
+    if (recipe) { /* a training INI: every key of it is "unknown" here; one line says what it is instead */
+        vitq_errs_add(&E, recipe->line, "[recipe]: this is a training INI (vitq train %s), not an experiment "
+                      "for vitq run", x->path);
+        const int rc = vitq_errs_finish(&E, e); /* before the free: E names the file by x->path */
+        vitq_experiment_free(x);
+        return rc;
+    }
     check_sections(x, &E);
     int n0 = E.n;
     parse_grid(x, &E);

@@ -33,6 +33,16 @@ set -e
 grep -q "$T/bad.ini:18: \[quantizer weights\] bits: expected an integer in \[2, 16\], got .40. (plugin .uniform.)" "$T/err" || { cat "$T/err"; fail "bad parameter error does not name file:line"; }
 [ ! -e "$T/out" ] || fail "failed validation created the output folder"
 
+# a training INI given to vitq run: one line that says so, not an error per key
+set +e
+"$VITQ" run experiments/train-fmnist.ini --dry-run >/dev/null 2>"$T/err_train"
+rc=$?
+set -e
+[ $rc = 1 ] || fail "training INI: exit $rc, expected 1"
+[ "$(grep -c 'vitq: error:' "$T/err_train")" = 1 ] || { cat "$T/err_train"; fail "training INI: not one error line"; }
+grep -qE 'experiments/train-fmnist.ini:[0-9]+: \[recipe\]: this is a training INI \(vitq train experiments/train-fmnist.ini\)' \
+    "$T/err_train" || { cat "$T/err_train"; fail "training INI: no hint at vitq train"; }
+
 # an undefined ${axis}: every error reported, sorted by line
 sed -e 's/\${softmax}/${softmx}/' -e 's/^batch = 100$/batch = 0/' "$T/g.ini" >"$T/bad2.ini"
 set +e
