@@ -290,6 +290,16 @@ TEST(plot_option_errors) {
     o = (vitq_plot_opts){.hist = "*", .cell = "zzz", .gnuplot = ""};
     CHECK(vitq_plot_run(dir, &o, &rep, &e) == VITQ_EINVAL);
     CHECK_STR_CONTAINS(e.msg, "no done cell matches --cell 'zzz'");
+    /* refused before anything is written: not even the curve every run would have */
+    char refused[1100];
+    snprintf(refused, sizeof refused, "%s/refused", dir);
+    o = (vitq_plot_opts){.cell = "zzz", .out_dir = refused, .gnuplot = ""};
+    CHECK(vitq_plot_run(dir, &o, &rep, &e) == VITQ_EINVAL);
+    CHECK_STR_CONTAINS(e.msg, "no done cell matches --cell 'zzz'");
+    CHECK(!exists(refused));
+    o = (vitq_plot_opts){.hist = "blocks.*.nothing", .out_dir = refused, .gnuplot = ""};
+    CHECK(vitq_plot_run(dir, &o, &rep, &e) == VITQ_EINVAL);
+    CHECK(!exists(refused));
 
     /* No numeric axis: an error when nothing else can be drawn; with a histogram, the curve is skipped. */
     char d2[1024];
@@ -317,6 +327,22 @@ TEST(plot_option_errors) {
     o = (vitq_plot_opts){.gnuplot = "", .x_axis = "softmax"}; /* asked for explicitly: an error */
     CHECK(vitq_plot_run(d2, &o, &rep, &e) == VITQ_EINVAL);
     CHECK_STR_CONTAINS(e.msg, "axis 'softmax' is not numeric");
+
+    /* a run whose only cell failed: said as such, not as a missing numeric axis */
+    char d3[1024];
+    snprintf(d3, sizeof d3, "%s/none_done", dir);
+    vitq_results *r3 = NULL;
+    CHECK_MSG(vitq_results_open(d3, NULL, NULL, axes, 1, &r3, &e) == 0, "%s", e.msg);
+    if (!r3) return;
+    vitq_cell_result f = {.id = "softmax=log2", .axis_values = av, .status = "failed", .error = "boom"};
+    CHECK_MSG(vitq_results_write_cell(r3, &f, &e) == 0, "%s", e.msg);
+    CHECK_MSG(vitq_results_write_index(r3, NULL, 0, &e) == 0, "%s", e.msg);
+    vitq_results_close(r3);
+    snprintf(refused, sizeof refused, "%s/plots", d3);
+    o = (vitq_plot_opts){.gnuplot = ""};
+    CHECK(vitq_plot_run(d3, &o, &rep, &e) == VITQ_EINVAL);
+    CHECK_STR_CONTAINS(e.msg, "has no done cell yet");
+    CHECK(!exists(refused));
 }
 
 /* A float baseline cell (every axis "-") is a flat column; a cell without an x value is left out. */

@@ -121,6 +121,33 @@ static int loss_figures(const vitq_summary *s, const vitq_plot_opts *o, const ch
     return rc;
 }
 
+/* The selection before anything is written: a done cell at all, one matching --cell, a histogram matching
+ * --hist in those cells. */
+static int check_selection(const vitq_summary *s, const vitq_plot_opts *o, const char *label, vitq_err *e) {
+    int done = 0, cells = 0, matched = 0, rc = VITQ_OK;
+    for (int i = 0; !rc && i < s->n_rows; i++) {
+        if (strcmp(s->status[i], "done")) continue;
+        done++;
+        if (o->cell && fnmatch(o->cell, s->cell_ids[i], 0) != 0) continue;
+        cells++;
+        if (!o->hist) continue;
+        char cp[4600];
+        snprintf(cp, sizeof cp, "%s/cells/%s.h5", s->run_dir, s->cell_ids[i]);
+        vitq_hist *h = NULL;
+        int nh = 0;
+        rc = vitq_cell_read_hists(cp, &h, &nh, e);
+        for (int k = 0; !rc && k < nh; k++) matched += vitq_globs_match(o->hist, h[k].tap) == 1;
+        vitq_hists_free(h, nh);
+    }
+    if (rc) return rc;
+    if (done == 0) return vitq_fail(e, VITQ_EINVAL, "%s has no done cell yet (vitq results shows the cells' status)", label);
+    if (cells == 0) return vitq_fail(e, VITQ_EINVAL, "%s: no done cell matches --cell '%s'", label, o->cell);
+    if (o->hist && matched == 0)
+        return vitq_fail(e, VITQ_EINVAL, "%s: no histogram matches --hist '%s' in %d cell(s) (histograms are recorded "
+                                         "for the taps of the INI's [hist] section)", label, o->hist, cells);
+    return VITQ_OK;
+}
+
 int vitq_plot_run(const char *run_path, const vitq_plot_opts *o, vitq_plot_report *rep, vitq_err *e) {
     memset(rep, 0, sizeof *rep);
     vitq_summary *s = NULL;
@@ -129,8 +156,9 @@ int vitq_plot_run(const char *run_path, const vitq_plot_opts *o, vitq_plot_repor
     char dir[4096];
     if (o->out_dir) snprintf(dir, sizeof dir, "%s", o->out_dir);
     else snprintf(dir, sizeof dir, "%s/plots", s->run_dir);
-    rc = vitq_mkdir_p(dir, e);
     const char *label = s->run_dir;
+    rc = check_selection(s, o, label, e);
+    if (!rc) rc = vitq_mkdir_p(dir, e);
     char fig[512];
     /* Curves are required when asked for explicitly; otherwise a run without a numeric axis just has none. */
     int curves_explicit = o->x_axis || o->series || o->metric;
