@@ -31,7 +31,7 @@ static void usage(FILE *to) {
             "  --split S           test (default) or val: the evaluation split (IDX t10k, val/); or train\n"
             "  --limit N           evaluate the first N images only\n"
             "  --batch N           images per forward pass (default 64)\n"
-            "  --threads N         worker threads (default: number of CPUs)\n"
+            "  --threads N         worker threads (default and 0: number of CPUs)\n"
             "  --img-size N        as timm's validate.py: must be the model's image size\n"
             "  --crop-pct X        resize the shorter side to floor(img_size / X) before the centre crop\n"
             "                      (default: the model's data config; given, it crops IDX images too)\n"
@@ -103,6 +103,9 @@ static int evaluate(const eval_args *x) {
     if (!rc) rc = vitq_data_config(&m->arch, &x->ov, x->convert, &o, "", &e);
     if (!rc) rc = vitq_dataset_open(x->data, x->split, &o, &d, &e);
     int64_t n = rc ? 0 : vitq_dataset_size(d);
+    if (!rc && x->limit > n) /* refused as [data] eval_limit is: not silently fewer */
+        rc = vitq_fail(&e, VITQ_EINVAL, "--limit %ld exceeds the %lld images of the %s split", x->limit, (long long)n,
+                       vitq_dataset_split(d));
     if (x->limit > 0 && x->limit < n) n = x->limit;
     const int K = m ? m->arch.num_classes : 0;
     if (!rc) {
@@ -146,7 +149,7 @@ int cmd_eval(int argc, char **argv) {
         {"--split", NULL, CLI_STR, &x.split, 0, 0},
         {"--limit", NULL, CLI_INT, &x.limit, 1, 1000000000L},
         {"--batch", NULL, CLI_INT, &x.batch, 1, 65536},
-        {"--threads", NULL, CLI_INT, &threads, 1, 256},
+        {"--threads", NULL, CLI_INT, &threads, 0, 256},
         {"--img-size", NULL, CLI_INT, &img, 1, 4096},
         {"--crop-pct", NULL, CLI_STR, &crop, 0, 0},
         {"--interpolation", NULL, CLI_STR, &interp, 0, 0},

@@ -41,6 +41,9 @@ static void on_sigint(int sig) {
 int main(int argc, char **argv) {
     vitq_blas_setup(argv);  /* may re-execute with the chosen OpenBLAS kernels (kernels/blas.c) */
     setlocale(LC_ALL, "C"); /* numbers are always read and written with '.' */
+    if (argc == 3 && !strcmp(argv[1], "help")) /* vitq help COMMAND = vitq COMMAND --help */
+        for (int i = 0; i < N_CMDS; i++)
+            if (!strcmp(argv[2], k_cmds[i].name)) return k_cmds[i].fn(2, (char *[]){argv[2], "--help", NULL});
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(argc < 2 ? stderr : stdout); /* no command is an error: usage on stderr, as for an unknown one */
         return argc < 2 ? 2 : 0;

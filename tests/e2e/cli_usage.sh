@@ -28,4 +28,16 @@ usage=$(sed -n '1,/^$/p' "$T/help")
 for opt in $(grep -o '^  --[a-z-]*' "$T/help"); do
     echo "$usage" | grep -q -- "$opt" || fail "vitq run --help lists $opt, its usage lines do not"
 done
+# vitq help COMMAND is vitq COMMAND --help
+"$VITQ" help run 2>/dev/null | diff - "$T/help" >/dev/null || fail "vitq help run is not vitq run --help"
+
+# vitq eval refuses a --limit beyond the split, as [data] eval_limit is refused; --threads 0 is all CPUs
+set +e
+"$VITQ" eval --model "$ROOT/tests/fixtures/vit_fmnist.safetensors" --limit 20000 -q >"$T/out" 2>"$T/err"
+rc=$?
+set -e
+[ $rc = 1 ] || { cat "$T/err"; fail "eval --limit 20000: exit $rc, expected 1"; }
+grep -q '^vitq: error: --limit 20000 exceeds the 10000 images of the test split' "$T/err" || { cat "$T/err"; fail "eval --limit message"; }
+"$VITQ" eval --model "$ROOT/tests/fixtures/vit_fmnist.safetensors" --limit 100 --threads 0 -q >"$T/out" 2>"$T/err" ||
+    { cat "$T/err"; fail "eval --threads 0 refused"; }
 echo "ok"
