@@ -1,4 +1,4 @@
-/* aph_recon.c — block reconstruction after calibration (specs/aphq-vit.md §2.7–2.9, §3.3–3.4; ALGORITHMS.md
+/* aph_recon.c — block reconstruction after calibration (specs/aphq-vit.md §2.7–2.9, §3.3–3.4; specs/ALGORITHMS.md
  * §4): the session's units in forward order (patch embedding, each block, Swin's patch mergings, the
  * head), each trained on its own and committed before the next, so a killed run resumes at the first
  * uncommitted unit (vitq_session_api.resume_unit) and draws what an uninterrupted one would (every

@@ -1,5 +1,5 @@
 /* dynamic_focus.c — AIQViT's Dynamic Focusing Quantizer (DFQ) for post-Softmax probabilities, the left
- * operand of attn·V (specs/aiqvit.md §3, ALGORITHMS.md §5). A reconstruction from the method description:
+ * operand of attn·V (specs/aiqvit.md §3, specs/ALGORITHMS.md §5). A reconstruction from the method description:
  * no reference code exists; every guess of the spec is a parameter.
  *
  * One interval [b1, b2] ⊂ [0, 1] per layer (granularity = layer, the literal reading) or per head

@@ -1,4 +1,4 @@
-/* log2.c — logarithmic fake-quantizers for post-Softmax probabilities (ALGORITHMS.md §3, specs/aiqvit.md
+/* log2.c — logarithmic fake-quantizers for post-Softmax probabilities (specs/ALGORITHMS.md §3, specs/aiqvit.md
  * §2.1–2.3): FQ-ViT / AdaLog's base 2, RepQ-ViT's base √2 and AdaLog's adaptive base, as modes of one
  * plugin because they share everything but the code → level map: S, the zero cut-off (a code ≥ 2^b
  * gives 0), the clamp of codes below 0 (p > S gives S), the state.

@@ -1,5 +1,5 @@
 /* lowrank_branch.h — the arithmetic of lowrank_nas's low-rank branches (specs/aiqvit.md §4.3–4.4,
- * ALGORITHMS.md §5), header-only so that tests check it directly: the rank candidates, the LoRA
+ * specs/ALGORITHMS.md §5), header-only so that tests check it directly: the rank candidates, the LoRA
  * initialisation, the DARTS-style mixture over ranks and its gradients, the discretisation, α's entropy.
  *
  * A branch is ΔW (m x n, a weight's rows: out x in) of one linear layer (or one row group of it).

@@ -1,4 +1,4 @@
-/* lowrank_nas.c — AIQViT's architecture-informed low-rank compensation (specs/aiqvit.md §4, §5; ALGORITHMS.md
+/* lowrank_nas.c — AIQViT's architecture-informed low-rank compensation (specs/aiqvit.md §4, §5; specs/ALGORITHMS.md
  * §5) as a pass after calibration: per unit, in forward order, low-rank branches ΔW = B·A on the unit's
  * linear weights (lowrank_branch.h), their ranks searched DARTS-style or fixed, then a reconstruction of A,
  * B and the activation quantizers' trainables (DFQ's b1, b2 included) with a curriculum over the samples

@@ -1,5 +1,5 @@
 /* mlp_relu.c — APHQ-ViT's MLP reconstruction (MR) as a pass before calibration (specs/aphq-vit.md §4, §1.3 B;
- * ALGORITHMS.md §4): every block's GELU becomes ReLU in the float student, and each block's fc1 and fc2
+ * specs/ALGORITHMS.md §4): every block's GELU becomes ReLU in the float student, and each block's fc1 and fc2
  * are trained on their own (not sequentially: §6 quirk 5) to reproduce the TEACHER's MLP output from the
  * teacher's MLP input, so that the post-ReLU activations (fc2's input, which the quantizers then see) stay
  * within a clamp bound u.

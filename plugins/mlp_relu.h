@@ -1,5 +1,5 @@
 /* mlp_relu.h — the arithmetic of the mlp_relu pass (APHQ-ViT's MLP reconstruction, specs/aphq-vit.md §4;
- * ALGORITHMS.md §4), header-only so that tests/test_mlp_relu.c checks it directly: the clamp bound u (the
+ * specs/ALGORITHMS.md §4), header-only so that tests/test_mlp_relu.c checks it directly: the clamp bound u (the
  * nearest-rank percentile of the strictly positive post-GELU values), and one training step of an MLP
  * fc2(ReLU(fc1 x)) against the teacher's output t with the two-term loss
  *

@@ -1,5 +1,5 @@
 /* repq.c — RepQ-ViT's scale reparameterisation of post-LayerNorm inputs, as APHQ-ViT's reference code does
- * it (specs/aphq-vit.md §2.4, ALGORITHMS.md §2), as a pass before calibration. For each selected tap (the
+ * it (specs/aphq-vit.md §2.4, specs/ALGORITHMS.md §2), as a pass before calibration. For each selected tap (the
  * inputs of qkv, fc1 and Swin's patch-merging reduction, which come straight from a LayerNorm): each input
  * channel's scale and zero point by the §2.3 grid and the channel's own MSE over the calibration images
  * (float student), then the spread folded into the LayerNorm before and the linear layer after:

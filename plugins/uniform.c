@@ -1,4 +1,4 @@
-/* uniform.c — the uniform fake-quantizer every method starts from (ALGORITHMS.md §1, specs/aphq-vit.md §2.1).
+/* uniform.c — the uniform fake-quantizer every method starts from (specs/ALGORITHMS.md §1, specs/aphq-vit.md §2.1).
  *
  *   asymmetric:  Q(x) = (clamp(⌊x/s⌉ + z, 0, 2^b−1) − z)·s,   s = (hi − lo)/(2^b − 1),  z = −⌊lo/s⌉ (not clamped)
  *   symmetric:   Q(x) = clamp(⌊x/s⌉, −2^(b−1), 2^(b−1)−1)·s,  s = max(|lo|, |hi|)/(2^(b−1) − 1)
