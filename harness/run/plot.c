@@ -177,12 +177,10 @@ int vitq_plot_run(const char *run_path, const vitq_plot_opts *o, vitq_plot_repor
     }
     /* Histograms: those asked for (--hist), else every one recorded, unless no_hists. */
     if (!rc && !o->no_hists) {
-        const char *globs = o->hist ? o->hist : "*";
-        int matched = 0, cells = 0;
+        const char *globs = o->hist ? o->hist : "*"; /* check_selection made sure something matches */
         for (int i = 0; !rc && i < s->n_rows; i++) {
             if (strcmp(s->status[i], "done")) continue;
             if (o->cell && fnmatch(o->cell, s->cell_ids[i], 0) != 0) continue;
-            cells++;
             char cp[4600];
             snprintf(cp, sizeof cp, "%s/cells/%s.h5", s->run_dir, s->cell_ids[i]);
             vitq_hist *h = NULL;
@@ -190,18 +188,12 @@ int vitq_plot_run(const char *run_path, const vitq_plot_opts *o, vitq_plot_repor
             rc = vitq_cell_read_hists(cp, &h, &nh, e);
             for (int k = 0; !rc && k < nh; k++) {
                 if (vitq_globs_match(globs, h[k].tap) != 1) continue;
-                matched++;
                 char *tsv = NULL, *gp = NULL;
                 rc = vitq_plot_hist_text(&h[k], s->cell_ids[i], label, o, s->git_rev, fig, sizeof fig, &tsv, &gp, e);
                 if (!rc) rc = one_figure(dir, fig, tsv, gp, o, rep, e);
             }
             vitq_hists_free(h, nh);
         }
-        if (!rc && cells == 0 && (o->cell || o->hist))
-            rc = vitq_fail(e, VITQ_EINVAL, "%s: no done cell matches --cell '%s'", label, o->cell ? o->cell : "*");
-        else if (!rc && matched == 0 && o->hist)
-            rc = vitq_fail(e, VITQ_EINVAL, "%s: no histogram matches --hist '%s' in %d cell(s) (histograms are "
-                                           "recorded for the taps of the INI's [hist] section)", label, o->hist, cells);
     }
     if (!rc && !o->no_losses) rc = loss_figures(s, o, dir, rep, e);
     if (!rc && rep->n_figures == 0) {
