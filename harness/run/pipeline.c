@@ -77,17 +77,6 @@ static int calib_order(const vitq_run_cfg *cfg, int64_t n, int k, int64_t **out,
 }
 
 /* A pass: the session first (the calibration split in the cell's seeded order), then the plugin. */
-/* A rerun resumes a pass after its committed units when the cell's partial state is that pass's, with this
- * configuration's key (vitq_session_resume checks the same): said in the log, with what is recomputed. */
-static void log_resume(const vitq_cell_ctx *c, const char *pass) {
-    char *key = vitq_state_attr(c->partial, "state_key"), *p = vitq_state_attr(c->partial, "pass");
-    char *done = vitq_state_attr(c->partial, "committed");
-    if (key && p && done && !strcmp(key, c->cell->hash) && !strcmp(p, pass))
-        vitq_run_log(c->run, "%s pass %s: resuming after its %s committed unit(s) from %s (the stages before it "
-                     "were computed again)", c->label, pass, done, c->partial);
-    free(key), free(p), free(done);
-}
-
 static int stage_pass(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
     const vitq_pass_binding *b = s->arg;
     int rc = VITQ_OK;
@@ -104,7 +93,10 @@ static int stage_pass(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
     }
     vitq_session_set_qmodel(c->session, c->q);
     vitq_run_log(c->run, "%s pass %s (%s)", c->label, b->name, b->params_text);
-    if (c->q) log_resume(c, b->name);
+    const int resumed = vitq_session_resumable(c->session, b->name);
+    if (resumed >= 0)
+        vitq_run_log(c->run, "%s pass %s: resuming after its %d committed unit(s) from %s (the stages before it "
+                     "were computed again)", c->label, b->name, resumed, c->partial);
     char label[96];
     snprintf(label, sizeof label, "%.60s %s", c->label, b->name);
     return vitq_session_run(c->session, b->plugin, b->params, label, e);

@@ -230,24 +230,29 @@ int vitq_ss_commit(vitq_session *s, int u) {
 
 int vitq_ss_resume_unit(vitq_session *s) { return s->committed; }
 
+int vitq_session_resumable(const vitq_session *s, const char *pass) {
+    struct stat st;
+    if (!s->q || !s->c.state_path || stat(s->c.state_path, &st) != 0) return -1;
+    char *key = vitq_state_attr(s->c.state_path, "state_key"), *p = vitq_state_attr(s->c.state_path, "pass");
+    char *done = vitq_state_attr(s->c.state_path, "committed");
+    const int n = key && p && done && !strcmp(key, s->c.state_key ? s->c.state_key : "") && !strcmp(p, pass ? pass : "")
+                      ? atoi(done) : -1;
+    free(key), free(p), free(done);
+    return n;
+}
+
 /* Before a pass runs: a state saved for this cell (same key, same pass) restores the committed units. */
 int vitq_session_resume(vitq_session *s, vitq_err *e) {
-    struct stat st;
-    if (!s->q || !s->c.state_path || stat(s->c.state_path, &st) != 0) return VITQ_OK;
-    char *key = vitq_state_attr(s->c.state_path, "state_key"), *pass = vitq_state_attr(s->c.state_path, "pass");
-    char *done = vitq_state_attr(s->c.state_path, "committed");
-    int ok = key && pass && done && !strcmp(key, s->c.state_key ? s->c.state_key : "") &&
-             !strcmp(pass, s->pass_name ? s->pass_name : "");
+    const int n = vitq_session_resumable(s, s->pass_name);
     int rc = VITQ_OK;
-    if (ok) {
+    if (n >= 0) {
         rc = vitq_qmodel_state_load(s->q, s->c.student, s->c.state_path, e);
-        if (!rc) s->committed = atoi(done);
+        if (!rc) s->committed = n;
         hid_t f = rc ? -1 : H5Fopen(s->c.state_path, H5F_ACC_RDONLY, H5P_DEFAULT);
         if (!rc && f < 0) rc = vitq_h5_fail(e, VITQ_EIO, s->c.state_path, "/", "cannot open");
         if (!rc) rc = read_session(s, f, e);
         if (f >= 0) H5Fclose(f);
     }
-    free(key), free(pass), free(done);
     vitq_session_chains_reset(s);
     return rc;
 }

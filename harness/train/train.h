@@ -225,6 +225,9 @@ void vitq_session_chains_reset(vitq_session *s);
 /* session_recon.c */
 void vitq_session_recon_free(vitq_session *s);
 VITQ_API int vitq_session_resume(vitq_session *s, vitq_err *e);
+/* The units committed in the cell's saved state if a run of `pass` (NULL: "") resumes from it (a quantized
+ * model is set, and the state's pass and configuration key are this session's), else -1. vitq_session_resume's rule. */
+VITQ_API int vitq_session_resumable(const vitq_session *s, const char *pass);
 /* The services, by file (the table in session.c gathers them). */
 int vitq_ss_images(vitq_session *s, int n);
 int vitq_ss_io(vitq_session *s, int u, vitq_io_kind which, const int64_t *idx, int B, float *out);
