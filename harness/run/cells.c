@@ -303,6 +303,9 @@ int vitq_run_open(const vitq_experiment *x, const vitq_run_opts *o, vitq_run **o
 int vitq_run_count(const vitq_run *r) { return r->n_cells; }
 int vitq_run_selected(const vitq_run *r) { return r->n_selected; }
 const char *vitq_run_output(const vitq_run *r) { return r->o.output ? r->o.output : r->x->cells[0].cfg.output; }
+void vitq_run_partial_path(const vitq_run *r, const char *cell_id, char *buf, size_t n) {
+    snprintf(buf, n, "%s/partial/%s.h5", vitq_run_output(r), cell_id);
+}
 const vitq_results *vitq_run_results(const vitq_run *r) { return r->res; }
 
 const vitq_run_cell *vitq_run_cell_at(const vitq_run *r, int i) {

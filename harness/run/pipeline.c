@@ -83,7 +83,7 @@ static int stage_pass(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
     if (!c->session) {
         const int64_t n = vitq_dataset_size(c->calib_data);
         if ((rc = calib_order(c->cfg, n, (int)n, &c->order, e))) return rc;
-        snprintf(c->partial, sizeof c->partial, "%s/partial/%s.h5", vitq_run_output(c->run), c->cell->id);
+        vitq_run_partial_path(c->run, c->cell->id, c->partial, sizeof c->partial);
         vitq_session_cfg sc = {.teacher = c->fp, .student = c->student, .data = c->calib_data, .order = c->order,
                                .n_order = n, .seed = c->cfg->seed, .batch = 32, .state_path = c->partial,
                                .state_key = c->cell->hash, .out_dir = vitq_run_output(c->run)};

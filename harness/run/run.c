@@ -100,7 +100,7 @@ int vitq_run_exec(vitq_run *r, int i, const char *label, vitq_cell_outcome *out,
     int rc = vitq_cell_run(r, c, label, out, e);
     if (rc == VITQ_ECANCELLED) {
         char part[1200];
-        snprintf(part, sizeof part, "%s/partial/%s.h5", vitq_run_output(r), c->id);
+        vitq_run_partial_path(r, c->id, part, sizeof part);
         if (access(part, F_OK) == 0)
             vitq_run_log(r, "%s: interrupted; its committed units are in %s (rerun to resume from there)", label, part);
         else

@@ -504,6 +504,8 @@ VITQ_API int vitq_run_count(const vitq_run *r);
 VITQ_API const vitq_run_cell *vitq_run_cell_at(const vitq_run *r, int i);
 VITQ_API int vitq_run_selected(const vitq_run *r);
 VITQ_API const char *vitq_run_output(const vitq_run *r);
+/* DIR/partial/<cell id>.h5: where a cell's after-calibration pass saves its committed units (resume). */
+VITQ_API void vitq_run_partial_path(const vitq_run *r, const char *cell_id, char *buf, size_t n);
 /* Loads every model and dataset the selected cells use (once each), checks the calibration split's size,
  * binds every selected cell's quantizer sections (plugins found, ABI, parameters), its pass sections
  * (vitq_passes_bind) and its [hist] taps.
