@@ -11,7 +11,7 @@
  *
  * What a plugin sees: the parameter table it declares (vitq_param), the description of the tap it sits
  * on (vitq_tap), borrowed tensors (vitq_view), host services (vitq_host: fail, log, progress, rng,
- * parallel_for), state I/O (vitq_state_io), a quantizer's named tensors (vitq_qtensor), its kind's ops
+ * parallel_for, threads), state I/O (vitq_state_io), a quantizer's named tensors (vitq_qtensor), its kind's ops
  * (vitq_quantizer_ops; vitq_pass_ops with the session's services, vitq_session_api). The error codes
  * below are the library's own.
  *
@@ -143,6 +143,10 @@ typedef struct vitq_host {
     uint64_t (*rng)(const struct vitq_host *h);
     /* vitq_parallel_for: fn(ctx, begin, end) on disjoint chunks of [0, n) on the process-wide pool. */
     void (*parallel_for)(int64_t n, vitq_plugin_range_fn fn, void *ctx);
+    /* The pool's thread count, the caller included (>= 1). A field added after parallel_for: read it only when
+     * h->size covers it. Inside a parallel_for task, parallel_for runs its chunks inline, in order, with the
+     * boundaries the pool would use: a pass may run independent jobs one per thread and get the same numbers. */
+    int (*threads)(void);
 } vitq_host;
 
 /* State as named float arrays (the harness stores them in HDF5). A plugin stores its own state version

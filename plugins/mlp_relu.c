@@ -17,6 +17,9 @@
  *   - `iters` steps of Adam (lr cosine-annealed to 0, PyTorch's betas and eps, no decay) on the float
  *     student's fc1.{weight,bias}, fc2.{weight,bias}, each on `batch` distinct images (all their tokens):
  *     L = (1/10)·mean_{b,c} Σ_n H·(fc2(relu(fc1 x)) − t)² + clamp_weight·(1/10)·mean_{b,c} Σ_n H·(fc2(clamp(relu(fc1 x), 0, u)) − t)².
+ * The blocks train side by side, one per pool thread (`parallel_blocks`; see run_wave): with 2 threads a step
+ * of one block on one thread beats one step split over both (its element-wise passes and 1600-row GEMMs scale
+ * poorly), and every number is the same either way.
  * Then every block's activation is ReLU (set_mlp_act), no clamp is kept in the model (§4: the fc2 input
  * quantizer is calibrated as usual), and with `save` the float student is written as a safetensors
  * checkpoint whose metadata says mlp_act = relu (`vitq eval --model` evaluates it: the reference's "MLP
@@ -45,6 +48,10 @@
 #include <string.h>
 
 enum { MR_PS_AUTO = 0, MR_PS_TRUE, MR_PS_FALSE };
+/* At most this many blocks train at once (one per pool thread; `parallel_blocks` lowers it): each holds its
+ * images' MLP data in memory (2·images·tokens·channels floats: 39 MB on the bundled model, 1.2 GB on DeiT-B
+ * at 1024 images). */
+#define MR_WAVE_MAX 4
 static const int mr_importance_of[] = {APH_IMP_NONE, APH_IMP_APH, APH_IMP_APH_DIAG}; /* by the enum's index */
 
 typedef struct {
@@ -55,6 +62,7 @@ typedef struct {
     int per_sample; /* MR_PS_* */
     int labels;
     int record_every;
+    int parallel_blocks;
     char save[VITQ_PARAM_STR_MAX];
 } mr_params;
 
@@ -84,6 +92,11 @@ static const vitq_param mr_param_table[] = {
      .help = "aph_diag: labels drawn per image from the teacher's softmax; 0 = the exact expectation"},
     {.name = "record_every", .type = VITQ_P_INT, .offset = P_(record_every), .def = "10", .min = 1, .max = 1e9,
      .help = "curves <block>.mlp/loss and <block>.mlp/clamp: one point per this many steps (their mean)"},
+    {.name = "parallel_blocks", .type = VITQ_P_INT, .offset = P_(parallel_blocks), .def = "0", .min = 0,
+     .max = MR_WAVE_MAX,
+     .help = "blocks trained side by side, one per pool thread, each holding its images' MLP data (2 x images x "
+             "tokens x channels floats); 0 = one per thread; 1 = one at a time, its steps split over the threads. "
+             "The numbers do not depend on it"},
     {.name = "save", .type = VITQ_P_STRING, .offset = P_(save), .def = "",
      .help = "write the ReLU float model here as safetensors (metadata mlp_act = relu; a relative path is inside "
              "the run's output folder); empty: do not"},
@@ -109,6 +122,9 @@ typedef struct {
     const float **wrow;     /* the batch's importance rows */
     int64_t *perm, *idx;
     vitq_opt *opt;
+    aph_rng batches;        /* the batch order: its own seeded stream */
+    double *curve;          /* (points, 3): iteration, loss and clamp means; recorded after training */
+    int64_t n_points;
 } mr_job;
 
 static void free_job(mr_job *j) {
@@ -116,7 +132,7 @@ static void free_job(mr_job *j) {
     aph_imp_free(&j->imp);
     mr_mlp_free(&j->m);
     free(j->X), free(j->T), free(j->dW1), free(j->db1), free(j->dW2), free(j->db2), free(j->x), free(j->t);
-    free(j->DY), free(j->wrow), free(j->perm), free(j->idx);
+    free(j->DY), free(j->wrow), free(j->perm), free(j->idx), free(j->curve);
 }
 
 static const char *const mr_block_tensors[] = {"norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias",
@@ -206,6 +222,12 @@ static int setup_training(mr_job *j) {
         return j->host->fail(j->host, VITQ_ENOMEM, "%s: out of memory for batch %d", j->ui.name, B);
     j->m.dW1 = j->dW1, j->m.db1 = j->db1, j->m.dW2 = j->dW2, j->m.db2 = j->db2;
     for (int64_t i = 0; i < j->p->images; i++) j->perm[i] = i;
+    char key[200];
+    snprintf(key, sizeof key, "%s.mlp/batches", j->ui.name);
+    j->batches = (aph_rng){j->api->seed(j->s, key)};
+    const int64_t points = (j->p->iters + j->p->record_every - 1) / j->p->record_every;
+    if (!(j->curve = malloc(sizeof(double) * 3 * (size_t)points)))
+        return j->host->fail(j->host, VITQ_ENOMEM, "%s: out of memory for the loss curve", j->ui.name);
     const vitq_adam_group g[4] = {{j->w1.data, j->dW1, F * C, 0.9, 0.999, 1e-8, 0}, {j->b1.data, j->db1, F, 0.9, 0.999, 1e-8, 0},
                                   {j->w2.data, j->dW2, C * F, 0.9, 0.999, 1e-8, 0}, {j->b2.data, j->db2, C, 0.9, 0.999, 1e-8, 0}};
     if (!(j->opt = j->api->adam_create(j->s, g, 4))) return VITQ_ENOMEM;
@@ -224,10 +246,10 @@ static void gather_rows(void *ctx, int64_t b0, int64_t b1) {
 }
 
 /* One step at iteration t (1-based) of `iters`: batch, forward, loss, backward, Adam. */
-static int step(mr_job *j, aph_rng *batches, int64_t t, double *distill, double *clamp) {
+static int step(mr_job *j, int64_t t, double *distill, double *clamp) {
     const mr_params *p = j->p;
     const int B = p->batch;
-    aph_draw_batch(batches, j->perm, p->images, B, j->idx);
+    aph_draw_batch(&j->batches, j->perm, p->images, B, j->idx);
     j->host->parallel_for(B, gather_rows, j);
     mr_forward(&j->m, j->x);
     mr_loss(&j->m, j->t, j->wrow, j->DY, distill, clamp);
@@ -239,59 +261,138 @@ static int step(mr_job *j, aph_rng *batches, int64_t t, double *distill, double 
     return j->api->adam_step(j->opt, lrs);
 }
 
-/* Records the window's means as one point of <block>.mlp/loss and <block>.mlp/clamp at iteration t. */
-static int record(mr_job *j, int64_t t, double loss_sum, double clamp_sum, int64_t n) {
-    char name[200];
-    snprintf(name, sizeof name, "%s.mlp/loss", j->ui.name);
-    int rc = j->api->record(j->s, name, t, loss_sum / (double)n);
-    snprintf(name, sizeof name, "%s.mlp/clamp", j->ui.name);
-    return rc ? rc : j->api->record(j->s, name, t, clamp_sum / (double)n);
+/* Records the job's curve points: <block>.mlp/loss (L) and <block>.mlp/clamp (its second term). */
+static int record(mr_job *j) {
+    char loss[200], clamp[200];
+    snprintf(loss, sizeof loss, "%s.mlp/loss", j->ui.name);
+    snprintf(clamp, sizeof clamp, "%s.mlp/clamp", j->ui.name);
+    int rc = VITQ_OK;
+    for (int64_t k = 0; !rc && k < j->n_points; k++) {
+        const double *pt = j->curve + 3 * k;
+        rc = j->api->record(j->s, loss, (int64_t)pt[0], pt[1]);
+        if (!rc) rc = j->api->record(j->s, clamp, (int64_t)pt[0], pt[2]);
+    }
+    return rc;
 }
 
-static int optimise(mr_job *j) {
-    char key[200], label[260];
-    snprintf(key, sizeof key, "%s.mlp/batches", j->ui.name);
-    aph_rng batches = {j->api->seed(j->s, key)};
+/* ---- a wave of blocks, trained side by side --------------------------------------------------------- */
+/* The blocks' trainings are independent (§6 quirk 5), so up to one block per pool thread trains at once,
+ * each on one thread: a step's element-wise passes and short GEMMs then run without a pool sync and side by
+ * side, instead of one step's work split over the threads. Inside the wave's task every parallel_for of a
+ * step runs inline with the pool's chunk boundaries, so every number is what a one-block-at-a-time run
+ * gives. Shared state is atomic: the next block to claim, the wave's step count, the progress bar's
+ * try-lock (one thread draws it at a time) and the stop flag (Ctrl-C or a failed step stops every block). */
+typedef struct {
+    mr_job *jobs;
+    int n;            /* blocks in the wave */
+    int next;         /* the next block to claim */
+    int64_t done;     /* steps taken over the wave */
+    int drawing;      /* 1 while a thread updates the progress bar */
+    int stop;         /* 1: every block stops after its current step */
+    int rc;           /* the first failure */
+    char names[160];  /* the wave's block names, for the bar */
+} mr_wave;
+
+static void wave_fail(mr_wave *w, int rc) {
+    int zero = 0;
+    __atomic_compare_exchange_n(&w->rc, &zero, rc, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    __atomic_store_n(&w->stop, 1, __ATOMIC_RELEASE);
+}
+
+/* The wave's bar after a step of j, by whichever thread finds it free. */
+static void wave_progress(mr_wave *w, const mr_job *j, double loss) {
+    const int64_t done = __atomic_add_fetch(&w->done, 1, __ATOMIC_ACQ_REL);
+    if (__atomic_exchange_n(&w->drawing, 1, __ATOMIC_ACQUIRE)) return;
+    char label[300];
+    snprintf(label, sizeof label, "%s mlp_relu|loss %.4g (%s)", w->names, loss, j->ui.name);
+    if (j->host->progress(j->host, done, (int64_t)w->n * j->p->iters, label)) wave_fail(w, VITQ_ECANCELLED);
+    __atomic_store_n(&w->drawing, 0, __ATOMIC_RELEASE);
+}
+
+/* `iters` steps of block j; every record_every steps (and the last) the window's means become a curve point. */
+static int optimise(mr_job *j, mr_wave *w) {
     double loss_sum = 0, clamp_sum = 0;
     int64_t in_window = 0;
     const int64_t T = j->p->iters;
     for (int64_t t = 1; t <= T; t++) {
         double distill, clamp;
-        int rc = step(j, &batches, t, &distill, &clamp);
+        int rc = step(j, t, &distill, &clamp);
         if (rc) return rc;
         loss_sum += distill + clamp, clamp_sum += clamp, in_window++;
         if (t % j->p->record_every == 0 || t == T) {
-            if ((rc = record(j, t, loss_sum, clamp_sum, in_window))) return rc;
+            double *pt = j->curve + 3 * j->n_points++;
+            pt[0] = (double)t, pt[1] = loss_sum / (double)in_window, pt[2] = clamp_sum / (double)in_window;
             loss_sum = clamp_sum = 0, in_window = 0;
         }
-        snprintf(label, sizeof label, "%s mlp_relu|loss %.4g", j->ui.name, distill + clamp);
-        if (j->host->progress(j->host, t, T, label)) return VITQ_ECANCELLED;
+        wave_progress(w, j, distill + clamp);
+        if (__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE)) return VITQ_ECANCELLED;
     }
     return VITQ_OK;
 }
 
-/* Block unit u from the teacher's data to its trained fc1/fc2; *bound and *above for the cell file. */
-static int reconstruct_block(const mr_params *p, vitq_session *s, const vitq_session_api *api, const vitq_host *host,
-                             const float *probs, int u, float *bound, float *above) {
-    mr_job j = {.p = p, .s = s, .api = api, .host = host, .u = u};
-    int rc = api->unit(s, u, &j.ui);
-    if (!rc) rc = student_tensor(&j, "mlp.fc1.weight", &j.w1);
-    if (!rc) rc = student_tensor(&j, "mlp.fc1.bias", &j.b1);
-    if (!rc) rc = student_tensor(&j, "mlp.fc2.weight", &j.w2);
-    if (!rc) rc = student_tensor(&j, "mlp.fc2.bias", &j.b2);
-    if (!rc) j.F = j.w1.shape[0], j.C = j.w1.shape[1];
-    if (!rc) rc = teacher_data(&j);
+/* A pool task: claims the wave's blocks one at a time (the range is not used). */
+static void train_blocks(void *ctx, int64_t b0, int64_t b1) {
+    (void)b0, (void)b1;
+    mr_wave *w = ctx;
+    for (int k; (k = __atomic_fetch_add(&w->next, 1, __ATOMIC_ACQ_REL)) < w->n;) {
+        int rc = __atomic_load_n(&w->stop, __ATOMIC_ACQUIRE) ? VITQ_ECANCELLED : optimise(&w->jobs[k], w);
+        if (rc) wave_fail(w, rc);
+    }
+}
+
+/* Block unit u's teacher data, importance map and optimiser (serial: they use the session's model). */
+static int prepare_block(const mr_params *p, vitq_session *s, const vitq_session_api *api, const vitq_host *host,
+                         const float *probs, int u, mr_job *j) {
+    *j = (mr_job){.p = p, .s = s, .api = api, .host = host, .u = u};
+    int rc = api->unit(s, u, &j->ui);
+    if (!rc) rc = student_tensor(j, "mlp.fc1.weight", &j->w1);
+    if (!rc) rc = student_tensor(j, "mlp.fc1.bias", &j->b1);
+    if (!rc) rc = student_tensor(j, "mlp.fc2.weight", &j->w2);
+    if (!rc) rc = student_tensor(j, "mlp.fc2.bias", &j->b2);
+    if (!rc) j->F = j->w1.shape[0], j->C = j->w1.shape[1];
+    if (!rc) rc = teacher_data(j);
     char site[160];
-    snprintf(site, sizeof site, "%.150s.mlp", j.ui.name ? j.ui.name : "?");
+    snprintf(site, sizeof site, "%.150s.mlp", j->ui.name ? j->ui.name : "?");
     const aph_imp_cfg ic = {.imp = mr_importance_of[p->importance], .n = p->images, .batch = p->batch,
                             .T = p->temperature, .probs = probs, .labels = p->labels, .norm = APH_NORM_RMS,
-                            .per_sample = p->per_sample == MR_PS_TRUE, .vsrc = j.T, .site = site};
-    if (!rc) rc = aph_imp_compute(s, api, host, &ic, u, &j.imp);
-    if (!rc) rc = setup_training(&j);
-    if (!rc) rc = optimise(&j);
-    *bound = j.bound, *above = (float)j.above;
-    free_job(&j);
+                            .per_sample = p->per_sample == MR_PS_TRUE, .vsrc = j->T, .site = site};
+    if (!rc) rc = aph_imp_compute(s, api, host, &ic, u, &j->imp);
+    if (!rc) rc = setup_training(j);
     return rc;
+}
+
+/* Blocks units[0..n) prepared one after the other, then trained side by side (one on the pool when alone);
+ * their curves recorded in block order; bound[k] and above[k] for the cell file. */
+static int run_wave(const mr_params *p, vitq_session *s, const vitq_session_api *api, const vitq_host *host,
+                    const float *probs, const int *units, int n, float *bound, float *above) {
+    mr_job jobs[MR_WAVE_MAX];
+    mr_wave w = {.jobs = jobs, .n = n};
+    int rc = VITQ_OK, prepared = 0;
+    for (; !rc && prepared < n; prepared++) {
+        rc = prepare_block(p, s, api, host, probs, units[prepared], &jobs[prepared]);
+        const size_t used = strlen(w.names);
+        snprintf(w.names + used, sizeof w.names - used, "%s%s", used ? "+" : "", jobs[prepared].ui.name);
+    }
+    if (!rc && n == 1) train_blocks(&w, 0, 1); /* alone: its steps' GEMMs split over the pool */
+    else if (!rc) host->parallel_for(n, train_blocks, &w);
+    if (!rc) rc = w.rc;
+    for (int k = 0; !rc && k < n; k++) rc = record(&jobs[k]);
+    for (int k = 0; k < prepared; k++) {
+        bound[k] = jobs[k].bound, above[k] = (float)jobs[k].above;
+        free_job(&jobs[k]);
+    }
+    return rc;
+}
+
+/* The block units, in order, into units; returns their count (a Swin patch merging is not a block). */
+static int block_units(vitq_session *s, const vitq_session_api *api, int *units, int *blocks, int *rc) {
+    int n = 0;
+    for (int u = 0; !*rc && u < api->n_units(s); u++) {
+        vitq_unit_info ui;
+        if ((*rc = api->unit(s, u, &ui)) || ui.kind != VITQ_UNITK_BLOCK) continue;
+        units[n] = u, blocks[n++] = ui.block;
+    }
+    return n;
 }
 
 /* ---- the pass ---------------------------------------------------------------------------------------- */
@@ -302,29 +403,31 @@ static int mr_run(const void *params, vitq_session *s, const vitq_session_api *a
     if (p->batch > p->images)
         return host->fail(host, VITQ_EINVAL, "batch %d is larger than images %d", p->batch, p->images);
     const int U = api->n_units(s);
+    int threads = host->size >= sizeof(vitq_host) && host->threads ? host->threads() : 1;
+    threads = threads < 1 ? 1 : threads > MR_WAVE_MAX ? MR_WAVE_MAX : threads;
+    if (p->parallel_blocks > 0) threads = p->parallel_blocks < threads ? p->parallel_blocks : threads;
     int rc = blocks_unchanged(s, api, host), n_blocks = 0;
     if (!rc) rc = api->images(s, p->images);
     float *probs = NULL, *bounds = calloc((size_t)U, sizeof *bounds), *above = calloc((size_t)U, sizeof *above);
-    int *blocks = calloc((size_t)U, sizeof *blocks);
-    if (!rc && (!bounds || !above || !blocks)) rc = host->fail(host, VITQ_ENOMEM, "out of memory");
+    int *blocks = calloc((size_t)U, sizeof *blocks), *units = calloc((size_t)U, sizeof *units);
+    if (!rc && (!bounds || !above || !blocks || !units)) rc = host->fail(host, VITQ_ENOMEM, "out of memory");
     if (!rc && mr_importance_of[p->importance] != APH_IMP_NONE) {
         vitq_unit_info hi;
         if (!(rc = api->unit(s, U - 1, &hi)) && !(probs = malloc(sizeof *probs * (size_t)p->images * (size_t)hi.out_numel)))
             rc = host->fail(host, VITQ_ENOMEM, "out of memory for the teacher's probabilities");
         if (!rc) rc = aph_teacher_probs(s, api, p->images, p->batch, p->temperature, probs);
     }
-    for (int u = 0; !rc && u < U; u++) {
-        vitq_unit_info ui;
-        if ((rc = api->unit(s, u, &ui)) || ui.kind != VITQ_UNITK_BLOCK) continue;
-        rc = reconstruct_block(p, s, api, host, probs, u, &bounds[n_blocks], &above[n_blocks]);
-        blocks[n_blocks++] = ui.block;
+    if (!rc) n_blocks = block_units(s, api, units, blocks, &rc);
+    for (int k = 0; !rc && k < n_blocks; k += threads) {
+        const int n = n_blocks - k < threads ? n_blocks - k : threads;
+        rc = run_wave(p, s, api, host, probs, units + k, n, bounds + k, above + k);
     }
     for (int k = 0; !rc && k < n_blocks; k++) rc = api->set_mlp_act(s, blocks[k], VITQ_MLP_RELU);
     if (!rc) rc = api->sync(s);
     if (!rc) rc = api->store(s, "clamp", bounds, n_blocks);
     if (!rc) rc = api->store(s, "above_clamp", above, n_blocks);
     if (!rc && p->save[0]) rc = api->save_student(s, p->save);
-    free(probs), free(bounds), free(above), free(blocks);
+    free(probs), free(bounds), free(above), free(blocks), free(units);
     return rc;
 }
 

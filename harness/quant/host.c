@@ -57,5 +57,6 @@ void vitq_host_init(vitq_host *h, vitq_host_ctx *ctx, const char *who, const cha
         .progress = host_progress,
         .rng = host_rng,
         .parallel_for = vitq_parallel_for,
+        .threads = vitq_threads_get,
     };
 }

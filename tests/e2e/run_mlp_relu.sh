@@ -1,7 +1,7 @@
 # run_mlp_relu.sh — the mlp_relu pass in a run: a grid over two bit-widths with MR before calibration
 # computes MR once (the second cell loads the first one's ReLU model: its stage key holds no quantizer
 # setting) and gives the same numbers as a run of that cell alone; the checkpoint it saves says
-# mlp_act = relu and evaluates; mlp_relu after a pass that changed the model fails the cell in one line.
+# mlp_act = relu and evaluates; blocks trained side by side give the same model; mlp_relu after a pass that changed the model fails the cell in one line.
 . tests/e2e/run_common.inc
 
 ini() { # ini FILE OUTPUT BITS FIRST_PASS SECOND_PASS
@@ -63,10 +63,23 @@ ini "$T/one.ini" "$T/one" "4" "pass mlp_relu" "pass repq"
 [ -s "$T/a.csv" ] || fail "no bits=4 row"
 diff "$T/a.csv" "$T/b.csv" || fail "the cell that loaded the shared MR model differs from the cell run alone"
 
+# Blocks trained side by side (2 threads: one block per thread) give the numbers of one block at a time with
+# its steps split over the 2 threads (parallel_blocks = 1): the saved ReLU models and the cells' results agree.
+for pb in 0 1; do
+    ini "$T/pb$pb.ini" "$T/pb$pb" "4" "pass mlp_relu" "pass repq"
+    sed -i -e 's/^threads = 1$/threads = 2/' -e "s/^iters = 5$/iters = 5\nparallel_blocks = $pb/" "$T/pb$pb.ini"
+    grep -q "^parallel_blocks = $pb" "$T/pb$pb.ini" || fail "the test INI did not get parallel_blocks"
+    "$VITQ" run "$T/pb$pb.ini" -q >/dev/null 2>"$T/pb$pb.log" || { cat "$T/pb$pb.log"; fail "parallel_blocks = $pb failed"; }
+    { "$VITQ" results "$T/pb$pb" --csv | cut -d, -f1-7 && "$VITQ" results "$T/pb$pb" --curves; } >"$T/pb$pb.csv" # not the seconds
+done
+cmp "$T/pb0/mr.safetensors" "$T/pb1/mr.safetensors" || fail "MR's model differs when blocks train side by side"
+diff "$T/pb0.csv" "$T/pb1.csv" || fail "the results or MR's loss curves differ when blocks train side by side"
+grep -q 'blocks.1.mlp/loss' "$T/pb0.csv" || { head "$T/pb0.csv"; fail "no MR loss curve of the last block"; }
+
 ini "$T/late.ini" "$T/late" "4" "pass repq" "pass mlp_relu"
 set +e
 "$VITQ" run "$T/late.ini" -q >"$T/late.md" 2>"$T/late.log"
 set -e
 "$VITQ" results "$T/late" --csv | grep -q 'failed' || { cat "$T/late.log"; fail "mlp_relu after repq did not fail the cell"; }
 "$VITQ" results "$T/late" --csv | grep -q 'put \[pass mlp_relu\] first' || { "$VITQ" results "$T/late" --csv; fail "no one-line reason"; }
-echo "ok: MR computed once for two bit-widths, same numbers as alone, relu checkpoint, refused after repq"
+echo "ok: MR computed once for two bit-widths, same numbers as alone and with blocks side by side, relu checkpoint, refused after repq"
