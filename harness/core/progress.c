@@ -39,18 +39,24 @@ void vitq_progress_start(vitq_progress *p, const char *label, int64_t total) {
     p->quiet = g_quiet;
 }
 
+/* Below this many seconds since the start a running line shows no rate or ETA ("-/s ETA ?"): the first
+ * update prints at once, and a count over a few microseconds gave rates like 2584398.4/s and "ETA 0s". */
+#define PROGRESS_RATE_AFTER 0.5
+
 static void print_line(vitq_progress *p, const char *extra, int final) {
     double el = vitq_now() - p->t0;
+    const int known = final || el >= PROGRESS_RATE_AFTER;
     double rate = el > 0 ? (double)p->done / el : 0;
-    char eta[32], elapsed[32], bar[24];
-    fmt_secs(eta, sizeof eta, rate > 0 ? (double)(p->total - p->done) / rate : -1);
+    char eta[32], elapsed[32], bar[24], rs[32] = "-";
+    fmt_secs(eta, sizeof eta, known && rate > 0 ? (double)(p->total - p->done) / rate : -1);
     fmt_secs(elapsed, sizeof elapsed, el);
+    if (known) snprintf(rs, sizeof rs, "%.1f", rate);
     int width = 20, fill = p->total > 0 ? (int)(width * p->done / p->total) : 0;
     if (fill > width) fill = width;
     for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
     bar[width] = 0;
-    fprintf(stderr, "%s%s [%s] %lld/%lld %.1f/s %s %s%s%s", p->tty ? "\r\033[K" : "", p->label, bar,
-            (long long)p->done, (long long)p->total, rate, final ? "in" : "ETA", final ? elapsed : eta,
+    fprintf(stderr, "%s%s [%s] %lld/%lld %s/s %s %s%s%s", p->tty ? "\r\033[K" : "", p->label, bar,
+            (long long)p->done, (long long)p->total, rs, final ? "in" : "ETA", final ? elapsed : eta,
             extra ? " " : "", extra ? extra : "");
     if (final || !p->tty) fputc('\n', stderr);
     fflush(stderr);
