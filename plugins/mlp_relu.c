@@ -304,7 +304,8 @@ static void wave_progress(mr_wave *w, const mr_job *j, double loss) {
     const int64_t done = __atomic_add_fetch(&w->done, 1, __ATOMIC_ACQ_REL);
     if (__atomic_exchange_n(&w->drawing, 1, __ATOMIC_ACQUIRE)) return;
     char label[300];
-    snprintf(label, sizeof label, "%s mlp_relu|loss %.4g (%s)", w->names, loss, j->ui.name);
+    if (w->n > 1) snprintf(label, sizeof label, "%s mlp_relu|loss %.4g (%s)", w->names, loss, j->ui.name);
+    else snprintf(label, sizeof label, "%s mlp_relu|loss %.4g", w->names, loss);
     if (j->host->progress(j->host, done, (int64_t)w->n * j->p->iters, label)) wave_fail(w, VITQ_ECANCELLED);
     __atomic_store_n(&w->drawing, 0, __ATOMIC_RELEASE);
 }
