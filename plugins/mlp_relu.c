@@ -372,7 +372,7 @@ static int run_wave(const mr_params *p, vitq_session *s, const vitq_session_api 
     for (; !rc && prepared < n; prepared++) {
         rc = prepare_block(p, s, api, host, probs, units[prepared], &jobs[prepared]);
         const size_t used = strlen(w.names);
-        snprintf(w.names + used, sizeof w.names - used, "%s%s", used ? "+" : "", jobs[prepared].ui.name);
+        if (!rc) snprintf(w.names + used, sizeof w.names - used, "%s%s", used ? "+" : "", jobs[prepared].ui.name);
     }
     if (!rc && n == 1) train_blocks(&w, 0, 1); /* alone: its steps' GEMMs split over the pool */
     else if (!rc) host->parallel_for(n, train_blocks, &w);
