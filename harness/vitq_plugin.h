@@ -252,6 +252,15 @@ typedef struct vitq_quantizer_ops {
     int (*load)(void *q, vitq_state_io *io);
     /* REQUIRED. NULL-safe. */
     void (*destroy)(void *q);
+    /* Optional (NULL: the tap's unit trains on one batch at a time); an op added after destroy: the harness
+     * reads it only when size covers it. Data-parallel training: a new instance for an activation tap in
+     * training that the harness gives 1/parts of each batch (the images split, each part on its own thread).
+     * It has q's tensors' values, zeroed gradients of its own and no state shared with q, so forward and
+     * backward on q and on its clones may run at once. Its backward treats its input as one of `parts`
+     * equal parts of the batch (a gradient scaled by the tensor's size, LSQ's 1/sqrt(numel·Qp), uses
+     * parts·numel). Between steps the harness copies q's values into it (tensors()), adds its gradients to
+     * q's and zeroes them; it destroys the clone before q leaves training. */
+    void *(*clone)(const void *q, int parts);
 } vitq_quantizer_ops;
 
 /* ---------------------------------------------------------------------------------------------

@@ -144,6 +144,7 @@ typedef struct {
                               partner would choose the same again) */
     /* training */
     int training;          /* between train and freeze */
+    int parts;             /* a clone's share of the batch: its inputs are 1/parts of the tensor (else 1) */
     int ada;               /* ADA_* */
     int64_t nw;            /* weights: numel */
     float *alpha, *galpha; /* [nw] while ADA_SOFT */
@@ -477,6 +478,7 @@ static void *uq_create(const void *params, const vitq_tap *tap, const vitq_host 
     q->aphq = kind;
     q->qlo = p->symmetric ? -ldexpf(1.0f, p->bits - 1) : 0;
     q->qhi = p->symmetric ? ldexpf(1.0f, p->bits - 1) - 1 : ldexpf(1.0f, p->bits) - 1;
+    q->parts = 1;
     if (tap->kind == VITQ_TAPK_WEIGHT) {
         q->nw = 1;
         for (int d = 0; d < tap->ndim; d++) q->nw *= tap->shape[d];
@@ -1145,7 +1147,7 @@ static int uq_backward(void *qv, const vitq_view *x, const vitq_view *dy, vitq_v
         bwd_blocks(&job, 0, nb);
     if (grads) {
         int gs_on = q->p.grad_scale == GS_TRUE || (q->p.grad_scale == GS_AUTO && q->p.init != INIT_APHQ);
-        double gs = gs_on ? 1.0 / sqrt((double)(n / q->G) * (double)q->qhi) : 1.0; /* Qp = qhi */
+        double gs = gs_on ? 1.0 / sqrt((double)(n * q->parts / q->G) * (double)q->qhi) : 1.0; /* Qp = qhi */
         for (int64_t g = 0; g < q->G; g++) {
             double acc = 0;
             for (int64_t b = 0; b < nb; b++) acc += job.part[b * q->G + g];
@@ -1208,6 +1210,30 @@ static int uq_freeze(void *qv) {
     }
     q->training = 0;
     return 0;
+}
+
+/* An activation tap's instance for one part of a data-parallel batch (vitq_quantizer_ops.clone): the layout,
+ * scale and zero point, and a zeroed scale gradient; nothing of calibration or AdaRound (weights train on the
+ * original only). */
+static void *uq_clone(const void *qv, int parts) {
+    const uq *q = qv;
+    if (!q->training || q->ada != ADA_OFF || q->nw || parts < 1) {
+        q->host->fail(q->host, VITQ_EINVAL, "clone: only an activation tap in training is cloned");
+        return NULL;
+    }
+    uq *c = calloc(1, sizeof *c);
+    if (!c || ((c->scale = malloc((size_t)q->G * sizeof(float))), (c->zp = malloc((size_t)q->G * sizeof(float))),
+               (c->gscale = calloc((size_t)q->G, sizeof(float))), !c->scale || !c->zp || !c->gscale)) {
+        uq_destroy(c);
+        q->host->fail(q->host, VITQ_ENOMEM, "out of memory");
+        return NULL;
+    }
+    c->p = q->p, c->tap = q->tap, c->host = q->host, c->qlo = q->qlo, c->qhi = q->qhi;
+    c->G = q->G, c->inner = q->inner, c->token_len = q->token_len, c->aphq = q->aphq;
+    c->training = 1, c->finalized = q->finalized, c->parts = parts;
+    memcpy(c->scale, q->scale, (size_t)q->G * sizeof(float));
+    memcpy(c->zp, q->zp, (size_t)q->G * sizeof(float));
+    return c;
 }
 
 /* scale [G] (trains with learnable = true, between train and freeze), zero_point [G] (never trains), alpha
@@ -1325,6 +1351,7 @@ static const vitq_quantizer_ops uniform_ops = {
     .save = uq_save,
     .load = uq_load,
     .destroy = uq_destroy,
+    .clone = uq_clone,
 };
 
 static const vitq_plugin uniform_plugin = {

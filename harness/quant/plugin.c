@@ -18,6 +18,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -32,7 +33,7 @@
 
 /* This ABI's descriptor and ops-table sizes: the smallest `size` this host accepts. */
 #define MIN_PLUGIN_SIZE sizeof(vitq_plugin)
-#define MIN_QUANTIZER_OPS_SIZE sizeof(vitq_quantizer_ops)
+#define MIN_QUANTIZER_OPS_SIZE offsetof(vitq_quantizer_ops, clone) /* clone was appended within ABI 2 */
 #define MIN_PASS_OPS_SIZE sizeof(vitq_pass_ops)
 
 typedef struct {
