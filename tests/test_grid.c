@@ -129,7 +129,7 @@ TEST(grid_undefined_reference_has_file_and_line) {
 
 TEST(grid_unknown_sections_and_keys) {
     parse_err("[run]\nsed = 1\n" MODEL "[runn]\n[quantizer bad name]\n",
-              "t.ini:2: [run] unknown key 'sed' (known: name, output, seed, threads, baseline, calib_mode, search_rounds)\n"
+              "t.ini:2: [run] unknown key 'sed' (known: name, output, seed, threads, baseline, calib_mode, search_rounds, data_parallel)\n"
               "t.ini:5: unknown section [runn] (known: run, model, data, hist, grid, quantizer NAME, pass NAME, AXIS = "
               "VALUE)\n"
               "t.ini:6: [quantizer bad name]: a quantizer name is one word of [A-Za-z0-9_.-]");
@@ -206,6 +206,29 @@ TEST(grid_hash_stable_and_sensitive) {
     vitq_experiment_free(xa);
     vitq_experiment_free(xb);
     vitq_experiment_free(xc);
+}
+
+/* [run] data_parallel changes what passes compute: in the hash of a cell with a pass when on, nowhere else. */
+TEST(grid_data_parallel_in_the_hash_of_pass_cells_only) {
+    const char *pass = "[pass aph_recon]\niters = 10\n";
+    char a[512], b[512], c[512], d[512], f[512];
+    snprintf(a, sizeof a, MODEL "%s", pass);
+    snprintf(b, sizeof b, "[run]\ndata_parallel = true\n" MODEL "%s", pass);
+    snprintf(c, sizeof c, "[run]\ndata_parallel = false\n" MODEL "%s", pass);
+    snprintf(d, sizeof d, MODEL "[quantizer w]\nplugin = uniform\n");
+    snprintf(f, sizeof f, "[run]\ndata_parallel = true\n" MODEL "[quantizer w]\nplugin = uniform\n");
+    vitq_experiment *xa = parse_ok(a), *xb = parse_ok(b), *xc = parse_ok(c), *xd = parse_ok(d), *xf = parse_ok(f);
+    if (xa && xb && xc && xd && xf) {
+        CHECK(strcmp(xa->cells[0].hash, xb->cells[0].hash) != 0);
+        CHECK(strcmp(xa->cells[0].hash, xc->cells[0].hash) == 0); /* off: the text it had before the key */
+        CHECK_STR_CONTAINS(xb->cells[0].config_text, "[pass aph_recon]\nenabled = true\niters = 10\n[run]\ndata_parallel = true\n");
+        CHECK(strstr(xa->cells[0].config_text, "data_parallel") == NULL);
+        CHECK(strcmp(xd->cells[0].hash, xf->cells[0].hash) == 0); /* no pass: nothing it changes */
+        CHECK_EQ(xb->cells[0].cfg.data_parallel, 1);
+        CHECK_EQ(xa->cells[0].cfg.data_parallel, 0);
+    }
+    vitq_experiment_free(xa), vitq_experiment_free(xb), vitq_experiment_free(xc);
+    vitq_experiment_free(xd), vitq_experiment_free(xf);
 }
 
 TEST(grid_harness_key_table) {

@@ -119,6 +119,10 @@ typedef vitq_plugin_range_fn vitq_range_fn;
 VITQ_API void vitq_parallel_for(int64_t n, vitq_range_fn fn, void *ctx);
 /* The same, but stays on the calling thread when n * work_per_item (roughly flops) is too small for a
  * pool dispatch (~µs) to pay off. What every kernel uses. */
+/* Inside a pool task: on = every vitq_parallel_for this thread makes runs fn(ctx, 0, n) at once, one chunk
+ * (a task that is one of T independent jobs, each on its own thread: no chunking overhead); off = the pool's
+ * chunks, inline (the default). Thread-local; set it back before the task returns. */
+VITQ_API void vitq_parallel_solo(int on);
 VITQ_API void vitq_parallel_for_work(int64_t n, int64_t work_per_item, vitq_range_fn fn, void *ctx);
 
 /* ---------------------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ static pool_state g_pool = {
 };
 static pthread_once_t g_atexit_once = PTHREAD_ONCE_INIT;
 static _Thread_local int t_in_task; /* set while this thread runs a chunk */
+static _Thread_local int t_solo;    /* vitq_parallel_solo: nested parallel_for runs [0, n) as one chunk */
 
 static int64_t chunk_begin(int64_t n, int chunks, int i) { return n * i / chunks; }
 
@@ -197,6 +198,10 @@ static void run_inline(int64_t n, int chunks, vitq_range_fn fn, void *ctx) {
 void vitq_parallel_for(int64_t n, vitq_range_fn fn, void *ctx) {
     if (n <= 0) return;
     pool_state *p = &g_pool;
+    if (t_in_task && t_solo) {
+        fn(ctx, 0, n);
+        return;
+    }
     if (t_in_task || pthread_mutex_trylock(&p->call) != 0) {
         /* Nested in a task, or another thread is using the pool: the same chunks, here, in order. */
         int t = __atomic_load_n(&p->n_threads, __ATOMIC_ACQUIRE);
@@ -237,6 +242,8 @@ void vitq_parallel_for(int64_t n, vitq_range_fn fn, void *ctx) {
     pthread_mutex_unlock(&p->mu);
     pthread_mutex_unlock(&p->call);
 }
+
+void vitq_parallel_solo(int on) { t_solo = on != 0; }
 
 /* Below this much work (roughly flops) a kernel stays on the calling thread: a pool dispatch costs ~µs. */
 #define PAR_MIN_WORK (1 << 15)

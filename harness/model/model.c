@@ -71,6 +71,34 @@ int vitq_model_clone(const vitq_model *src, vitq_model **out, vitq_err *e) {
     return VITQ_OK;
 }
 
+int vitq_model_shadow(const vitq_model *m, vitq_model **out, vitq_err *e) {
+    *out = NULL;
+    if (m->fam->params != vitq_vit_params)
+        return vitq_fail(e, VITQ_EINVAL, "data-parallel training: %s models are not supported", m->fam->name);
+    vitq_model *s = malloc(sizeof *s);
+    if (!s) return vitq_fail(e, VITQ_ENOMEM, "out of memory");
+    *s = *m;
+    s->g = (vitq_params){0};
+    s->fam_g = NULL;
+    s->hooks = NULL;
+    s->grad_skip = 0;
+    s->grad_slab = vitq_alloc((size_t)m->n_params * sizeof(float));
+    if (!s->grad_slab || m->fam->params(s, 1, NULL, NULL, e) < 0) {
+        vitq_model_shadow_free(s);
+        return vitq_fail(e, VITQ_ENOMEM, "out of memory allocating gradients");
+    }
+    memset(s->grad_slab, 0, (size_t)m->n_params * sizeof(float));
+    *out = s;
+    return VITQ_OK;
+}
+
+void vitq_model_shadow_free(vitq_model *s) {
+    if (!s) return;
+    free(s->g.blocks);
+    vitq_free(s->grad_slab);
+    free(s);
+}
+
 const vitq_tensor_ref *vitq_model_param(const vitq_model *m, const char *name) {
     for (int i = 0; i < m->n_table; i++)
         if (strcmp(m->table[i].name, name) == 0) return &m->table[i];

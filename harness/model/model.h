@@ -264,6 +264,12 @@ VITQ_API int vitq_model_alloc_grads(vitq_model *m, vitq_err *e);
 VITQ_API void vitq_model_zero_grads(vitq_model *m);
 /* Deep copy (parameters, activation kinds; not gradients, not hooks). */
 VITQ_API int vitq_model_clone(const vitq_model *src, vitq_model **out, vitq_err *e);
+/* A second view of m for data-parallel training (one per part of a batch): m's parameters, shared and only
+ * read through it, and zeroed gradients of its own; no hooks (set them). The caller keeps m alive and
+ * unchanged in shape. VITQ_EINVAL for a family other than ViT (Swin's parameter pointers are its own
+ * allocation); VITQ_ENOMEM. Free with vitq_model_shadow_free. */
+VITQ_API int vitq_model_shadow(const vitq_model *m, vitq_model **out, vitq_err *e);
+VITQ_API void vitq_model_shadow_free(vitq_model *shadow);
 /* Looks a parameter up by timm name; NULL if absent. */
 VITQ_API const vitq_tensor_ref *vitq_model_param(const vitq_model *m, const char *name);
 /* Same row in the gradient slab (m->grad_slab must exist). */

@@ -86,7 +86,8 @@ static int stage_pass(vitq_cell_ctx *c, const vitq_stage *s, vitq_err *e) {
         vitq_run_partial_path(c->run, c->cell->id, c->partial, sizeof c->partial);
         vitq_session_cfg sc = {.teacher = c->fp, .student = c->student, .data = c->calib_data, .order = c->order,
                                .n_order = n, .seed = c->cfg->seed, .batch = 32, .state_path = c->partial,
-                               .state_key = c->cell->hash, .out_dir = vitq_run_output(c->run)};
+                               .state_key = c->cell->hash, .out_dir = vitq_run_output(c->run),
+                               .data_parallel = c->cfg->data_parallel};
         char dir[1100];
         snprintf(dir, sizeof dir, "%s/partial", vitq_run_output(c->run));
         if ((rc = vitq_mkdir_p(dir, e)) || (rc = vitq_session_create(&sc, &c->session, e))) return rc;

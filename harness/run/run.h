@@ -82,6 +82,7 @@ typedef struct vitq_run_cfg {
     int baseline;              /* [run] baseline: also evaluate the float model as cell "fp32" */
     const char *calib_mode;    /* [run] calib_mode: "sequential" | "float" | "search" */
     int search_rounds;         /* [run] search_rounds */
+    int data_parallel;         /* [run] data_parallel: reconstruction steps split by images over the threads */
     const char *model_path;    /* [model] path */
     const char *arch;          /* [model] arch ("" = from the file's metadata) */
     const char *dataset;       /* [data] dataset */

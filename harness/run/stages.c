@@ -56,8 +56,9 @@ void vitq_stage_keys(const vitq_run_cell *c, const vitq_stage *st, int n, uint64
     const vitq_run_cfg *cfg = c->cfg;
     static const char *const eval_only[] = {"eval_split", "eval_limit", "batch"};
     char base[384];
-    snprintf(base, sizeof base, "sha256 %s\nseed %llu\nthreads %d\nblas %s\n", c->sha256,
-             (unsigned long long)cfg->seed, vitq_threads_get(), vitq_blas_core());
+    snprintf(base, sizeof base, "sha256 %s\nseed %llu\nthreads %d\nblas %s\n%s", c->sha256,
+             (unsigned long long)cfg->seed, vitq_threads_get(), vitq_blas_core(),
+             cfg->data_parallel ? "data_parallel\n" : ""); /* off: the keys stages had before the key existed */
     uint64_t h = mix(VITQ_FNV1A64_INIT, base);
     h = mix_sections(h, c->grid, "model", NULL, 0);
     h = mix_sections(h, c->grid, "data", eval_only, 3);

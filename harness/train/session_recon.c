@@ -19,6 +19,7 @@
 void vitq_session_recon_free(vitq_session *s) {
     vitq_acts_free(s->ua);
     vitq_grad_acts_free(s->ug);
+    vitq_ss_parts_free(s);
     free(s->tnames);
     s->ua = NULL, s->ug = NULL, s->tnames = NULL;
 }
@@ -55,6 +56,7 @@ int vitq_ss_begin(vitq_session *s, int u, int batch) {
     vitq_qmodel_stats_enable(s->q, 0);
     vitq_qmodel_set_qdrop(s->q, 1, vitq_session_services()->seed(s, key));
     vitq_qmodel_zero_grad(s->q, u);
+    if ((rc = vitq_ss_parts_begin(s, u, batch, &e))) return q_fail(s, rc, &e);
     s->unit = u;
     return VITQ_OK;
 }
@@ -68,6 +70,10 @@ int vitq_ss_forward(vitq_session *s, int u, const float *x, int B, double drop_p
     vitq_err e;
     vitq_qmodel_set_drop_prob(s->q, drop_prob);
     rc = vitq_qmodel_requantize(s->q, u, &e);
+    if (!rc && s->parts) {
+        if ((rc = vitq_ss_parts_forward(s, u, x, B, y, &e))) return vitq_ss_fail(s, rc, "%s forward: %s", un->name, e.msg);
+        return VITQ_OK;
+    }
     if (!rc) {
         memcpy(vitq_unit_in(m, s->ua, u), x, (size_t)(B * un->in_numel) * sizeof(float));
         rc = vitq_forward_units(m, s->ua, u, u + 1, B, &e);
@@ -83,10 +89,17 @@ int vitq_ss_backward(vitq_session *s, int u, const float *dy, int B, float *dx) 
     vitq_model *m = vitq_qmodel_model(s->q);
     const vitq_unit *un = vitq_unit_get(m, u);
     vitq_err e;
-    memcpy(vitq_unit_dout(m, s->ug, u), dy, (size_t)(B * un->out_numel) * sizeof(float));
     /* what no one reads is not computed: the unit's input gradient without dx, and the biases' and
      * norms' gradients unless the plugin holds a float tensor's gradient (tensor()) */
-    m->grad_skip = (dx ? 0 : VITQ_GRAD_SKIP_INPUT) | (s->float_grads ? 0 : VITQ_GRAD_SKIP_AUX);
+    const unsigned skip = (dx ? 0 : VITQ_GRAD_SKIP_INPUT) | (s->float_grads ? 0 : VITQ_GRAD_SKIP_AUX);
+    if (s->parts) {
+        if (!(rc = vitq_ss_parts_backward(s, u, dy, B, dx, skip, &e))) rc = vitq_qmodel_weights_backward(s->q, u, &e);
+        if (rc) return vitq_ss_fail(s, rc, "%s backward: %s", un->name, e.msg);
+        if (dx && !vitq_unit_din(m, s->ug, u)) memset(dx, 0, (size_t)(B * un->in_numel) * sizeof(float));
+        return VITQ_OK;
+    }
+    memcpy(vitq_unit_dout(m, s->ug, u), dy, (size_t)(B * un->out_numel) * sizeof(float));
+    m->grad_skip = skip;
     rc = vitq_backward_units(m, s->ua, s->ug, u, u + 1, B, &e);
     m->grad_skip = 0;
     if (!rc) rc = vitq_qmodel_weights_backward(s->q, u, &e);
@@ -220,6 +233,7 @@ int vitq_ss_commit(vitq_session *s, int u) {
     int rc = need_unit(s, u, "commit");
     if (rc) return rc;
     vitq_err e;
+    vitq_ss_parts_free(s); /* the clones go before their originals leave training */
     if ((rc = vitq_qmodel_freeze(s->q, u, &e))) return q_fail(s, rc, &e);
     s->unit = -1;
     s->committed = u + 1;

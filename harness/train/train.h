@@ -145,6 +145,7 @@ typedef struct vitq_session_cfg {
     const char *state_path;      /* where committed units are saved for resume (NULL: none) */
     const char *state_key;       /* what must match for a saved state to be resumed (a configuration hash) */
     const char *out_dir;         /* the run's output folder: save_student's relative paths (NULL: as given) */
+    int data_parallel;           /* reconstruction steps split by images over the pool's threads (session_parts.c) */
 } vitq_session_cfg;
 
 typedef struct vitq_curve {
@@ -206,6 +207,7 @@ struct vitq_session {
     int unit, batch, committed;     /* the unit in training (-1: none), its batch; units committed */
     vitq_acts *ua;
     vitq_grad_acts *ug;
+    struct vitq_ss_parts *parts;    /* data-parallel steps of the unit in training (session_parts.c), or NULL */
     char (*tnames)[160];            /* names of the last trainables() answer */
     int n_tnames;
     int float_grads;                /* a tensor() answer carried a gradient: backward computes every one */
@@ -244,6 +246,12 @@ int vitq_ss_regularize(vitq_session *s, int u, const vitq_reg *r, double *loss);
 int vitq_ss_project(vitq_session *s, int u);
 int vitq_ss_commit(vitq_session *s, int u);
 int vitq_ss_resume_unit(vitq_session *s);
+/* session_parts.c: data-parallel steps (VITQ_DATA_PARALLEL=1) of the unit in training */
+#define VITQ_MAX_PARTS 16
+int vitq_ss_parts_begin(vitq_session *s, int u, int batch, vitq_err *e); /* leaves s->parts NULL when off */
+int vitq_ss_parts_forward(vitq_session *s, int u, const float *x, int B, float *y, vitq_err *e);
+int vitq_ss_parts_backward(vitq_session *s, int u, const float *dy, int B, float *dx, unsigned skip, vitq_err *e);
+void vitq_ss_parts_free(vitq_session *s);
 /* Records a failure of a service as the session's last error; returns code. */
 int vitq_ss_fail(vitq_session *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

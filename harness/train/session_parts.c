@@ -1,0 +1,143 @@
+/* session_parts.c — a reconstruction step's forward and backward split over the pool's threads by images:
+ * part k of P takes images [B·k/P, B·(k+1)/P) through the unit on its own thread (qpart.c: a shadow of the
+ * model, clones of the activation quantizers), so no barrier stands between the ops of a step. Split by
+ * ops instead (one parallel_for per op), a 2-thread step waited at ~60 barriers and spent 14 % of its time
+ * there. The parts' gradients are then added to the unit's in part order, so the numbers are fixed for a
+ * given thread count (not equal to one batch's: a weight's gradient is summed over P groups of rows).
+ *
+ * On when the session's configuration says so ([run] data_parallel, off by default), the pool has 2 threads or
+ * more, the batch has an image per thread, and every activation quantizer of the unit can be cloned
+ * (vitq_qpart_supported); else steps run as one batch. */
+#include "train/train.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct vitq_ss_parts {
+    int n;
+    vitq_qpart **q;
+    vitq_acts **a;
+    vitq_grad_acts **g;
+    int rc[VITQ_MAX_PARTS];
+    vitq_err e[VITQ_MAX_PARTS];
+} ss_parts;
+
+void vitq_ss_parts_free(vitq_session *s) {
+    ss_parts *p = s->parts;
+    if (!p) return;
+    for (int k = 0; k < p->n; k++) {
+        if (p->a) vitq_acts_free(p->a[k]);
+        if (p->g) vitq_grad_acts_free(p->g[k]);
+        if (p->q) vitq_qpart_free(p->q[k]);
+    }
+    free(p->q), free(p->a), free(p->g), free(p);
+    s->parts = NULL;
+}
+
+int vitq_ss_parts_begin(vitq_session *s, int u, int batch, vitq_err *e) {
+    vitq_ss_parts_free(s);
+    int P = vitq_threads_get();
+    if (P > VITQ_MAX_PARTS) P = VITQ_MAX_PARTS;
+    if (!s->c.data_parallel || P < 2 || batch < P || !vitq_qpart_supported(s->q, u)) return VITQ_OK;
+    ss_parts *p = calloc(1, sizeof *p);
+    if (!p) return vitq_fail(e, VITQ_ENOMEM, "out of memory");
+    s->parts = p;
+    p->n = P;
+    p->q = calloc((size_t)P, sizeof *p->q), p->a = calloc((size_t)P, sizeof *p->a), p->g = calloc((size_t)P, sizeof *p->g);
+    if (!p->q || !p->a || !p->g) return vitq_fail(e, VITQ_ENOMEM, "out of memory");
+    const int Bp = (batch + P - 1) / P;
+    for (int k = 0; k < P; k++) {
+        int rc = vitq_qpart_create(s->q, u, k, P, &p->q[k], e);
+        vitq_model *m = rc ? NULL : vitq_qpart_qmodel(p->q[k])->m;
+        if (!rc) rc = vitq_acts_create(m, Bp, 0, &p->a[k], e);
+        if (!rc) rc = vitq_grad_acts_create(m, Bp, &p->g[k], e);
+        if (rc) return rc;
+    }
+    return VITQ_OK;
+}
+
+typedef struct {
+    vitq_session *s;
+    int u, B;
+    const float *x, *dy;
+    float *y, *dx;
+    unsigned skip;
+} part_job;
+
+static void rows(const part_job *j, int k, int *b0, int *nb) {
+    const int P = j->s->parts->n;
+    *b0 = (int)((int64_t)j->B * k / P);
+    *nb = (int)((int64_t)j->B * (k + 1) / P) - *b0;
+}
+
+static void forward_part(void *ctx, int64_t k0, int64_t k1) {
+    const part_job *j = ctx;
+    ss_parts *p = j->s->parts;
+    vitq_parallel_solo(1);
+    for (int64_t k = k0; k < k1; k++) {
+        vitq_model *m = vitq_qpart_qmodel(p->q[k])->m;
+        const vitq_unit *un = vitq_unit_get(m, j->u);
+        int b0, nb;
+        rows(j, (int)k, &b0, &nb);
+        memcpy(vitq_unit_in(m, p->a[k], j->u), j->x + b0 * un->in_numel, (size_t)(nb * un->in_numel) * sizeof(float));
+        p->rc[k] = vitq_forward_units(m, p->a[k], j->u, j->u + 1, nb, &p->e[k]);
+        if (!p->rc[k])
+            memcpy(j->y + b0 * un->out_numel, vitq_unit_out(m, p->a[k], j->u),
+                   (size_t)(nb * un->out_numel) * sizeof(float));
+    }
+    vitq_parallel_solo(0);
+}
+
+static void backward_part(void *ctx, int64_t k0, int64_t k1) {
+    const part_job *j = ctx;
+    ss_parts *p = j->s->parts;
+    vitq_parallel_solo(1);
+    for (int64_t k = k0; k < k1; k++) {
+        vitq_model *m = vitq_qpart_qmodel(p->q[k])->m;
+        const vitq_unit *un = vitq_unit_get(m, j->u);
+        int b0, nb;
+        rows(j, (int)k, &b0, &nb);
+        memcpy(vitq_unit_dout(m, p->g[k], j->u), j->dy + b0 * un->out_numel,
+               (size_t)(nb * un->out_numel) * sizeof(float));
+        m->grad_skip = j->skip;
+        p->rc[k] = vitq_backward_units(m, p->a[k], p->g[k], j->u, j->u + 1, nb, &p->e[k]);
+        m->grad_skip = 0;
+        const float *d = vitq_unit_din(m, p->g[k], j->u);
+        if (!p->rc[k] && j->dx && d)
+            memcpy(j->dx + b0 * un->in_numel, d, (size_t)(nb * un->in_numel) * sizeof(float));
+    }
+    vitq_parallel_solo(0);
+}
+
+/* The first failed part's code, its message in e (the quantizer's, when it has one). */
+static int first_failure(ss_parts *p, vitq_err *e) {
+    for (int k = 0; k < p->n; k++) {
+        if (!p->rc[k]) continue;
+        const char *qe = vitq_qmodel_error(vitq_qpart_qmodel(p->q[k]));
+        return vitq_fail(e, p->rc[k], "%s", qe[0] ? qe : p->e[k].msg);
+    }
+    return VITQ_OK;
+}
+
+int vitq_ss_parts_forward(vitq_session *s, int u, const float *x, int B, float *y, vitq_err *e) {
+    ss_parts *p = s->parts;
+    for (int k = 0; k < p->n; k++) {
+        int rc = vitq_qpart_sync(p->q[k], e);
+        if (rc) return rc;
+        p->rc[k] = 0;
+    }
+    part_job j = {.s = s, .u = u, .B = B, .x = x, .y = y};
+    vitq_parallel_for(p->n, forward_part, &j);
+    return first_failure(p, e);
+}
+
+int vitq_ss_parts_backward(vitq_session *s, int u, const float *dy, int B, float *dx, unsigned skip, vitq_err *e) {
+    ss_parts *p = s->parts;
+    for (int k = 0; k < p->n; k++) p->rc[k] = 0;
+    part_job j = {.s = s, .u = u, .B = B, .dy = dy, .dx = dx, .skip = skip};
+    vitq_parallel_for(p->n, backward_part, &j);
+    int rc = first_failure(p, e);
+    for (int k = 0; !rc && k < p->n; k++) vitq_qpart_reduce(p->q[k]);
+    return rc;
+}
