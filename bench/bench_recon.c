@@ -55,14 +55,14 @@ out:
 
 /* Seconds per reconstruction step of unit 1 through the session; *mem the bytes it holds for the unit. */
 static double PT[5]; /* seconds in forward, zero_grad, regularize, backward, Adam */
-static double recon_step(vitq_model *teacher, vitq_model *student, const float *x, double *mem) {
+static double recon_step(vitq_model *teacher, vitq_model *student, const float *x, int dp, double *mem) {
     vitq_err e;
     vitq_qmodel *q = NULL;
     vitq_session *s = NULL;
     float *calib = malloc(sizeof(float) * 32 * 784), *y = malloc(sizeof(float) * B * 50 * 96);
     for (int i = 0; i < 32 * 784; i++) calib[i] = bench_nrand();
     double t = -1;
-    vitq_session_cfg c = {.teacher = teacher, .student = student, .seed = 1, .batch = 32};
+    vitq_session_cfg c = {.teacher = teacher, .student = student, .seed = 1, .batch = 32, .data_parallel = dp};
     if (vitq_qmodel_create(student, SECS, 2, 1, &q, &e) || vitq_qmodel_calibrate(q, calib, 32, "float", &e) ||
         vitq_session_create(&c, &s, &e)) {
         printf("recon: %s\n", e.msg);
@@ -129,7 +129,7 @@ int bench_recon_step(void) {
     double tf1 = 0, tr1 = 0; /* one thread's float and reconstruction steps */
     for (int th = 1; th <= 2; th++) {
         vitq_threads_set(th);
-        double tf = float_step(teacher, x), mem = 0, tr = recon_step(teacher, student, x, &mem);
+        double tf = float_step(teacher, x), mem = 0, tr = recon_step(teacher, student, x, 0, &mem);
         if (tf <= 0 || tr <= 0) {
             free(x);
             return 1;
@@ -138,6 +138,11 @@ int bench_recon_step(void) {
         printf("%d thread%s: float forward+backward %.2f ms (%.0f GFLOP/s), reconstruction step %.2f ms: %.2fx\n", th,
                th > 1 ? "s" : "", tf * 1e3, 3 * fwd / tf / 1e9, tr * 1e3, tr / tf);
         if (th == 2) {
+            double mem_dp = 0, tdp = recon_step(teacher, student, x, 1, &mem_dp);
+            if (tdp > 0)
+                printf("2 threads, data-parallel ([run] data_parallel = true: each thread takes half of the images "
+                       "through the whole unit): reconstruction step %.2f ms = %.2fx the step above\n",
+                       tdp * 1e3, tdp / tr);
             vitq_acts *ta = NULL;
             if (!vitq_acts_create(teacher, B, 1, &ta, &e))
                 printf("memory of the step (the unit's activations, gradients, inputs kept for backward, masks): "
