@@ -97,7 +97,7 @@ static void unit_step(fixture *f, int u, step_out *o) {
     int64_t idx[B];
     for (int b = 0; b < B; b++) idx[b] = b;
     CHECK(A->begin(f->s, u, B) == 0);
-    o->parts = f->s->parts != NULL;
+    o->parts = vitq_ss_parts_active(f->s);
     CHECK(A->io(f->s, u, VITQ_IO_Q_IN, idx, B, x) == 0);
     CHECK(A->zero_grad(f->s, u) == 0);
     CHECK(A->forward(f->s, u, x, B, 1.0, o->y) == 0);

@@ -15,6 +15,7 @@
 #include "quant/quant.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,26 +123,43 @@ int vitq_qpart_sync(vitq_qpart *p, vitq_err *e) {
 }
 
 typedef struct {
-    float *dst, *src;
+    float *dst;
+    float *src[VITQ_MAX_QPARTS];
+    int n;
 } add_job;
 
+/* dst[k] += src[0][k], then += src[1][k], ... (part order: the same sums for any thread count); src zeroed. */
 static void add_zero(void *ctx, int64_t b, int64_t e) {
     const add_job *j = ctx;
-    for (int64_t k = b; k < e; k++) j->dst[k] += j->src[k], j->src[k] = 0;
+    for (int p = 0; p < j->n; p++) {
+        float *restrict d = j->dst, *restrict s = j->src[p];
+        for (int64_t k = b; k < e; k++) d[k] += s[k];
+        memset(s + b, 0, (size_t)(e - b) * sizeof(float));
+    }
 }
 
-void vitq_qpart_reduce(vitq_qpart *p) {
-    vitq_model *m = p->orig->m, *s = p->q.m;
-    const vitq_unit *un = vitq_unit_get(m, p->unit);
+void vitq_qpart_reduce(vitq_qpart *const *parts, int n) {
+    if (n < 1) return;
+    const vitq_qpart *p0 = parts[0];
+    vitq_model *m = p0->orig->m;
+    const vitq_unit *un = vitq_unit_get(m, p0->unit);
+    /* the unit's rows of the gradient slab (one span from its first row to the end of its last) */
+    int64_t lo = INT64_MAX, hi = 0;
     for (int r = un->param_first; r < un->param_end; r++) {
-        add_job j = {vitq_model_grad_of(m, &m->table[r]), s->grad_slab + (m->table[r].data - m->slab)};
-        vitq_parallel_for_work(m->table[r].numel, 2, add_zero, &j);
+        const int64_t at = m->table[r].data - m->slab;
+        lo = at < lo ? at : lo, hi = at + m->table[r].numel > hi ? at + m->table[r].numel : hi;
     }
-    for (int i = 0; i < p->q.n_taps; i++) {
-        if (!unit_act(&p->q.taps[i], p->unit)) continue;
-        vitq_qtensor o[16], c[16];
-        int n = pair_tensors(p, i, o, c, 16);
-        for (int k = 0; k < n; k++)
-            if (o[k].grad && c[k].grad && o[k].n == c[k].n) add_zero(&(add_job){o[k].grad, c[k].grad}, 0, o[k].n);
+    add_job j = {.dst = m->grad_slab + lo, .n = n};
+    for (int k = 0; k < n; k++) j.src[k] = parts[k]->q.m->grad_slab + lo;
+    if (hi > lo) vitq_parallel_for_work(hi - lo, 2 * n, add_zero, &j);
+    for (int i = 0; i < p0->q.n_taps; i++) {
+        if (!unit_act(&p0->q.taps[i], p0->unit)) continue;
+        for (int k = 0; k < n; k++) {
+            vitq_qtensor o[16], c[16];
+            int nt = pair_tensors((vitq_qpart *)parts[k], i, o, c, 16);
+            for (int t = 0; t < nt; t++)
+                if (o[t].grad && c[t].grad && o[t].n == c[t].n)
+                    add_zero(&(add_job){.dst = o[t].grad, .src = {c[t].grad}, .n = 1}, 0, o[t].n);
+        }
     }
 }

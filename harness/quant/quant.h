@@ -241,15 +241,18 @@ VITQ_API int vitq_qmodel_weight(vitq_qmodel *q, const char *name, int make_post,
 /* Data-parallel training of a unit in training (qpart.c): part k of `parts` of each batch runs forward and
  * backward on vitq_qpart_qmodel(p)'s model, on its own thread, concurrently with the other parts. Each
  * step: vitq_qpart_sync (q's trainable values into the part's clones), the part's forward and backward,
- * then vitq_qpart_reduce for each part in order (q's gradients += the part's; the part's zeroed), then
+ * then vitq_qpart_reduce over the parts (q's gradients += each part's, in part order; theirs zeroed), then
  * vitq_qmodel_weights_backward(q). Free every part before q's unit leaves training. */
 typedef struct vitq_qpart vitq_qpart;
+#define VITQ_MAX_QPARTS 16
 /* 1 if every quantizer on the unit's activation taps can be cloned and the family is ViT. */
 VITQ_API int vitq_qpart_supported(const vitq_qmodel *q, int unit);
 VITQ_API int vitq_qpart_create(vitq_qmodel *q, int unit, int part, int parts, vitq_qpart **out, vitq_err *e);
 VITQ_API vitq_qmodel *vitq_qpart_qmodel(vitq_qpart *p);
 VITQ_API int vitq_qpart_sync(vitq_qpart *p, vitq_err *e);
-VITQ_API void vitq_qpart_reduce(vitq_qpart *p);
+/* After every part's backward: q's gradients += part 0's, += part 1's, ... (each element in part order);
+ * the parts' zeroed. */
+VITQ_API void vitq_qpart_reduce(vitq_qpart *const *parts, int n);
 VITQ_API void vitq_qpart_free(vitq_qpart *p);
 
 

@@ -37,7 +37,7 @@ static const vitq_key g_keys[] = {
       "calib_mode = search: rounds of alternating search after the first (the reference's search_round)"),
     K("run", "data_parallel", VITQ_P_BOOL, VITQ_C_NATURAL, data_parallel, "false", 0, 0, NULL, NOHASH,
       "reconstruction steps split each batch's images over the threads, each part through the unit on its own "
-      "thread: ~10 % faster steps at 2 threads; the gradients differ from one batch's by float rounding"),
+      "thread: 5-15 % faster steps at 2 threads; the gradients differ from one batch's by float rounding"),
     K("model", "path", VITQ_P_STRING, VITQ_C_TEXT, model_path, NULL, 0, 0, NULL, VITQ_KEY_NONEMPTY,
       "checkpoint (.safetensors) to quantize"),
     K("model", "arch", VITQ_P_STRING, VITQ_C_TEXT, arch, "", 0, 0, NULL, 0,

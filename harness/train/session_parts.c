@@ -15,46 +15,64 @@
 #include <string.h>
 
 typedef struct vitq_ss_parts {
-    int n;
-    vitq_qpart **q;
-    vitq_acts **a;
-    vitq_grad_acts **g;
+    int n;                      /* parts of the unit in training; 0: one batch at a time */
+    int n_acts, cap;            /* activation buffers made (kept across units, as the session's own), images each */
+    vitq_qpart *q[VITQ_MAX_PARTS];
+    vitq_acts *a[VITQ_MAX_PARTS];
+    vitq_grad_acts *g[VITQ_MAX_PARTS];
     int rc[VITQ_MAX_PARTS];
     vitq_err e[VITQ_MAX_PARTS];
 } ss_parts;
 
+int vitq_ss_parts_active(const vitq_session *s) { return s->parts && s->parts->n > 0; }
+
+void vitq_ss_parts_end(vitq_session *s) {
+    ss_parts *p = s->parts;
+    if (!p) return;
+    for (int k = 0; k < p->n; k++) vitq_qpart_free(p->q[k]), p->q[k] = NULL;
+    p->n = 0;
+}
+
 void vitq_ss_parts_free(vitq_session *s) {
     ss_parts *p = s->parts;
     if (!p) return;
-    for (int k = 0; k < p->n; k++) {
-        if (p->a) vitq_acts_free(p->a[k]);
-        if (p->g) vitq_grad_acts_free(p->g[k]);
-        if (p->q) vitq_qpart_free(p->q[k]);
-    }
-    free(p->q), free(p->a), free(p->g), free(p);
+    vitq_ss_parts_end(s);
+    for (int k = 0; k < p->n_acts; k++) vitq_acts_free(p->a[k]), vitq_grad_acts_free(p->g[k]);
+    free(p);
     s->parts = NULL;
 }
 
+/* P activation buffers of at least `images` images each (a page-faulted buffer is dear here: made once). */
+static int part_acts(vitq_session *s, int P, int images, vitq_err *e) {
+    ss_parts *p = s->parts;
+    if (p->n_acts >= P && p->cap >= images) return VITQ_OK;
+    for (int k = 0; k < p->n_acts; k++) vitq_acts_free(p->a[k]), vitq_grad_acts_free(p->g[k]), p->a[k] = NULL, p->g[k] = NULL;
+    p->n_acts = 0;
+    const vitq_model *m = vitq_qmodel_model(s->q);
+    for (int k = 0; k < P; k++) {
+        int rc = vitq_acts_create(m, images, 0, &p->a[k], e);
+        if (!rc) rc = vitq_grad_acts_create(m, images, &p->g[k], e);
+        p->n_acts = k + 1;
+        if (rc) return rc;
+    }
+    p->cap = images;
+    return VITQ_OK;
+}
+
 int vitq_ss_parts_begin(vitq_session *s, int u, int batch, vitq_err *e) {
-    vitq_ss_parts_free(s);
+    vitq_ss_parts_end(s);
     int P = vitq_threads_get();
     if (P > VITQ_MAX_PARTS) P = VITQ_MAX_PARTS;
     if (!s->c.data_parallel || P < 2 || batch < P || !vitq_qpart_supported(s->q, u)) return VITQ_OK;
-    ss_parts *p = calloc(1, sizeof *p);
-    if (!p) return vitq_fail(e, VITQ_ENOMEM, "out of memory");
-    s->parts = p;
-    p->n = P;
-    p->q = calloc((size_t)P, sizeof *p->q), p->a = calloc((size_t)P, sizeof *p->a), p->g = calloc((size_t)P, sizeof *p->g);
-    if (!p->q || !p->a || !p->g) return vitq_fail(e, VITQ_ENOMEM, "out of memory");
-    const int Bp = (batch + P - 1) / P;
-    for (int k = 0; k < P; k++) {
-        int rc = vitq_qpart_create(s->q, u, k, P, &p->q[k], e);
-        vitq_model *m = rc ? NULL : vitq_qpart_qmodel(p->q[k])->m;
-        if (!rc) rc = vitq_acts_create(m, Bp, 0, &p->a[k], e);
-        if (!rc) rc = vitq_grad_acts_create(m, Bp, &p->g[k], e);
-        if (rc) return rc;
+    if (!s->parts && !(s->parts = calloc(1, sizeof *s->parts))) return vitq_fail(e, VITQ_ENOMEM, "out of memory");
+    ss_parts *p = s->parts;
+    int rc = part_acts(s, P, (batch + P - 1) / P, e);
+    for (int k = 0; !rc && k < P; k++) {
+        rc = vitq_qpart_create(s->q, u, k, P, &p->q[k], e);
+        p->n = k + (rc ? 0 : 1);
     }
-    return VITQ_OK;
+    if (rc) vitq_ss_parts_end(s);
+    return rc;
 }
 
 typedef struct {
@@ -138,6 +156,6 @@ int vitq_ss_parts_backward(vitq_session *s, int u, const float *dy, int B, float
     part_job j = {.s = s, .u = u, .B = B, .dy = dy, .dx = dx, .skip = skip};
     vitq_parallel_for(p->n, backward_part, &j);
     int rc = first_failure(p, e);
-    for (int k = 0; !rc && k < p->n; k++) vitq_qpart_reduce(p->q[k]);
+    if (!rc) vitq_qpart_reduce(p->q, p->n);
     return rc;
 }

@@ -70,7 +70,7 @@ int vitq_ss_forward(vitq_session *s, int u, const float *x, int B, double drop_p
     vitq_err e;
     vitq_qmodel_set_drop_prob(s->q, drop_prob);
     rc = vitq_qmodel_requantize(s->q, u, &e);
-    if (!rc && s->parts) {
+    if (!rc && vitq_ss_parts_active(s)) {
         if ((rc = vitq_ss_parts_forward(s, u, x, B, y, &e))) return vitq_ss_fail(s, rc, "%s forward: %s", un->name, e.msg);
         return VITQ_OK;
     }
@@ -92,7 +92,7 @@ int vitq_ss_backward(vitq_session *s, int u, const float *dy, int B, float *dx) 
     /* what no one reads is not computed: the unit's input gradient without dx, and the biases' and
      * norms' gradients unless the plugin holds a float tensor's gradient (tensor()) */
     const unsigned skip = (dx ? 0 : VITQ_GRAD_SKIP_INPUT) | (s->float_grads ? 0 : VITQ_GRAD_SKIP_AUX);
-    if (s->parts) {
+    if (vitq_ss_parts_active(s)) {
         if (!(rc = vitq_ss_parts_backward(s, u, dy, B, dx, skip, &e))) rc = vitq_qmodel_weights_backward(s->q, u, &e);
         if (rc) return vitq_ss_fail(s, rc, "%s backward: %s", un->name, e.msg);
         if (dx && !vitq_unit_din(m, s->ug, u)) memset(dx, 0, (size_t)(B * un->in_numel) * sizeof(float));
@@ -233,7 +233,7 @@ int vitq_ss_commit(vitq_session *s, int u) {
     int rc = need_unit(s, u, "commit");
     if (rc) return rc;
     vitq_err e;
-    vitq_ss_parts_free(s); /* the clones go before their originals leave training */
+    vitq_ss_parts_end(s); /* the clones go before their originals leave training */
     if ((rc = vitq_qmodel_freeze(s->q, u, &e))) return q_fail(s, rc, &e);
     s->unit = -1;
     s->committed = u + 1;

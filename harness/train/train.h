@@ -247,8 +247,10 @@ int vitq_ss_project(vitq_session *s, int u);
 int vitq_ss_commit(vitq_session *s, int u);
 int vitq_ss_resume_unit(vitq_session *s);
 /* session_parts.c: data-parallel steps (VITQ_DATA_PARALLEL=1) of the unit in training */
-#define VITQ_MAX_PARTS 16
-int vitq_ss_parts_begin(vitq_session *s, int u, int batch, vitq_err *e); /* leaves s->parts NULL when off */
+#define VITQ_MAX_PARTS VITQ_MAX_QPARTS
+int vitq_ss_parts_begin(vitq_session *s, int u, int batch, vitq_err *e); /* off: vitq_ss_parts_active = 0 */
+VITQ_API int vitq_ss_parts_active(const vitq_session *s);
+void vitq_ss_parts_end(vitq_session *s); /* the unit's parts freed (before its quantizers leave training) */
 int vitq_ss_parts_forward(vitq_session *s, int u, const float *x, int B, float *y, vitq_err *e);
 int vitq_ss_parts_backward(vitq_session *s, int u, const float *dy, int B, float *dx, unsigned skip, vitq_err *e);
 void vitq_ss_parts_free(vitq_session *s);
