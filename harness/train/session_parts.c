@@ -46,7 +46,10 @@ void vitq_ss_parts_free(vitq_session *s) {
 static int part_acts(vitq_session *s, int P, int images, vitq_err *e) {
     ss_parts *p = s->parts;
     if (p->n_acts >= P && p->cap >= images) return VITQ_OK;
-    for (int k = 0; k < p->n_acts; k++) vitq_acts_free(p->a[k]), vitq_grad_acts_free(p->g[k]), p->a[k] = NULL, p->g[k] = NULL;
+    for (int k = 0; k < p->n_acts; k++) {
+        vitq_acts_free(p->a[k]), vitq_grad_acts_free(p->g[k]);
+        p->a[k] = NULL, p->g[k] = NULL;
+    }
     p->n_acts = 0;
     const vitq_model *m = vitq_qmodel_model(s->q);
     for (int k = 0; k < P; k++) {
