@@ -182,10 +182,14 @@ TEST(session_parts_fall_back_to_one_batch_without_clone) {
     vitq_threads_set(2);
     fixture f;
     if (setup(&f, 1, "log2")) return; /* log2 has no clone */
-    CHECK_EQ(vitq_qpart_supported(f.q, 1), 0);
     step_out o;
     one_step(&f, &o);
     CHECK_EQ(o.parts, 0);
+    char why[200] = "";
+    CHECK_EQ(vitq_qpart_supported(f.q, 1, why, sizeof why), 0);
+    CHECK_STREQ(why, "plugin 'log2' on 'blocks.0.attn.probs' has no clone");
+    CHECK_EQ(f.s->dp_whole, 1);
+    CHECK_STREQ(f.s->dp_why, why);
     free(o.y), free(o.dx);
     teardown(&f);
     vitq_threads_set(threads);
@@ -198,7 +202,9 @@ TEST(session_parts_stay_off_at_one_thread) {
     if (setup(&f, 1, "uniform")) return;
     step_out o;
     one_step(&f, &o);
-    CHECK_EQ(vitq_qpart_supported(f.q, 1), 1); /* in training now: it could, but one thread has no second part */
+    CHECK_EQ(vitq_qpart_supported(f.q, 1, NULL, 0), 1); /* in training now: it could, but one thread has no second part */
+    CHECK_EQ(f.s->dp_whole, 1);
+    CHECK_STREQ(f.s->dp_why, "1 thread");
     CHECK_EQ(o.parts, 0);
     free(o.y), free(o.dx);
     teardown(&f);

@@ -33,10 +33,18 @@ static const vitq_quantizer_ops *clone_op(const vitq_qtap *t) {
     return o->size >= offsetof(vitq_quantizer_ops, clone) + sizeof o->clone && o->clone ? o : NULL;
 }
 
-int vitq_qpart_supported(const vitq_qmodel *q, int unit) {
-    if (q->m->fam->params != vitq_vit_params) return 0;
-    for (int i = 0; i < q->n_taps; i++)
-        if (unit_act(&q->taps[i], unit) && (!q->taps[i].training || !clone_op(&q->taps[i]))) return 0;
+int vitq_qpart_supported(const vitq_qmodel *q, int unit, char *why, size_t n) {
+    if (q->m->fam->params != vitq_vit_params) {
+        if (why) snprintf(why, n, "%s models are not split", q->m->fam->name);
+        return 0;
+    }
+    for (int i = 0; i < q->n_taps; i++) {
+        const vitq_qtap *t = &q->taps[i];
+        if (!unit_act(t, unit) || (t->training && clone_op(t))) continue;
+        if (why && !t->training) snprintf(why, n, "'%s' is not in training", t->name);
+        else if (why) snprintf(why, n, "plugin '%s' on '%s' has no clone", t->plugin->name, t->name);
+        return 0;
+    }
     return 1;
 }
 
@@ -75,7 +83,7 @@ static int copy_taps(vitq_qpart *p, int parts, vitq_err *e) {
 
 int vitq_qpart_create(vitq_qmodel *q, int unit, int part, int parts, vitq_qpart **out, vitq_err *e) {
     *out = NULL;
-    if (!vitq_qpart_supported(q, unit))
+    if (!vitq_qpart_supported(q, unit, NULL, 0))
         return vitq_fail(e, VITQ_EINVAL, "unit %d: an activation quantizer cannot be cloned", unit);
     vitq_qpart *p = calloc(1, sizeof *p);
     if (!p) return vitq_fail(e, VITQ_ENOMEM, "out of memory");

@@ -245,8 +245,9 @@ VITQ_API int vitq_qmodel_weight(vitq_qmodel *q, const char *name, int make_post,
  * vitq_qmodel_weights_backward(q). Free every part before q's unit leaves training. */
 typedef struct vitq_qpart vitq_qpart;
 #define VITQ_MAX_QPARTS 16
-/* 1 if every quantizer on the unit's activation taps can be cloned and the family is ViT. */
-VITQ_API int vitq_qpart_supported(const vitq_qmodel *q, int unit);
+/* 1 if every quantizer on the unit's activation taps (in training) can be cloned and the family is ViT;
+ * else 0 and, with why, the reason in one line. */
+VITQ_API int vitq_qpart_supported(const vitq_qmodel *q, int unit, char *why, size_t n);
 VITQ_API int vitq_qpart_create(vitq_qmodel *q, int unit, int part, int parts, vitq_qpart **out, vitq_err *e);
 VITQ_API vitq_qmodel *vitq_qpart_qmodel(vitq_qpart *p);
 VITQ_API int vitq_qpart_sync(vitq_qpart *p, vitq_err *e);

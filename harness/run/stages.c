@@ -56,16 +56,19 @@ void vitq_stage_keys(const vitq_run_cell *c, const vitq_stage *st, int n, uint64
     const vitq_run_cfg *cfg = c->cfg;
     static const char *const eval_only[] = {"eval_split", "eval_limit", "batch"};
     char base[384];
-    snprintf(base, sizeof base, "sha256 %s\nseed %llu\nthreads %d\nblas %s\n%s", c->sha256,
-             (unsigned long long)cfg->seed, vitq_threads_get(), vitq_blas_core(),
-             cfg->data_parallel ? "data_parallel\n" : ""); /* off: the keys stages had before the key existed */
+    snprintf(base, sizeof base, "sha256 %s\nseed %llu\nthreads %d\nblas %s\n", c->sha256,
+             (unsigned long long)cfg->seed, vitq_threads_get(), vitq_blas_core());
     uint64_t h = mix(VITQ_FNV1A64_INIT, base);
     h = mix_sections(h, c->grid, "model", NULL, 0);
     h = mix_sections(h, c->grid, "data", eval_only, 3);
+    int calibrated = 0;
     for (int i = 0; i < n; i++) {
         keys[i] = 0;
         if (st[i].flags & VITQ_STAGE_PASS) {
             const vitq_pass_binding *b = st[i].arg;
+            /* data_parallel changes what passes after calibration train (the session's steps): from the first
+             * of them on, when on (off: the keys stages had before the key existed) */
+            if (calibrated == 1 && cfg->data_parallel) h = mix(h, "data_parallel\n"), calibrated = 2;
             h = mix(mix(mix(mix(h, "[pass "), b->name), "]\n"), b->params_text);
             keys[i] = h;
         } else if (!strcmp(st[i].name, "calibrate")) {
@@ -74,6 +77,7 @@ void vitq_stage_keys(const vitq_run_cell *c, const vitq_stage *st, int n, uint64
                      cfg->calib_mode, cfg->search_rounds, cfg->calib_size, cfg->calib_split);
             h = mix_sections(mix(h, cal), c->grid, "quantizer", NULL, 0);
             keys[i] = h;
+            calibrated = 1;
         }
     }
 }

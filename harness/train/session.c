@@ -94,11 +94,15 @@ int vitq_session_run(vitq_session *s, const vitq_plugin *p, const void *params, 
     s->pass_name = p->name;
     s->err[0] = 0;
     s->committed = 0;
+    s->dp_parts = s->dp_whole = 0;
     int rc = p->pass->when == VITQ_PASS_AFTER_CALIB ? vitq_session_resume(s, e) : VITQ_OK;
     if (rc) return rc;
     rc = p->pass->run(params, s, vitq_session_services(), &host);
     if (s->prog_on) vitq_progress_finish(&s->prog, NULL);
     s->prog_on = 0;
+    if (s->dp_whole) /* asked for, not given: say so once per pass */
+        host.log(&host, VITQ_LOG_WARN, "data_parallel: %d of %d unit(s) trained one batch at a time (%s)", s->dp_whole,
+                 s->dp_whole + s->dp_parts, s->dp_why);
     if (s->q) vitq_qmodel_stats_enable(s->q, 1);
     if (s->unit >= 0 && s->q) { /* a pass that stopped mid-unit: its quantizers leave training */
         vitq_err fe;

@@ -1,7 +1,7 @@
 /* session_parts.c — a reconstruction step's forward and backward split over the pool's threads by images:
  * part k of P takes images [B·k/P, B·(k+1)/P) through the unit on its own thread (qpart.c: a shadow of the
  * model, clones of the activation quantizers), so no barrier stands between the ops of a step. Split by
- * ops instead (one parallel_for per op), a 2-thread step waited at ~60 barriers and spent 14 % of its time
+ * ops instead (one parallel_for per op), a 2-thread step waited at ~76 barriers and spent 14 % of its time
  * there. The parts' gradients are then added to the unit's in part order, so the numbers are fixed for a
  * given thread count (not equal to one batch's: a weight's gradient is summed over P groups of rows).
  *
@@ -66,7 +66,15 @@ int vitq_ss_parts_begin(vitq_session *s, int u, int batch, vitq_err *e) {
     vitq_ss_parts_end(s);
     int P = vitq_threads_get();
     if (P > VITQ_MAX_PARTS) P = VITQ_MAX_PARTS;
-    if (!s->c.data_parallel || P < 2 || batch < P || !vitq_qpart_supported(s->q, u)) return VITQ_OK;
+    if (!s->c.data_parallel) return VITQ_OK;
+    char why[sizeof s->dp_why] = "";
+    if (P < 2) snprintf(why, sizeof why, "1 thread");
+    else if (batch < P) snprintf(why, sizeof why, "batch %d < %d threads", batch, P);
+    if (why[0] || !vitq_qpart_supported(s->q, u, why, sizeof why)) {
+        if (!s->dp_whole++) snprintf(s->dp_why, sizeof s->dp_why, "%s", why);
+        return VITQ_OK;
+    }
+    s->dp_parts++;
     if (!s->parts && !(s->parts = calloc(1, sizeof *s->parts))) return vitq_fail(e, VITQ_ENOMEM, "out of memory");
     ss_parts *p = s->parts;
     int rc = part_acts(s, P, (batch + P - 1) / P, e);

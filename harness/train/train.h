@@ -208,6 +208,8 @@ struct vitq_session {
     vitq_acts *ua;
     vitq_grad_acts *ug;
     struct vitq_ss_parts *parts;    /* data-parallel steps of the unit in training (session_parts.c), or NULL */
+    int dp_parts, dp_whole;         /* this pass's units begun in parts / one batch at a time with data_parallel */
+    char dp_why[200];               /* why the first of those went one batch at a time */
     char (*tnames)[160];            /* names of the last trainables() answer */
     int n_tnames;
     int float_grads;                /* a tensor() answer carried a gradient: backward computes every one */

@@ -5,7 +5,9 @@
 #   losses differ (the gradients are summed over the parts, so the updates round differently);
 # - it is deterministic: a fresh data-parallel run gives the same cell, every dataset and attribute
 #   (tests/tools/cellcmp);
-# - a data-parallel run killed after its first committed unit and rerun resumes and ends with that cell too.
+# - a data-parallel run killed after its first committed unit and rerun resumes and ends with that cell too;
+# - at 1 thread it warns that the units trained one batch at a time, and why;
+# - a grid over data_parallel calibrates once (the key joins the stage keys at the first pass after calibration).
 . tests/e2e/run_common.inc
 
 write_dp_ini() { # FILE OUTPUT DATA_PARALLEL
@@ -89,4 +91,14 @@ wait $pid 2>/dev/null || true
 "$VITQ" run "$T/kill.ini" >/dev/null 2>"$T/log_r" || { cat "$T/log_r"; fail "resume failed"; }
 grep -q 'resuming after its [1-9][0-9]* committed unit' "$T/log_r" || { cat "$T/log_r"; fail "the rerun did not resume"; }
 same_cells "$T/k" "$T/b" "a resumed data-parallel run differs from an uninterrupted one"
+
+"$VITQ" run "$T/fresh.ini" --threads 1 --output "$T/one_thread" >/dev/null 2>"$T/log_1" || { cat "$T/log_1"; fail "1-thread run failed"; }
+grep -q "data_parallel: 4 of 4 unit(s) trained one batch at a time (1 thread)" "$T/log_1" ||
+    { cat "$T/log_1"; fail "no warning that data_parallel fell back at 1 thread"; }
+
+sed -e 's/^data_parallel = true$/data_parallel = ${dp}/' "$T/fresh.ini" >"$T/grid.ini"
+printf '[grid]\ndp = false, true\n' >>"$T/grid.ini"
+"$VITQ" run "$T/grid.ini" --output "$T/g" >/dev/null 2>"$T/log_g" || { cat "$T/log_g"; fail "grid over data_parallel failed"; }
+grep -q 'calibrate.*loaded from .*computed by another cell' "$T/log_g" ||
+    { cat "$T/log_g"; fail "the grid over data_parallel did not share its calibration"; }
 echo "ok"
