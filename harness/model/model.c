@@ -71,9 +71,11 @@ int vitq_model_clone(const vitq_model *src, vitq_model **out, vitq_err *e) {
     return VITQ_OK;
 }
 
+int vitq_model_shadowable(const vitq_model *m) { return m->fam->params == vitq_vit_params; }
+
 int vitq_model_shadow(const vitq_model *m, vitq_model **out, vitq_err *e) {
     *out = NULL;
-    if (m->fam->params != vitq_vit_params)
+    if (!vitq_model_shadowable(m))
         return vitq_fail(e, VITQ_EINVAL, "data-parallel training: %s models are not supported", m->fam->name);
     vitq_model *s = malloc(sizeof *s);
     if (!s) return vitq_fail(e, VITQ_ENOMEM, "out of memory");

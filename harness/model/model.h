@@ -269,6 +269,8 @@ VITQ_API int vitq_model_clone(const vitq_model *src, vitq_model **out, vitq_err 
  * unchanged in shape. VITQ_EINVAL for a family other than ViT (Swin's parameter pointers are its own
  * allocation); VITQ_ENOMEM. Free with vitq_model_shadow_free. */
 VITQ_API int vitq_model_shadow(const vitq_model *m, vitq_model **out, vitq_err *e);
+/* 1 if m's family can have a shadow (ViT), else 0. */
+VITQ_API int vitq_model_shadowable(const vitq_model *m);
 VITQ_API void vitq_model_shadow_free(vitq_model *shadow);
 /* Looks a parameter up by timm name; NULL if absent. */
 VITQ_API const vitq_tensor_ref *vitq_model_param(const vitq_model *m, const char *name);

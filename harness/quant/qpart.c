@@ -34,7 +34,7 @@ static const vitq_quantizer_ops *clone_op(const vitq_qtap *t) {
 }
 
 int vitq_qpart_supported(const vitq_qmodel *q, int unit, char *why, size_t n) {
-    if (q->m->fam->params != vitq_vit_params) {
+    if (!vitq_model_shadowable(q->m)) {
         if (why) snprintf(why, n, "%s models are not split", q->m->fam->name);
         return 0;
     }

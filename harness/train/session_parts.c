@@ -88,54 +88,37 @@ int vitq_ss_parts_begin(vitq_session *s, int u, int batch, vitq_err *e) {
 
 typedef struct {
     vitq_session *s;
-    int u, B;
+    int u, B, backward;
     const float *x, *dy;
     float *y, *dx;
     unsigned skip;
 } part_job;
 
-static void rows(const part_job *j, int k, int *b0, int *nb) {
-    const int P = j->s->parts->n;
-    *b0 = (int)((int64_t)j->B * k / P);
-    *nb = (int)((int64_t)j->B * (k + 1) / P) - *b0;
-}
-
-static void forward_part(void *ctx, int64_t k0, int64_t k1) {
-    const part_job *j = ctx;
-    ss_parts *p = j->s->parts;
-    vitq_parallel_solo(1);
-    for (int64_t k = k0; k < k1; k++) {
-        vitq_model *m = vitq_qpart_qmodel(p->q[k])->m;
-        const vitq_unit *un = vitq_unit_get(m, j->u);
-        int b0, nb;
-        rows(j, (int)k, &b0, &nb);
-        memcpy(vitq_unit_in(m, p->a[k], j->u), j->x + b0 * un->in_numel, (size_t)(nb * un->in_numel) * sizeof(float));
+/* Part k's images [B·k/P, B·(k+1)/P) through the unit: forward (x -> y) or backward (dy -> dx, its gradients). */
+static void run_part(const part_job *j, ss_parts *p, int k) {
+    vitq_model *m = vitq_qpart_qmodel(p->q[k])->m;
+    const vitq_unit *un = vitq_unit_get(m, j->u);
+    const int P = p->n, b0 = (int)((int64_t)j->B * k / P), nb = (int)((int64_t)j->B * (k + 1) / P) - b0;
+    const size_t in = (size_t)(nb * un->in_numel) * sizeof(float), out = (size_t)(nb * un->out_numel) * sizeof(float);
+    if (!j->backward) {
+        memcpy(vitq_unit_in(m, p->a[k], j->u), j->x + b0 * un->in_numel, in);
         p->rc[k] = vitq_forward_units(m, p->a[k], j->u, j->u + 1, nb, &p->e[k]);
-        if (!p->rc[k])
-            memcpy(j->y + b0 * un->out_numel, vitq_unit_out(m, p->a[k], j->u),
-                   (size_t)(nb * un->out_numel) * sizeof(float));
+        if (!p->rc[k]) memcpy(j->y + b0 * un->out_numel, vitq_unit_out(m, p->a[k], j->u), out);
+        return;
     }
-    vitq_parallel_solo(0);
+    memcpy(vitq_unit_dout(m, p->g[k], j->u), j->dy + b0 * un->out_numel, out);
+    m->grad_skip = j->skip;
+    p->rc[k] = vitq_backward_units(m, p->a[k], p->g[k], j->u, j->u + 1, nb, &p->e[k]);
+    m->grad_skip = 0;
+    const float *d = vitq_unit_din(m, p->g[k], j->u);
+    if (!p->rc[k] && j->dx && d) memcpy(j->dx + b0 * un->in_numel, d, in);
 }
 
-static void backward_part(void *ctx, int64_t k0, int64_t k1) {
+/* The pool task: parts [k0, k1) on this thread, their nested loops as one chunk each. */
+static void parts_task(void *ctx, int64_t k0, int64_t k1) {
     const part_job *j = ctx;
-    ss_parts *p = j->s->parts;
     vitq_parallel_solo(1);
-    for (int64_t k = k0; k < k1; k++) {
-        vitq_model *m = vitq_qpart_qmodel(p->q[k])->m;
-        const vitq_unit *un = vitq_unit_get(m, j->u);
-        int b0, nb;
-        rows(j, (int)k, &b0, &nb);
-        memcpy(vitq_unit_dout(m, p->g[k], j->u), j->dy + b0 * un->out_numel,
-               (size_t)(nb * un->out_numel) * sizeof(float));
-        m->grad_skip = j->skip;
-        p->rc[k] = vitq_backward_units(m, p->a[k], p->g[k], j->u, j->u + 1, nb, &p->e[k]);
-        m->grad_skip = 0;
-        const float *d = vitq_unit_din(m, p->g[k], j->u);
-        if (!p->rc[k] && j->dx && d)
-            memcpy(j->dx + b0 * un->in_numel, d, (size_t)(nb * un->in_numel) * sizeof(float));
-    }
+    for (int64_t k = k0; k < k1; k++) run_part(j, j->s->parts, (int)k);
     vitq_parallel_solo(0);
 }
 
@@ -157,15 +140,15 @@ int vitq_ss_parts_forward(vitq_session *s, int u, const float *x, int B, float *
         p->rc[k] = 0;
     }
     part_job j = {.s = s, .u = u, .B = B, .x = x, .y = y};
-    vitq_parallel_for(p->n, forward_part, &j);
+    vitq_parallel_for(p->n, parts_task, &j);
     return first_failure(p, e);
 }
 
 int vitq_ss_parts_backward(vitq_session *s, int u, const float *dy, int B, float *dx, unsigned skip, vitq_err *e) {
     ss_parts *p = s->parts;
     for (int k = 0; k < p->n; k++) p->rc[k] = 0;
-    part_job j = {.s = s, .u = u, .B = B, .dy = dy, .dx = dx, .skip = skip};
-    vitq_parallel_for(p->n, backward_part, &j);
+    part_job j = {.s = s, .u = u, .B = B, .backward = 1, .dy = dy, .dx = dx, .skip = skip};
+    vitq_parallel_for(p->n, parts_task, &j);
     int rc = first_failure(p, e);
     if (!rc) vitq_qpart_reduce(p->q, p->n);
     return rc;
