@@ -46,4 +46,9 @@ double bench_gemm_flops(const gemm_shape *s, int n);
 double bench_time_gemms(const gemm_shape *s, int n, int threads, int reps);
 double bench_median(double *t, int n);
 
+/* Runs a PyTorch script of bench/ (`/usr/bin/python3 SCRIPT`), echoing its output; by_threads[t] (t = 1, 2)
+ * gets the value of each line "... threads=t KEY=value" (0 where none). Returns how many it read: 0 when
+ * python3 or torch is missing (the script then says so) or it failed. */
+int bench_torch(const char *script, const char *key, double by_threads[3]);
+
 #endif

@@ -46,6 +46,33 @@ const char *bench_vitq_path(char *buf, size_t n) {
     return buf;
 }
 
+int bench_torch(const char *script, const char *key, double by_threads[3]) {
+    by_threads[0] = by_threads[1] = by_threads[2] = 0;
+    FILE *chk = fopen("/usr/bin/python3", "r");
+    if (!chk) {
+        printf("PyTorch: /usr/bin/python3 not found, skipped\n");
+        return 0;
+    }
+    fclose(chk);
+    char cmd[512], pat[128];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s 2>&1", script);
+    snprintf(pat, sizeof pat, "threads=%%d %s=%%lf", key);
+    FILE *p = popen(cmd, "r");
+    if (!p) return 0;
+    char line[1024];
+    int found = 0;
+    while (fgets(line, sizeof line, p)) {
+        const char *at = strstr(line, "threads=");
+        double v = 0;
+        int t = 0;
+        if (at && sscanf(at, pat, &t, &v) == 2 && t >= 1 && t <= 2) by_threads[t] = v, found++;
+        fputs(line, stdout);
+    }
+    int st = pclose(p);
+    if (st != 0 && !found) printf("PyTorch: %s did not run (exit %d): skipped\n", script, st);
+    return found;
+}
+
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
 
 double bench_urand(void) {

@@ -79,6 +79,18 @@ static void print_floor(const vitq_arch *a, double recon_gemm_1t, int T) {
            rc_s + ev_s + mr_s);
 }
 
+/* The reference's reconstruction on this machine now, from below: its block iteration in plain PyTorch
+ * (bench/torch_recon.py, one thread as the reference ran; leaner than the reference's code) times the blocks'
+ * 2000 iterations each (the patch embedding's and head's iterations and the APH maps left out). */
+static void print_torch(const vitq_arch *a, double recon) {
+    double tt[3];
+    if (!bench_torch("bench/torch_recon.py", "ms_per_step", tt) || tt[1] <= 0) return;
+    const double est = 2000.0 * a->depth * tt[1] / 1e3;
+    printf("the reference's block reconstruction here now, from below: PyTorch's iteration %.1f ms (the reference's "
+           "own run: ~60-80 ms) x 2000 x %d blocks = %.0f s; vitq's aph_recon (mr=off) %.1f s = %.1fx faster\n",
+           tt[1], a->depth, est, recon, est / recon);
+}
+
 int bench_pipeline(void) {
     char vitq[4096];
     vitq_model *m = NULL;
@@ -100,6 +112,7 @@ int bench_pipeline(void) {
                "the %d cores' %.2f\n",
                flops / 1e12, recon, rate / 1e9, ref1 / 1e9, T, T * ref1 / 1e9, T, ref / 1e9, T, rate / (T * ref1));
         print_floor(&m->arch, 2000 * t1, T);
+        print_torch(&m->arch, recon);
     }
     vitq_model_free(m);
     return rc;

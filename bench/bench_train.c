@@ -73,29 +73,6 @@ done:
     return rate;
 }
 
-/* Runs bench/torch_train.py; prints its lines; returns the best images/s it reported, or 0. */
-static double torch_rate(void) {
-    FILE *chk = fopen("/usr/bin/python3", "r");
-    if (!chk) {
-        printf("PyTorch: /usr/bin/python3 not found, skipped\n");
-        return 0;
-    }
-    fclose(chk);
-    FILE *p = popen("/usr/bin/python3 bench/torch_train.py 2>&1", "r");
-    if (!p) return 0;
-    char line[1024];
-    double best = 0;
-    while (fgets(line, sizeof line, p)) {
-        double v = 0;
-        int t = 0;
-        if (sscanf(line, "torch train threads=%d images_per_s=%lf", &t, &v) == 2 && v > best) best = v;
-        fputs(line, stdout);
-    }
-    int st = pclose(p);
-    if (st != 0 && best == 0) printf("PyTorch: bench/torch_train.py did not run (exit %d): skipped\n", st);
-    return best;
-}
-
 int bench_train_throughput(void) {
     const int steps = 8;
     printf("model vit-fmnist (28x28x1 patch 4, dim 96, depth 6, heads 3), batch %d, %d timed steps after %d warm-up\n",
@@ -116,7 +93,9 @@ int bench_train_throughput(void) {
         if (r > best) best = r;
         if (BATCH / tg > ceiling) ceiling = BATCH / tg;
     }
-    double tr = torch_rate();
+    double tt[3];
+    bench_torch("bench/torch_train.py", "images_per_s", tt);
+    const double tr = tt[1] > tt[2] ? tt[1] : tt[2];
     if (tr > 0) {
         printf("ratio vitq best / PyTorch best: %.2fx (target >= 2x)\n", best / tr);
         printf("2x PyTorch = %.1f images/s = %.2fx the best sgemm ceiling above (%.1f images/s); PyTorch runs at "
