@@ -405,7 +405,7 @@ TEST(aph_recon_lowers_each_units_loss_and_records_curves) {
         teardown(&f);
         return;
     }
-    const char *kv[] = {"images=64", "iters=60", "batch=16", "drop_prob=1", "lr_scale=1e-2", "record_every=10",
+    const char *kv[] = {"images=64", "iters=120", "batch=16", "drop_prob=1", "lr_scale=1e-2", "record_every=20",
                         "importance=none"};
     if (run_pass(&f, kv, 7)) {
         teardown(&f);
@@ -419,8 +419,8 @@ TEST(aph_recon_lowers_each_units_loss_and_records_curves) {
         CHECK_MSG(c != NULL, "no curve %s", name);
         if (!c) continue;
         CHECK_EQ(c->n, 6);
-        CHECK_EQ(c->step[0], 10);
-        CHECK_EQ(c->step[5], 60);
+        CHECK_EQ(c->step[0], 20);
+        CHECK_EQ(c->step[5], 120);
         printf("  %-12s loss %.4f -> %.4f\n", units[k], c->value[0], c->value[5]);
         if (k > 0) CHECK_MSG(c->value[5] < 0.95 * c->value[0], "%s: %g -> %g", name, c->value[0], c->value[5]);
         snprintf(name, sizeof name, "%s/round", units[k]);
