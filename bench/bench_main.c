@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -69,7 +70,10 @@ int bench_torch(const char *script, const char *key, double by_threads[3]) {
         fputs(line, stdout);
     }
     int st = pclose(p);
-    if (st != 0 && !found) printf("PyTorch: %s did not run (exit %d): skipped\n", script, st);
+    if (st != 0 && !found)
+        printf("PyTorch: %s did not run (exit %d): skipped\n", script, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    else if (!found)
+        printf("PyTorch: %s printed no line with threads=N %s=VALUE: skipped\n", script, key);
     return found;
 }
 

@@ -86,9 +86,10 @@ static void print_torch(const vitq_arch *a, double recon) {
     double tt[3];
     if (!bench_torch("bench/torch_recon.py", "ms_per_step", tt) || tt[1] <= 0) return;
     const double est = 2000.0 * a->depth * tt[1] / 1e3;
-    printf("the reference's block reconstruction here now, from below: PyTorch's iteration %.1f ms (the reference's "
-           "own run: ~60-80 ms) x 2000 x %d blocks = %.0f s; vitq's aph_recon (mr=off) %.1f s = %.1fx faster\n",
-           tt[1], a->depth, est, recon, est / recon);
+    printf("the reference's block reconstruction here now, from below: PyTorch's iteration at 1 thread %.1f ms (the "
+           "reference's own run, on another machine: ~60-80 ms) x 2000 x %d blocks = %.0f s; vitq's aph_recon "
+           "(mr=off, %d threads) %.1f s = %.1fx faster\n",
+           tt[1], a->depth, est, vitq_threads_get(), recon, est / recon);
 }
 
 int bench_pipeline(void) {
