@@ -48,7 +48,7 @@ double bench_median(double *t, int n);
 
 /* Runs a PyTorch script of bench/ (`/usr/bin/python3 SCRIPT`), echoing its output; by_threads[t] (t = 1, 2)
  * gets the value of each line "... threads=t KEY=value" (0 where none). Returns how many it read: 0 when
- * python3 or torch is missing (the script then says so) or it failed. */
+ * python3 is missing, the script skipped (exit 77 after saying why: no torch) or failed (each said once). */
 int bench_torch(const char *script, const char *key, double by_threads[3]);
 
 #endif

@@ -117,8 +117,8 @@ out:
 }
 
 /* The same iteration in PyTorch (bench/torch_recon.py: the reference's recipe, specs/aphq-vit.md §2.9) on
- * this machine now: the reference's own ~60-80 ms per iteration was measured on one core on another day,
- * and this VM's speed swings, so the ratio in one command is the figure that travels. */
+ * this machine now: the reference's own ~60-80 ms per iteration was measured on one core on another machine,
+ * and this VM's instances differ, so both sides are timed here, in one command. */
 static void torch_step(double tr1, double tr2, double tdp) {
     double tt[3];
     if (!bench_torch("bench/torch_recon.py", "ms_per_step", tt) || tt[1] <= 0) return;
