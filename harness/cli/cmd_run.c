@@ -99,6 +99,10 @@ static int execute(vitq_run *r, const vitq_experiment *x, const char *ini, const
     int rc = cli_run_validate(r, 1);
     if (rc) return rc;
     if (dry) {
+        if ((rc = vitq_run_check_output(r, &e))) {
+            cli_error("%s", e.msg);
+            return 1;
+        }
         cli_run_print_dry(r, x);
         return 0;
     }

@@ -266,7 +266,7 @@ static int prepare(const char *ini, vitq_run_opts *o, int dry, int threads_given
         if (!nl) vitq_sb_str(msg, rc == 130 ? "interrupted" : "validation failed");
         return rc;
     }
-    if (!dry && vitq_run_start(*r, &e)) {
+    if (dry ? vitq_run_check_output(*r, &e) : vitq_run_start(*r, &e)) {
         vitq_sb_str(msg, e.msg);
         return 1;
     }

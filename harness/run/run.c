@@ -55,7 +55,9 @@ int vitq_run_start(vitq_run *r, vitq_err *e) {
     if (r->o.absent_ok)
         return vitq_fail(e, VITQ_EINVAL, "%s: opened to validate absent inputs (absent_ok): it cannot run", r->x->path);
     const vitq_experiment *x = r->x;
-    int rc = vitq_results_open(vitq_run_output(r), x->path, x->text, x->axis_names, x->n_axes, &r->res, e);
+    int rc = vitq_run_check_output(r, e);
+    if (rc) return rc;
+    rc = vitq_results_open(vitq_run_output(r), x->path, x->text, x->axis_names, x->n_axes, &r->res, e);
     if (!rc && (rc = check_done_origin(r, e))) {
         vitq_results_close(r->res);
         r->res = NULL;

@@ -8,6 +8,7 @@
  *   results_write.c results_index.c results_read.c   cell files, the index, reading them back
  *   plot.c plot_curve.c plot_hist.c plot_loss.c   gnuplot figures from a run
  *   cells.c validate.c pipeline.c run.c       the run: cells and caches, validation, stages, the loop
+ *   run_guard.c                               one experiment per run folder
  *   shard.c merge.c                           scale-out: which cells a shard owns; merging run folders
  */
 #ifndef VITQ_RUN_H
@@ -516,7 +517,11 @@ VITQ_API int vitq_run_validate(vitq_run *r, vitq_err *e);
 /* With opts.absent_ok: what validation could not check (absent checkpoints and datasets), one line each. */
 VITQ_API int vitq_run_notes(const vitq_run *r, const char *const **lines, int *n);
 VITQ_API int vitq_run_errors(const vitq_run *r, const char *const **lines, int *n);
-/* Opens (creates) the results folder; removes stray temporary files of killed runs. */
+/* Refuses (VITQ_EINVAL, one line naming the folder and both experiments) an output folder whose index run.h5
+ * holds another experiment: another [run] name, or other grid axes (run_guard.c). 0 for a new folder. */
+VITQ_API int vitq_run_check_output(const vitq_run *r, vitq_err *e);
+/* vitq_run_check_output, then opens (creates) the results folder; removes stray temporary files of killed
+ * runs. */
 VITQ_API int vitq_run_start(vitq_run *r, vitq_err *e);
 VITQ_API const vitq_results *vitq_run_results(const vitq_run *r);
 /* Runs cell i (any index, selected or not; after vitq_run_start) through its pipeline and writes its

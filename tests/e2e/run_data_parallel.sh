@@ -1,6 +1,6 @@
 # run_data_parallel.sh — [run] data_parallel = true under `vitq run` at 2 threads (train/session_parts.c):
-# - a folder whose cell was computed one batch at a time is not reused by a data-parallel run (the key is in
-#   the cell's hash once on): the rerun computes the cell again;
+# - a folder whose cell was computed one batch at a time is not reused by a data-parallel run of the same
+#   experiment (the key is in the cell's hash once on): the rerun computes the cell again;
 # - its first loss is one batch's (the forward is row by row; drop_prob = 1: no QDrop mask), and its later
 #   losses differ (the gradients are summed over the parts, so the updates round differently);
 # - it is deterministic: a fresh data-parallel run gives the same cell, every dataset and attribute
@@ -13,6 +13,7 @@
 write_dp_ini() { # FILE OUTPUT DATA_PARALLEL
     cat >"$1" <<INI
 [run]
+name = dp
 output = $2
 seed = 3
 threads = 2

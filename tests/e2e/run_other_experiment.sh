@@ -1,0 +1,36 @@
+# run_other_experiment.sh — one experiment per run folder: `vitq run` (and --dry-run) into a folder whose
+# index holds another experiment (another [run] name, or the same name over other grid axes) is refused
+# with one line naming the folder and both experiments, before anything is written; the same experiment
+# with a setting changed still runs there and recomputes exactly the cells whose configuration changed.
+. tests/e2e/run_common.inc
+
+write_ini "$T/g.ini" "$T/out" 200 8
+"$VITQ" run "$T/g.ini" -q >/dev/null 2>"$T/log1" || { cat "$T/log1"; fail "first run failed"; }
+[ "$(ls "$T/out/cells" | grep -c '\.h5$')" = 3 ] || fail "expected 3 cell files"
+stat -c '%i %Y %s %n' "$T/out/run.h5" "$T"/out/cells/*.h5 >"$T/stat1"
+
+# another experiment: the same grid under another name (the default [run] name is the INI's base name)
+cp "$T/g.ini" "$T/other.ini"
+for dry in "" --dry-run; do
+    if "$VITQ" run "$T/other.ini" $dry -q >"$T/out2" 2>"$T/err2"; then fail "other experiment ran ($dry)"; fi
+    grep -q "^vitq: error: $T/out: holds the results of experiment 'g' ($T/g.ini), not 'other' ($T/other.ini): use another --output" \
+        "$T/err2" || { cat "$T/err2"; fail "no refusal line naming both experiments ($dry)"; }
+    [ "$(wc -l <"$T/err2")" = 1 ] || { cat "$T/err2"; fail "more than one error line ($dry)"; }
+done
+
+# the same name over other axes: softmax renamed to sm
+mkdir "$T/axes"
+sed -e 's/\${softmax}/${sm}/' -e 's/^softmax = /sm = /' "$T/g.ini" >"$T/axes/g.ini"
+if "$VITQ" run "$T/axes/g.ini" -q >/dev/null 2>"$T/err3"; then fail "a grid over other axes ran"; fi
+grep -q "holds a grid of experiment 'g' over (bits, softmax), and $T/axes/g.ini's grid is over (bits, sm)" "$T/err3" ||
+    { cat "$T/err3"; fail "no refusal naming both axis lists"; }
+stat -c '%i %Y %s %n' "$T/out/run.h5" "$T"/out/cells/*.h5 | diff - "$T/stat1" || fail "a refused run touched the folder"
+
+# the same experiment edited (the probabilities' quantizer at 6 bits): both grid cells change configuration
+# and are recomputed, the float baseline is skipped
+sed -i -e '/^\[quantizer probs\]$/,/^$/ s/^bits = .*/bits = 6/' "$T/g.ini"
+grep -q '^bits = 6$' "$T/g.ini" || fail "the edit did not apply"
+"$VITQ" run "$T/g.ini" 2>"$T/log4" >/dev/null || { cat "$T/log4"; fail "the edited experiment did not run"; }
+[ "$(grep -c 'already done, skipped' "$T/log4")" = 1 ] || { cat "$T/log4"; fail "expected the baseline alone skipped"; }
+grep -q '2 cells computed, 1 skipped' "$T/log4" || { cat "$T/log4"; fail "not 2 cells recomputed"; }
+echo "ok"
