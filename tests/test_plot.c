@@ -80,7 +80,7 @@ TEST(plot_curve_tsv_and_gp_golden) {
              "set key autotitle columnhead outside right top\n"
              "set grid\n"
              "set title \"top-1 accuracy versus bits — results/demo\"\n"
-             "set xlabel \"bit width: bits (bits)\"\n"
+             "set xlabel \"bit width (bits)\"\n"
              "set ylabel \"top-1 accuracy (%%)\"\n"
              "set xtics (4, 8)\n"
              "set offsets graph 0.03, graph 0.03, graph 0.05, graph 0.05\n"

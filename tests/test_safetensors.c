@@ -288,8 +288,8 @@ TEST(st_err_offsets_out_of_range) {
     /* 8 + 81 header bytes + 64 data bytes = 153; the tensor wants [64, 128). */
     expect_open_error("{\"blocks.0.attn.qkv.weight\":{\"dtype\":\"F32\",\"shape\":[16],\"data_offsets\":[64,128]}}",
                       64, VITQ_EFORMAT,
-                      "tensor 'blocks.0.attn.qkv.weight': data offsets [64, 128) exceed file size 153: the data "
-                      "section holds only 64 bytes (truncated download?)");
+                      "tensor 'blocks.0.attn.qkv.weight': data offsets [64, 128) run past the data section, which "
+                      "holds only 64 bytes (the file's 153 less its header; truncated download?)");
     expect_open_error("{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [8, 4]}}", 16, VITQ_EFORMAT,
                       "tensor 'w': data offsets [8, 4) are reversed");
     expect_open_error("{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0]}}", 16, VITQ_EFORMAT,

@@ -43,9 +43,13 @@ int cmd_plot(int argc, char **argv) {
     };
     const cli_spec spec = {"plot", opts, (int)(sizeof opts / sizeof opts[0]), "RUN", 1};
     if (cli_parse(&spec, argc, argv, &run, &n_pos, &help)) return 2;
-    if (help || !run) {
-        usage(help ? stdout : stderr);
-        return help ? 0 : 2;
+    if (help) {
+        usage(stdout);
+        return 0;
+    }
+    if (!run) {
+        cli_error("a RUN folder is required: vitq plot RUN (vitq plot --help)");
+        return 2;
     }
     if (o.no_hists && o.hist) {
         cli_error("--hist and --no-hist exclude each other");

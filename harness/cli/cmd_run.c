@@ -168,7 +168,7 @@ int cmd_run(int argc, char **argv) {
         return 0;
     }
     if (!ini) {
-        usage(stderr);
+        cli_error("an INI file is required: vitq run FILE.ini (vitq run --help)");
         return 2;
     }
     int code = check_mode(shard, &o);

@@ -29,9 +29,13 @@ int cmd_train(int argc, char **argv) {
     };
     const cli_spec spec = {"train", opts, (int)(sizeof opts / sizeof opts[0]), "CONFIG.ini", 1};
     if (cli_parse(&spec, argc, argv, &ini, &n_pos, &help)) return 2;
-    if (help || !ini) {
-        usage(help ? stdout : stderr);
-        return help ? 0 : 2;
+    if (help) {
+        usage(stdout);
+        return 0;
+    }
+    if (!ini) {
+        cli_error("a CONFIG.ini is required: vitq train CONFIG.ini (vitq train --help)");
+        return 2;
     }
     vitq_err e = {{0}};
     vitq_train_cfg cfg;

@@ -185,10 +185,10 @@ static int parse_tensor(vitq_st_file *f, const cJSON *j, vitq_st_tensor *t, uint
         return vitq_fail(e, VITQ_EFORMAT, "%s: tensor '%s': data offsets [%llu, %llu) are reversed", p, name,
                          (unsigned long long)t->begin, (unsigned long long)t->end);
     if (t->end > f->data_size)
-        return vitq_fail(e, VITQ_EFORMAT, "%s: tensor '%s': data offsets [%llu, %llu) exceed file size %llu: the "
-                         "data section holds only %llu bytes (truncated download?)", p, name,
-                         (unsigned long long)t->begin, (unsigned long long)t->end, (unsigned long long)file_size,
-                         (unsigned long long)f->data_size);
+        return vitq_fail(e, VITQ_EFORMAT, "%s: tensor '%s': data offsets [%llu, %llu) run past the data section, "
+                         "which holds only %llu bytes (the file's %llu less its header; truncated download?)", p,
+                         name, (unsigned long long)t->begin, (unsigned long long)t->end,
+                         (unsigned long long)f->data_size, (unsigned long long)file_size);
     if (overflow || t->end - t->begin != need) {
         char sb[160];
         return vitq_fail(e, VITQ_EFORMAT, "%s: tensor '%s': data offsets [%llu, %llu) hold %llu bytes, but %s %s "

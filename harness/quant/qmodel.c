@@ -84,7 +84,7 @@ static int parse_section(vitq_qsection *qs, vitq_err *e) {
         return vitq_fail(e, VITQ_EINVAL, "%s:%d: [%s] key 'taps' is empty", taps->file, taps->line, s->name);
     if (strcmp(plug->value, "float") == 0) return VITQ_OK;
     char where[600];
-    snprintf(where, sizeof where, "%s:%d", plug->file ? plug->file : "?", plug->line);
+    snprintf(where, sizeof where, "%s:%d: [%s]", plug->file ? plug->file : "?", plug->line, s->name);
     int rc = vitq_plugin_load(plug->value, where, &qs->plugin, e);
     if (rc) return rc;
     if (qs->plugin->kind != VITQ_PLUGIN_QUANTIZER)

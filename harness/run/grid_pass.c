@@ -110,7 +110,9 @@ static int bind_one(const vitq_section *s, const char *name, vitq_pass_binding *
     if (vitq_grid_pass_enabled(s, &b->enabled, &ekv, why, sizeof why))
         err_line(E, "%s:%d: [%s] enabled: %s, got '%s'", ekv->file, ekv->line, s->name, why, ekv->value);
     vitq_err pe;
-    if (vitq_plugin_load(name, where, &b->plugin, &pe)) {
+    char lwhere[700]; /* the loader's errors name the section too, as the lines below */
+    snprintf(lwhere, sizeof lwhere, "%s: [%s]", where, s->name);
+    if (vitq_plugin_load(name, lwhere, &b->plugin, &pe)) {
         err_line(E, "%s", pe.msg);
         return -1;
     }

@@ -250,7 +250,8 @@ static void write_gp_header(const curve *c, const vitq_plot_opts *o, const char 
 static void write_gp(const curve *c, const vitq_plot_opts *o, const char *fig, vitq_sb *g) {
     const char *xn = c->s->axis_names[c->x];
     char xlab[300];
-    if (strstr(xn, "bit")) snprintf(xlab, sizeof xlab, "bit width: %s (bits)", xn); /* "bits" axes get a unit */
+    if (!strcmp(xn, "bits")) snprintf(xlab, sizeof xlab, "bit width (bits)"); /* "bits" axes get a unit */
+    else if (strstr(xn, "bit")) snprintf(xlab, sizeof xlab, "bit width: %s (bits)", xn);
     else snprintf(xlab, sizeof xlab, "%s", xn);
     write_gp_header(c, o, fig, g);
     vitq_sb_str(g, "set terminal pngcairo noenhanced size 1200,800 font \"DejaVu Sans,11\"\n"

@@ -1,5 +1,5 @@
 # cli_usage.sh — the command line's usage rules: a usage error prints the usage on stderr (nothing on stdout)
-# and exits 2, bare `vitq` as `vitq bogus`; `vitq results --csv --curves` is refused as its usage line
+# and exits 2, bare `vitq` as `vitq bogus`; a command without its argument says what is missing in one line; `vitq results --csv --curves` is refused as its usage line
 # [--csv | --curves] says; every option in `vitq run --help` is in its usage lines (--keys was not); `vitq help
 # run` is `vitq run --help`; `vitq eval` refuses a --limit beyond the split and takes --threads 0.
 . tests/e2e/run_common.inc
@@ -14,6 +14,17 @@ for args in "" "bogus"; do
     grep -q '^usage: vitq COMMAND' "$T/err" || { cat "$T/err"; fail "vitq $args: no usage on stderr"; }
 done
 "$VITQ" --help 2>/dev/null | grep -q '^usage: vitq COMMAND' || fail "vitq --help: usage not on stdout"
+# a command without its argument: one error line naming what is missing, exit 2, nothing on stdout
+for cmd in run inspect results plot train eval; do
+    set +e
+    "$VITQ" $cmd >"$T/out" 2>"$T/err"
+    rc=$?
+    set -e
+    [ $rc = 2 ] || fail "vitq $cmd: exit $rc, expected 2"
+    [ ! -s "$T/out" ] || fail "vitq $cmd: printed on stdout"
+    [ "$(wc -l <"$T/err")" = 1 ] && grep -q "^vitq: error: .* is required.*(vitq $cmd --help)$" "$T/err" ||
+        { cat "$T/err"; fail "vitq $cmd: not one 'is required' line"; }
+done
 
 mkdir "$T/run" # what `vitq results` reads is checked after the options
 set +e
