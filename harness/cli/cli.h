@@ -17,8 +17,9 @@ int cmd_plot(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 
 /* ---- vitq run's pieces (cmd_run.c), shared with its MPI driver (mpi.c) ------------------------------ */
-/* The --dry-run listing of the selected cells on stdout. */
-void cli_run_print_dry(const vitq_run *r, const vitq_experiment *x);
+/* The --dry-run listing of the selected cells on stdout; a cell already done in the output folder is marked
+ * (skipped, or with force recomputed) and counted on the last line. */
+void cli_run_print_dry(const vitq_run *r, const vitq_experiment *x, int force);
 /* vitq_run_validate; prints every error line when `print`; returns 0, 1 or 130. */
 int cli_run_validate(vitq_run *r, int print);
 /* The summary table of the run's folder on stdout (as `vitq results`); its exit code. */

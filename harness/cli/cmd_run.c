@@ -19,7 +19,8 @@ static void usage(FILE *to) {
             "  --dry-run      validate everything (INI, model, data, plugins, parameters) and print the\n"
             "                 expanded grid; run nothing, write nothing. An absent checkpoint with a\n"
             "                 built-in [model] arch is checked against that architecture, an absent\n"
-            "                 dataset folder is not opened: each is named in a 'not here' line\n"
+            "                 dataset folder is not opened: each is named in a 'not here' line; a cell\n"
+            "                 already done in the output folder is marked '(done: skipped)'\n"
             "  --force        recompute cells that are already done\n"
             "  --fail-fast    stop at the first failing cell (default: record it as failed, go on)\n"
             "  --threads N    worker threads (default: [run] threads, 0 = all CPUs; under mpirun all CPUs\n"
@@ -46,23 +47,29 @@ static void print_passes(const vitq_run_cell *c) {
     vitq_passes_free(b, n);
 }
 
-void cli_run_print_dry(const vitq_run *r, const vitq_experiment *x) {
-    int n_base = 0;
+void cli_run_print_dry(const vitq_run *r, const vitq_experiment *x, int force) {
+    int n_base = 0, n_done = 0;
     for (int i = 0; i < vitq_run_count(r); i++) {
         const vitq_run_cell *c = vitq_run_cell_at(r, i);
         if (!c->selected) continue;
         n_base += c->baseline;
+        /* the resume key holds the model's SHA-256 once validation loaded it; an absent model: never done */
+        const int done = c->sha256[0] && vitq_results_dir_cell_done(vitq_run_output(r), c->id, c->hash);
+        n_done += done;
         printf("%-40s", c->id);
         if (c->baseline) printf("  float baseline (no quantizers)");
         for (int a = 0; !c->baseline && a < x->n_axes; a++) printf("  %s=%s", x->axis_names[a], c->axis_values[a]);
         if (!c->baseline) print_passes(c);
+        if (done) printf("  (done: %s)", force ? "--force recomputes it" : "skipped");
         printf("\n");
     }
     int n = vitq_run_selected(r);
     char of[32] = "";
     if (n < vitq_run_count(r)) snprintf(of, sizeof of, " of %d", vitq_run_count(r));
-    printf("%d cell%s (%d grid, %d baseline)%s -> %s; nothing run (--dry-run)\n", n, n == 1 ? "" : "s", n - n_base,
-           n_base, of, vitq_run_output(r));
+    char done[64] = "";
+    if (n_done) snprintf(done, sizeof done, ", %d already done", n_done);
+    printf("%d cell%s (%d grid, %d baseline)%s -> %s%s; nothing run (--dry-run)\n", n, n == 1 ? "" : "s",
+           n - n_base, n_base, of, vitq_run_output(r), done);
     const char *const *notes = NULL;
     int nn = 0;
     vitq_run_notes(r, &notes, &nn);
@@ -103,7 +110,7 @@ static int execute(vitq_run *r, const vitq_experiment *x, const char *ini, const
             cli_error("%s", e.msg);
             return 1;
         }
-        cli_run_print_dry(r, x);
+        cli_run_print_dry(r, x, o->force);
         return 0;
     }
     if ((rc = vitq_run_start(r, &e))) {

@@ -311,7 +311,7 @@ int cli_run_mpi(const char *ini, vitq_run_opts *o, int dry, int threads_given) {
     if (!code && rank == 0 && !o->quiet)
         fprintf(stderr, "vitq run %s: %d cell%s, %d rank%s -> %s\n", ini, vitq_run_selected(r),
                 vitq_run_selected(r) == 1 ? "" : "s", size, size == 1 ? "" : "s", vitq_run_output(r));
-    if (!code && dry && rank == 0) cli_run_print_dry(r, x);
+    if (!code && dry && rank == 0) cli_run_print_dry(r, x, o->force);
     if (!code && !dry) {
         mpi_run m = {.r = r, .o = o, .rank = rank, .size = size};
         pthread_mutex_init(&m.mu, NULL);

@@ -153,12 +153,14 @@ char *vitq_results_cell_path(const vitq_results *r, const char *id) {
 
 /* Whether DIR/cells/<id>.h5 is done with config_hash (vitq_results_cell_done); if so and blas is set, also
  * what computed it (vitq_results_cell_origin). One opening of the file for both. */
-static int read_done(vitq_results *r, const char *cell_id, const char *config_hash, char *blas, size_t n,
+static int read_done(const char *dir, const char *cell_id, const char *config_hash, char *blas, size_t n,
                      int *threads) {
     vitq_h5_quiet();
     if (blas) blas[0] = 0, *threads = 0;
-    if (!r || check_id(cell_id, "", NULL) != 0) return 0;
-    char *p = vitq_results_cell_path(r, cell_id);
+    if (!dir || check_id(cell_id, "", NULL) != 0) return 0;
+    size_t pn = strlen(dir) + strlen(cell_id) + 16;
+    char *p = malloc(pn);
+    if (p) snprintf(p, pn, "%s/cells/%s.h5", dir, cell_id);
     struct stat st;
     int done = 0;
     if (p && stat(p, &st) == 0 && S_ISREG(st.st_mode)) {
@@ -183,12 +185,16 @@ static int read_done(vitq_results *r, const char *cell_id, const char *config_ha
 }
 
 int vitq_results_cell_done(vitq_results *r, const char *cell_id, const char *config_hash) {
-    return read_done(r, cell_id, config_hash, NULL, 0, NULL);
+    return read_done(r ? r->dir : NULL, cell_id, config_hash, NULL, 0, NULL);
+}
+
+int vitq_results_dir_cell_done(const char *dir, const char *cell_id, const char *config_hash) {
+    return read_done(dir, cell_id, config_hash, NULL, 0, NULL);
 }
 
 int vitq_results_cell_origin(vitq_results *r, const char *cell_id, const char *config_hash, char *blas, size_t n,
                              int *threads) {
-    return read_done(r, cell_id, config_hash, blas, n, threads);
+    return read_done(r ? r->dir : NULL, cell_id, config_hash, blas, n, threads);
 }
 
 static const char *const k_reserved[] = {"cell_id", "seed", "status", "error", "config_hash", "config_ini",

@@ -1,6 +1,6 @@
 # run_grid_resume.sh — `vitq run` end to end: a small grid runs to completion (baseline + 4 cells, HDF5
-# index and cell files), a rerun skips every cell without touching its file, and --only with --force
-# recomputes exactly the selected cells.
+# index and cell files), --dry-run then marks every cell done, a rerun skips every cell without touching its
+# file, and --only with --force recomputes exactly the selected cells.
 . tests/e2e/run_common.inc
 
 write_ini "$T/g.ini" "$T/out" 200
@@ -16,6 +16,13 @@ grep -q 'cell 5/5 bits=4,softmax=log2: done  top1' "$T/log1" || fail "no per-cel
 [ "$(grep -c '| done ' "$T/table1.md")" = 5 ] || { cat "$T/table1.md"; fail "summary table has not 5 done rows"; }
 csv_no_time "$T/out" >"$T/csv1"
 [ "$(grep -c ',done,' "$T/csv1")" = 5 ] || fail "csv has not 5 done rows"
+
+# --dry-run marks the done cells, and says what --force would do
+"$VITQ" run "$T/g.ini" --dry-run 2>/dev/null >"$T/dry"
+[ "$(grep -c '(done: skipped)$' "$T/dry")" = 5 ] || { cat "$T/dry"; fail "--dry-run did not mark 5 done cells"; }
+grep -q -- "-> $T/out, 5 already done; nothing run (--dry-run)$" "$T/dry" || { cat "$T/dry"; fail "no done count"; }
+"$VITQ" run "$T/g.ini" --dry-run --force --only 'bits=4,*' 2>/dev/null >"$T/dry"
+[ "$(grep -c '(done: --force recomputes it)$' "$T/dry")" = 2 ] || { cat "$T/dry"; fail "--dry-run --force marks"; }
 
 # rerun: everything skipped, files untouched (same inode and mtime)
 stat -c '%i %Y %n' "$T"/out/cells/*.h5 >"$T/stat1"
