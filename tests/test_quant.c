@@ -97,7 +97,7 @@ TEST(quant_tap_matching_errors) {
     S.n = 0;
     add(&S, "quantizer w", 50, f, 2);
     CHECK(create_err(m, &S, &e) == VITQ_EPLUGIN);
-    CHECK_STR_CONTAINS(e.msg, "q.ini:52: plugin 'unifrom' not found");
+    CHECK_STR_CONTAINS(e.msg, "q.ini:52: [quantizer w]: plugin 'unifrom' not found");
     const char *g[] = {"taps=*.weight", "plugin=uniform", "bits=four"};
     S.n = 0;
     add(&S, "quantizer w", 60, g, 3);
