@@ -1,7 +1,8 @@
 # run_other_experiment.sh — one experiment per run folder: `vitq run` (and --dry-run) into a folder whose
 # index holds another experiment (another [run] name, or the same name over other grid axes) is refused
 # with one line naming the folder and both experiments, before anything is written; the same experiment
-# with a setting changed still runs there and recomputes exactly the cells whose configuration changed.
+# with a setting changed still runs there and recomputes exactly the cells whose configuration changed, and
+# the index's own INI text under another file name runs (every cell found done).
 . tests/e2e/run_common.inc
 
 write_ini "$T/g.ini" "$T/out" 200 8
@@ -9,14 +10,18 @@ write_ini "$T/g.ini" "$T/out" 200 8
 [ "$(ls "$T/out/cells" | grep -c '\.h5$')" = 3 ] || fail "expected 3 cell files"
 stat -c '%i %Y %s %n' "$T/out/run.h5" "$T"/out/cells/*.h5 >"$T/stat1"
 
-# another experiment: the same grid under another name (the default [run] name is the INI's base name)
-cp "$T/g.ini" "$T/other.ini"
+# another experiment: the same grid on fewer images under another name (the default [run] name is the INI's
+# base name); the same INI text under another name would find every cell done: it is let through
+sed -e 's/^eval_limit = 200$/eval_limit = 100/' "$T/g.ini" >"$T/other.ini"
+grep -q '^eval_limit = 100$' "$T/other.ini" || fail "the edit did not apply"
 for dry in "" --dry-run; do
     if "$VITQ" run "$T/other.ini" $dry -q >"$T/out2" 2>"$T/err2"; then fail "other experiment ran ($dry)"; fi
-    grep -q "^vitq: error: $T/out: holds the results of experiment 'g' ($T/g.ini), not 'other' ($T/other.ini): use another --output" \
+    grep -q "^vitq: error: $T/out: holds the results of experiment 'g', not 'other' ($T/other.ini): use another --output" \
         "$T/err2" || { cat "$T/err2"; fail "no refusal line naming both experiments ($dry)"; }
     [ "$(wc -l <"$T/err2")" = 1 ] || { cat "$T/err2"; fail "more than one error line ($dry)"; }
 done
+
+stat -c '%i %Y %s %n' "$T/out/run.h5" "$T"/out/cells/*.h5 | diff - "$T/stat1" || fail "a refused run touched the folder"
 
 # the same name over other axes: softmax renamed to sm
 mkdir "$T/axes"
@@ -33,4 +38,9 @@ grep -q '^bits = 6$' "$T/g.ini" || fail "the edit did not apply"
 "$VITQ" run "$T/g.ini" 2>"$T/log4" >/dev/null || { cat "$T/log4"; fail "the edited experiment did not run"; }
 [ "$(grep -c 'already done, skipped' "$T/log4")" = 1 ] || { cat "$T/log4"; fail "expected the baseline alone skipped"; }
 grep -q '2 cells computed, 1 skipped' "$T/log4" || { cat "$T/log4"; fail "not 2 cells recomputed"; }
+
+# the index's own INI text under another name (a copied file) finds every cell done: let through
+cp "$T/g.ini" "$T/copy.ini"
+"$VITQ" run "$T/copy.ini" 2>"$T/log_copy" >/dev/null || { cat "$T/log_copy"; fail "the same text refused"; }
+[ "$(grep -c 'already done, skipped' "$T/log_copy")" = 3 ] || { cat "$T/log_copy"; fail "the same text recomputed"; }
 echo "ok"
