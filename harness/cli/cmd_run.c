@@ -54,13 +54,23 @@ void cli_run_print_dry(const vitq_run *r, const vitq_experiment *x, int force) {
         if (!c->selected) continue;
         n_base += c->baseline;
         /* the resume key holds the model's SHA-256 once validation loaded it; an absent model: never done */
-        const int done = c->sha256[0] && vitq_results_dir_cell_done(vitq_run_output(r), c->id, c->hash);
+        char blas[128], why[512] = "skipped";
+        int threads = 0;
+        const int done = c->sha256[0] && vitq_results_dir_cell_origin(vitq_run_output(r), c->id, c->hash, blas,
+                                                                      sizeof blas, &threads);
         n_done += done;
+        if (force) snprintf(why, sizeof why, "--force recomputes it");
+        else if (done && blas[0] && strcmp(blas, vitq_blas_core())) /* as run.c's check_done_origin refuses */
+            snprintf(why, sizeof why, "with the OpenBLAS %s kernels, so the run refuses: VITQ_BLAS_CORETYPE=%s or "
+                     "--force", blas, blas);
+        else if (done && threads > 0 && threads != vitq_threads_get())
+            snprintf(why, sizeof why, "with %d thread%s, so the run refuses: --threads %d or --force", threads,
+                     threads == 1 ? "" : "s", threads);
         printf("%-40s", c->id);
         if (c->baseline) printf("  float baseline (no quantizers)");
         for (int a = 0; !c->baseline && a < x->n_axes; a++) printf("  %s=%s", x->axis_names[a], c->axis_values[a]);
         if (!c->baseline) print_passes(c);
-        if (done) printf("  (done: %s)", force ? "--force recomputes it" : "skipped");
+        if (done) printf("  (done: %s)", why);
         printf("\n");
     }
     int n = vitq_run_selected(r);

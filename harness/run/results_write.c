@@ -188,8 +188,9 @@ int vitq_results_cell_done(vitq_results *r, const char *cell_id, const char *con
     return read_done(r ? r->dir : NULL, cell_id, config_hash, NULL, 0, NULL);
 }
 
-int vitq_results_dir_cell_done(const char *dir, const char *cell_id, const char *config_hash) {
-    return read_done(dir, cell_id, config_hash, NULL, 0, NULL);
+int vitq_results_dir_cell_origin(const char *dir, const char *cell_id, const char *config_hash, char *blas,
+                                 size_t n, int *threads) {
+    return read_done(dir, cell_id, config_hash, blas, n, threads);
 }
 
 int vitq_results_cell_origin(vitq_results *r, const char *cell_id, const char *config_hash, char *blas, size_t n,

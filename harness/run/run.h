@@ -255,8 +255,9 @@ VITQ_API int vitq_results_removed_tmp(const vitq_results *r);
 /* 1 if DIR/cells/<id>.h5 exists, opens, has status "done" and the same config_hash attribute; 0 otherwise
  * (missing, corrupt, failed, other hash). */
 VITQ_API int vitq_results_cell_done(vitq_results *r, const char *cell_id, const char *config_hash);
-/* The same check on a folder that is not open (vitq run --dry-run: nothing is created). */
-VITQ_API int vitq_results_dir_cell_done(const char *dir, const char *cell_id, const char *config_hash);
+/* vitq_results_cell_origin on a folder that is not open (vitq run --dry-run: nothing is created). */
+VITQ_API int vitq_results_dir_cell_origin(const char *dir, const char *cell_id, const char *config_hash, char *blas,
+                                          size_t n, int *threads);
 /* vitq_results_cell_done, and for a done cell what computed it: the OpenBLAS kernels (vitq_blas_core) and the
  * thread count, as recorded ("" and 0 when the file predates the record, or the cell is not done). */
 VITQ_API int vitq_results_cell_origin(vitq_results *r, const char *cell_id, const char *config_hash, char *blas,

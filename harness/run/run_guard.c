@@ -1,12 +1,18 @@
 /* run_guard.c — a run folder holds one experiment: before `vitq run` writes into (or --dry-run lists for) a
- * folder whose index run.h5 already exists, the index's experiment must be this one: the same [run] name
- * and the same grid axes, in order. Otherwise a cell of the other experiment with the same id would be
- * replaced and the index would list both experiments' cells under this INI's text and axes (a table with
- * blank columns, plots over mixed cells). An edited INI of the same experiment (values added to an axis,
- * a setting changed) still runs: cells whose configuration hash changed are recomputed, as before.
- * What cannot be told is let through (the run then rebuilds the index): an index that does not open, lacks
- * the attributes, or whose INI text no longer parses (a vitq upgrade) is compared on what it has.
- * Does not: refuse other INI texts (vitq merge does, since it combines runs that must be one), or read cells. */
+ * folder whose index run.h5 already exists, the index's experiment must be this one. Otherwise a cell of the
+ * other experiment with the same id would be replaced and the index would list both experiments' cells under
+ * this INI's text and axes (a table with blank columns, plots over mixed cells).
+ * An experiment is known by its [run] name as written (before ${...}: a name built from an axis names one
+ * experiment, whatever the cell) or, without one, its INI file's base name; and by its grid axes, in order.
+ * An edited INI of the same experiment (values added to an axis, a setting changed) still runs: cells whose
+ * configuration hash changed are recomputed, as before. A copy of the INI under another file name, without a
+ * [run] name, is another experiment.
+ * What cannot be told is let through (the run then rebuilds the index): an index that does not open, or
+ * lacks the attributes; its INI text is read as INI only (no grid expansion), so a vitq upgrade that changed
+ * keys does not refuse an old folder.
+ * Does not: refuse other INI texts of the same experiment (vitq merge does, since it combines runs that must
+ * be one), tell apart two INI files of one base name in different folders (give them [run] names), or read
+ * cells. */
 #include <hdf5.h> /* before run.h: its HDF5 helpers are declared for files that include <hdf5.h> */
 
 #include "run/run.h"
@@ -30,43 +36,45 @@ static int same_axes(const char *const *a, int na, const char *const *b, int nb)
     return 1;
 }
 
-/* What the index says of its experiment: its [run] name (parsed from ini_text, the default from ini_path, as
- * at its run; "" when absent or no longer parsing) and its axes (the axis_names attribute; NULL when
- * absent). Returns 0 when the INI text is this run's own (nothing to compare), else 1. */
-static int index_identity(const char *index, const char *own_text, char *name, size_t cap, char ***axes,
-                          int *n_axes) {
-    name[0] = 0, *axes = NULL, *n_axes = 0;
-    vitq_h5_quiet();
-    hid_t f = H5Fopen(index, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) return 0; /* unreadable: the run rebuilds it, and there is nothing to compare against */
-    char *text = vitq_h5_read_str(f, ".", "ini_text"), *path = vitq_h5_read_str(f, ".", "ini_path");
-    int differs = !text || strcmp(text, own_text);
-    if (differs) *axes = vitq_h5_read_strs(f, "axis_names", n_axes);
-    H5Fclose(f);
-    H5Eclear2(H5E_DEFAULT);
-    vitq_experiment *x = NULL;
+/* The experiment's name as written: [run] name of the INI text, else the base name of path without its
+ * extension (grid_keys.c's default); "" when the text does not parse as INI. */
+static void written_name(const char *text, const char *path, char *out, size_t cap) {
+    vitq_section *s = NULL;
+    int n = 0;
     vitq_err pe;
-    if (differs && text && path && !vitq_experiment_parse(text, path, &x, &pe) && x->n_cells)
-        snprintf(name, cap, "%s", x->cells[0].cfg.name);
-    vitq_experiment_free(x);
-    free(text);
-    free(path);
-    return differs;
+    out[0] = 0;
+    if (vitq_ini_parse_string(text, path, &s, &n, &pe)) return;
+    const vitq_kv *kv = vitq_section_get(vitq_section_find(s, n, "run"), "name");
+    if (kv && kv->value && kv->value[0]) {
+        snprintf(out, cap, "%s", kv->value);
+    } else {
+        const char *b = strrchr(path, '/');
+        snprintf(out, cap, "%s", b ? b + 1 : path);
+        char *dot = strrchr(out, '.');
+        if (dot && dot != out) *dot = 0;
+    }
+    vitq_sections_free(s, n);
 }
 
 int vitq_run_check_output(const vitq_run *r, vitq_err *e) {
     const char *dir = vitq_run_output(r);
-    char index[1100], old_name[128], a[512], b[512];
+    char index[1100], name[256], old_name[256] = "", a[512], b[512];
     snprintf(index, sizeof index, "%s/run.h5", dir);
     struct stat st;
     if (stat(index, &st) != 0) return VITQ_OK; /* a new folder, or one no run has indexed yet */
-    const vitq_experiment *x = r->x;
-    char **old_axes = NULL;
+    vitq_h5_quiet();
+    hid_t f = H5Fopen(index, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return VITQ_OK;
+    char *text = vitq_h5_read_str(f, ".", "ini_text"), *path = vitq_h5_read_str(f, ".", "ini_path");
     int n_old = 0;
-    if (!index_identity(index, x->text ? x->text : "", old_name, sizeof old_name, &old_axes, &n_old)) return VITQ_OK;
-    const char *name = x->n_cells ? x->cells[0].cfg.name : "";
+    char **old_axes = vitq_h5_read_strs(f, "axis_names", &n_old);
+    H5Fclose(f);
+    H5Eclear2(H5E_DEFAULT);
+    if (text && path) written_name(text, path, old_name, sizeof old_name);
+    const vitq_experiment *x = r->x;
+    written_name(x->text ? x->text : "", x->path ? x->path : "", name, sizeof name);
     int rc = VITQ_OK;
-    if (old_name[0] && strcmp(name, old_name))
+    if (old_name[0] && name[0] && strcmp(name, old_name))
         rc = vitq_fail(e, VITQ_EINVAL, "%s: holds the results of experiment '%s', not '%s' (%s): use another "
                        "--output (or [run] output), or remove the folder", dir, old_name, name, x->path);
     else if (old_axes && !same_axes(x->axis_names, x->n_axes, (const char *const *)old_axes, n_old))
@@ -75,5 +83,7 @@ int vitq_run_check_output(const vitq_run *r, vitq_err *e) {
                        join((const char *const *)old_axes, n_old, a, sizeof a), x->path,
                        join(x->axis_names, x->n_axes, b, sizeof b));
     vitq_strs_free(old_axes, n_old);
+    free(text);
+    free(path);
     return rc;
 }

@@ -1,5 +1,6 @@
 # cli_usage.sh — the command line's usage rules: a usage error prints the usage on stderr (nothing on stdout)
-# and exits 2, bare `vitq` as `vitq bogus`; a command without its argument says what is missing in one line; `vitq results --csv --curves` is refused as its usage line
+# and exits 2, bare `vitq` as `vitq bogus`; a command without its argument says what is missing in one
+# line; `vitq results --csv --curves` is refused as its usage line
 # [--csv | --curves] says; every option in `vitq run --help` is in its usage lines (--keys was not); `vitq help
 # run` is `vitq run --help`; `vitq eval` refuses a --limit beyond the split and takes --threads 0.
 . tests/e2e/run_common.inc

@@ -23,6 +23,10 @@ csv_no_time "$T/out" >"$T/csv1"
 grep -q -- "-> $T/out, 5 already done; nothing run (--dry-run)$" "$T/dry" || { cat "$T/dry"; fail "no done count"; }
 "$VITQ" run "$T/g.ini" --dry-run --force --only 'bits=4,*' 2>/dev/null >"$T/dry"
 [ "$(grep -c '(done: --force recomputes it)$' "$T/dry")" = 2 ] || { cat "$T/dry"; fail "--dry-run --force marks"; }
+# ... and the cells the run would refuse: computed with 1 thread ([run] threads = 1), listed at 2
+"$VITQ" run "$T/g.ini" --dry-run --threads 2 2>/dev/null >"$T/dry"
+[ "$(grep -c '(done: with 1 thread, so the run refuses: --threads 1 or --force)$' "$T/dry")" = 5 ] ||
+    { cat "$T/dry"; fail "--dry-run --threads 2 does not say the run refuses"; }
 
 # rerun: everything skipped, files untouched (same inode and mtime)
 stat -c '%i %Y %n' "$T"/out/cells/*.h5 >"$T/stat1"

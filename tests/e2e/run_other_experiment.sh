@@ -1,8 +1,8 @@
 # run_other_experiment.sh — one experiment per run folder: `vitq run` (and --dry-run) into a folder whose
 # index holds another experiment (another [run] name, or the same name over other grid axes) is refused
 # with one line naming the folder and both experiments, before anything is written; the same experiment
-# with a setting changed still runs there and recomputes exactly the cells whose configuration changed, and
-# the index's own INI text under another file name runs (every cell found done).
+# with a setting changed still runs there and recomputes exactly the cells whose configuration changed; a copy
+# of the INI under another file name is another experiment; a [run] name built from an axis names one.
 . tests/e2e/run_common.inc
 
 write_ini "$T/g.ini" "$T/out" 200 8
@@ -11,13 +11,13 @@ write_ini "$T/g.ini" "$T/out" 200 8
 stat -c '%i %Y %s %n' "$T/out/run.h5" "$T"/out/cells/*.h5 >"$T/stat1"
 
 # another experiment: the same grid on fewer images under another name (the default [run] name is the INI's
-# base name); the same INI text under another name would find every cell done: it is let through
+# base name)
 sed -e 's/^eval_limit = 200$/eval_limit = 100/' "$T/g.ini" >"$T/other.ini"
 grep -q '^eval_limit = 100$' "$T/other.ini" || fail "the edit did not apply"
 for dry in "" --dry-run; do
     if "$VITQ" run "$T/other.ini" $dry -q >"$T/out2" 2>"$T/err2"; then fail "other experiment ran ($dry)"; fi
-    grep -q "^vitq: error: $T/out: holds the results of experiment 'g', not 'other' ($T/other.ini): use another --output" \
-        "$T/err2" || { cat "$T/err2"; fail "no refusal line naming both experiments ($dry)"; }
+    want="^vitq: error: $T/out: holds the results of experiment 'g', not 'other' ($T/other.ini): use another"
+    grep -q "$want --output" "$T/err2" || { cat "$T/err2"; fail "no refusal line naming both experiments ($dry)"; }
     [ "$(wc -l <"$T/err2")" = 1 ] || { cat "$T/err2"; fail "more than one error line ($dry)"; }
 done
 
@@ -39,8 +39,16 @@ grep -q '^bits = 6$' "$T/g.ini" || fail "the edit did not apply"
 [ "$(grep -c 'already done, skipped' "$T/log4")" = 1 ] || { cat "$T/log4"; fail "expected the baseline alone skipped"; }
 grep -q '2 cells computed, 1 skipped' "$T/log4" || { cat "$T/log4"; fail "not 2 cells recomputed"; }
 
-# the index's own INI text under another name (a copied file) finds every cell done: let through
+# a copy of the INI under another file name, without a [run] name, is another experiment
 cp "$T/g.ini" "$T/copy.ini"
-"$VITQ" run "$T/copy.ini" 2>"$T/log_copy" >/dev/null || { cat "$T/log_copy"; fail "the same text refused"; }
-[ "$(grep -c 'already done, skipped' "$T/log_copy")" = 3 ] || { cat "$T/log_copy"; fail "the same text recomputed"; }
+if "$VITQ" run "$T/copy.ini" -q >/dev/null 2>"$T/err5"; then fail "a renamed copy ran"; fi
+grep -q "holds the results of experiment 'g', not 'copy'" "$T/err5" || { cat "$T/err5"; fail "copy: no refusal"; }
+
+# a [run] name built from an axis names one experiment: a value put first in that axis still runs
+sed -e 's|^output = .*|output = '"$T"'/named\nname = g_${bits}|' "$T/g.ini" >"$T/n.ini"
+"$VITQ" run "$T/n.ini" -q >/dev/null 2>"$T/log6" || { cat "$T/log6"; fail "the named experiment failed"; }
+sed -i -e 's/^bits = 8$/bits = 4, 8/' "$T/n.ini"
+grep -q '^bits = 4, 8$' "$T/n.ini" || fail "the axis edit did not apply"
+"$VITQ" run "$T/n.ini" --dry-run 2>"$T/log7" >"$T/dry7" || { cat "$T/log7"; fail "the named experiment refused"; }
+[ "$(grep -c '(done: skipped)$' "$T/dry7")" = 3 ] || { cat "$T/dry7"; fail "not 3 cells marked done"; }
 echo "ok"
