@@ -71,12 +71,14 @@ typedef struct cli_spec {
     int n_opts;
     const char *pos_name;   /* what a positional argument is ("INI file"); NULL: none allowed */
     int max_pos;            /* how many (0 or 1 so far) */
+    int min_pos;            /* how many are required unless --help (0: none; the command checks its own) */
 } cli_spec;
 
 /* Parses argv[1..argc): table options as "--name VALUE" or "--name=VALUE" (flags take none), and up to
  * spec->max_pos positional arguments into pos. "--help" / "-h" sets *help and stops. Returns 0, or 2 after
  * printing one usage error ("unknown option '--x' (vitq run --help)", "--batch: expected an integer in
- * [1, 65536], got 'x'", "one RUN expected, got 'a' and 'b'", ...). */
+ * [1, 65536], got 'x'", "one RUN expected, got 'a' and 'b'", "RUN is required: vitq plot RUN (vitq plot
+ * --help)", ...). */
 int cli_parse(const cli_spec *spec, int argc, char **argv, const char **pos, int *n_pos, int *help);
 
 #endif

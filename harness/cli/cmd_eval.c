@@ -159,7 +159,7 @@ int cmd_eval(int argc, char **argv) {
         {"--convert-channels", NULL, CLI_FLAG, &x.convert, 0, 0},
         {"--quiet", "-q", CLI_FLAG, &quiet, 0, 0},
     };
-    const cli_spec spec = {"eval", opts, (int)(sizeof opts / sizeof opts[0]), NULL, 0};
+    const cli_spec spec = {"eval", opts, (int)(sizeof opts / sizeof opts[0]), NULL, 0, 0};
     if (cli_parse(&spec, argc, argv, NULL, &n_pos, &help)) return 2;
     if (help) {
         usage(stdout);

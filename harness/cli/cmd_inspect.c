@@ -109,15 +109,11 @@ int cmd_inspect(int argc, char **argv) {
     const char *path = NULL, *arch_name = NULL;
     int help = 0, n_pos = 0;
     const cli_opt opts[] = {{"--arch", NULL, CLI_STR, &arch_name, 0, 0}};
-    const cli_spec spec = {"inspect", opts, 1, "FILE", 1};
+    const cli_spec spec = {"inspect", opts, 1, "FILE", 1, 1};
     if (cli_parse(&spec, argc, argv, &path, &n_pos, &help)) return 2;
     if (help) {
         usage(stdout);
         return 0;
-    }
-    if (!path) {
-        cli_error("a FILE is required: vitq inspect FILE (vitq inspect --help)");
-        return 2;
     }
 
     vitq_err e = {{0}};

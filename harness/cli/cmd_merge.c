@@ -35,7 +35,7 @@ int cmd_merge(int argc, char **argv) {
         return 1;
     }
     const cli_opt opts[] = {{"--quiet", "-q", CLI_FLAG, &quiet, 0, 0}};
-    const cli_spec spec = {"merge", opts, 1, "OUT", argc};
+    const cli_spec spec = {"merge", opts, 1, "OUT", argc, 0};
     int code = cli_parse(&spec, argc, argv, pos, &n_pos, &help);
     if (!code && help) {
         usage(stdout);

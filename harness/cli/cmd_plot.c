@@ -41,15 +41,11 @@ int cmd_plot(int argc, char **argv) {
         {"--cell", NULL, CLI_STR, &o.cell, 0, 0},  {"--out", NULL, CLI_STR, &o.out_dir, 0, 0},
         {"--no-hist", NULL, CLI_FLAG, &o.no_hists, 0, 0}, {"--no-loss", NULL, CLI_FLAG, &o.no_losses, 0, 0},
     };
-    const cli_spec spec = {"plot", opts, (int)(sizeof opts / sizeof opts[0]), "RUN", 1};
+    const cli_spec spec = {"plot", opts, (int)(sizeof opts / sizeof opts[0]), "RUN", 1, 1};
     if (cli_parse(&spec, argc, argv, &run, &n_pos, &help)) return 2;
     if (help) {
         usage(stdout);
         return 0;
-    }
-    if (!run) {
-        cli_error("a RUN folder is required: vitq plot RUN (vitq plot --help)");
-        return 2;
     }
     if (o.no_hists && o.hist) {
         cli_error("--hist and --no-hist exclude each other");

@@ -72,7 +72,7 @@ static int show_one(const char *name) {
 int cmd_plugins(int argc, char **argv) {
     const char *name = NULL;
     int help = 0, n_pos = 0;
-    const cli_spec spec = {"plugins", NULL, 0, "NAME", 1};
+    const cli_spec spec = {"plugins", NULL, 0, "NAME", 1, 0};
     if (cli_parse(&spec, argc, argv, &name, &n_pos, &help)) return 2;
     if (help && !name) {
         usage(stdout);

@@ -177,15 +177,11 @@ int cmd_results(int argc, char **argv) {
     const char *run = NULL;
     int csv = 0, curves = 0, help = 0, n_pos = 0;
     const cli_opt opts[] = {{"--csv", NULL, CLI_FLAG, &csv, 0, 0}, {"--curves", NULL, CLI_FLAG, &curves, 0, 0}};
-    const cli_spec spec = {"results", opts, 2, "RUN", 1};
+    const cli_spec spec = {"results", opts, 2, "RUN", 1, 1};
     if (cli_parse(&spec, argc, argv, &run, &n_pos, &help)) return 2;
     if (help) {
         usage(stdout);
         return 0;
-    }
-    if (!run) {
-        cli_error("a RUN folder is required: vitq results RUN (vitq results --help)");
-        return 2;
     }
     if (csv && curves) {
         cli_error("--csv and --curves print different things: give one (vitq results --help)");

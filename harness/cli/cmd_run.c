@@ -177,7 +177,8 @@ int cmd_run(int argc, char **argv) {
         {"--only", NULL, CLI_STR, &o.only, 0, 0},      {"--shard", NULL, CLI_STR, &shard, 0, 0},
         {"--output", NULL, CLI_STR, &o.output, 0, 0},
     };
-    const cli_spec spec = {"run", opts, (int)(sizeof opts / sizeof opts[0]), "INI file", 1};
+    /* no required INI in the spec: --keys needs none (checked below) */
+    const cli_spec spec = {"run", opts, (int)(sizeof opts / sizeof opts[0]), "INI file", 1, 0};
     if (cli_parse(&spec, argc, argv, &ini, &n_pos, &help)) return 2;
     if (help || keys) {
         if (help) usage(stdout);

@@ -27,15 +27,11 @@ int cmd_train(int argc, char **argv) {
         {"--threads", NULL, CLI_INT, &threads, 1, 100000},
         {"--epochs", NULL, CLI_INT, &epochs, 1, 100000},
     };
-    const cli_spec spec = {"train", opts, (int)(sizeof opts / sizeof opts[0]), "CONFIG.ini", 1};
+    const cli_spec spec = {"train", opts, (int)(sizeof opts / sizeof opts[0]), "CONFIG.ini", 1, 1};
     if (cli_parse(&spec, argc, argv, &ini, &n_pos, &help)) return 2;
     if (help) {
         usage(stdout);
         return 0;
-    }
-    if (!ini) {
-        cli_error("a CONFIG.ini is required: vitq train CONFIG.ini (vitq train --help)");
-        return 2;
     }
     vitq_err e = {{0}};
     vitq_train_cfg cfg;

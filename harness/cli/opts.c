@@ -109,5 +109,9 @@ int cli_parse(const cli_spec *s, int argc, char **argv, const char **pos, int *n
             return 2;
         }
     }
+    if (!*help && *n_pos < s->min_pos) {
+        cli_error("%s is required: vitq %s %s (vitq %s --help)", s->pos_name, s->cmd, s->pos_name, s->cmd);
+        return 2;
+    }
     return 0;
 }
