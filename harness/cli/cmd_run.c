@@ -56,14 +56,14 @@ void cli_run_print_dry(const vitq_run *r, const vitq_experiment *x, int force) {
         /* the resume key holds the model's SHA-256 once validation loaded it; an absent model: never done */
         char blas[128], why[512] = "skipped";
         int threads = 0;
-        const int done = c->sha256[0] && vitq_results_dir_cell_origin(vitq_run_output(r), c->id, c->hash, blas,
-                                                                      sizeof blas, &threads);
+        const vitq_done_state d = vitq_run_done_state(r, c, blas, sizeof blas, &threads);
+        const int done = d != VITQ_DONE_NO;
         n_done += done;
         if (force) snprintf(why, sizeof why, "--force recomputes it");
-        else if (done && blas[0] && strcmp(blas, vitq_blas_core())) /* as run.c's check_done_origin refuses */
+        else if (d == VITQ_DONE_OTHER_BLAS)
             snprintf(why, sizeof why, "with the OpenBLAS %s kernels, so the run refuses: VITQ_BLAS_CORETYPE=%s or "
                      "--force", blas, blas);
-        else if (done && threads > 0 && threads != vitq_threads_get())
+        else if (d == VITQ_DONE_OTHER_THREADS)
             snprintf(why, sizeof why, "with %d thread%s, so the run refuses: --threads %d or --force", threads,
                      threads == 1 ? "" : "s", threads);
         printf("%-40s", c->id);

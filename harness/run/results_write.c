@@ -144,12 +144,15 @@ void vitq_results_close(vitq_results *r) {
 const char *vitq_results_dir(const vitq_results *r) { return r->dir; }
 int vitq_results_removed_tmp(const vitq_results *r) { return r->removed_tmp; }
 
-char *vitq_results_cell_path(const vitq_results *r, const char *id) {
-    size_t n = strlen(r->dir) + strlen(id) + 16;
+/* DIR/cells/<id>.h5, malloc'd (NULL: out of memory). */
+static char *cell_path(const char *dir, const char *id) {
+    size_t n = strlen(dir) + strlen(id) + 16;
     char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/cells/%s.h5", r->dir, id);
+    if (p) snprintf(p, n, "%s/cells/%s.h5", dir, id);
     return p;
 }
+
+char *vitq_results_cell_path(const vitq_results *r, const char *id) { return cell_path(r->dir, id); }
 
 /* Whether DIR/cells/<id>.h5 is done with config_hash (vitq_results_cell_done); if so and blas is set, also
  * what computed it (vitq_results_cell_origin). One opening of the file for both. */
@@ -158,9 +161,7 @@ static int read_done(const char *dir, const char *cell_id, const char *config_ha
     vitq_h5_quiet();
     if (blas) blas[0] = 0, *threads = 0;
     if (!dir || check_id(cell_id, "", NULL) != 0) return 0;
-    size_t pn = strlen(dir) + strlen(cell_id) + 16;
-    char *p = malloc(pn);
-    if (p) snprintf(p, pn, "%s/cells/%s.h5", dir, cell_id);
+    char *p = cell_path(dir, cell_id);
     struct stat st;
     int done = 0;
     if (p && stat(p, &st) == 0 && S_ISREG(st.st_mode)) {
@@ -188,14 +189,9 @@ int vitq_results_cell_done(vitq_results *r, const char *cell_id, const char *con
     return read_done(r ? r->dir : NULL, cell_id, config_hash, NULL, 0, NULL);
 }
 
-int vitq_results_dir_cell_origin(const char *dir, const char *cell_id, const char *config_hash, char *blas,
-                                 size_t n, int *threads) {
-    return read_done(dir, cell_id, config_hash, blas, n, threads);
-}
-
-int vitq_results_cell_origin(vitq_results *r, const char *cell_id, const char *config_hash, char *blas, size_t n,
+int vitq_results_cell_origin(const char *dir, const char *cell_id, const char *config_hash, char *blas, size_t n,
                              int *threads) {
-    return read_done(r ? r->dir : NULL, cell_id, config_hash, blas, n, threads);
+    return read_done(dir, cell_id, config_hash, blas, n, threads);
 }
 
 static const char *const k_reserved[] = {"cell_id", "seed", "status", "error", "config_hash", "config_ini",

@@ -28,24 +28,31 @@ void vitq_run_log(const vitq_run *r, const char *fmt, ...) {
 /* A done cell is skipped on a rerun, so it must have been computed as this process would: with the same
  * OpenBLAS kernels and thread count (results depend on both; the stage keys hold them too). A cell that
  * differs refuses the run before any cell runs; --force recomputes. Cells that predate the record pass. */
+vitq_done_state vitq_run_done_state(const vitq_run *r, const vitq_run_cell *c, char *blas, size_t n, int *threads) {
+    if (!c->sha256[0] || !vitq_results_cell_origin(vitq_run_output(r), c->id, c->hash, blas, n, threads))
+        return VITQ_DONE_NO;
+    if (blas[0] && strcmp(blas, vitq_blas_core())) return VITQ_DONE_OTHER_BLAS;
+    if (*threads > 0 && *threads != vitq_threads_get()) return VITQ_DONE_OTHER_THREADS;
+    return VITQ_DONE_SKIP;
+}
+
+/* vitq_run_start's check: the first selected cell the run would refuse fails it, naming the file. */
 static int check_done_origin(vitq_run *r, vitq_err *e) {
-    const char *core = vitq_blas_core();
-    const int threads = vitq_threads_get();
     for (int i = 0; i < r->n_cells && !r->o.force; i++) {
         vitq_run_cell *c = &r->cells[i];
         vitq_err ke;
         if (!c->selected || (!c->sha256[0] && vitq_run_cell_key(r, c, &ke))) continue;
         char blas[128];
         int t = 0;
-        if (!vitq_results_cell_origin(r->res, c->id, c->hash, blas, sizeof blas, &t)) continue;
-        if (blas[0] && strcmp(blas, core))
+        const vitq_done_state d = vitq_run_done_state(r, c, blas, sizeof blas, &t);
+        if (d == VITQ_DONE_OTHER_BLAS)
             return vitq_fail(e, VITQ_EINVAL, "%s/cells/%s.h5: cell %s was computed with the OpenBLAS %s kernels, this "
                              "run has %s (results depend on them): rerun with VITQ_BLAS_CORETYPE=%s, or --force to "
-                             "recompute", vitq_run_output(r), c->id, c->id, blas, core, blas);
-        if (t > 0 && t != threads)
+                             "recompute", vitq_run_output(r), c->id, c->id, blas, vitq_blas_core(), blas);
+        if (d == VITQ_DONE_OTHER_THREADS)
             return vitq_fail(e, VITQ_EINVAL, "%s/cells/%s.h5: cell %s was computed with %d thread%s, this run has %d "
                              "(results depend on them): rerun with --threads %d, or --force to recompute",
-                             vitq_run_output(r), c->id, c->id, t, t == 1 ? "" : "s", threads, t);
+                             vitq_run_output(r), c->id, c->id, t, t == 1 ? "" : "s", vitq_threads_get(), t);
     }
     return VITQ_OK;
 }

@@ -255,12 +255,10 @@ VITQ_API int vitq_results_removed_tmp(const vitq_results *r);
 /* 1 if DIR/cells/<id>.h5 exists, opens, has status "done" and the same config_hash attribute; 0 otherwise
  * (missing, corrupt, failed, other hash). */
 VITQ_API int vitq_results_cell_done(vitq_results *r, const char *cell_id, const char *config_hash);
-/* vitq_results_cell_origin on a folder that is not open (vitq run --dry-run: nothing is created). */
-VITQ_API int vitq_results_dir_cell_origin(const char *dir, const char *cell_id, const char *config_hash, char *blas,
-                                          size_t n, int *threads);
-/* vitq_results_cell_done, and for a done cell what computed it: the OpenBLAS kernels (vitq_blas_core) and the
- * thread count, as recorded ("" and 0 when the file predates the record, or the cell is not done). */
-VITQ_API int vitq_results_cell_origin(vitq_results *r, const char *cell_id, const char *config_hash, char *blas,
+/* vitq_results_cell_done on the run folder DIR, open or not (vitq run --dry-run creates nothing), and for a
+ * done cell what computed it: the OpenBLAS kernels (vitq_blas_core) and the thread count, as recorded ("" and
+ * 0 when the file predates the record, or the cell is not done). */
+VITQ_API int vitq_results_cell_origin(const char *dir, const char *cell_id, const char *config_hash, char *blas,
                                       size_t n, int *threads);
 
 /* Seconds a stage of the cell pipeline took (stages sharing a timer add up). */
@@ -526,6 +524,13 @@ VITQ_API int vitq_run_check_output(const vitq_run *r, vitq_err *e);
 /* vitq_run_check_output, then opens (creates) the results folder; removes stray temporary files of killed
  * runs. */
 VITQ_API int vitq_run_start(vitq_run *r, vitq_err *e);
+/* Whether cell c (its resume key known: c->sha256 set) is done in the output folder, and what a run of this
+ * process does with it: VITQ_DONE_NO (runs it), VITQ_DONE_SKIP (skips it), VITQ_DONE_OTHER_BLAS or
+ * VITQ_DONE_OTHER_THREADS (refuses it unless --force: results depend on both; *blas and *threads hold what
+ * computed it). vitq_run_start's check and --dry-run's listing. */
+typedef enum { VITQ_DONE_NO = 0, VITQ_DONE_SKIP, VITQ_DONE_OTHER_BLAS, VITQ_DONE_OTHER_THREADS } vitq_done_state;
+VITQ_API vitq_done_state vitq_run_done_state(const vitq_run *r, const vitq_run_cell *c, char *blas, size_t n,
+                                             int *threads);
 VITQ_API const vitq_results *vitq_run_results(const vitq_run *r);
 /* Runs cell i (any index, selected or not; after vitq_run_start) through its pipeline and writes its
  * file, done or failed; skips it when already done (unless opts.force). Returns 0 (see *out for the
