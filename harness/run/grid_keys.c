@@ -129,7 +129,7 @@ static int cmp_sec_ptr(const void *a, const void *b) {
     return strcmp((*(const vitq_section *const *)a)->name, (*(const vitq_section *const *)b)->name);
 }
 
-static const char *base_name(const char *path, char *buf, size_t n) {
+const char *vitq_grid_default_name(const char *path, char *buf, size_t n) {
     const char *b = strrchr(path, '/');
     b = b ? b + 1 : path;
     snprintf(buf, n, "%s", b);
@@ -237,7 +237,7 @@ void vitq_grid_type_cell(vitq_experiment *x, vitq_grid_cell *c, vitq_errs *E) {
     const char *last_section = "";
     for (int k = 0; k < N_KEYS; k++) type_key(x, c, &g_keys[k], &text, &last_section, E);
     vitq_run_cfg *cfg = &c->cfg;
-    if (!cfg->name[0]) base_name(x->path, cfg->name, sizeof cfg->name);
+    if (!cfg->name[0]) vitq_grid_default_name(x->path, cfg->name, sizeof cfg->name);
     if (!cfg->output[0]) snprintf(cfg->output, sizeof cfg->output, "results/%s", cfg->name);
     quantizer_text(c, &text);
     pass_text(x, c, &text, E);

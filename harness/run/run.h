@@ -145,6 +145,8 @@ typedef struct vitq_experiment {
 /* Reads, validates and expands. On failure *out = NULL and e holds every error ("FILE:LINE: ..." lines). */
 VITQ_API int vitq_experiment_load(const char *path, vitq_experiment **out, vitq_err *e);
 VITQ_API int vitq_experiment_parse(const char *text, const char *name, vitq_experiment **out, vitq_err *e);
+/* [run] name's default for the INI file at path: its base name without the extension, into buf; returns buf. */
+VITQ_API const char *vitq_grid_default_name(const char *path, char *buf, size_t n);
 VITQ_API void vitq_experiment_free(vitq_experiment *x);
 
 /* Builds a file-name-safe id "name=value,name=value" into out (cap >= 128): characters outside

@@ -36,8 +36,8 @@ static int same_axes(const char *const *a, int na, const char *const *b, int nb)
     return 1;
 }
 
-/* The experiment's name as written: [run] name of the INI text, else the base name of path without its
- * extension (grid_keys.c's default); "" when the text does not parse as INI. */
+/* The experiment's name as written: [run] name of the INI text, else its default for path; "" when the text
+ * does not parse as INI. */
 static void written_name(const char *text, const char *path, char *out, size_t cap) {
     vitq_section *s = NULL;
     int n = 0;
@@ -45,14 +45,8 @@ static void written_name(const char *text, const char *path, char *out, size_t c
     out[0] = 0;
     if (vitq_ini_parse_string(text, path, &s, &n, &pe)) return;
     const vitq_kv *kv = vitq_section_get(vitq_section_find(s, n, "run"), "name");
-    if (kv && kv->value && kv->value[0]) {
-        snprintf(out, cap, "%s", kv->value);
-    } else {
-        const char *b = strrchr(path, '/');
-        snprintf(out, cap, "%s", b ? b + 1 : path);
-        char *dot = strrchr(out, '.');
-        if (dot && dot != out) *dot = 0;
-    }
+    if (kv && kv->value && kv->value[0]) snprintf(out, cap, "%s", kv->value);
+    else vitq_grid_default_name(path, out, cap);
     vitq_sections_free(s, n);
 }
 
