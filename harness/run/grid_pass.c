@@ -103,33 +103,31 @@ static void parse_params(const vitq_section *s, vitq_pass_binding *b, bind_errs 
 static int bind_one(const vitq_section *s, const char *name, vitq_pass_binding *b, bind_errs *E) {
     const int n0 = E->n;
     char where[600], why[256];
-    snprintf(where, sizeof where, "%s:%d", s->file ? s->file : "?", s->line);
+    snprintf(where, sizeof where, "%s:%d: [%s]", s->file ? s->file : "?", s->line, s->name); /* every line below */
     b->section = s;
     b->name = name;
     const vitq_kv *ekv = NULL;
     if (vitq_grid_pass_enabled(s, &b->enabled, &ekv, why, sizeof why))
         err_line(E, "%s:%d: [%s] enabled: %s, got '%s'", ekv->file, ekv->line, s->name, why, ekv->value);
     vitq_err pe;
-    char lwhere[700]; /* the loader's errors name the section too, as the lines below */
-    snprintf(lwhere, sizeof lwhere, "%s: [%s]", where, s->name);
-    if (vitq_plugin_load(name, lwhere, &b->plugin, &pe)) {
+    if (vitq_plugin_load(name, where, &b->plugin, &pe)) {
         err_line(E, "%s", pe.msg);
         return -1;
     }
     const vitq_plugin *p = b->plugin;
     if (p->kind != VITQ_PLUGIN_PASS) {
-        err_line(E, "%s: [%s]: plugin '%s' is a quantizer, not a pass (use it as `plugin = %s` in a [quantizer NAME] "
-                 "section)", where, s->name, name, name);
+        err_line(E, "%s: plugin '%s' is a quantizer, not a pass (use it as `plugin = %s` in a [quantizer NAME] "
+                 "section)", where, name, name);
         return -1;
     }
     b->when = p->pass->when;
     if (b->when != VITQ_PASS_BEFORE_CALIB && b->when != VITQ_PASS_AFTER_CALIB)
-        err_line(E, "%s: [%s]: plugin '%s' declares an unknown `when` (%d; expected before or after calibration)", where,
-                 s->name, name, (int)b->when);
+        err_line(E, "%s: plugin '%s' declares an unknown `when` (%d; expected before or after calibration)", where,
+                 name, (int)b->when);
     for (int i = 0; i < p->n_params; i++)
         if (!strcmp(p->params[i].name, g_enabled.name))
-            err_line(E, "%s: [%s]: plugin '%s' declares a parameter 'enabled', a key [pass] sections keep for the "
-                     "harness; rename it in the plugin", where, s->name, name);
+            err_line(E, "%s: plugin '%s' declares a parameter 'enabled', a key [pass] sections keep for the "
+                     "harness; rename it in the plugin", where, name);
     parse_params(s, b, E);
     return E->n > n0 ? -1 : 0;
 }
